@@ -1,0 +1,174 @@
+//! Fleet adapter: finds clusters by tag and the control-plane instances Run Command can reach.
+
+use std::collections::{BTreeSet, HashSet};
+
+use aws_sdk_ec2::types::Filter;
+use aws_sdk_ssm::types::{InstanceInformationStringFilter, PingStatus};
+
+use super::AwsCallError;
+use crate::names::{ClusterName, InstanceId, NameError};
+
+pub const CLUSTER_TAG: &str = "joinkeeper:cluster";
+pub const ROLE_TAG: &str = "joinkeeper:role";
+pub const CONTROL_PLANE_ROLE: &str = "control-plane";
+pub const WORKER_ROLE: &str = "worker";
+
+#[derive(Clone, Debug)]
+pub struct Fleet {
+    ec2: aws_sdk_ec2::Client,
+    ssm: aws_sdk_ssm::Client,
+    autoscaling: aws_sdk_autoscaling::Client,
+}
+
+/// Clusters found by tag, and tag values rejected as cluster names.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ClusterScan {
+    pub clusters: BTreeSet<ClusterName>,
+    pub rejected: Vec<NameError>,
+}
+
+impl ClusterScan {
+    fn add(&mut self, value: &str) {
+        match ClusterName::parse(value) {
+            Ok(name) => {
+                self.clusters.insert(name);
+            }
+            Err(err) if !self.rejected.contains(&err) => self.rejected.push(err),
+            Err(_) => {}
+        }
+    }
+}
+
+fn filter(name: &str, values: &[&str]) -> Filter {
+    Filter::builder().name(name).set_values(Some(values.iter().map(|v| (*v).to_owned()).collect())).build()
+}
+
+/// Orders the reachable control-plane instances: running ones whose agent is Online, sorted by
+/// instance id, so every caller tries them in the same order and fails over the same way.
+pub fn order_candidates(running: Vec<InstanceId>, online: &HashSet<String>) -> Vec<InstanceId> {
+    let mut candidates: Vec<InstanceId> = running.into_iter().filter(|id| online.contains(id.as_str())).collect();
+    candidates.sort();
+    candidates.dedup();
+    candidates
+}
+
+impl Fleet {
+    pub fn new(clients: &super::AwsClients) -> Self {
+        Fleet { ec2: clients.ec2.clone(), ssm: clients.ssm.clone(), autoscaling: clients.autoscaling.clone() }
+    }
+
+    /// Every cluster named by a `joinkeeper:cluster` tag on a live instance or an Auto Scaling
+    /// group.
+    pub async fn discover_clusters(&self) -> Result<ClusterScan, AwsCallError> {
+        let mut scan = ClusterScan::default();
+        let mut pages = self
+            .ec2
+            .describe_instances()
+            .filters(filter("tag-key", &[CLUSTER_TAG]))
+            .filters(filter("instance-state-name", &["pending", "running", "stopping", "stopped"]))
+            .into_paginator()
+            .send();
+        while let Some(page) = pages.next().await {
+            let page = page.map_err(|e| AwsCallError::new("ec2:DescribeInstances", &e.into_service_error()))?;
+            for instance in page.reservations().iter().flat_map(|r| r.instances()) {
+                for tag in instance.tags() {
+                    if tag.key() == Some(CLUSTER_TAG) {
+                        scan.add(tag.value().unwrap_or_default());
+                    }
+                }
+            }
+        }
+        let mut pages = self
+            .autoscaling
+            .describe_tags()
+            .filters(aws_sdk_autoscaling::types::Filter::builder().name("key").values(CLUSTER_TAG).build())
+            .into_paginator()
+            .send();
+        while let Some(page) = pages.next().await {
+            let page = page.map_err(|e| AwsCallError::new("autoscaling:DescribeTags", &e.into_service_error()))?;
+            for tag in page.tags() {
+                scan.add(tag.value().unwrap_or_default());
+            }
+        }
+        Ok(scan)
+    }
+
+    /// The cluster's control-plane instances that are running and whose SSM agent is Online,
+    /// in failover order.
+    pub async fn control_plane_candidates(&self, cluster: &ClusterName) -> Result<Vec<InstanceId>, AwsCallError> {
+        let mut running = Vec::new();
+        let mut pages = self
+            .ec2
+            .describe_instances()
+            .filters(filter(&format!("tag:{CLUSTER_TAG}"), &[cluster.as_str()]))
+            .filters(filter(&format!("tag:{ROLE_TAG}"), &[CONTROL_PLANE_ROLE]))
+            .filters(filter("instance-state-name", &["running"]))
+            .into_paginator()
+            .send();
+        while let Some(page) = pages.next().await {
+            let page = page.map_err(|e| AwsCallError::new("ec2:DescribeInstances", &e.into_service_error()))?;
+            for instance in page.reservations().iter().flat_map(|r| r.instances()) {
+                if let Some(Ok(id)) = instance.instance_id().map(InstanceId::parse) {
+                    running.push(id);
+                }
+            }
+        }
+        if running.is_empty() {
+            return Ok(Vec::new());
+        }
+        let online = self.online_instances(&running).await?;
+        Ok(order_candidates(running, &online))
+    }
+
+    /// Which of `ids` have an SSM agent reporting Online.
+    pub async fn online_instances(&self, ids: &[InstanceId]) -> Result<HashSet<String>, AwsCallError> {
+        let mut online = HashSet::new();
+        // DescribeInstanceInformation takes at most 50 ids per filter.
+        for chunk in ids.chunks(50) {
+            let id_filter = InstanceInformationStringFilter::builder()
+                .key("InstanceIds")
+                .set_values(Some(chunk.iter().map(|id| id.as_str().to_owned()).collect()))
+                .build()
+                .map_err(|e| AwsCallError { operation: "ssm:DescribeInstanceInformation", code: None, message: e.to_string() })?;
+            let mut pages = self.ssm.describe_instance_information().filters(id_filter).into_paginator().send();
+            while let Some(page) = pages.next().await {
+                let page = page.map_err(|e| AwsCallError::new("ssm:DescribeInstanceInformation", &e.into_service_error()))?;
+                for info in page.instance_information_list() {
+                    if info.ping_status() == Some(&PingStatus::Online) {
+                        if let Some(id) = info.instance_id() {
+                            online.insert(id.to_owned());
+                        }
+                    }
+                }
+            }
+        }
+        Ok(online)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn id(s: &str) -> InstanceId {
+        InstanceId::parse(s).expect("valid id")
+    }
+
+    #[test]
+    fn candidates_are_online_running_instances_in_id_order() {
+        let running = vec![id("i-0000000c"), id("i-0000000a"), id("i-0000000b"), id("i-0000000a")];
+        let online: HashSet<String> = ["i-0000000a", "i-0000000c", "i-0000000f"].iter().map(|s| (*s).to_owned()).collect();
+        assert_eq!(order_candidates(running, &online), vec![id("i-0000000a"), id("i-0000000c")]);
+        assert!(order_candidates(vec![id("i-0000000b")], &online).is_empty());
+    }
+
+    #[test]
+    fn scan_keeps_valid_names_and_reports_hostile_ones() {
+        let mut scan = ClusterScan::default();
+        for value in ["demo", "prod", "demo", "x;rm -rf /", "x;rm -rf /"] {
+            scan.add(value);
+        }
+        assert_eq!(scan.clusters.iter().map(|c| c.as_str()).collect::<Vec<_>>(), vec!["demo", "prod"]);
+        assert_eq!(scan.rejected.len(), 1);
+    }
+}

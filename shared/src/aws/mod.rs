@@ -1,0 +1,60 @@
+//! Small adapters over the AWS SDK clients. Each turns SDK types into the core's plain data and
+//! SDK errors into one typed error per concern; decisions stay in the pure modules.
+
+pub mod fleet;
+pub mod parameters;
+pub mod run_command;
+
+use aws_smithy_types::error::display::DisplayErrorContext;
+use aws_smithy_types::error::metadata::ProvideErrorMetadata;
+
+/// The SDK clients, built once per process (outside the handler) and shared by invocations.
+#[derive(Clone, Debug)]
+pub struct AwsClients {
+    pub ssm: aws_sdk_ssm::Client,
+    pub ec2: aws_sdk_ec2::Client,
+    pub autoscaling: aws_sdk_autoscaling::Client,
+}
+
+impl AwsClients {
+    /// Loads region, credentials, retry policy and endpoint (`AWS_ENDPOINT_URL`) the standard way.
+    pub async fn from_env() -> Self {
+        let config = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
+        Self::from_conf(&config)
+    }
+
+    pub fn from_conf(config: &aws_config::SdkConfig) -> Self {
+        AwsClients {
+            ssm: aws_sdk_ssm::Client::new(config),
+            ec2: aws_sdk_ec2::Client::new(config),
+            autoscaling: aws_sdk_autoscaling::Client::new(config),
+        }
+    }
+}
+
+/// A failed AWS call, after the SDK's own retries, reduced to what an operator needs.
+#[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
+#[error("AWS {operation} failed: {message}")]
+pub struct AwsCallError {
+    pub operation: &'static str,
+    /// The service's error code (`ThrottlingException`, …) when there is one.
+    pub code: Option<String>,
+    pub message: String,
+}
+
+impl AwsCallError {
+    pub fn new<E>(operation: &'static str, err: &E) -> Self
+    where
+        E: ProvideErrorMetadata + std::error::Error + 'static,
+    {
+        AwsCallError { operation, code: err.code().map(str::to_owned), message: DisplayErrorContext(err).to_string() }
+    }
+
+    /// True when AWS throttled the call even after the SDK's retries.
+    pub fn is_throttling(&self) -> bool {
+        matches!(
+            self.code.as_deref(),
+            Some("ThrottlingException" | "Throttling" | "TooManyRequestsException" | "RequestLimitExceeded" | "ThrottledException")
+        )
+    }
+}
