@@ -1,0 +1,278 @@
+// The account stack: deployed once per account and region, it serves every cluster tagged for
+// joinkeeper. Functions (prebuilt by cargo lambda), the schedule and lifecycle event rules, the
+// SSM documents, log groups, alarms and least-privilege roles.
+import * as path from 'node:path';
+import { Annotations, CfnOutput, Duration, RemovalPolicy, Stack, StackProps, Tags } from 'aws-cdk-lib';
+import * as cloudwatch from 'aws-cdk-lib/aws-cloudwatch';
+import * as cwActions from 'aws-cdk-lib/aws-cloudwatch-actions';
+import * as events from 'aws-cdk-lib/aws-events';
+import * as targets from 'aws-cdk-lib/aws-events-targets';
+import * as iam from 'aws-cdk-lib/aws-iam';
+import * as lambda from 'aws-cdk-lib/aws-lambda';
+import * as destinations from 'aws-cdk-lib/aws-lambda-destinations';
+import * as logs from 'aws-cdk-lib/aws-logs';
+import * as sns from 'aws-cdk-lib/aws-sns';
+import * as subs from 'aws-cdk-lib/aws-sns-subscriptions';
+import * as sqs from 'aws-cdk-lib/aws-sqs';
+import * as ssm from 'aws-cdk-lib/aws-ssm';
+import { Construct } from 'constructs';
+import { AccountConfig, documentNames } from './config';
+import { functionStatements } from './iam';
+import { DOCUMENT_FILES, DocumentKey, FunctionName, functionsArchitecture, functionsDir, loadDocument } from './sources';
+
+export const METRIC_NAMESPACE = 'Joinkeeper';
+export const LAUNCH_DETAIL_TYPE = 'EC2 Instance-launch Lifecycle Action';
+export const TERMINATE_DETAIL_TYPE = 'EC2 Instance-terminate Lifecycle Action';
+
+export interface AccountStackProps extends StackProps {
+  readonly config: AccountConfig;
+}
+
+/** A JSON log field, whether the tracing layer flattens event fields or nests them under `fields`. */
+function fieldSelectors(name: string): string[] {
+  return [`$.${name}`, `$.fields.${name}`];
+}
+
+export class JoinkeeperAccountStack extends Stack {
+  public readonly functions: Record<FunctionName, lambda.Function>;
+  public readonly documentNames: ReturnType<typeof documentNames>;
+  public readonly alarmTopic: sns.Topic;
+
+  constructor(scope: Construct, id: string, props: AccountStackProps) {
+    super(scope, id, props);
+    const cfg = props.config;
+    this.templateOptions.description =
+      'joinkeeper account stack: keeps kubeadm/kURL join commands fresh and holds new workers until their Node is Ready';
+    Tags.of(this).add('joinkeeper:component', 'account');
+
+    // ---- SSM documents (versioned; the functions only ever run these) -------------------------
+    const names = documentNames(cfg.documentPrefix);
+    this.documentNames = names;
+    const standIns: string[] = [];
+    for (const key of Object.keys(DOCUMENT_FILES) as DocumentKey[]) {
+      const doc = loadDocument(this.node, cfg.documentsDir, key);
+      if (doc.standIn) standIns.push(doc.path);
+      new ssm.CfnDocument(this, `Document-${key}`, {
+        name: names[key],
+        documentType: 'Command',
+        documentFormat: 'JSON',
+        content: doc.value,
+        // A content change becomes a new default version instead of a replacement, which a
+        // custom-named document could not survive.
+        updateMethod: 'NewVersion',
+        tags: [{ key: 'joinkeeper:document', value: key }],
+      });
+    }
+    if (standIns.length > 0) {
+      Annotations.of(this).addWarningV2(
+        'joinkeeper:standInDocuments',
+        `SSM documents taken from test stand-ins (node-scripts/documents missing): ${standIns.join(', ')}`,
+      );
+    }
+
+    // ---- Functions ------------------------------------------------------------------------------
+    const dir = functionsDir(cfg.functionsDir);
+    const architecture = functionsArchitecture(dir, cfg.architecture) === 'arm64' ? lambda.Architecture.ARM_64 : lambda.Architecture.X86_64;
+    const environment: Record<string, string> = {
+      JOINKEEPER_PARAMETER_PREFIX: cfg.parameterPrefix,
+      JOINKEEPER_TOKEN_TTL_SECONDS: String(cfg.tokenTtlSeconds),
+      JOINKEEPER_REFRESH_MARGIN_SECONDS: String(cfg.refreshMarginSeconds),
+      JOINKEEPER_COMMAND_DEADLINE_SECONDS: String(cfg.commandDeadlineSeconds),
+      JOINKEEPER_COMMAND_POLL_MILLIS: String(cfg.commandPollMillis),
+      JOINKEEPER_JOIN_DEADLINE_SECONDS: String(cfg.joinDeadlineSeconds),
+      JOINKEEPER_DRAIN_TIMEOUT_SECONDS: String(cfg.drainTimeoutSeconds),
+      JOINKEEPER_REGENERATE_DOCUMENT: names.regenerate,
+      JOINKEEPER_NODE_STATUS_DOCUMENT: names.nodeStatus,
+      JOINKEEPER_DRAIN_DOCUMENT: names.drain,
+      JOINKEEPER_JOIN_LOG_DOCUMENT: names.joinLog,
+      RUST_LOG: cfg.rustLog,
+    };
+
+    // Events that could not be delivered (EventBridge) or failed after Lambda's retries land here.
+    const failed = new sqs.Queue(this, 'FailedEvents', {
+      encryption: sqs.QueueEncryption.SQS_MANAGED,
+      enforceSSL: true,
+      retentionPeriod: Duration.days(14),
+    });
+
+    const grants: Record<FunctionName, { documents: string[]; workerInstances: boolean; parameters: boolean; lifecycle: boolean }> = {
+      // The refresher also sweeps Pending:Wait / Terminating:Wait instances whose event was lost.
+      'token-refresher': {
+        documents: [names.regenerate, names.nodeStatus, names.drain, names.joinLog],
+        workerInstances: true,
+        parameters: true,
+        lifecycle: true,
+      },
+      'launch-hook': { documents: [names.regenerate, names.nodeStatus, names.joinLog], workerInstances: true, parameters: true, lifecycle: true },
+      'terminate-hook': { documents: [names.nodeStatus, names.drain], workerInstances: false, parameters: false, lifecycle: true },
+    };
+    const descriptions: Record<FunctionName, string> = {
+      'token-refresher': 'joinkeeper: keeps every cluster join record fresh; sweeps lifecycle hooks whose event was lost',
+      'launch-hook': 'joinkeeper: holds a new worker in Pending:Wait until its Node is Ready, then CONTINUE (or ABANDON at the deadline)',
+      'terminate-hook': 'joinkeeper: drains and deletes the Node of a terminating worker, then completes the hook',
+    };
+
+    const fns = {} as Record<FunctionName, lambda.Function>;
+    const logGroups = {} as Record<FunctionName, logs.LogGroup>;
+    for (const name of Object.keys(grants) as FunctionName[]) {
+      const logGroup = new logs.LogGroup(this, `${pascal(name)}Logs`, {
+        retention: retention(cfg.logRetentionDays),
+        removalPolicy: RemovalPolicy.RETAIN,
+      });
+      const role = new iam.Role(this, `${pascal(name)}Role`, {
+        assumedBy: new iam.ServicePrincipal('lambda.amazonaws.com'),
+        description: `joinkeeper ${name}`,
+      });
+      logGroup.grantWrite(role);
+      for (const st of functionStatements(this, { ...grants[name], parameterPrefix: cfg.parameterPrefix, parameterKmsKeyArn: cfg.parameterKmsKeyArn })) {
+        role.addToPrincipalPolicy(st);
+      }
+      const fn = new lambda.Function(this, pascal(name), {
+        description: descriptions[name],
+        runtime: lambda.Runtime.PROVIDED_AL2023,
+        architecture,
+        handler: 'bootstrap',
+        code: lambda.Code.fromAsset(path.join(dir, name)),
+        memorySize: 256,
+        // The launch hook keeps checking within one invocation (bounded well under this); the
+        // refresher may regenerate and sweep; the terminate hook waits for a drain.
+        timeout: Duration.minutes(15),
+        environment,
+        role,
+        logGroup,
+      });
+      fn.configureAsyncInvoke({
+        retryAttempts: 2,
+        maxEventAge: Duration.hours(2),
+        onFailure: new destinations.SqsDestination(failed),
+      });
+      fns[name] = fn;
+      logGroups[name] = logGroup;
+    }
+    this.functions = fns;
+
+    // ---- Triggers -------------------------------------------------------------------------------
+    const targetOpts = { deadLetterQueue: failed, retryAttempts: 8, maxEventAge: Duration.hours(2) };
+    new events.Rule(this, 'RefreshSchedule', {
+      description: 'joinkeeper: refresh join records and sweep waiting lifecycle hooks',
+      schedule: events.Schedule.rate(Duration.minutes(cfg.refreshIntervalMinutes)),
+      targets: [new targets.LambdaFunction(fns['token-refresher'], targetOpts)],
+    });
+    // Lifecycle events carry no tags, so the rule filters on what they do carry: the hook name
+    // (joinkeeper's hooks are named <hookNamePrefix>launch / <hookNamePrefix>terminate), and the
+    // group name when groupNamePrefix is set. The functions then check the joinkeeper:cluster tag.
+    const detail = (): Record<string, unknown> => {
+      const d: Record<string, unknown> = { LifecycleHookName: events.Match.prefix(cfg.hookNamePrefix) };
+      if (cfg.groupNamePrefix) d.AutoScalingGroupName = events.Match.prefix(cfg.groupNamePrefix);
+      return d;
+    };
+    new events.Rule(this, 'LaunchLifecycleRule', {
+      description: 'joinkeeper: worker launching (launch lifecycle hook)',
+      eventPattern: { source: ['aws.autoscaling'], detailType: [LAUNCH_DETAIL_TYPE], detail: detail() },
+      targets: [new targets.LambdaFunction(fns['launch-hook'], targetOpts)],
+    });
+    new events.Rule(this, 'TerminateLifecycleRule', {
+      description: 'joinkeeper: worker terminating (terminate lifecycle hook)',
+      eventPattern: { source: ['aws.autoscaling'], detailType: [TERMINATE_DETAIL_TYPE], detail: detail() },
+      targets: [new targets.LambdaFunction(fns['terminate-hook'], targetOpts)],
+    });
+
+    // ---- Alarms -------------------------------------------------------------------------------
+    this.alarmTopic = new sns.Topic(this, 'Alarms', { displayName: 'joinkeeper alarms', enforceSSL: true });
+    if (cfg.alarmEmail) this.alarmTopic.addSubscription(new subs.EmailSubscription(cfg.alarmEmail));
+    const notify = new cwActions.SnsAction(this.alarmTopic);
+    const period = Duration.minutes(Math.max(5, cfg.refreshIntervalMinutes));
+
+    for (const name of Object.keys(fns) as FunctionName[]) {
+      new cloudwatch.Alarm(this, `${pascal(name)}Errors`, {
+        alarmDescription: `joinkeeper ${name} returned errors (see its log group)`,
+        metric: fns[name].metricErrors({ period, statistic: cloudwatch.Stats.SUM }),
+        threshold: 1,
+        evaluationPeriods: 1,
+        comparisonOperator: cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
+        treatMissingData: cloudwatch.TreatMissingData.NOT_BREACHING,
+      }).addAlarmAction(notify);
+    }
+
+    // The refresher logs one JSON line per cluster: cluster, outcome (fresh|rotated|failed),
+    // remaining_seconds. The smallest remaining_seconds of any cluster is the metric.
+    fieldSelectors('remaining_seconds').forEach((sel, i) => {
+      new logs.MetricFilter(this, `JoinRecordRemainingFilter${i}`, {
+        logGroup: logGroups['token-refresher'],
+        filterPattern: logs.FilterPattern.all(
+          logs.FilterPattern.exists(sel.replace('remaining_seconds', 'cluster')),
+          logs.FilterPattern.numberValue(sel, '>=', -1_000_000_000),
+        ),
+        metricNamespace: METRIC_NAMESPACE,
+        metricName: 'JoinRecordRemainingSeconds',
+        metricValue: sel,
+        unit: cloudwatch.Unit.SECONDS,
+      });
+    });
+    new cloudwatch.Alarm(this, 'JoinRecordNearExpiry', {
+      alarmDescription:
+        `a cluster's join record has less than ${cfg.expiryAlarmSeconds} s left: the refresher is not rotating it ` +
+        '(see the token-refresher log lines with outcome "failed")',
+      metric: new cloudwatch.Metric({
+        namespace: METRIC_NAMESPACE,
+        metricName: 'JoinRecordRemainingSeconds',
+        statistic: cloudwatch.Stats.MINIMUM,
+        period,
+        unit: cloudwatch.Unit.SECONDS,
+      }),
+      threshold: cfg.expiryAlarmSeconds,
+      evaluationPeriods: 1,
+      comparisonOperator: cloudwatch.ComparisonOperator.LESS_THAN_THRESHOLD,
+      treatMissingData: cloudwatch.TreatMissingData.NOT_BREACHING,
+    }).addAlarmAction(notify);
+
+    // The launch hook (and the refresher's sweep) log outcome=abandon when a worker could not join.
+    const abandoned = logs.FilterPattern.any(...fieldSelectors('outcome').map((sel) => logs.FilterPattern.stringValue(sel, '=', 'abandon')));
+    for (const name of ['launch-hook', 'token-refresher'] as const) {
+      new logs.MetricFilter(this, `HooksAbandonedFilter${pascal(name)}`, {
+        logGroup: logGroups[name],
+        filterPattern: abandoned,
+        metricNamespace: METRIC_NAMESPACE,
+        metricName: 'HooksAbandoned',
+        metricValue: '1',
+        defaultValue: 0,
+        unit: cloudwatch.Unit.COUNT,
+      });
+    }
+    new cloudwatch.Alarm(this, 'HooksAbandonedAlarm', {
+      alarmDescription: 'joinkeeper ABANDONed a worker that did not join by its deadline (the launch-hook log has the reason and the join log tail)',
+      metric: new cloudwatch.Metric({ namespace: METRIC_NAMESPACE, metricName: 'HooksAbandoned', statistic: cloudwatch.Stats.SUM, period, unit: cloudwatch.Unit.COUNT }),
+      threshold: 1,
+      evaluationPeriods: 1,
+      comparisonOperator: cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
+      treatMissingData: cloudwatch.TreatMissingData.NOT_BREACHING,
+    }).addAlarmAction(notify);
+
+    new cloudwatch.Alarm(this, 'FailedEventsAlarm', {
+      alarmDescription: 'lifecycle or schedule events joinkeeper could not handle are waiting in the failed-events queue',
+      metric: failed.metricApproximateNumberOfMessagesVisible({ period, statistic: cloudwatch.Stats.MAXIMUM }),
+      threshold: 1,
+      evaluationPeriods: 1,
+      comparisonOperator: cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
+      treatMissingData: cloudwatch.TreatMissingData.NOT_BREACHING,
+    }).addAlarmAction(notify);
+
+    // ---- Outputs ------------------------------------------------------------------------------
+    for (const name of Object.keys(fns) as FunctionName[]) {
+      new CfnOutput(this, `${pascal(name)}Name`, { value: fns[name].functionName });
+    }
+    new CfnOutput(this, 'DocumentNames', { value: Object.values(names).join(' ') });
+    new CfnOutput(this, 'AlarmTopicArn', { value: this.alarmTopic.topicArn });
+    new CfnOutput(this, 'FailedEventsQueueUrl', { value: failed.queueUrl });
+  }
+}
+
+function pascal(s: string): string {
+  return s.replace(/(^|-)([a-z])/g, (_m, _d, c: string) => c.toUpperCase());
+}
+
+function retention(days: number): logs.RetentionDays {
+  const allowed = Object.values(logs.RetentionDays).filter((v): v is number => typeof v === 'number' && v > 0).sort((a, b) => a - b);
+  const pick = allowed.find((d) => d >= days) ?? allowed[allowed.length - 1];
+  return pick as logs.RetentionDays;
+}

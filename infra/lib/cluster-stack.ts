@@ -1,0 +1,227 @@
+// A cluster stack (one per cluster): a VPC, the control plane (one instance, or three behind an
+// internal NLB), and a worker Auto Scaling group on a launch template with joinkeeper's launch and
+// terminate lifecycle hooks. Every resource carries joinkeeper:cluster; control-plane instances
+// and the worker group also carry joinkeeper:role.
+import { Annotations, CfnOutput, CfnWaitCondition, CfnWaitConditionHandle, Duration, Stack, StackProps, Tags } from 'aws-cdk-lib';
+import * as autoscaling from 'aws-cdk-lib/aws-autoscaling';
+import * as ec2 from 'aws-cdk-lib/aws-ec2';
+import * as elbv2 from 'aws-cdk-lib/aws-elasticloadbalancingv2';
+import * as targets from 'aws-cdk-lib/aws-elasticloadbalancingv2-targets';
+import * as iam from 'aws-cdk-lib/aws-iam';
+import * as s3assets from 'aws-cdk-lib/aws-s3-assets';
+import { Construct } from 'constructs';
+import { ClusterConfig, hookNames, hookTimeouts } from './config';
+import { decryptParametersStatement } from './iam';
+import { nodeScriptsDir } from './sources';
+import { ROLE_CONTROL_PLANE, ROLE_WORKER, TAG_CLUSTER, TAG_ROLE } from './tags';
+import { controlPlaneJoinParameter, controlPlaneUserData, joinRecordParameter, workerUserData } from './user-data';
+
+export interface ClusterStackProps extends StackProps {
+  readonly config: ClusterConfig;
+}
+
+/** What goes into the node-scripts asset: the scripts, not the test doubles, tests or documents. */
+export const NODE_SCRIPTS_EXCLUDE = ['standins', 'standins/**', 'test', 'test/**', 'tests', 'tests/**', 'documents', 'documents/**', '*.md', '.*'];
+
+export function ubuntuAmiParameter(arch: 'arm64' | 'x86_64'): string {
+  return `/aws/service/canonical/ubuntu/server/22.04/stable/current/${arch === 'arm64' ? 'arm64' : 'amd64'}/hvm/ebs-gp2/ami-id`;
+}
+
+export class JoinkeeperClusterStack extends Stack {
+  public readonly workers: autoscaling.AutoScalingGroup;
+  public readonly controlPlane: ec2.Instance[];
+
+  constructor(scope: Construct, id: string, props: ClusterStackProps) {
+    super(scope, id, props);
+    const c = props.config;
+    const ha = c.controlPlaneMode === 'ha';
+    this.templateOptions.description = `joinkeeper cluster ${c.clusterName}: ${c.installer}, ${c.controlPlaneMode} control plane, worker group with lifecycle hooks`;
+    // (Listeners: the CloudFormation schema cfn-lint checks against has no Tags on them.)
+    Tags.of(this).add(TAG_CLUSTER, c.clusterName, { excludeResourceTypes: ['AWS::ElasticLoadBalancingV2::Listener'] });
+
+    // ---- Network --------------------------------------------------------------------------------
+    const vpc = new ec2.Vpc(this, 'Vpc', {
+      ipAddresses: ec2.IpAddresses.cidr(c.vpcCidr),
+      maxAzs: ha ? 3 : 2,
+      natGateways: c.natGateways,
+      subnetConfiguration: [
+        { name: 'public', subnetType: ec2.SubnetType.PUBLIC, cidrMask: 24 },
+        { name: 'nodes', subnetType: ec2.SubnetType.PRIVATE_WITH_EGRESS, cidrMask: 20 },
+      ],
+    });
+    const nodesSg = new ec2.SecurityGroup(this, 'NodesSecurityGroup', {
+      vpc,
+      description: `joinkeeper ${c.clusterName}: Kubernetes nodes`,
+      allowAllOutbound: true,
+    });
+    // Node-to-node: kubelet, etcd (control planes), the pod network (VXLAN) and NodePorts.
+    nodesSg.addIngressRule(nodesSg, ec2.Port.allTraffic(), 'Kubernetes nodes of this cluster');
+    // The API server from inside the VPC (the internal NLB forwards from its private addresses).
+    nodesSg.addIngressRule(ec2.Peer.ipv4(vpc.vpcCidrBlock), ec2.Port.tcp(6443), 'Kubernetes API from the VPC');
+
+    // ---- Node scripts (S3 asset, installed by user data into /opt/joinkeeper) -----------------
+    const scriptsSrc = nodeScriptsDir(this.node, c.nodeScriptsDir);
+    if (scriptsSrc.standIn) {
+      Annotations.of(this).addWarningV2('joinkeeper:standInNodeScripts', `node scripts taken from the test stand-in ${scriptsSrc.path}`);
+    }
+    const scripts = new s3assets.Asset(this, 'NodeScripts', { path: scriptsSrc.value, exclude: NODE_SCRIPTS_EXCLUDE });
+
+    const machineImage = ec2.MachineImage.fromSsmParameter(ubuntuAmiParameter(c.nodeArchitecture), { os: ec2.OperatingSystemType.LINUX });
+    const rootVolume = (gib: number): ec2.BlockDevice => ({
+      deviceName: '/dev/sda1',
+      volume: ec2.BlockDeviceVolume.ebs(gib, { volumeType: ec2.EbsDeviceVolumeType.GP3, encrypted: true, deleteOnTermination: true }),
+    });
+    const clusterParams = (suffix: string) =>
+      this.formatArn({ service: 'ssm', resource: 'parameter', resourceName: `${c.parameterPrefix.replace(/^\//, '')}/${c.clusterName}/${suffix}` });
+
+    // ---- Control plane ------------------------------------------------------------------------
+    const cpRole = new iam.Role(this, 'ControlPlaneRole', {
+      assumedBy: new iam.ServicePrincipal('ec2.amazonaws.com'),
+      description: `joinkeeper ${c.clusterName}: control-plane instances`,
+      managedPolicies: [iam.ManagedPolicy.fromAwsManagedPolicyName('AmazonSSMManagedInstanceCore')],
+    });
+    cpRole.addToPrincipalPolicy(
+      new iam.PolicyStatement({
+        sid: 'ClusterParameters',
+        // publish/regenerate write the join record; HA peers read the control-plane join data.
+        // regenerate reads the parameter's history to revoke old tokens after a grace period.
+        actions: ['ssm:GetParameter', 'ssm:GetParameters', 'ssm:GetParameterHistory', 'ssm:PutParameter', 'ssm:DeleteParameter'],
+        resources: [clusterParams('*')],
+      }),
+    );
+    cpRole.addToPrincipalPolicy(
+      decryptParametersStatement(this, `${c.parameterPrefix}/${c.clusterName}`, undefined, ['kms:Decrypt', 'kms:Encrypt', 'kms:GenerateDataKey']),
+    );
+    cpRole.addToPrincipalPolicy(
+      new iam.PolicyStatement({ sid: 'NodeStatusLookups', actions: ['ec2:DescribeInstances'], resources: ['*'] }),
+    );
+    scripts.grantRead(cpRole);
+
+    const cpCount = ha ? 3 : 1;
+    const handle = new CfnWaitConditionHandle(this, 'ControlPlaneReadyHandle');
+    const subnets = vpc.selectSubnets({ subnetType: ec2.SubnetType.PRIVATE_WITH_EGRESS }).subnets;
+    let nlb: elbv2.NetworkLoadBalancer | undefined;
+    let endpoint: string | undefined;
+    if (ha) {
+      nlb = new elbv2.NetworkLoadBalancer(this, 'ApiServerNlb', {
+        vpc,
+        internetFacing: false,
+        crossZoneEnabled: true,
+        vpcSubnets: { subnetType: ec2.SubnetType.PRIVATE_WITH_EGRESS },
+      });
+      endpoint = `${nlb.loadBalancerDnsName}:6443`;
+    }
+    this.controlPlane = [];
+    for (let i = 0; i < cpCount; i++) {
+      const ud = ec2.UserData.forLinux();
+      ud.addCommands(
+        ...controlPlaneUserData({
+          config: c,
+          region: this.region,
+          scripts: { bucket: scripts.s3BucketName, key: scripts.s3ObjectKey },
+          index: i,
+          endpoint,
+          waitHandleUrl: handle.ref,
+        }),
+      );
+      const instance = new ec2.Instance(this, `ControlPlane${i}`, {
+        vpc,
+        vpcSubnets: { subnets: [subnets[i % subnets.length]] },
+        instanceType: new ec2.InstanceType(c.controlPlaneInstanceType),
+        machineImage,
+        role: cpRole,
+        securityGroup: nodesSg,
+        userData: ud,
+        requireImdsv2: true,
+        blockDevices: [rootVolume(c.installer === 'kurl' ? 100 : 40)],
+        detailedMonitoring: false,
+      });
+      Tags.of(instance).add(TAG_ROLE, ROLE_CONTROL_PLANE);
+      Tags.of(instance).add('Name', `${c.clusterName}-control-plane-${i}`);
+      this.controlPlane.push(instance);
+    }
+    if (nlb) {
+      const listener = nlb.addListener('ApiServer', { port: 6443, protocol: elbv2.Protocol.TCP });
+      const tg = listener.addTargets('ControlPlane', {
+        port: 6443,
+        protocol: elbv2.Protocol.TCP,
+        targets: this.controlPlane.map((inst) => new targets.InstanceTarget(inst, 6443)),
+        healthCheck: { protocol: elbv2.Protocol.TCP, interval: Duration.seconds(10), healthyThresholdCount: 2, unhealthyThresholdCount: 2 },
+        // A control plane reaching the API through the NLB may be routed to itself; with client IP
+        // preservation on, that hairpin connection fails (a known NLB behaviour), so turn it off.
+        preserveClientIp: false,
+        deregistrationDelay: Duration.seconds(30),
+      });
+      void tg;
+    }
+    // The worker group is created only once every control plane has signalled that it is up
+    // (kubeadm init / join done, join record published), so its first workers can join at once.
+    const ready = new CfnWaitCondition(this, 'ControlPlaneReady', { count: cpCount, handle: handle.ref, timeout: String(60 * 60) });
+    for (const inst of this.controlPlane) ready.node.addDependency(inst);
+
+    // ---- Workers ------------------------------------------------------------------------------
+    const workerRole = new iam.Role(this, 'WorkerRole', {
+      assumedBy: new iam.ServicePrincipal('ec2.amazonaws.com'),
+      description: `joinkeeper ${c.clusterName}: worker instances`,
+      managedPolicies: [iam.ManagedPolicy.fromAwsManagedPolicyName('AmazonSSMManagedInstanceCore')],
+    });
+    workerRole.addToPrincipalPolicy(
+      new iam.PolicyStatement({ sid: 'ReadJoinRecord', actions: ['ssm:GetParameter'], resources: [clusterParams('join-record')] }),
+    );
+    workerRole.addToPrincipalPolicy(decryptParametersStatement(this, `${c.parameterPrefix}/${c.clusterName}`));
+    scripts.grantRead(workerRole);
+
+    const workerUd = ec2.UserData.forLinux();
+    workerUd.addCommands(...workerUserData({ config: c, region: this.region, scripts: { bucket: scripts.s3BucketName, key: scripts.s3ObjectKey } }));
+    const template = new ec2.LaunchTemplate(this, 'WorkerTemplate', {
+      machineImage,
+      instanceType: new ec2.InstanceType(c.workerInstanceType),
+      role: workerRole,
+      securityGroup: nodesSg,
+      userData: workerUd,
+      requireImdsv2: true,
+      // Pods that use the instance role through IMDS sit one network hop further away.
+      httpPutResponseHopLimit: 2,
+      blockDevices: [rootVolume(c.installer === 'kurl' ? 100 : 40)],
+    });
+    const hooks = hookNames(c.hookNamePrefix);
+    const timeouts = hookTimeouts(c);
+    const workers = new autoscaling.AutoScalingGroup(this, 'Workers', {
+      vpc,
+      vpcSubnets: { subnetType: ec2.SubnetType.PRIVATE_WITH_EGRESS },
+      launchTemplate: template,
+      minCapacity: c.workerMinCapacity,
+      maxCapacity: c.workerMaxCapacity,
+      healthChecks: autoscaling.HealthChecks.ec2({ gracePeriod: Duration.minutes(5) }),
+    });
+    workers.node.addDependency(ready);
+    Tags.of(workers).add(TAG_ROLE, ROLE_WORKER, { applyToLaunchedInstances: true });
+    Tags.of(workers).add('Name', `${c.clusterName}-worker`, { applyToLaunchedInstances: true });
+    const metadata = JSON.stringify({ cluster: c.clusterName });
+    workers.addLifecycleHook('LaunchHook', {
+      lifecycleHookName: hooks.launch,
+      lifecycleTransition: autoscaling.LifecycleTransition.INSTANCE_LAUNCHING,
+      // A worker that never gets a decision is replaced, never left half-joined in service.
+      defaultResult: autoscaling.DefaultResult.ABANDON,
+      heartbeatTimeout: Duration.seconds(timeouts.launchHeartbeatSeconds),
+      notificationMetadata: metadata,
+    });
+    workers.addLifecycleHook('TerminateHook', {
+      lifecycleHookName: hooks.terminate,
+      lifecycleTransition: autoscaling.LifecycleTransition.INSTANCE_TERMINATING,
+      // The instance goes regardless; CONTINUE lets it go when no decision came in time.
+      defaultResult: autoscaling.DefaultResult.CONTINUE,
+      heartbeatTimeout: Duration.seconds(timeouts.terminateHeartbeatSeconds),
+      notificationMetadata: metadata,
+    });
+    this.workers = workers;
+
+    // ---- Outputs ------------------------------------------------------------------------------
+    new CfnOutput(this, 'ClusterName', { value: c.clusterName });
+    new CfnOutput(this, 'ApiEndpoint', { value: endpoint ?? `${this.controlPlane[0].instancePrivateIp}:6443` });
+    new CfnOutput(this, 'ControlPlaneInstanceIds', { value: this.controlPlane.map((i) => i.instanceId).join(' ') });
+    new CfnOutput(this, 'WorkerGroupName', { value: workers.autoScalingGroupName });
+    new CfnOutput(this, 'JoinRecordParameter', { value: joinRecordParameter(c) });
+    if (ha) new CfnOutput(this, 'ControlPlaneJoinParameter', { value: controlPlaneJoinParameter(c) });
+  }
+}

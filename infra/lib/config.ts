@@ -1,0 +1,247 @@
+// Context values of the joinkeeper CDK app, their defaults and their validation.
+//
+// Every value can be given with `cdk ... -c name=value` (a string) or in cdk.json (typed).
+// README.md lists them; keep the two in step.
+import { Node } from 'constructs';
+
+/** Cluster names, as in docs/contracts.md. */
+export const CLUSTER_NAME_PATTERN = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$/;
+/** The parameter prefix: a slash, then path segments, no trailing slash (the Rust side checks the same). */
+export const PARAMETER_PREFIX_PATTERN = /^\/[A-Za-z0-9_.-]+(\/[A-Za-z0-9_.-]+)*$/;
+/** SSM document names (AWS: 3-128 of letters, digits, `_ - .`); we keep a short prefix. */
+export const DOCUMENT_PREFIX_PATTERN = /^[A-Za-z0-9_.-]{3,100}$/;
+
+export type Architecture = 'arm64' | 'x86_64';
+export type ControlPlaneMode = 'single' | 'ha';
+export type Installer = 'kubeadm' | 'kurl';
+
+/** Settings both stacks share (the functions and the lifecycle hooks must agree on them). */
+export interface CommonConfig {
+  /** `JOINKEEPER_PARAMETER_PREFIX`, default `/joinkeeper`. */
+  readonly parameterPrefix: string;
+  /** `JOINKEEPER_TOKEN_TTL_SECONDS`, default 86400. */
+  readonly tokenTtlSeconds: number;
+  /** `JOINKEEPER_JOIN_DEADLINE_SECONDS`, default 900. */
+  readonly joinDeadlineSeconds: number;
+  /** `JOINKEEPER_DRAIN_TIMEOUT_SECONDS`, default 300. */
+  readonly drainTimeoutSeconds: number;
+  /** Lifecycle hook names start with this; the event rules match on it. Default `joinkeeper-`. */
+  readonly hookNamePrefix: string;
+}
+
+export interface AccountConfig extends CommonConfig {
+  /** Where `cargo lambda build` left `<function>/bootstrap`; default `../target/lambda`. */
+  readonly functionsDir: string;
+  /** Where the SSM document JSON files are; default `../node-scripts/documents`. */
+  readonly documentsDir: string;
+  /** Lambda architecture; default: read from the built `bootstrap`, else x86_64. */
+  readonly architecture?: Architecture;
+  readonly refreshMarginSeconds: number;
+  readonly commandDeadlineSeconds: number;
+  readonly commandPollMillis: number;
+  readonly rustLog: string;
+  /** Names of the SSM documents are `<documentPrefix>-regenerate` etc.; default `joinkeeper`. */
+  readonly documentPrefix: string;
+  /** How often the refresher (and its lifecycle sweep) runs, minutes; default 5. */
+  readonly refreshIntervalMinutes: number;
+  /** Retention of the functions' log groups, days; default 30. */
+  readonly logRetentionDays: number;
+  /** Optional: also require the Auto Scaling group name to start with this in the event rules. */
+  readonly groupNamePrefix?: string;
+  /** Optional: the KMS key of the join-record SecureString, when it is not `alias/aws/ssm`. */
+  readonly parameterKmsKeyArn?: string;
+  /** Optional: e-mail address subscribed to the alarm topic. */
+  readonly alarmEmail?: string;
+  /** Alarm when a join record has less than this left, seconds; default refreshMargin / 2. */
+  readonly expiryAlarmSeconds: number;
+}
+
+export interface ClusterConfig extends CommonConfig {
+  readonly clusterName: string;
+  readonly controlPlaneMode: ControlPlaneMode;
+  readonly installer: Installer;
+  /** Kubernetes minor version for pkgs.k8s.io (kubeadm mode), e.g. `1.32`. */
+  readonly kubernetesVersion: string;
+  /** kURL installer URL (kurl mode), e.g. `https://kurl.sh/latest`. */
+  readonly kurlInstallerUrl: string;
+  /** Pod network manifest applied after `kubeadm init` (kubeadm mode); default flannel. */
+  readonly cniManifestUrl: string;
+  readonly podCidr: string;
+  /** Instance architecture of the nodes; default x86_64. */
+  readonly nodeArchitecture: Architecture;
+  readonly controlPlaneInstanceType: string;
+  readonly workerInstanceType: string;
+  readonly workerMinCapacity: number;
+  readonly workerMaxCapacity: number;
+  readonly vpcCidr: string;
+  readonly natGateways: number;
+  /** Where the node-side scripts are; default `../node-scripts`. */
+  readonly nodeScriptsDir: string;
+}
+
+export class ConfigError extends Error {}
+
+function raw(node: Node, key: string): unknown {
+  const v = node.tryGetContext(key);
+  return v === '' ? undefined : v;
+}
+
+export function str(node: Node, key: string, dflt: string): string {
+  const v = raw(node, key);
+  if (v === undefined || v === null) return dflt;
+  if (typeof v !== 'string') throw new ConfigError(`context ${key}: expected a string, got ${JSON.stringify(v)}`);
+  return v;
+}
+
+function optStr(node: Node, key: string): string | undefined {
+  const v = raw(node, key);
+  if (v === undefined || v === null) return undefined;
+  if (typeof v !== 'string') throw new ConfigError(`context ${key}: expected a string, got ${JSON.stringify(v)}`);
+  return v;
+}
+
+export function int(node: Node, key: string, dflt: number, min: number, max: number): number {
+  const v = raw(node, key);
+  let n: number;
+  if (v === undefined || v === null) n = dflt;
+  else if (typeof v === 'number') n = v;
+  else if (typeof v === 'string' && /^-?[0-9]+$/.test(v.trim())) n = Number(v.trim());
+  else throw new ConfigError(`context ${key}: expected an integer, got ${JSON.stringify(v)}`);
+  if (!Number.isInteger(n) || n < min || n > max) {
+    throw new ConfigError(`context ${key}: ${n} is outside ${min}..${max}`);
+  }
+  return n;
+}
+
+export function bool(node: Node, key: string, dflt: boolean): boolean {
+  const v = raw(node, key);
+  if (v === undefined || v === null) return dflt;
+  if (typeof v === 'boolean') return v;
+  if (v === 'true' || v === '1') return true;
+  if (v === 'false' || v === '0') return false;
+  throw new ConfigError(`context ${key}: expected true or false, got ${JSON.stringify(v)}`);
+}
+
+function oneOf<T extends string>(node: Node, key: string, allowed: readonly T[], dflt: T | undefined): T | undefined {
+  const v = optStr(node, key);
+  if (v === undefined) return dflt;
+  if (!(allowed as readonly string[]).includes(v)) {
+    throw new ConfigError(`context ${key}: ${JSON.stringify(v)} is not one of ${allowed.join(', ')}`);
+  }
+  return v as T;
+}
+
+function matching(node: Node, key: string, dflt: string, re: RegExp): string {
+  const v = str(node, key, dflt);
+  if (!re.test(v)) throw new ConfigError(`context ${key}: ${JSON.stringify(v)} does not match ${re}`);
+  return v;
+}
+
+function common(node: Node): CommonConfig {
+  const joinDeadlineSeconds = int(node, 'joinDeadlineSeconds', 900, 60, 6900);
+  return {
+    parameterPrefix: matching(node, 'parameterPrefix', '/joinkeeper', PARAMETER_PREFIX_PATTERN),
+    tokenTtlSeconds: int(node, 'tokenTtlSeconds', 86400, 3600, 30 * 86400),
+    joinDeadlineSeconds,
+    drainTimeoutSeconds: int(node, 'drainTimeoutSeconds', 300, 30, 6900),
+    hookNamePrefix: matching(node, 'hookNamePrefix', 'joinkeeper-', /^[A-Za-z0-9_.-]{1,200}$/),
+  };
+}
+
+export function accountConfig(node: Node): AccountConfig {
+  const c = common(node);
+  const refreshMarginSeconds = int(node, 'refreshMarginSeconds', 28800, 600, c.tokenTtlSeconds - 60);
+  const groupNamePrefix = optStr(node, 'groupNamePrefix');
+  if (groupNamePrefix !== undefined && !/^[A-Za-z0-9_.\-/ ]{1,200}$/.test(groupNamePrefix)) {
+    throw new ConfigError(`context groupNamePrefix: ${JSON.stringify(groupNamePrefix)} is not a group name prefix`);
+  }
+  const parameterKmsKeyArn = optStr(node, 'parameterKmsKeyArn');
+  if (parameterKmsKeyArn !== undefined && !/^arn:aws[a-z-]*:kms:[a-z0-9-]+:[0-9]{12}:key\/[A-Za-z0-9-]+$/.test(parameterKmsKeyArn)) {
+    throw new ConfigError('context parameterKmsKeyArn: expected arn:aws:kms:<region>:<account>:key/<id>');
+  }
+  const alarmEmail = optStr(node, 'alarmEmail');
+  if (alarmEmail !== undefined && !/^[^@\s]+@[^@\s]+$/.test(alarmEmail)) {
+    throw new ConfigError(`context alarmEmail: ${JSON.stringify(alarmEmail)} is not an e-mail address`);
+  }
+  const cfg: AccountConfig = {
+    ...c,
+    functionsDir: str(node, 'functionsDir', '../target/lambda'),
+    documentsDir: str(node, 'documentsDir', '../node-scripts/documents'),
+    architecture: oneOf(node, 'architecture', ['arm64', 'x86_64'] as const, undefined),
+    refreshMarginSeconds,
+    commandDeadlineSeconds: int(node, 'commandDeadlineSeconds', 120, 10, 800),
+    commandPollMillis: int(node, 'commandPollMillis', 1000, 100, 60000),
+    rustLog: matching(node, 'rustLog', 'info', /^[A-Za-z0-9_=,:.-]{1,200}$/),
+    documentPrefix: matching(node, 'documentPrefix', 'joinkeeper', DOCUMENT_PREFIX_PATTERN),
+    refreshIntervalMinutes: int(node, 'refreshIntervalMinutes', 5, 1, 1440),
+    logRetentionDays: int(node, 'logRetentionDays', 30, 1, 3653),
+    groupNamePrefix,
+    parameterKmsKeyArn,
+    alarmEmail,
+    expiryAlarmSeconds: int(node, 'expiryAlarmSeconds', Math.floor(refreshMarginSeconds / 2), 60, c.tokenTtlSeconds),
+  };
+  // The refresh must have time to run at least twice inside the margin.
+  if (cfg.refreshIntervalMinutes * 60 * 2 > cfg.refreshMarginSeconds) {
+    throw new ConfigError('context refreshIntervalMinutes: must be at most half of refreshMarginSeconds');
+  }
+  return cfg;
+}
+
+export function clusterConfig(node: Node): ClusterConfig {
+  const c = common(node);
+  const nodeArchitecture = oneOf(node, 'nodeArchitecture', ['arm64', 'x86_64'] as const, 'x86_64')!;
+  const defaultType = nodeArchitecture === 'arm64' ? 't4g.medium' : 't3.medium';
+  const instanceType = /^[a-z][a-z0-9-]*\.[a-z0-9]+$/;
+  const workerMinCapacity = int(node, 'workerMinCapacity', 1, 0, 1000);
+  const workerMaxCapacity = int(node, 'workerMaxCapacity', 5, 1, 1000);
+  if (workerMaxCapacity < workerMinCapacity) throw new ConfigError('context workerMaxCapacity: below workerMinCapacity');
+  return {
+    ...c,
+    clusterName: matching(node, 'clusterName', 'demo', CLUSTER_NAME_PATTERN),
+    controlPlaneMode: oneOf(node, 'controlPlaneMode', ['single', 'ha'] as const, 'single')!,
+    installer: oneOf(node, 'installer', ['kubeadm', 'kurl'] as const, 'kubeadm')!,
+    kubernetesVersion: matching(node, 'kubernetesVersion', '1.32', /^1\.[0-9]{2}$/),
+    kurlInstallerUrl: matching(node, 'kurlInstallerUrl', 'https://kurl.sh/latest', /^https:\/\/[A-Za-z0-9.-]+(\/[A-Za-z0-9._-]+)*$/),
+    cniManifestUrl: matching(
+      node,
+      'cniManifestUrl',
+      'https://github.com/flannel-io/flannel/releases/latest/download/kube-flannel.yml',
+      /^https:\/\/[A-Za-z0-9.-]+(\/[A-Za-z0-9._-]+)*$/,
+    ),
+    podCidr: matching(node, 'podCidr', '10.244.0.0/16', /^[0-9]{1,3}(\.[0-9]{1,3}){3}\/[0-9]{1,2}$/),
+    nodeArchitecture,
+    controlPlaneInstanceType: matching(node, 'controlPlaneInstanceType', defaultType, instanceType),
+    workerInstanceType: matching(node, 'workerInstanceType', defaultType, instanceType),
+    workerMinCapacity,
+    workerMaxCapacity,
+    vpcCidr: matching(node, 'vpcCidr', '10.40.0.0/16', /^[0-9]{1,3}(\.[0-9]{1,3}){3}\/(1[6-9]|2[0-4])$/),
+    natGateways: int(node, 'natGateways', 1, 1, 3),
+    nodeScriptsDir: str(node, 'nodeScriptsDir', '../node-scripts'),
+  };
+}
+
+/** Names of the four SSM documents for a document prefix. */
+export function documentNames(documentPrefix: string) {
+  return {
+    regenerate: `${documentPrefix}-regenerate`,
+    nodeStatus: `${documentPrefix}-node-status`,
+    drain: `${documentPrefix}-drain`,
+    joinLog: `${documentPrefix}-join-log`,
+  } as const;
+}
+
+/** Lifecycle hook names the cluster stack gives its worker group. */
+export function hookNames(hookNamePrefix: string) {
+  return { launch: `${hookNamePrefix}launch`, terminate: `${hookNamePrefix}terminate` } as const;
+}
+
+/** Heartbeat timeouts of the lifecycle hooks (seconds), derived from the deadlines. */
+export function hookTimeouts(c: CommonConfig) {
+  return {
+    // Long enough that a worker is ABANDONed by joinkeeper at its join deadline, not by the
+    // hook timing out first, even if no heartbeat is recorded; the function sends heartbeats too.
+    launchHeartbeatSeconds: Math.min(7200, c.joinDeadlineSeconds + 300),
+    // The drain runs under this plus the functions' heartbeats; the instance goes regardless.
+    terminateHeartbeatSeconds: Math.min(7200, c.drainTimeoutSeconds + 300),
+  };
+}
