@@ -46,6 +46,16 @@ pub const DRAIN_TIMEOUT: Setting = Setting {
     default: "300",
     meaning: "how long a drain may take on scale-in before the hook completes anyway",
 };
+pub const HOOK_CHECK: Setting = Setting {
+    variable: "JOINKEEPER_HOOK_CHECK_SECONDS",
+    default: "600",
+    meaning: "how long one hook invocation keeps checking before leaving the rest to the sweep (well under Lambda's 900 s)",
+};
+pub const NODE_POLL: Setting = Setting {
+    variable: "JOINKEEPER_NODE_POLL_SECONDS",
+    default: "15",
+    meaning: "interval between Node status checks while a hook waits",
+};
 pub const REGENERATE_DOCUMENT: Setting = Setting {
     variable: "JOINKEEPER_REGENERATE_DOCUMENT",
     default: "joinkeeper-regenerate",
@@ -76,6 +86,8 @@ pub const SETTINGS: &[&Setting] = &[
     &COMMAND_POLL,
     &JOIN_DEADLINE,
     &DRAIN_TIMEOUT,
+    &HOOK_CHECK,
+    &NODE_POLL,
     &REGENERATE_DOCUMENT,
     &NODE_STATUS_DOCUMENT,
     &DRAIN_DOCUMENT,
@@ -108,6 +120,8 @@ pub struct Config {
     pub command_poll: Duration,
     pub join_deadline: Duration,
     pub drain_timeout: Duration,
+    pub hook_check: Duration,
+    pub node_poll: Duration,
     pub documents: Documents,
 }
 
@@ -119,7 +133,11 @@ impl Config {
 
     /// Reads configuration through `lookup` (injected so tests need no process environment).
     pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
-        let get = |s: &Setting| lookup(s.variable).filter(|v| !v.is_empty()).unwrap_or_else(|| s.default.to_owned());
+        let get = |s: &Setting| {
+            lookup(s.variable)
+                .filter(|v| !v.is_empty())
+                .unwrap_or_else(|| s.default.to_owned())
+        };
         let secs = |s: &'static Setting, min: u64, max: u64| -> Result<Duration, ConfigError> {
             let raw = get(s);
             number(s, &raw, min, max).map(Duration::from_secs)
@@ -133,7 +151,11 @@ impl Config {
             return Err(ConfigError {
                 variable: REFRESH_MARGIN.variable,
                 value: refresh_margin.as_secs().to_string(),
-                reason: format!("must be below {} ({})", TOKEN_TTL.variable, token_ttl.as_secs()),
+                reason: format!(
+                    "must be below {} ({})",
+                    TOKEN_TTL.variable,
+                    token_ttl.as_secs()
+                ),
             });
         }
         let command_deadline = secs(&COMMAND_DEADLINE, 5, 3600)?;
@@ -144,10 +166,16 @@ impl Config {
             return Err(ConfigError {
                 variable: JOIN_DEADLINE.variable,
                 value: join_deadline.as_secs().to_string(),
-                reason: format!("must be below {} ({})", TOKEN_TTL.variable, token_ttl.as_secs()),
+                reason: format!(
+                    "must be below {} ({})",
+                    TOKEN_TTL.variable,
+                    token_ttl.as_secs()
+                ),
             });
         }
         let drain_timeout = secs(&DRAIN_TIMEOUT, 10, 7200)?;
+        let hook_check = secs(&HOOK_CHECK, 0, 840)?;
+        let node_poll = secs(&NODE_POLL, 1, 300)?;
         let documents = Documents {
             regenerate: document(&REGENERATE_DOCUMENT, get(&REGENERATE_DOCUMENT))?,
             node_status: document(&NODE_STATUS_DOCUMENT, get(&NODE_STATUS_DOCUMENT))?,
@@ -162,6 +190,8 @@ impl Config {
             command_poll,
             join_deadline,
             drain_timeout,
+            hook_check,
+            node_poll,
             documents,
         })
     }
@@ -178,8 +208,15 @@ impl Config {
 }
 
 fn number(s: &'static Setting, raw: &str, min: u64, max: u64) -> Result<u64, ConfigError> {
-    let fail = |reason: String| ConfigError { variable: s.variable, value: crate::names::printable(raw, 40), reason };
-    let n: u64 = raw.trim().parse().map_err(|_| fail("expected a whole number".into()))?;
+    let fail = |reason: String| ConfigError {
+        variable: s.variable,
+        value: crate::names::printable(raw, 40),
+        reason,
+    };
+    let n: u64 = raw
+        .trim()
+        .parse()
+        .map_err(|_| fail("expected a whole number".into()))?;
     if n < min || n > max {
         return Err(fail(format!("expected {min} to {max}")));
     }
@@ -191,7 +228,9 @@ fn validate_prefix(prefix: &str) -> Result<(), ConfigError> {
         && !prefix.ends_with('/')
         && prefix.len() <= 200
         && !prefix.contains("//")
-        && prefix.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'/' | b'_' | b'.' | b'-'));
+        && prefix
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'/' | b'_' | b'.' | b'-'));
     if ok {
         Ok(())
     } else {
@@ -204,7 +243,10 @@ fn validate_prefix(prefix: &str) -> Result<(), ConfigError> {
 }
 
 fn document(s: &'static Setting, name: String) -> Result<String, ConfigError> {
-    let ok = (3..=128).contains(&name.len()) && name.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-'));
+    let ok = (3..=128).contains(&name.len())
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-'));
     if ok {
         Ok(name)
     } else {
@@ -222,7 +264,10 @@ mod tests {
     use std::collections::HashMap;
 
     fn with(vars: &[(&str, &str)]) -> Result<Config, ConfigError> {
-        let map: HashMap<String, String> = vars.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect();
+        let map: HashMap<String, String> = vars
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect();
         Config::from_lookup(|k| map.get(k).cloned())
     }
 
@@ -237,12 +282,19 @@ mod tests {
         assert_eq!(c.documents.regenerate, "joinkeeper-regenerate");
         let cluster = crate::names::ClusterName::parse("demo").expect("valid");
         assert_eq!(c.record_parameter(&cluster), "/joinkeeper/demo/join-record");
-        assert_eq!(c.lock_parameter(&cluster), "/joinkeeper/demo/regenerate-lock");
+        assert_eq!(
+            c.lock_parameter(&cluster),
+            "/joinkeeper/demo/regenerate-lock"
+        );
     }
 
     #[test]
     fn overrides_are_read() {
-        let c = with(&[("JOINKEEPER_PARAMETER_PREFIX", "/k8s/jk"), ("JOINKEEPER_COMMAND_POLL_MILLIS", "100")]).expect("valid");
+        let c = with(&[
+            ("JOINKEEPER_PARAMETER_PREFIX", "/k8s/jk"),
+            ("JOINKEEPER_COMMAND_POLL_MILLIS", "100"),
+        ])
+        .expect("valid");
         assert_eq!(c.parameter_prefix, "/k8s/jk");
         assert_eq!(c.command_poll, Duration::from_millis(100));
     }

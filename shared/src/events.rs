@@ -3,14 +3,18 @@
 
 use serde_json::Value;
 
-#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
 pub enum EventError {
     #[error("event is not a JSON object")]
     NotAnObject,
     #[error("event has no {0:?} field")]
     MissingField(&'static str),
     #[error("event field {field:?} is {found}, expected {expected}")]
-    Unexpected { field: &'static str, found: String, expected: &'static str },
+    Unexpected {
+        field: &'static str,
+        found: String,
+        expected: &'static str,
+    },
 }
 
 /// The EventBridge scheduled event (`source: aws.events`, `detail-type: Scheduled Event`).
@@ -37,7 +41,11 @@ fn expect(event: &Value, field: &'static str, expected: &'static str) -> Result<
     if found == expected {
         Ok(())
     } else {
-        Err(EventError::Unexpected { field, found: crate::names::printable(found, 60), expected })
+        Err(EventError::Unexpected {
+            field,
+            found: crate::names::printable(found, 60),
+            expected,
+        })
     }
 }
 
@@ -50,9 +58,16 @@ pub fn parse_scheduled(event: &Value) -> Result<ScheduledEvent, EventError> {
     expect(event, "detail-type", "Scheduled Event")?;
     let time = text(event, "time")?;
     if crate::timefmt::parse(time).is_none() {
-        return Err(EventError::Unexpected { field: "time", found: crate::names::printable(time, 40), expected: "an RFC 3339 time" });
+        return Err(EventError::Unexpected {
+            field: "time",
+            found: crate::names::printable(time, 40),
+            expected: "an RFC 3339 time",
+        });
     }
-    Ok(ScheduledEvent { id: text(event, "id")?.to_owned(), time: time.to_owned() })
+    Ok(ScheduledEvent {
+        id: text(event, "id")?.to_owned(),
+        time: time.to_owned(),
+    })
 }
 
 #[cfg(test)]
@@ -88,9 +103,30 @@ mod tests {
             (json!([]), EventError::NotAnObject),
             (json!("x"), EventError::NotAnObject),
             (no_type, EventError::MissingField("detail-type")),
-            (wrong_source, EventError::Unexpected { field: "source", found: "\"aws.autoscaling\"".into(), expected: "aws.events" }),
-            (bad_time, EventError::Unexpected { field: "time", found: "\"yesterday\"".into(), expected: "an RFC 3339 time" }),
-            (numeric, EventError::Unexpected { field: "source", found: "\"7\"".into(), expected: "a string" }),
+            (
+                wrong_source,
+                EventError::Unexpected {
+                    field: "source",
+                    found: "\"aws.autoscaling\"".into(),
+                    expected: "aws.events",
+                },
+            ),
+            (
+                bad_time,
+                EventError::Unexpected {
+                    field: "time",
+                    found: "\"yesterday\"".into(),
+                    expected: "an RFC 3339 time",
+                },
+            ),
+            (
+                numeric,
+                EventError::Unexpected {
+                    field: "source",
+                    found: "\"7\"".into(),
+                    expected: "a string",
+                },
+            ),
         ];
         for (event, want) in cases {
             assert_eq!(parse_scheduled(&event), Err(want));

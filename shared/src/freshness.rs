@@ -55,17 +55,26 @@ pub const MAX_CLOCK_SKEW: Duration = Duration::from_secs(300);
 pub fn decide(stored: &StoredRecord, now: OffsetDateTime, required: Duration) -> Freshness {
     let record = match stored {
         StoredRecord::Absent => return Freshness::Missing,
-        StoredRecord::Corrupt(err) => return Freshness::Corrupt { reason: err.to_string() },
+        StoredRecord::Corrupt(err) => {
+            return Freshness::Corrupt {
+                reason: err.to_string(),
+            }
+        }
         StoredRecord::Present(record) => record,
     };
     if record.created_at - now > MAX_CLOCK_SKEW {
         return Freshness::Corrupt {
-            reason: format!("record created at {}, in the future", crate::timefmt::rfc3339(record.created_at)),
+            reason: format!(
+                "record created at {}, in the future",
+                crate::timefmt::rfc3339(record.created_at)
+            ),
         };
     }
     let remaining = record.expires_at - now;
     if remaining <= time::Duration::ZERO {
-        return Freshness::Expired { ago: unsigned(-remaining) };
+        return Freshness::Expired {
+            ago: unsigned(-remaining),
+        };
     }
     let remaining = unsigned(remaining);
     if remaining < required {
@@ -93,7 +102,14 @@ mod tests {
         )
         .expect("valid");
         StoredRecord::Present(
-            JoinRecord::from_command("demo", RecordSource::Kubeadm, cmd, created, time::Duration::hours(ttl_hours)).expect("valid"),
+            JoinRecord::from_command(
+                "demo",
+                RecordSource::Kubeadm,
+                cmd,
+                created,
+                time::Duration::hours(ttl_hours),
+            )
+            .expect("valid"),
         )
     }
 
@@ -102,18 +118,95 @@ mod tests {
         let now = datetime!(2026-11-27 12:00 UTC);
         let margin = Duration::from_secs(8 * H);
         let cases: Vec<(&str, StoredRecord, Duration, Freshness)> = vec![
-            ("just created", record(now, 24), margin, Freshness::Fresh { remaining: Duration::from_secs(24 * H) }),
-            ("16 h old: exactly the margin left", record(now - time::Duration::hours(16), 24), margin, Freshness::Fresh { remaining: Duration::from_secs(8 * H) }),
-            ("16 h 1 s old", record(now - time::Duration::seconds(16 * 3600 + 1), 24), margin, Freshness::Rotate { remaining: Duration::from_secs(8 * H - 1) }),
-            ("23 h old", record(now - time::Duration::hours(23), 24), margin, Freshness::Rotate { remaining: Duration::from_secs(H) }),
-            ("expires now", record(now - time::Duration::hours(24), 24), margin, Freshness::Expired { ago: Duration::ZERO }),
-            ("expired 2 h ago", record(now - time::Duration::hours(26), 24), margin, Freshness::Expired { ago: Duration::from_secs(2 * H) }),
+            (
+                "just created",
+                record(now, 24),
+                margin,
+                Freshness::Fresh {
+                    remaining: Duration::from_secs(24 * H),
+                },
+            ),
+            (
+                "16 h old: exactly the margin left",
+                record(now - time::Duration::hours(16), 24),
+                margin,
+                Freshness::Fresh {
+                    remaining: Duration::from_secs(8 * H),
+                },
+            ),
+            (
+                "16 h 1 s old",
+                record(now - time::Duration::seconds(16 * 3600 + 1), 24),
+                margin,
+                Freshness::Rotate {
+                    remaining: Duration::from_secs(8 * H - 1),
+                },
+            ),
+            (
+                "23 h old",
+                record(now - time::Duration::hours(23), 24),
+                margin,
+                Freshness::Rotate {
+                    remaining: Duration::from_secs(H),
+                },
+            ),
+            (
+                "expires now",
+                record(now - time::Duration::hours(24), 24),
+                margin,
+                Freshness::Expired {
+                    ago: Duration::ZERO,
+                },
+            ),
+            (
+                "expired 2 h ago",
+                record(now - time::Duration::hours(26), 24),
+                margin,
+                Freshness::Expired {
+                    ago: Duration::from_secs(2 * H),
+                },
+            ),
             ("absent", StoredRecord::Absent, margin, Freshness::Missing),
-            ("corrupt", StoredRecord::Corrupt(RecordError::BadToken), margin, Freshness::Corrupt { reason: RecordError::BadToken.to_string() }),
-            ("created 4 min ahead (skew allowed)", record(now + time::Duration::minutes(4), 24), margin, Freshness::Fresh { remaining: Duration::from_secs(24 * H + 240) }),
-            ("created 1 h in the future", record(now + time::Duration::hours(1), 24), margin, Freshness::Corrupt { reason: "record created at 2026-11-27T13:00:00Z, in the future".into() }),
-            ("launch needs 15 min, 20 min left", record(now - time::Duration::minutes(24 * 60 - 20), 24), Duration::from_secs(900), Freshness::Fresh { remaining: Duration::from_secs(1200) }),
-            ("launch needs 15 min, 10 min left", record(now - time::Duration::minutes(24 * 60 - 10), 24), Duration::from_secs(900), Freshness::Rotate { remaining: Duration::from_secs(600) }),
+            (
+                "corrupt",
+                StoredRecord::Corrupt(RecordError::BadToken),
+                margin,
+                Freshness::Corrupt {
+                    reason: RecordError::BadToken.to_string(),
+                },
+            ),
+            (
+                "created 4 min ahead (skew allowed)",
+                record(now + time::Duration::minutes(4), 24),
+                margin,
+                Freshness::Fresh {
+                    remaining: Duration::from_secs(24 * H + 240),
+                },
+            ),
+            (
+                "created 1 h in the future",
+                record(now + time::Duration::hours(1), 24),
+                margin,
+                Freshness::Corrupt {
+                    reason: "record created at 2026-11-27T13:00:00Z, in the future".into(),
+                },
+            ),
+            (
+                "launch needs 15 min, 20 min left",
+                record(now - time::Duration::minutes(24 * 60 - 20), 24),
+                Duration::from_secs(900),
+                Freshness::Fresh {
+                    remaining: Duration::from_secs(1200),
+                },
+            ),
+            (
+                "launch needs 15 min, 10 min left",
+                record(now - time::Duration::minutes(24 * 60 - 10), 24),
+                Duration::from_secs(900),
+                Freshness::Rotate {
+                    remaining: Duration::from_secs(600),
+                },
+            ),
         ];
         for (name, stored, required, want) in cases {
             assert_eq!(decide(&stored, now, required), want, "{name}");
@@ -123,7 +216,13 @@ mod tests {
     #[test]
     fn labels() {
         assert_eq!(Freshness::Missing.label(), "missing");
-        assert!(Freshness::Fresh { remaining: Duration::ZERO }.is_fresh());
-        assert!(!Freshness::Rotate { remaining: Duration::ZERO }.is_fresh());
+        assert!(Freshness::Fresh {
+            remaining: Duration::ZERO
+        }
+        .is_fresh());
+        assert!(!Freshness::Rotate {
+            remaining: Duration::ZERO
+        }
+        .is_fresh());
     }
 }

@@ -8,6 +8,8 @@ pub mod aws;
 pub mod config;
 pub mod events;
 pub mod freshness;
+pub mod hooks;
+pub mod lifecycle;
 pub mod names;
 pub mod record;
 pub mod refresh;

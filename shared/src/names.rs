@@ -118,7 +118,18 @@ mod tests {
         for good in ["demo", "prod-eu.1", "A_b", &"x".repeat(63)] {
             assert!(ClusterName::parse(good).is_ok(), "{good}");
         }
-        for bad in ["", "-x", ".x", "a b", "a/b", "a'b", "$(id)", "a\nb", &"x".repeat(64), "é"] {
+        for bad in [
+            "",
+            "-x",
+            ".x",
+            "a b",
+            "a/b",
+            "a'b",
+            "$(id)",
+            "a\nb",
+            &"x".repeat(64),
+            "é",
+        ] {
             assert!(ClusterName::parse(bad).is_err(), "{bad}");
         }
     }
@@ -128,7 +139,15 @@ mod tests {
         for good in ["i-0123abcd", "i-0123456789abcdef0"] {
             assert!(InstanceId::parse(good).is_ok(), "{good}");
         }
-        for bad in ["", "i-", "i-0123ABCD", "i-012", "i-0123abcd; reboot", "x-0123abcd", "i-0123456789abcdef01"] {
+        for bad in [
+            "",
+            "i-",
+            "i-0123ABCD",
+            "i-012",
+            "i-0123abcd; reboot",
+            "x-0123abcd",
+            "i-0123456789abcdef01",
+        ] {
             assert!(InstanceId::parse(bad).is_err(), "{bad}");
         }
     }

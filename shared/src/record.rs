@@ -108,7 +108,12 @@ impl JoinRecord {
         // serde_json's messages quote no input values for these types, so the secret cannot
         // leak through them; keep only the category and position to be sure.
         let record: JoinRecord = serde_json::from_str(text).map_err(|e| {
-            RecordError::Json(format!("{:?} error at line {} column {}", e.classify(), e.line(), e.column()))
+            RecordError::Json(format!(
+                "{:?} error at line {} column {}",
+                e.classify(),
+                e.line(),
+                e.column()
+            ))
         })?;
         record.validate()?;
         Ok(record)
@@ -198,13 +203,20 @@ pub fn parse_join_command(text: &str) -> Result<JoinCommand, RecordError> {
             _ => (word, None),
         };
         match flag {
-            "--token" => token = inline_value.map(str::to_owned).or_else(|| words.next().map(str::to_owned)),
+            "--token" => {
+                token = inline_value
+                    .map(str::to_owned)
+                    .or_else(|| words.next().map(str::to_owned))
+            }
             "--discovery-token-ca-cert-hash" => {
-                hash = inline_value.map(str::to_owned).or_else(|| words.next().map(str::to_owned))
+                hash = inline_value
+                    .map(str::to_owned)
+                    .or_else(|| words.next().map(str::to_owned))
             }
             f if f.starts_with('-') => {
                 // Other flags (kURL adds some); a value, if any, follows without a dash.
-                if inline_value.is_none() && words.peek().is_some_and(|next| !next.starts_with('-')) {
+                if inline_value.is_none() && words.peek().is_some_and(|next| !next.starts_with('-'))
+                {
                     words.next();
                 }
             }
@@ -231,7 +243,9 @@ pub fn parse_join_command(text: &str) -> Result<JoinCommand, RecordError> {
 }
 
 fn is_lower_alnum(s: &str, len: usize) -> bool {
-    s.len() == len && s.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
+    s.len() == len
+        && s.bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
 }
 
 fn is_token_id(s: &str) -> bool {
@@ -258,13 +272,20 @@ fn validate_endpoint(endpoint: &str) -> Result<(), RecordError> {
         && port.bytes().all(|b| b.is_ascii_digit())
         && port.parse::<u32>().is_ok_and(|p| (1..=65535).contains(&p));
     let host_ok = if let Some(inner) = host.strip_prefix('[').and_then(|h| h.strip_suffix(']')) {
-        !inner.is_empty() && inner.bytes().all(|b| b.is_ascii_hexdigit() || b == b':' || b == b'.')
+        !inner.is_empty()
+            && inner
+                .bytes()
+                .all(|b| b.is_ascii_hexdigit() || b == b':' || b == b'.')
     } else {
         !host.is_empty()
             && host.len() <= 253
-            && host
-                .split('.')
-                .all(|label| !label.is_empty() && label.len() <= 63 && label.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-'))
+            && host.split('.').all(|label| {
+                !label.is_empty()
+                    && label.len() <= 63
+                    && label
+                        .bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b == b'-')
+            })
     };
     if port_ok && host_ok {
         Ok(())
@@ -324,14 +345,23 @@ mod tests {
         for (text, want) in cases {
             let got = parse_join_command(&text).expect_err(&text);
             assert_eq!(got, want, "{text}");
-            assert!(!got.to_string().contains(SECRET), "error leaks the secret: {got}");
+            assert!(
+                !got.to_string().contains(SECRET),
+                "error leaks the secret: {got}"
+            );
         }
     }
 
     fn record() -> JoinRecord {
         let cmd = parse_join_command(&kubeadm_output()).expect("valid");
-        JoinRecord::from_command("demo", RecordSource::Kubeadm, cmd, datetime!(2026-11-27 00:00 UTC), time::Duration::hours(24))
-            .expect("valid record")
+        JoinRecord::from_command(
+            "demo",
+            RecordSource::Kubeadm,
+            cmd,
+            datetime!(2026-11-27 00:00 UTC),
+            time::Duration::hours(24),
+        )
+        .expect("valid record")
     }
 
     #[test]
@@ -339,7 +369,10 @@ mod tests {
         let r = record();
         assert_eq!(r.expires_at, datetime!(2026-11-28 00:00 UTC));
         let json = r.to_json();
-        assert!(json.contains("\"created_at\":\"2026-11-27T00:00:00Z\""), "{json}");
+        assert!(
+            json.contains("\"created_at\":\"2026-11-27T00:00:00Z\""),
+            "{json}"
+        );
         assert_eq!(JoinRecord::from_json(&json).expect("parses"), r);
         assert_eq!(
             r.join_command_line(),
@@ -362,13 +395,22 @@ mod tests {
             ("", "Json"),
             ("{", "Json"),
             (&good[..good.len() / 2], "Json"),
-            (&good.replace("\"version\":1", "\"version\":7"), "UnsupportedVersion"),
+            (
+                &good.replace("\"version\":1", "\"version\":7"),
+                "UnsupportedVersion",
+            ),
             (&good.replace("10.0.0.10:6443", "10.0.0.10"), "BadEndpoint"),
             (&good.replace("\"abcdef\"", "\"ABCDEF\""), "BadToken"),
             (&good.replace("sha256:", "md5:"), "BadCaCertHash"),
-            (&good.replace("2026-11-28T00:00:00Z", "2026-11-26T00:00:00Z"), "ExpiryBeforeCreation"),
+            (
+                &good.replace("2026-11-28T00:00:00Z", "2026-11-26T00:00:00Z"),
+                "ExpiryBeforeCreation",
+            ),
             (&good.replace("\"demo\"", "\"de mo\""), "BadCluster"),
-            (&good.replace("\"version\":1", "\"version\":1,\"extra\":true"), "Json"),
+            (
+                &good.replace("\"version\":1", "\"version\":1,\"extra\":true"),
+                "Json",
+            ),
         ];
         for (text, kind) in cases {
             let err = JoinRecord::from_json(text).expect_err(kind);

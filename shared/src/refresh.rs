@@ -47,7 +47,10 @@ pub struct RefreshSummary {
 
 impl RefreshSummary {
     pub fn failed(&self) -> usize {
-        self.clusters.iter().filter(|c| c.outcome == Outcome::Failed).count()
+        self.clusters
+            .iter()
+            .filter(|c| c.outcome == Outcome::Failed)
+            .count()
     }
 }
 
@@ -106,13 +109,21 @@ pub async fn refresh_cluster(regenerator: &Regenerator, cluster: &ClusterName) -
 
 /// Refreshes every cluster found by tag, concurrently. Returns an error only when the clusters
 /// could not be listed at all; per-cluster failures are in the summary.
-pub async fn refresh_all(regenerator: &Regenerator) -> Result<RefreshSummary, crate::aws::AwsCallError> {
+pub async fn refresh_all(
+    regenerator: &Regenerator,
+) -> Result<RefreshSummary, crate::aws::AwsCallError> {
     let scan = regenerator.fleet().discover_clusters().await?;
     let rejected_tags: Vec<String> = scan.rejected.iter().map(|e| e.to_string()).collect();
     for rejected in &rejected_tags {
         warn!(error = %rejected, "skipping a joinkeeper:cluster tag that is not a valid cluster name");
     }
-    let futures = scan.clusters.iter().map(|cluster| refresh_cluster(regenerator, cluster));
+    let futures = scan
+        .clusters
+        .iter()
+        .map(|cluster| refresh_cluster(regenerator, cluster));
     let clusters = futures_util::future::join_all(futures).await;
-    Ok(RefreshSummary { clusters, rejected_tags })
+    Ok(RefreshSummary {
+        clusters,
+        rejected_tags,
+    })
 }

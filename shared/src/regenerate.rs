@@ -52,7 +52,11 @@ pub enum Ensured {
     /// It already was.
     AlreadyFresh(RecordSummary),
     /// This caller regenerated it on `instance`, because of `reason`.
-    Regenerated { summary: RecordSummary, instance: InstanceId, reason: Freshness },
+    Regenerated {
+        summary: RecordSummary,
+        instance: InstanceId,
+        reason: Freshness,
+    },
     /// Another caller regenerated it while this one waited.
     RegeneratedElsewhere(RecordSummary),
 }
@@ -71,11 +75,22 @@ pub enum RegenerateError {
     #[error("cluster {cluster}: no control-plane instance is running with its SSM agent online; the join record was left as it was")]
     NoControlPlane { cluster: ClusterName },
     #[error("cluster {cluster}: regeneration failed on every control-plane instance: {}", attempts.join("; "))]
-    AllCandidatesFailed { cluster: ClusterName, attempts: Vec<String> },
-    #[error("cluster {cluster}: gave up waiting for another caller's regeneration after {waited:?}")]
-    WaitTimedOut { cluster: ClusterName, waited: Duration },
+    AllCandidatesFailed {
+        cluster: ClusterName,
+        attempts: Vec<String>,
+    },
+    #[error(
+        "cluster {cluster}: gave up waiting for another caller's regeneration after {waited:?}"
+    )]
+    WaitTimedOut {
+        cluster: ClusterName,
+        waited: Duration,
+    },
     #[error("cluster {cluster}: {source}")]
-    Aws { cluster: ClusterName, source: AwsCallError },
+    Aws {
+        cluster: ClusterName,
+        source: AwsCallError,
+    },
 }
 
 /// The single-flight lock's value.
@@ -101,10 +116,19 @@ static HOLDER_SEQ: AtomicU64 = AtomicU64::new(0);
 
 fn new_holder_id() -> String {
     let nanos = OffsetDateTime::now_utc().unix_timestamp_nanos();
-    format!("{}-{}-{}", std::process::id(), nanos, HOLDER_SEQ.fetch_add(1, Ordering::Relaxed))
+    format!(
+        "{}-{}-{}",
+        std::process::id(),
+        nanos,
+        HOLDER_SEQ.fetch_add(1, Ordering::Relaxed)
+    )
 }
 
-fn summary(stored: &StoredRecord, version: Option<i64>, remaining: Duration) -> Option<RecordSummary> {
+fn summary(
+    stored: &StoredRecord,
+    version: Option<i64>,
+    remaining: Duration,
+) -> Option<RecordSummary> {
     match stored {
         StoredRecord::Present(r) => Some(RecordSummary {
             token_id: r.token_id.clone(),
@@ -121,7 +145,11 @@ impl Regenerator {
         Regenerator {
             parameters: ParameterStore::new(clients.ssm.clone()),
             fleet: Fleet::new(clients),
-            runner: CommandRunner::new(clients.ssm.clone(), config.command_poll, config.command_deadline),
+            runner: CommandRunner::new(
+                clients.ssm.clone(),
+                config.command_poll,
+                config.command_deadline,
+            ),
             config,
         }
     }
@@ -145,19 +173,35 @@ impl Regenerator {
 
     /// Makes sure the cluster's record stays valid for at least `required`, regenerating it
     /// (single-flight) when it does not.
-    pub async fn ensure_fresh(&self, cluster: &ClusterName, required: Duration) -> Result<Ensured, RegenerateError> {
-        let aws = |source| RegenerateError::Aws { cluster: cluster.clone(), source };
+    pub async fn ensure_fresh(
+        &self,
+        cluster: &ClusterName,
+        required: Duration,
+    ) -> Result<Ensured, RegenerateError> {
+        let aws = |source| RegenerateError::Aws {
+            cluster: cluster.clone(),
+            source,
+        };
         let record_name = self.config.record_parameter(cluster);
         let lock_name = self.config.lock_parameter(cluster);
         let started = Instant::now();
         let give_up = self.lock_ttl() + self.config.command_deadline;
         let mut waited = false;
         loop {
-            let read = self.parameters.read_record(&record_name).await.map_err(aws)?;
+            let read = self
+                .parameters
+                .read_record(&record_name)
+                .await
+                .map_err(aws)?;
             let verdict = decide(&read.stored, OffsetDateTime::now_utc(), required);
             if let Freshness::Fresh { remaining } = verdict {
-                let s = summary(&read.stored, read.version, remaining).ok_or_else(|| aws(internal("fresh record vanished")))?;
-                return Ok(if waited { Ensured::RegeneratedElsewhere(s) } else { Ensured::AlreadyFresh(s) });
+                let s = summary(&read.stored, read.version, remaining)
+                    .ok_or_else(|| aws(internal("fresh record vanished")))?;
+                return Ok(if waited {
+                    Ensured::RegeneratedElsewhere(s)
+                } else {
+                    Ensured::AlreadyFresh(s)
+                });
             }
             if !waited {
                 info!(cluster = %cluster, reason = verdict.label(), detail = ?verdict, "join record needs regeneration");
@@ -170,9 +214,17 @@ impl Regenerator {
                 command_id: String::new(),
                 instance_id: String::new(),
             };
-            let lock_json = serde_json::to_string(&lock).map_err(|e| aws(internal(&e.to_string())))?;
-            if self.parameters.create_only(&lock_name, &lock_json).await.map_err(aws)? {
-                let result = self.regenerate_holding_lock(cluster, lock, required, verdict).await;
+            let lock_json =
+                serde_json::to_string(&lock).map_err(|e| aws(internal(&e.to_string())))?;
+            if self
+                .parameters
+                .create_only(&lock_name, &lock_json)
+                .await
+                .map_err(aws)?
+            {
+                let result = self
+                    .regenerate_holding_lock(cluster, lock, required, verdict)
+                    .await;
                 self.release(&lock_name, &holder).await;
                 return result;
             }
@@ -194,7 +246,10 @@ impl Regenerator {
                 continue; // released between our create and our read: try again at once
             }
             if started.elapsed() > give_up {
-                return Err(RegenerateError::WaitTimedOut { cluster: cluster.clone(), waited: started.elapsed() });
+                return Err(RegenerateError::WaitTimedOut {
+                    cluster: cluster.clone(),
+                    waited: started.elapsed(),
+                });
             }
             tokio::time::sleep(self.config.command_poll).await;
         }
@@ -202,16 +257,23 @@ impl Regenerator {
 
     async fn command_in_flight(&self, lock: Option<&Lock>) -> bool {
         let Some(lock) = lock else { return false };
-        let Ok(instance) = InstanceId::parse(&lock.instance_id) else { return false };
+        let Ok(instance) = InstanceId::parse(&lock.instance_id) else {
+            return false;
+        };
         if lock.command_id.is_empty() {
             return false;
         }
-        matches!(self.runner.poll_once(&instance, &lock.command_id).await, Ok((Progress::Waiting, _)))
+        matches!(
+            self.runner.poll_once(&instance, &lock.command_id).await,
+            Ok((Progress::Waiting, _))
+        )
     }
 
     async fn release(&self, lock_name: &str, holder: &str) {
         let still_ours = match self.parameters.get(lock_name, false).await {
-            Ok(Some((value, _))) => serde_json::from_str::<Lock>(&value).is_ok_and(|l| l.holder == holder),
+            Ok(Some((value, _))) => {
+                serde_json::from_str::<Lock>(&value).is_ok_and(|l| l.holder == holder)
+            }
             Ok(None) => false,
             Err(err) => {
                 warn!(error = %err, "could not read the regeneration lock to release it; it will expire");
@@ -232,20 +294,36 @@ impl Regenerator {
         required: Duration,
         reason: Freshness,
     ) -> Result<Ensured, RegenerateError> {
-        let aws = |source| RegenerateError::Aws { cluster: cluster.clone(), source };
+        let aws = |source| RegenerateError::Aws {
+            cluster: cluster.clone(),
+            source,
+        };
         let record_name = self.config.record_parameter(cluster);
         let lock_name = self.config.lock_parameter(cluster);
 
         // Double check: a regeneration may have finished between our read and our lock.
-        let before = self.parameters.read_record(&record_name).await.map_err(aws)?;
-        if let Freshness::Fresh { remaining } = decide(&before.stored, OffsetDateTime::now_utc(), required) {
-            let s = summary(&before.stored, before.version, remaining).ok_or_else(|| aws(internal("fresh record vanished")))?;
+        let before = self
+            .parameters
+            .read_record(&record_name)
+            .await
+            .map_err(aws)?;
+        if let Freshness::Fresh { remaining } =
+            decide(&before.stored, OffsetDateTime::now_utc(), required)
+        {
+            let s = summary(&before.stored, before.version, remaining)
+                .ok_or_else(|| aws(internal("fresh record vanished")))?;
             return Ok(Ensured::RegeneratedElsewhere(s));
         }
 
-        let candidates = self.fleet.control_plane_candidates(cluster).await.map_err(aws)?;
+        let candidates = self
+            .fleet
+            .control_plane_candidates(cluster)
+            .await
+            .map_err(aws)?;
         if candidates.is_empty() {
-            return Err(RegenerateError::NoControlPlane { cluster: cluster.clone() });
+            return Err(RegenerateError::NoControlPlane {
+                cluster: cluster.clone(),
+            });
         }
         let mut attempts = Vec::new();
         for instance in &candidates {
@@ -255,7 +333,10 @@ impl Regenerator {
                 parameters: vec![
                     ("ClusterName", cluster.to_string()),
                     ("ParameterPrefix", self.config.parameter_prefix.clone()),
-                    ("TokenTtlSeconds", self.config.token_ttl.as_secs().to_string()),
+                    (
+                        "TokenTtlSeconds",
+                        self.config.token_ttl.as_secs().to_string(),
+                    ),
                 ],
                 comment: format!("joinkeeper: regenerate the join record of {cluster}"),
             };
@@ -272,9 +353,17 @@ impl Regenerator {
                 Err(err) => Err(err),
             };
             match outcome {
-                Ok(_output) => match self.verify(&record_name, before.version, required).await.map_err(aws)? {
+                Ok(_output) => match self
+                    .verify(&record_name, before.version, required)
+                    .await
+                    .map_err(aws)?
+                {
                     Ok(summary) => {
-                        return Ok(Ensured::Regenerated { summary, instance: instance.clone(), reason });
+                        return Ok(Ensured::Regenerated {
+                            summary,
+                            instance: instance.clone(),
+                            reason,
+                        });
                     }
                     Err(why) => {
                         warn!(cluster = %cluster, instance = %instance, reason = %why, "regeneration not verified; trying the next control plane");
@@ -285,28 +374,45 @@ impl Regenerator {
                     warn!(cluster = %cluster, instance = %instance, error = %err, "regeneration failed on this control plane; trying the next");
                     attempts.push(err.to_string());
                 }
-                Err(crate::aws::run_command::RunCommandError::Aws(source)) => return Err(aws(source)),
+                Err(crate::aws::run_command::RunCommandError::Aws(source)) => {
+                    return Err(aws(source))
+                }
                 Err(err) => return Err(aws(internal(&err.to_string()))),
             }
         }
-        Err(RegenerateError::AllCandidatesFailed { cluster: cluster.clone(), attempts })
+        Err(RegenerateError::AllCandidatesFailed {
+            cluster: cluster.clone(),
+            attempts,
+        })
     }
 
     /// A new version of the record was written, and it is fresh for the required time.
-    async fn verify(&self, record_name: &str, before: Option<i64>, required: Duration) -> Result<Result<RecordSummary, String>, AwsCallError> {
+    async fn verify(
+        &self,
+        record_name: &str,
+        before: Option<i64>,
+        required: Duration,
+    ) -> Result<Result<RecordSummary, String>, AwsCallError> {
         let after = self.parameters.read_record(record_name).await?;
         if after.version.is_none() || after.version <= before {
-            return Ok(Err("the command succeeded but no new record was written".into()));
+            return Ok(Err(
+                "the command succeeded but no new record was written".into()
+            ));
         }
-        Ok(match decide(&after.stored, OffsetDateTime::now_utc(), required) {
-            Freshness::Fresh { remaining } => {
-                summary(&after.stored, after.version, remaining).ok_or_else(|| "new record unreadable".to_owned())
-            }
-            other => Err(format!("the new record is not fresh: {}", other.label())),
-        })
+        Ok(
+            match decide(&after.stored, OffsetDateTime::now_utc(), required) {
+                Freshness::Fresh { remaining } => summary(&after.stored, after.version, remaining)
+                    .ok_or_else(|| "new record unreadable".to_owned()),
+                other => Err(format!("the new record is not fresh: {}", other.label())),
+            },
+        )
     }
 }
 
 fn internal(message: &str) -> AwsCallError {
-    AwsCallError { operation: "internal", code: None, message: message.to_owned() }
+    AwsCallError {
+        operation: "internal",
+        code: None,
+        message: message.to_owned(),
+    }
 }

@@ -1,1 +1,343 @@
+//! Test harness: starts the local AWS API emulator (moto server plus joinkeeper's extension) on a
+//! free loopback port, points AWS SDK clients at it over HTTP, and stops it when dropped.
+//!
+//! Every test gets its own emulator process and state folder, so tests run in parallel without
+//! sharing anything.
 
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use aws_sdk_ec2::types::{ResourceType, Tag, TagSpecification};
+use aws_sdk_ssm::types::{DocumentFormat, DocumentType, ParameterType};
+use joinkeeper::aws::AwsClients;
+use joinkeeper::Config;
+use serde_json::Value;
+
+pub const REGION: &str = "us-east-1";
+/// A token secret that tests plant and then look for in captured output.
+pub const PLANTED_SECRET: &str = "pl4ntedsecret000";
+
+pub fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_default()
+}
+
+/// A running emulator. Killed on drop.
+pub struct Emulator {
+    child: Child,
+    pub endpoint: String,
+    pub state_dir: PathBuf,
+    http: reqwest_lite::Http,
+}
+
+impl Emulator {
+    /// Starts the emulator; panics with set-up instructions if the Python tools are missing.
+    pub fn start() -> Emulator {
+        let root = repo_root();
+        let python = root.join(".venv/bin/python");
+        assert!(
+            python.exists(),
+            "{} is missing: run `bash scripts/bootstrap-python.sh` first",
+            python.display()
+        );
+        let state_dir = std::env::temp_dir().join(format!(
+            "joinkeeper-test-{}-{}",
+            std::process::id(),
+            unique()
+        ));
+        std::fs::create_dir_all(&state_dir).expect("state dir");
+        let mut child = Command::new(python)
+            .arg(root.join("emulator/joinkeeper_emulator.py"))
+            .args(["--host", "127.0.0.1", "--port", "0", "--state-dir"])
+            .arg(&state_dir)
+            .arg("--scripts-dir")
+            .arg(root.join("node-scripts"))
+            .stdout(Stdio::piped())
+            .stderr(Stdio::from(
+                std::fs::File::create(state_dir.join("emulator.log")).expect("log file"),
+            ))
+            .spawn()
+            .expect("start the emulator");
+        let stdout = child.stdout.take().expect("stdout");
+        let mut line = String::new();
+        BufReader::new(stdout)
+            .read_line(&mut line)
+            .expect("read the ready line");
+        let endpoint = line.trim().strip_prefix("ready ").unwrap_or_else(|| {
+            let log = std::fs::read_to_string(state_dir.join("emulator.log")).unwrap_or_default();
+            panic!("emulator did not start: {line:?}\n{log}")
+        });
+        let endpoint = endpoint.to_owned();
+        Emulator {
+            child,
+            http: reqwest_lite::Http::new(&endpoint),
+            endpoint,
+            state_dir,
+        }
+    }
+
+    /// SDK clients pointed at this emulator, with fast retries.
+    pub async fn clients(&self) -> AwsClients {
+        let config = aws_config::defaults(aws_config::BehaviorVersion::latest())
+            .region(aws_config::Region::new(REGION))
+            .endpoint_url(&self.endpoint)
+            .credentials_provider(aws_sdk_ssm::config::Credentials::new(
+                "testing", "testing", None, None, "tests",
+            ))
+            .retry_config(
+                aws_config::retry::RetryConfig::standard()
+                    .with_max_attempts(2)
+                    .with_initial_backoff(Duration::from_millis(10)),
+            )
+            .load()
+            .await;
+        AwsClients::from_conf(&config)
+    }
+
+    /// GET a path of the emulator's control API, as JSON.
+    pub fn control(&self, path: &str) -> Value {
+        self.http.get_json(path)
+    }
+
+    /// Commands the emulator received, optionally only those of one document.
+    pub fn commands(&self, document: Option<&str>) -> Vec<Value> {
+        let all = self.control("/_joinkeeper/commands");
+        let list = all.get("commands").cloned().unwrap_or(all);
+        list.as_array()
+            .cloned()
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|c| document.is_none_or(|d| c["document"] == d))
+            .collect()
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.state_dir.join("emulator.log")).unwrap_or_default()
+    }
+}
+
+impl Drop for Emulator {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn unique() -> u128 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or_default()
+}
+
+/// Fast configuration for tests: short polls and deadlines.
+pub fn test_config() -> Config {
+    Config::from_lookup(|name| match name {
+        "JOINKEEPER_COMMAND_POLL_MILLIS" => Some("100".into()),
+        "JOINKEEPER_COMMAND_DEADLINE_SECONDS" => Some("30".into()),
+        _ => None,
+    })
+    .expect("test config")
+}
+
+/// Registers joinkeeper's SSM documents from node-scripts/documents.
+pub async fn create_documents(clients: &AwsClients) {
+    let dir = repo_root().join("node-scripts/documents");
+    for entry in std::fs::read_dir(&dir).expect("documents folder") {
+        let path = entry.expect("entry").path();
+        if path.extension().and_then(|e| e.to_str()) != Some("json") {
+            continue;
+        }
+        let name = path
+            .file_stem()
+            .and_then(|s| s.to_str())
+            .expect("name")
+            .to_owned();
+        let content = std::fs::read_to_string(&path).expect("document");
+        clients
+            .ssm
+            .create_document()
+            .name(name)
+            .content(content)
+            .document_type(DocumentType::Command)
+            .document_format(DocumentFormat::Json)
+            .send()
+            .await
+            .expect("create document");
+    }
+}
+
+/// Launches an instance tagged for `cluster` with `role`, plus extra tags (`emulator:*`).
+pub async fn launch_instance(
+    clients: &AwsClients,
+    cluster: &str,
+    role: &str,
+    extra: &[(&str, &str)],
+) -> String {
+    let mut tags = TagSpecification::builder()
+        .resource_type(ResourceType::Instance)
+        .tags(
+            Tag::builder()
+                .key("joinkeeper:cluster")
+                .value(cluster)
+                .build(),
+        )
+        .tags(Tag::builder().key("joinkeeper:role").value(role).build());
+    for (k, v) in extra {
+        tags = tags.tags(Tag::builder().key(*k).value(*v).build());
+    }
+    let out = clients
+        .ec2
+        .run_instances()
+        .image_id("ami-12c6146b")
+        .min_count(1)
+        .max_count(1)
+        .instance_type(aws_sdk_ec2::types::InstanceType::T3Medium)
+        .tag_specifications(tags.build())
+        .send()
+        .await
+        .expect("run instance");
+    out.instances()[0].instance_id().expect("id").to_owned()
+}
+
+/// A valid record JSON created `age` ago with a 24 h TTL, holding [`PLANTED_SECRET`].
+pub fn record_json(cluster: &str, token_id: &str, age: Duration) -> String {
+    let created = time::OffsetDateTime::now_utc() - age;
+    let expires = created + Duration::from_secs(86_400);
+    serde_json::json!({
+        "version": 1, "cluster": cluster, "source": "kubeadm", "endpoint": "10.0.0.10:6443",
+        "token_id": token_id, "token_secret": PLANTED_SECRET,
+        "ca_cert_hash": format!("sha256:{}", "ab".repeat(32)),
+        "created_at": joinkeeper::timefmt::rfc3339(created), "expires_at": joinkeeper::timefmt::rfc3339(expires),
+    })
+    .to_string()
+}
+
+pub async fn put_record(clients: &AwsClients, cluster: &str, value: &str) {
+    clients
+        .ssm
+        .put_parameter()
+        .name(format!("/joinkeeper/{cluster}/join-record"))
+        .value(value)
+        .r#type(ParameterType::SecureString)
+        .overwrite(true)
+        .send()
+        .await
+        .expect("put record");
+}
+
+/// The stored record's raw value and version.
+pub async fn get_record(clients: &AwsClients, cluster: &str) -> Option<(String, i64)> {
+    joinkeeper::aws::parameters::ParameterStore::new(clients.ssm.clone())
+        .get(&format!("/joinkeeper/{cluster}/join-record"), true)
+        .await
+        .expect("get record")
+}
+
+/// Captures every log line the code under test writes (JSON, like in Lambda), so a test can
+/// assert what was logged and that no secret was.
+#[derive(Clone, Default)]
+pub struct LogCapture(Arc<Mutex<Vec<u8>>>);
+
+impl LogCapture {
+    /// Installs the capture for the current thread (use a current-thread runtime).
+    pub fn install(&self) -> tracing::subscriber::DefaultGuard {
+        let writer = self.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .json()
+            .flatten_event(true)
+            .with_current_span(true)
+            .with_max_level(tracing::Level::DEBUG)
+            .with_writer(move || writer.clone())
+            .finish();
+        tracing::subscriber::set_default(subscriber)
+    }
+
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.0.lock().map(|b| b.clone()).unwrap_or_default()).into_owned()
+    }
+
+    /// Parsed JSON log lines.
+    pub fn lines(&self) -> Vec<Value> {
+        self.text()
+            .lines()
+            .filter_map(|l| serde_json::from_str(l).ok())
+            .collect()
+    }
+}
+
+impl std::io::Write for LogCapture {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        if let Ok(mut b) = self.0.lock() {
+            b.extend_from_slice(buf);
+        }
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// A minimal HTTP/1.1 client for the emulator's control API (loopback only, JSON bodies).
+pub mod reqwest_lite {
+    use std::io::{Read, Write};
+    use std::net::TcpStream;
+
+    pub struct Http {
+        host_port: String,
+    }
+
+    impl Http {
+        pub fn new(endpoint: &str) -> Http {
+            Http {
+                host_port: endpoint
+                    .trim_start_matches("http://")
+                    .trim_end_matches('/')
+                    .to_owned(),
+            }
+        }
+
+        pub fn request(&self, method: &str, path: &str, body: &str) -> String {
+            let mut stream = TcpStream::connect(&self.host_port).expect("connect to the emulator");
+            let req = format!(
+                "{method} {path} HTTP/1.1\r\nHost: {}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                self.host_port,
+                body.len()
+            );
+            stream.write_all(req.as_bytes()).expect("write");
+            let mut response = String::new();
+            stream.read_to_string(&mut response).expect("read");
+            let (head, body) = response.split_once("\r\n\r\n").unwrap_or((&response, ""));
+            if head
+                .to_ascii_lowercase()
+                .contains("transfer-encoding: chunked")
+            {
+                return dechunk(body);
+            }
+            body.to_owned()
+        }
+
+        pub fn get_json(&self, path: &str) -> serde_json::Value {
+            let body = self.request("GET", path, "");
+            serde_json::from_str(&body).unwrap_or_else(|e| panic!("{path}: not JSON ({e}): {body}"))
+        }
+    }
+
+    fn dechunk(mut body: &str) -> String {
+        let mut out = String::new();
+        while let Some((size, rest)) = body.split_once("\r\n") {
+            let n = usize::from_str_radix(size.trim(), 16).unwrap_or(0);
+            if n == 0 || rest.len() < n {
+                break;
+            }
+            out.push_str(&rest[..n]);
+            body = rest[n..].trim_start_matches("\r\n");
+        }
+        out
+    }
+}

@@ -37,7 +37,12 @@ async fn handle(regenerator: &Regenerator, payload: Value) -> Result<RefreshSumm
             .filter(|c| c.outcome == joinkeeper::refresh::Outcome::Failed)
             .map(|c| c.cluster.as_str())
             .collect();
-        return Err(format!("{failed} of {} clusters failed to refresh: {}", summary.clusters.len(), names.join(", ")).into());
+        return Err(format!(
+            "{failed} of {} clusters failed to refresh: {}",
+            summary.clusters.len(),
+            names.join(", ")
+        )
+        .into());
     }
     Ok(summary)
 }

@@ -40,13 +40,19 @@ impl ClusterScan {
 }
 
 fn filter(name: &str, values: &[&str]) -> Filter {
-    Filter::builder().name(name).set_values(Some(values.iter().map(|v| (*v).to_owned()).collect())).build()
+    Filter::builder()
+        .name(name)
+        .set_values(Some(values.iter().map(|v| (*v).to_owned()).collect()))
+        .build()
 }
 
 /// Orders the reachable control-plane instances: running ones whose agent is Online, sorted by
 /// instance id, so every caller tries them in the same order and fails over the same way.
 pub fn order_candidates(running: Vec<InstanceId>, online: &HashSet<String>) -> Vec<InstanceId> {
-    let mut candidates: Vec<InstanceId> = running.into_iter().filter(|id| online.contains(id.as_str())).collect();
+    let mut candidates: Vec<InstanceId> = running
+        .into_iter()
+        .filter(|id| online.contains(id.as_str()))
+        .collect();
     candidates.sort();
     candidates.dedup();
     candidates
@@ -54,7 +60,11 @@ pub fn order_candidates(running: Vec<InstanceId>, online: &HashSet<String>) -> V
 
 impl Fleet {
     pub fn new(clients: &super::AwsClients) -> Self {
-        Fleet { ec2: clients.ec2.clone(), ssm: clients.ssm.clone(), autoscaling: clients.autoscaling.clone() }
+        Fleet {
+            ec2: clients.ec2.clone(),
+            ssm: clients.ssm.clone(),
+            autoscaling: clients.autoscaling.clone(),
+        }
     }
 
     /// Every cluster named by a `joinkeeper:cluster` tag on a live instance or an Auto Scaling
@@ -65,11 +75,15 @@ impl Fleet {
             .ec2
             .describe_instances()
             .filters(filter("tag-key", &[CLUSTER_TAG]))
-            .filters(filter("instance-state-name", &["pending", "running", "stopping", "stopped"]))
+            .filters(filter(
+                "instance-state-name",
+                &["pending", "running", "stopping", "stopped"],
+            ))
             .into_paginator()
             .send();
         while let Some(page) = pages.next().await {
-            let page = page.map_err(|e| AwsCallError::new("ec2:DescribeInstances", &e.into_service_error()))?;
+            let page = page
+                .map_err(|e| AwsCallError::new("ec2:DescribeInstances", &e.into_service_error()))?;
             for instance in page.reservations().iter().flat_map(|r| r.instances()) {
                 for tag in instance.tags() {
                     if tag.key() == Some(CLUSTER_TAG) {
@@ -81,11 +95,18 @@ impl Fleet {
         let mut pages = self
             .autoscaling
             .describe_tags()
-            .filters(aws_sdk_autoscaling::types::Filter::builder().name("key").values(CLUSTER_TAG).build())
+            .filters(
+                aws_sdk_autoscaling::types::Filter::builder()
+                    .name("key")
+                    .values(CLUSTER_TAG)
+                    .build(),
+            )
             .into_paginator()
             .send();
         while let Some(page) = pages.next().await {
-            let page = page.map_err(|e| AwsCallError::new("autoscaling:DescribeTags", &e.into_service_error()))?;
+            let page = page.map_err(|e| {
+                AwsCallError::new("autoscaling:DescribeTags", &e.into_service_error())
+            })?;
             for tag in page.tags() {
                 scan.add(tag.value().unwrap_or_default());
             }
@@ -95,7 +116,10 @@ impl Fleet {
 
     /// The cluster's control-plane instances that are running and whose SSM agent is Online,
     /// in failover order.
-    pub async fn control_plane_candidates(&self, cluster: &ClusterName) -> Result<Vec<InstanceId>, AwsCallError> {
+    pub async fn control_plane_candidates(
+        &self,
+        cluster: &ClusterName,
+    ) -> Result<Vec<InstanceId>, AwsCallError> {
         let mut running = Vec::new();
         let mut pages = self
             .ec2
@@ -106,7 +130,8 @@ impl Fleet {
             .into_paginator()
             .send();
         while let Some(page) = pages.next().await {
-            let page = page.map_err(|e| AwsCallError::new("ec2:DescribeInstances", &e.into_service_error()))?;
+            let page = page
+                .map_err(|e| AwsCallError::new("ec2:DescribeInstances", &e.into_service_error()))?;
             for instance in page.reservations().iter().flat_map(|r| r.instances()) {
                 if let Some(Ok(id)) = instance.instance_id().map(InstanceId::parse) {
                     running.push(id);
@@ -120,19 +145,69 @@ impl Fleet {
         Ok(order_candidates(running, &online))
     }
 
+    /// Launch time of each of `ids` that still exists (not terminated).
+    pub async fn launch_times(
+        &self,
+        ids: &[InstanceId],
+    ) -> Result<std::collections::HashMap<String, time::OffsetDateTime>, AwsCallError> {
+        let mut found = std::collections::HashMap::new();
+        for chunk in ids.chunks(100) {
+            let out = self
+                .ec2
+                .describe_instances()
+                .filters(filter(
+                    "instance-id",
+                    &chunk.iter().map(|i| i.as_str()).collect::<Vec<_>>(),
+                ))
+                .send()
+                .await
+                .map_err(|e| AwsCallError::new("ec2:DescribeInstances", &e.into_service_error()))?;
+            for instance in out.reservations().iter().flat_map(|r| r.instances()) {
+                let alive = instance
+                    .state()
+                    .and_then(|s| s.name())
+                    .is_none_or(|n| n.as_str() != "terminated");
+                if let (Some(id), Some(t), true) =
+                    (instance.instance_id(), instance.launch_time(), alive)
+                {
+                    if let Ok(t) = time::OffsetDateTime::from_unix_timestamp(t.secs()) {
+                        found.insert(id.to_owned(), t);
+                    }
+                }
+            }
+        }
+        Ok(found)
+    }
+
     /// Which of `ids` have an SSM agent reporting Online.
-    pub async fn online_instances(&self, ids: &[InstanceId]) -> Result<HashSet<String>, AwsCallError> {
+    pub async fn online_instances(
+        &self,
+        ids: &[InstanceId],
+    ) -> Result<HashSet<String>, AwsCallError> {
         let mut online = HashSet::new();
         // DescribeInstanceInformation takes at most 50 ids per filter.
         for chunk in ids.chunks(50) {
             let id_filter = InstanceInformationStringFilter::builder()
                 .key("InstanceIds")
-                .set_values(Some(chunk.iter().map(|id| id.as_str().to_owned()).collect()))
+                .set_values(Some(
+                    chunk.iter().map(|id| id.as_str().to_owned()).collect(),
+                ))
                 .build()
-                .map_err(|e| AwsCallError { operation: "ssm:DescribeInstanceInformation", code: None, message: e.to_string() })?;
-            let mut pages = self.ssm.describe_instance_information().filters(id_filter).into_paginator().send();
+                .map_err(|e| AwsCallError {
+                    operation: "ssm:DescribeInstanceInformation",
+                    code: None,
+                    message: e.to_string(),
+                })?;
+            let mut pages = self
+                .ssm
+                .describe_instance_information()
+                .filters(id_filter)
+                .into_paginator()
+                .send();
             while let Some(page) = pages.next().await {
-                let page = page.map_err(|e| AwsCallError::new("ssm:DescribeInstanceInformation", &e.into_service_error()))?;
+                let page = page.map_err(|e| {
+                    AwsCallError::new("ssm:DescribeInstanceInformation", &e.into_service_error())
+                })?;
                 for info in page.instance_information_list() {
                     if info.ping_status() == Some(&PingStatus::Online) {
                         if let Some(id) = info.instance_id() {
@@ -156,9 +231,20 @@ mod tests {
 
     #[test]
     fn candidates_are_online_running_instances_in_id_order() {
-        let running = vec![id("i-0000000c"), id("i-0000000a"), id("i-0000000b"), id("i-0000000a")];
-        let online: HashSet<String> = ["i-0000000a", "i-0000000c", "i-0000000f"].iter().map(|s| (*s).to_owned()).collect();
-        assert_eq!(order_candidates(running, &online), vec![id("i-0000000a"), id("i-0000000c")]);
+        let running = vec![
+            id("i-0000000c"),
+            id("i-0000000a"),
+            id("i-0000000b"),
+            id("i-0000000a"),
+        ];
+        let online: HashSet<String> = ["i-0000000a", "i-0000000c", "i-0000000f"]
+            .iter()
+            .map(|s| (*s).to_owned())
+            .collect();
+        assert_eq!(
+            order_candidates(running, &online),
+            vec![id("i-0000000a"), id("i-0000000c")]
+        );
         assert!(order_candidates(vec![id("i-0000000b")], &online).is_empty());
     }
 
@@ -168,7 +254,10 @@ mod tests {
         for value in ["demo", "prod", "demo", "x;rm -rf /", "x;rm -rf /"] {
             scan.add(value);
         }
-        assert_eq!(scan.clusters.iter().map(|c| c.as_str()).collect::<Vec<_>>(), vec!["demo", "prod"]);
+        assert_eq!(
+            scan.clusters.iter().map(|c| c.as_str()).collect::<Vec<_>>(),
+            vec!["demo", "prod"]
+        );
         assert_eq!(scan.rejected.len(), 1);
     }
 }

@@ -1,6 +1,7 @@
 //! Small adapters over the AWS SDK clients. Each turns SDK types into the core's plain data and
 //! SDK errors into one typed error per concern; decisions stay in the pure modules.
 
+pub mod autoscaling;
 pub mod fleet;
 pub mod parameters;
 pub mod run_command;
@@ -47,14 +48,24 @@ impl AwsCallError {
     where
         E: ProvideErrorMetadata + std::error::Error + 'static,
     {
-        AwsCallError { operation, code: err.code().map(str::to_owned), message: DisplayErrorContext(err).to_string() }
+        AwsCallError {
+            operation,
+            code: err.code().map(str::to_owned),
+            message: DisplayErrorContext(err).to_string(),
+        }
     }
 
     /// True when AWS throttled the call even after the SDK's retries.
     pub fn is_throttling(&self) -> bool {
         matches!(
             self.code.as_deref(),
-            Some("ThrottlingException" | "Throttling" | "TooManyRequestsException" | "RequestLimitExceeded" | "ThrottledException")
+            Some(
+                "ThrottlingException"
+                    | "Throttling"
+                    | "TooManyRequestsException"
+                    | "RequestLimitExceeded"
+                    | "ThrottledException"
+            )
         )
     }
 }

@@ -27,20 +27,37 @@ impl ParameterStore {
     /// as [`StoredRecord::Corrupt`], not as an error: it is a state the policy decides on.
     pub async fn read_record(&self, name: &str) -> Result<RecordRead, AwsCallError> {
         match self.get(name, true).await? {
-            None => Ok(RecordRead { stored: StoredRecord::Absent, version: None }),
+            None => Ok(RecordRead {
+                stored: StoredRecord::Absent,
+                version: None,
+            }),
             Some((value, version)) => {
                 let stored = match JoinRecord::from_json(&value) {
                     Ok(record) => StoredRecord::Present(record),
                     Err(err) => StoredRecord::Corrupt(err),
                 };
-                Ok(RecordRead { stored, version: Some(version) })
+                Ok(RecordRead {
+                    stored,
+                    version: Some(version),
+                })
             }
         }
     }
 
     /// Reads a parameter's value and version; `None` when it does not exist.
-    pub async fn get(&self, name: &str, decrypt: bool) -> Result<Option<(String, i64)>, AwsCallError> {
-        match self.client.get_parameter().name(name).with_decryption(decrypt).send().await {
+    pub async fn get(
+        &self,
+        name: &str,
+        decrypt: bool,
+    ) -> Result<Option<(String, i64)>, AwsCallError> {
+        match self
+            .client
+            .get_parameter()
+            .name(name)
+            .with_decryption(decrypt)
+            .send()
+            .await
+        {
             Ok(out) => Ok(out
                 .parameter()
                 .map(|p| (p.value().unwrap_or_default().to_owned(), p.version()))),
@@ -131,8 +148,16 @@ mod tests {
         r#"{"version":1,"cluster":"demo","source":"kubeadm","endpoint":"10.0.0.10:6443","token_id":"abcdef","token_secret":"s3cr3ttokenvalu3","ca_cert_hash":"sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef","created_at":"2026-11-27T00:00:00Z","expires_at":"2026-11-28T00:00:00Z"}"#.to_owned()
     }
 
-    fn retrying(max_attempts: u32) -> impl Fn(aws_sdk_ssm::config::Builder) -> aws_sdk_ssm::config::Builder {
-        move |c| c.retry_config(RetryConfig::standard().with_max_attempts(max_attempts).with_initial_backoff(Duration::from_millis(1)))
+    fn retrying(
+        max_attempts: u32,
+    ) -> impl Fn(aws_sdk_ssm::config::Builder) -> aws_sdk_ssm::config::Builder {
+        move |c| {
+            c.retry_config(
+                RetryConfig::standard()
+                    .with_max_attempts(max_attempts)
+                    .with_initial_backoff(Duration::from_millis(1)),
+            )
+        }
     }
 
     #[tokio::test]
@@ -143,12 +168,21 @@ mod tests {
             .http_status(503, None)
             .output(|| {
                 GetParameterOutput::builder()
-                    .parameter(Parameter::builder().name("/joinkeeper/demo/join-record").value(record_json()).version(3).build())
+                    .parameter(
+                        Parameter::builder()
+                            .name("/joinkeeper/demo/join-record")
+                            .value(record_json())
+                            .version(3)
+                            .build(),
+                    )
                     .build()
             })
             .build();
         let client = mock_client!(aws_sdk_ssm, RuleMode::Sequential, [&rule], retrying(4));
-        let read = ParameterStore::new(client).read_record("/joinkeeper/demo/join-record").await.expect("succeeds after retries");
+        let read = ParameterStore::new(client)
+            .read_record("/joinkeeper/demo/join-record")
+            .await
+            .expect("succeeds after retries");
         assert_eq!(rule.num_calls(), 3);
         assert_eq!(read.version, Some(3));
         assert!(matches!(read.stored, StoredRecord::Present(ref r) if r.token_id == "abcdef"));
@@ -156,9 +190,16 @@ mod tests {
 
     #[tokio::test]
     async fn persistent_throttling_becomes_a_typed_error_without_the_secret() {
-        let rule = mock!(Client::get_parameter).sequence().http_status(400, Some(THROTTLED.to_owned())).times(3).build();
+        let rule = mock!(Client::get_parameter)
+            .sequence()
+            .http_status(400, Some(THROTTLED.to_owned()))
+            .times(3)
+            .build();
         let client = mock_client!(aws_sdk_ssm, RuleMode::Sequential, [&rule], retrying(3));
-        let err = ParameterStore::new(client).read_record("/joinkeeper/demo/join-record").await.expect_err("throttled");
+        let err = ParameterStore::new(client)
+            .read_record("/joinkeeper/demo/join-record")
+            .await
+            .expect_err("throttled");
         assert_eq!(rule.num_calls(), 3, "the SDK retried up to its limit");
         assert!(err.is_throttling(), "{err:?}");
         assert_eq!(err.operation, "ssm:GetParameter");
@@ -168,11 +209,20 @@ mod tests {
     async fn corrupt_value_is_a_state_not_an_error() {
         let rule = mock!(Client::get_parameter).then_output(|| {
             GetParameterOutput::builder()
-                .parameter(Parameter::builder().name("n").value("kubeadm join garbage").version(1).build())
+                .parameter(
+                    Parameter::builder()
+                        .name("n")
+                        .value("kubeadm join garbage")
+                        .version(1)
+                        .build(),
+                )
                 .build()
         });
         let client = mock_client!(aws_sdk_ssm, RuleMode::Sequential, [&rule], retrying(1));
-        let read = ParameterStore::new(client).read_record("n").await.expect("read");
+        let read = ParameterStore::new(client)
+            .read_record("n")
+            .await
+            .expect("read");
         assert!(matches!(read.stored, StoredRecord::Corrupt(_)));
     }
 }

@@ -50,15 +50,33 @@ pub enum RunCommandError {
     #[error("instance {instance} is not reachable by Run Command (not managed, or agent offline)")]
     InvalidInstance { instance: InstanceId },
     #[error("command {command_id} could not be delivered to {instance} ({detail})")]
-    Undeliverable { instance: InstanceId, command_id: String, detail: String },
+    Undeliverable {
+        instance: InstanceId,
+        command_id: String,
+        detail: String,
+    },
     #[error("command {command_id} failed on {instance} with exit code {exit_code}")]
-    Failed { instance: InstanceId, command_id: String, exit_code: i32 },
+    Failed {
+        instance: InstanceId,
+        command_id: String,
+        exit_code: i32,
+    },
     #[error("command {command_id} timed out on {instance}")]
-    TimedOut { instance: InstanceId, command_id: String },
+    TimedOut {
+        instance: InstanceId,
+        command_id: String,
+    },
     #[error("command {command_id} was cancelled on {instance}")]
-    Cancelled { instance: InstanceId, command_id: String },
+    Cancelled {
+        instance: InstanceId,
+        command_id: String,
+    },
     #[error("command {command_id} on {instance} did not finish within {waited:?}; cancelled")]
-    DeadlineExceeded { instance: InstanceId, command_id: String, waited: Duration },
+    DeadlineExceeded {
+        instance: InstanceId,
+        command_id: String,
+        waited: Duration,
+    },
     #[error(transparent)]
     Aws(#[from] AwsCallError),
 }
@@ -84,7 +102,9 @@ pub enum Progress {
 /// Pure mapping of GetCommandInvocation's answer to [`Progress`].
 pub fn classify(status: &str, details: &str, response_code: i32) -> Progress {
     match (status, details) {
-        (_, "Undeliverable" | "DeliveryTimedOut" | "InvalidPlatform" | "AccessDenied") => Progress::Undeliverable,
+        (_, "Undeliverable" | "DeliveryTimedOut" | "InvalidPlatform" | "AccessDenied") => {
+            Progress::Undeliverable
+        }
         ("Success", _) => Progress::Succeeded,
         ("TimedOut", _) | (_, "ExecutionTimedOut") => Progress::TimedOut,
         ("Cancelled" | "Cancelling", _) => Progress::Cancelled,
@@ -95,7 +115,11 @@ pub fn classify(status: &str, details: &str, response_code: i32) -> Progress {
 
 impl CommandRunner {
     pub fn new(client: aws_sdk_ssm::Client, poll: Duration, deadline: Duration) -> Self {
-        CommandRunner { client, poll, deadline }
+        CommandRunner {
+            client,
+            poll,
+            deadline,
+        }
     }
 
     pub fn deadline(&self) -> Duration {
@@ -136,7 +160,9 @@ impl CommandRunner {
             Err(err) => {
                 let err = err.into_service_error();
                 if err.is_invalid_instance_id() {
-                    Err(RunCommandError::InvalidInstance { instance: request.instance.clone() })
+                    Err(RunCommandError::InvalidInstance {
+                        instance: request.instance.clone(),
+                    })
                 } else {
                     Err(AwsCallError::new("ssm:SendCommand", &err).into())
                 }
@@ -145,16 +171,27 @@ impl CommandRunner {
     }
 
     /// Polls one invocation until it ends or the deadline passes (then cancels it).
-    pub async fn wait(&self, instance: &InstanceId, command_id: &str) -> Result<CommandOutput, RunCommandError> {
+    pub async fn wait(
+        &self,
+        instance: &InstanceId,
+        command_id: &str,
+    ) -> Result<CommandOutput, RunCommandError> {
         let started = Instant::now();
         loop {
             match self.poll_once(instance, command_id).await? {
                 (Progress::Waiting, _) => {}
                 (Progress::Succeeded, stdout) => {
-                    return Ok(CommandOutput { command_id: command_id.to_owned(), stdout });
+                    return Ok(CommandOutput {
+                        command_id: command_id.to_owned(),
+                        stdout,
+                    });
                 }
                 (Progress::Failed(exit_code), _) => {
-                    return Err(RunCommandError::Failed { instance: instance.clone(), command_id: command_id.to_owned(), exit_code })
+                    return Err(RunCommandError::Failed {
+                        instance: instance.clone(),
+                        command_id: command_id.to_owned(),
+                        exit_code,
+                    })
                 }
                 (Progress::Undeliverable, _) => {
                     return Err(RunCommandError::Undeliverable {
@@ -164,15 +201,27 @@ impl CommandRunner {
                     })
                 }
                 (Progress::TimedOut, _) => {
-                    return Err(RunCommandError::TimedOut { instance: instance.clone(), command_id: command_id.to_owned() })
+                    return Err(RunCommandError::TimedOut {
+                        instance: instance.clone(),
+                        command_id: command_id.to_owned(),
+                    })
                 }
                 (Progress::Cancelled, _) => {
-                    return Err(RunCommandError::Cancelled { instance: instance.clone(), command_id: command_id.to_owned() })
+                    return Err(RunCommandError::Cancelled {
+                        instance: instance.clone(),
+                        command_id: command_id.to_owned(),
+                    })
                 }
             }
             if started.elapsed() + self.poll > self.deadline {
                 // Best effort: a command past its deadline must not keep running unobserved.
-                let _ = self.client.cancel_command().command_id(command_id).instance_ids(instance.as_str()).send().await;
+                let _ = self
+                    .client
+                    .cancel_command()
+                    .command_id(command_id)
+                    .instance_ids(instance.as_str())
+                    .send()
+                    .await;
                 return Err(RunCommandError::DeadlineExceeded {
                     instance: instance.clone(),
                     command_id: command_id.to_owned(),
@@ -184,13 +233,27 @@ impl CommandRunner {
     }
 
     /// One GetCommandInvocation. An invocation not yet visible (eventual consistency) is Waiting.
-    pub async fn poll_once(&self, instance: &InstanceId, command_id: &str) -> Result<(Progress, String), RunCommandError> {
-        match self.client.get_command_invocation().command_id(command_id).instance_id(instance.as_str()).send().await {
+    pub async fn poll_once(
+        &self,
+        instance: &InstanceId,
+        command_id: &str,
+    ) -> Result<(Progress, String), RunCommandError> {
+        match self
+            .client
+            .get_command_invocation()
+            .command_id(command_id)
+            .instance_id(instance.as_str())
+            .send()
+            .await
+        {
             Ok(out) => {
                 let status = out.status().map(|s| s.as_str()).unwrap_or("Pending");
                 let details = out.status_details().unwrap_or_default();
                 let progress = classify(status, details, out.response_code());
-                Ok((progress, out.standard_output_content().unwrap_or_default().to_owned()))
+                Ok((
+                    progress,
+                    out.standard_output_content().unwrap_or_default().to_owned(),
+                ))
             }
             Err(err) => {
                 let err = err.into_service_error();

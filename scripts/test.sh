@@ -1,0 +1,47 @@
+#!/usr/bin/env bash
+# The whole test suite, on a fresh machine: installs what it needs (Python venv with the emulator,
+# AWS CLI, pytest, cfn-lint and cargo-lambda; shellcheck; npm packages for infra/), then runs
+# the Rust unit and integration tests, the emulator's and node scripts' tests, the infra checks
+# and the end-to-end demo scenario.
+set -euo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+cd "$root"
+
+step() { printf '\n==> %s\n' "$*"; }
+
+step "installing tools"
+bash scripts/bootstrap-python.sh
+if ! command -v shellcheck >/dev/null 2>&1; then
+  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq shellcheck) >/dev/null
+fi
+export PATH="$root/.venv/bin:$PATH"
+
+step "formatting"
+cargo fmt --all -- --check
+
+step "Rust unit and integration tests (emulator over HTTP)"
+if cargo nextest --version >/dev/null 2>&1; then
+  cargo nextest run --workspace --no-fail-fast
+else
+  cargo test --workspace --no-fail-fast
+fi
+
+if [[ -d emulator/tests ]]; then
+  step "emulator tests"
+  .venv/bin/python -m pytest emulator/tests -q
+fi
+
+if [[ -d node-scripts/tests ]]; then
+  step "node scripts: shellcheck and tests"
+  .venv/bin/python -m pytest node-scripts/tests -q
+fi
+
+if [[ -f infra/scripts/check.sh ]]; then
+  step "infra: synth, assertions, cfn-lint, policy rules"
+  bash infra/scripts/check.sh
+fi
+
+step "end-to-end demo scenario"
+bash scripts/demo.sh --ci
+
+printf '\nall test suites passed\n'
