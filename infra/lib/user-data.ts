@@ -47,6 +47,7 @@ function q(s: string): string {
 function header(p: CommonUserDataProps, role: 'control-plane' | 'worker'): string[] {
   const c = p.config;
   return [
+    '# shellcheck disable=SC2034  # every role gets the same settings block and uses part of it',
     'set -euo pipefail',
     'umask 022',
     'mkdir -p /var/log/joinkeeper',
@@ -116,7 +117,7 @@ kubernetes_packages() {
   sed -i 's/SystemdCgroup = false/SystemdCgroup = true/' /etc/containerd/config.toml
   systemctl restart containerd
   systemctl enable containerd
-  mkdir -p -m 755 /etc/apt/keyrings
+  install -d -m 0755 /etc/apt/keyrings
   retry curl -fsSL "https://pkgs.k8s.io/core:/stable:/v$JK_K8S_MINOR/deb/Release.key" -o /tmp/k8s-release.key
   gpg --dearmor --yes -o /etc/apt/keyrings/kubernetes-apt-keyring.gpg /tmp/k8s-release.key
   echo "deb [signed-by=/etc/apt/keyrings/kubernetes-apt-keyring.gpg] https://pkgs.k8s.io/core:/stable:/v$JK_K8S_MINOR/deb/ /" > /etc/apt/sources.list.d/kubernetes.list
@@ -156,8 +157,8 @@ put_secure_parameter() {
   rm -f "$file"
 }
 wait_for_parameter() {
-  local name=$1 i
-  for i in $(seq 1 270); do
+  local name=$1
+  for _ in $(seq 1 270); do
     if aws ssm get-parameter --with-decryption --name "$name" --query Parameter.Value --output text 2>/dev/null; then return 0; fi
     sleep 10
   done

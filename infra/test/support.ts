@@ -8,6 +8,8 @@
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
+import { Template } from 'aws-cdk-lib/assertions';
+import { buildApp, JoinkeeperApp } from '../lib/app';
 import { FUNCTION_NAMES, resolveFromInfra } from '../lib/sources';
 
 let placeholderDir: string | undefined;
@@ -47,4 +49,80 @@ export function offlineContext(extra: Record<string, unknown> = {}): Record<stri
     'aws:cdk:bundling-stacks': [],
     ...extra,
   };
+}
+
+// ---- synth helpers for the tests ------------------------------------------------------------
+
+export interface Synthesized {
+  readonly built: JoinkeeperApp;
+  readonly account: Template;
+  readonly cluster: Template;
+}
+
+const cache = new Map<string, Synthesized>();
+
+/** Synthesizes the app with offline context plus `ctx` (memoized per ctx). */
+export function synth(ctx: Record<string, unknown> = {}): Synthesized {
+  const key = JSON.stringify(ctx);
+  let s = cache.get(key);
+  if (!s) {
+    const built = buildApp({ context: offlineContext(ctx) });
+    s = { built, account: Template.fromStack(built.account), cluster: Template.fromStack(built.cluster) };
+    cache.set(key, s);
+  }
+  return s;
+}
+
+/** Renders a CloudFormation UserData value (Fn::Base64 of a string or Fn::Join) with tokens replaced. */
+export function renderUserData(value: unknown, token = 'TOKEN'): string {
+  const inner = (value as Record<string, unknown>)['Fn::Base64'];
+  const flat = (v: unknown): string => {
+    if (typeof v === 'string') return v;
+    const o = v as Record<string, unknown>;
+    if (o && Array.isArray(o['Fn::Join'])) {
+      const [sep, parts] = o['Fn::Join'] as [string, unknown[]];
+      return parts.map(flat).join(sep);
+    }
+    return token;
+  };
+  return flat(inner);
+}
+
+export type Statement = { Effect: string; Action: string | string[]; Resource?: unknown; Condition?: Record<string, Record<string, unknown>>; Sid?: string };
+
+/** Allow statements of the AWS::IAM::Policy resources attached to the role whose logical id starts with `rolePrefix`. */
+export function statementsOfRole(t: Template, rolePrefix: string): Statement[] {
+  const out: Statement[] = [];
+  type PolicyResource = { Properties: { Roles: Array<{ Ref: string }>; PolicyDocument: { Statement: Statement[] } } };
+  const policies = Object.values(t.findResources('AWS::IAM::Policy')) as PolicyResource[];
+  for (const res of policies) {
+    if (res.Properties.Roles.some((r) => r.Ref.startsWith(rolePrefix))) out.push(...res.Properties.PolicyDocument.Statement);
+  }
+  return out;
+}
+
+export function actionsOf(s: Statement): string[] {
+  return Array.isArray(s.Action) ? s.Action : [s.Action];
+}
+
+export function resourcesOf(s: Statement): unknown[] {
+  return s.Resource === undefined ? [] : Array.isArray(s.Resource) ? s.Resource : [s.Resource];
+}
+
+/** Flattens Fn::Join/Ref values to a string such as arn:{AWS::Partition}:ssm:... */
+export function flat(v: unknown): string {
+  if (typeof v === 'string') return v;
+  const o = v as Record<string, unknown>;
+  if (o && Array.isArray(o['Fn::Join'])) {
+    const [sep, parts] = o['Fn::Join'] as [string, unknown[]];
+    return parts.map(flat).join(sep);
+  }
+  if (o && typeof o.Ref === 'string') return `{${o.Ref}}`;
+  if (o && Array.isArray(o['Fn::GetAtt'])) return `{${(o['Fn::GetAtt'] as string[]).join('.')}}`;
+  return JSON.stringify(v);
+}
+
+export function findCfnLint(): string | undefined {
+  const candidates = [process.env.CFN_LINT, resolveFromInfra('../.venv/bin/cfn-lint')].filter((x): x is string => !!x);
+  return candidates.find((c) => fs.existsSync(c));
 }

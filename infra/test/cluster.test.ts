@@ -1,0 +1,240 @@
+// The cluster stack, in both control-plane modes and with both installers.
+import { strict as assert } from 'node:assert';
+import { spawnSync } from 'node:child_process';
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { describe, it } from 'node:test';
+import { Match, Template } from 'aws-cdk-lib/assertions';
+import { actionsOf, flat, renderUserData, resourcesOf, statementsOfRole, synth } from './support';
+
+type Res = { Type: string; Properties: Record<string, any>; DependsOn?: string[] };
+
+function userDataOf(t: Template, type: string, pick: (r: Res) => unknown): string[] {
+  return (Object.values(t.findResources(type)) as Res[])
+    .map(pick)
+    .filter((u) => u !== undefined)
+    .map((u) => renderUserData(u));
+}
+const instanceUserData = (t: Template) => userDataOf(t, 'AWS::EC2::Instance', (r) => r.Properties.UserData);
+const workerUserData = (t: Template) =>
+  userDataOf(t, 'AWS::EC2::LaunchTemplate', (r) => r.Properties.LaunchTemplateData?.UserData).filter((u) => u.includes("JK_ROLE='worker'"));
+
+const hasShellcheck = spawnSync('shellcheck', ['--version']).status === 0;
+
+function checkBash(script: string, name: string): void {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'jk-ud-'));
+  const file = path.join(dir, `${name}.sh`);
+  fs.writeFileSync(file, script);
+  try {
+    const syntax = spawnSync('bash', ['-n', file], { encoding: 'utf8' });
+    assert.equal(syntax.status, 0, `bash -n ${name}: ${syntax.stderr}`);
+    if (hasShellcheck) {
+      const sc = spawnSync('shellcheck', ['-s', 'bash', '-S', 'warning', file], { encoding: 'utf8' });
+      assert.equal(sc.status, 0, `shellcheck ${name}:\n${sc.stdout}${sc.stderr}`);
+    }
+  } finally {
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+for (const mode of ['single', 'ha'] as const) {
+  for (const installer of ['kubeadm', 'kurl'] as const) {
+    describe(`cluster stack: ${mode} control plane, ${installer}`, () => {
+      const { cluster } = synth({ controlPlaneMode: mode, installer });
+      const cpCount = mode === 'ha' ? 3 : 1;
+
+      it('has a VPC with public and private subnets and one security group for the nodes', () => {
+        cluster.resourceCountIs('AWS::EC2::VPC', 1);
+        cluster.hasResourceProperties('AWS::EC2::Subnet', { MapPublicIpOnLaunch: false });
+        cluster.resourceCountIs('AWS::EC2::NatGateway', 1);
+        cluster.resourceCountIs('AWS::EC2::SecurityGroup', 1);
+        cluster.hasResourceProperties('AWS::EC2::SecurityGroup', {
+          SecurityGroupIngress: Match.arrayWith([Match.objectLike({ FromPort: 6443, ToPort: 6443, IpProtocol: 'tcp' })]),
+        });
+        cluster.hasResourceProperties('AWS::EC2::SecurityGroupIngress', { IpProtocol: '-1' });
+      });
+
+      it(`runs ${cpCount} control-plane instance(s), tagged and with IMDSv2 required`, () => {
+        cluster.resourceCountIs('AWS::EC2::Instance', cpCount);
+        cluster.allResourcesProperties('AWS::EC2::Instance', {
+          Tags: Match.arrayWith([
+            { Key: 'joinkeeper:cluster', Value: 'demo' },
+            { Key: 'joinkeeper:role', Value: 'control-plane' },
+          ]),
+          LaunchTemplate: Match.objectLike({ LaunchTemplateName: Match.anyValue() }),
+        });
+        cluster.allResourcesProperties('AWS::EC2::LaunchTemplate', {
+          LaunchTemplateData: Match.objectLike({ MetadataOptions: Match.objectLike({ HttpTokens: 'required' }) }),
+        });
+      });
+
+      it(mode === 'ha' ? 'puts the API servers behind an internal NLB on 6443' : 'has no load balancer', () => {
+        if (mode === 'single') {
+          cluster.resourceCountIs('AWS::ElasticLoadBalancingV2::LoadBalancer', 0);
+          return;
+        }
+        cluster.hasResourceProperties('AWS::ElasticLoadBalancingV2::LoadBalancer', { Type: 'network', Scheme: 'internal' });
+        cluster.hasResourceProperties('AWS::ElasticLoadBalancingV2::Listener', { Port: 6443, Protocol: 'TCP' });
+        cluster.hasResourceProperties('AWS::ElasticLoadBalancingV2::TargetGroup', {
+          Port: 6443,
+          Protocol: 'TCP',
+          Targets: Match.arrayWith([Match.objectLike({ Port: 6443 })]),
+          TargetGroupAttributes: Match.arrayWith([{ Key: 'preserve_client_ip.enabled', Value: 'false' }]),
+        });
+        const tg = Object.values(cluster.findResources('AWS::ElasticLoadBalancingV2::TargetGroup'))[0] as Res;
+        assert.equal(tg.Properties.Targets.length, 3);
+      });
+
+      it('creates the worker group on a launch template (no launch configuration), tagged for discovery', () => {
+        cluster.resourceCountIs('AWS::AutoScaling::LaunchConfiguration', 0);
+        cluster.hasResourceProperties('AWS::AutoScaling::AutoScalingGroup', {
+          LaunchTemplate: Match.objectLike({ LaunchTemplateId: Match.anyValue(), Version: Match.anyValue() }),
+          MinSize: '1',
+          MaxSize: '5',
+          Tags: Match.arrayWith([
+            { Key: 'joinkeeper:cluster', PropagateAtLaunch: true, Value: 'demo' },
+            { Key: 'joinkeeper:role', PropagateAtLaunch: true, Value: 'worker' },
+          ]),
+        });
+        cluster.hasResourceProperties('AWS::EC2::LaunchTemplate', {
+          LaunchTemplateData: Match.objectLike({
+            MetadataOptions: { HttpTokens: 'required', HttpPutResponseHopLimit: 2 },
+            IamInstanceProfile: Match.anyValue(),
+            UserData: Match.anyValue(),
+          }),
+        });
+      });
+
+      it('holds new workers with a launch hook that ABANDONs by default, and drains with a terminate hook', () => {
+        cluster.resourceCountIs('AWS::AutoScaling::LifecycleHook', 2);
+        cluster.hasResourceProperties('AWS::AutoScaling::LifecycleHook', {
+          LifecycleHookName: 'joinkeeper-launch',
+          LifecycleTransition: 'autoscaling:EC2_INSTANCE_LAUNCHING',
+          DefaultResult: 'ABANDON',
+          HeartbeatTimeout: 1200,
+          NotificationMetadata: '{"cluster":"demo"}',
+        });
+        cluster.hasResourceProperties('AWS::AutoScaling::LifecycleHook', {
+          LifecycleHookName: 'joinkeeper-terminate',
+          LifecycleTransition: 'autoscaling:EC2_INSTANCE_TERMINATING',
+          DefaultResult: 'CONTINUE',
+          HeartbeatTimeout: 600,
+        });
+        for (const h of Object.values(cluster.findResources('AWS::AutoScaling::LifecycleHook')) as Res[]) {
+          assert.ok(h.Properties.HeartbeatTimeout >= 30 && h.Properties.HeartbeatTimeout <= 7200);
+          assert.ok(String(h.Properties.LifecycleHookName).startsWith('joinkeeper-'), 'the account stack rules match this prefix');
+        }
+      });
+
+      it('creates the worker group only after every control plane has signalled', () => {
+        cluster.hasResourceProperties('AWS::CloudFormation::WaitCondition', { Count: cpCount, Timeout: '3600' });
+        const [waitId] = Object.keys(cluster.findResources('AWS::CloudFormation::WaitCondition'));
+        const asg = Object.values(cluster.findResources('AWS::AutoScaling::AutoScalingGroup'))[0] as Res;
+        assert.ok(asg.DependsOn?.includes(waitId), `ASG depends on ${waitId}`);
+        const wait = cluster.findResources('AWS::CloudFormation::WaitCondition')[waitId] as Res;
+        const instances = Object.keys(cluster.findResources('AWS::EC2::Instance'));
+        assert.equal(instances.length, cpCount);
+        for (const i of instances) assert.ok(wait.DependsOn?.includes(i), `wait condition depends on ${i}`);
+      });
+
+      it('user data installs the node scripts, then initializes or joins', () => {
+        const cps = instanceUserData(cluster);
+        const init = cps.filter((u) => u.includes('JK_CP_INDEX=0'));
+        assert.equal(init.length, 1);
+        for (const u of [...cps, ...workerUserData(cluster)]) {
+          assert.match(u, /aws s3 cp --only-show-errors "s3:\/\/\$JK_SCRIPTS_BUCKET\/\$JK_SCRIPTS_KEY"/);
+          assert.match(u, /unzip -oq "\$tmp\/node-scripts.zip" -d \/opt\/joinkeeper/);
+          assert.match(u, /^install_node_scripts$/m);
+        }
+        const publish = '/opt/joinkeeper/bin/joinkeeper-publish --cluster "$JK_CLUSTER" --prefix "$JK_PREFIX" --ttl-seconds "$JK_TTL"';
+        if (installer === 'kubeadm') {
+          assert.ok(init[0].includes('kubeadm init --config /root/kubeadm-init.yaml'));
+          assert.ok(init[0].includes(`${publish}\n`));
+          assert.ok(!init[0].includes('--mode kurl'));
+        } else {
+          assert.ok(init[0].includes('bash /root/kurl-install.sh'));
+          assert.ok(init[0].includes(`${publish} --mode kurl`));
+          assert.ok(init[0].includes('JOINKEEPER_MODE=kurl'));
+        }
+        for (const u of cps.filter((x) => !x.includes('JK_CP_INDEX=0'))) {
+          assert.ok(u.includes(installer === 'kubeadm' ? 'kubeadm join --config /root/kubeadm-join.yaml' : 'bash /root/kurl-join.sh'));
+          assert.ok(!u.includes('joinkeeper-publish'));
+        }
+        const workers = workerUserData(cluster);
+        assert.equal(workers.length, 1);
+        assert.ok(workers[0].includes('/opt/joinkeeper/bin/joinkeeper-join --cluster "$JK_CLUSTER" --prefix "$JK_PREFIX" --deadline-seconds "$JK_JOIN_DEADLINE"'));
+        assert.ok(workers[0].includes("JK_CLUSTER='demo'") && workers[0].includes("JK_PREFIX='/joinkeeper'"));
+      });
+
+      it(`user data is valid bash${hasShellcheck ? ' and shellcheck-clean' : ' (shellcheck not installed: syntax only)'}`, () => {
+        instanceUserData(cluster).forEach((u, i) => checkBash(u, `cp${i}-${mode}-${installer}`));
+        workerUserData(cluster).forEach((u, i) => checkBash(u, `worker${i}-${mode}-${installer}`));
+      });
+
+      it('never puts a token secret or certificate key on a command line it controls', () => {
+        for (const u of instanceUserData(cluster)) {
+          assert.ok(!/kubeadm (init|join)[^\n]*--(token|certificate-key|discovery-token-ca-cert-hash)/.test(u));
+          assert.ok(!/put-parameter[^\n]*--value/.test(u));
+        }
+      });
+    });
+  }
+}
+
+describe('cluster stack: IAM and tags', () => {
+  const { cluster } = synth();
+
+  it('lets control planes write the cluster parameters and workers read only the join record', () => {
+    const cp = statementsOfRole(cluster, 'ControlPlaneRole');
+    const cpParams = cp.filter((s) => actionsOf(s).includes('ssm:PutParameter'));
+    assert.equal(cpParams.length, 1);
+    assert.deepEqual(resourcesOf(cpParams[0]).map(flat), ['arn:{AWS::Partition}:ssm:{AWS::Region}:{AWS::AccountId}:parameter/joinkeeper/demo/*']);
+    assert.ok(actionsOf(cpParams[0]).includes('ssm:GetParameterHistory'));
+    const worker = statementsOfRole(cluster, 'WorkerRole');
+    const wParams = worker.filter((s) => actionsOf(s).some((a) => a.startsWith('ssm:')));
+    assert.equal(wParams.length, 1);
+    assert.deepEqual(actionsOf(wParams[0]), ['ssm:GetParameter']);
+    assert.deepEqual(resourcesOf(wParams[0]).map(flat), ['arn:{AWS::Partition}:ssm:{AWS::Region}:{AWS::AccountId}:parameter/joinkeeper/demo/join-record']);
+    for (const st of [...cp, ...worker].filter((s) => actionsOf(s).some((a) => a.startsWith('kms:')))) {
+      assert.equal(flat(st.Condition?.StringEquals?.['kms:ViaService']), 'ssm.{AWS::Region}.amazonaws.com');
+    }
+    assert.ok(!worker.some((s) => actionsOf(s).includes('ssm:SendCommand')));
+    assert.ok(!cp.some((s) => actionsOf(s).includes('ssm:SendCommand')));
+  });
+
+  it('gives both instance roles the SSM agent policy and read access to the node scripts asset', () => {
+    cluster.allResourcesProperties('AWS::IAM::Role', {
+      ManagedPolicyArns: [{ 'Fn::Join': ['', ['arn:', { Ref: 'AWS::Partition' }, ':iam::aws:policy/AmazonSSMManagedInstanceCore']] }],
+    });
+    for (const role of ['ControlPlaneRole', 'WorkerRole']) {
+      assert.ok(statementsOfRole(cluster, role).some((s) => actionsOf(s).includes('s3:GetObject*')), role);
+    }
+  });
+
+  it('tags every taggable resource with joinkeeper:cluster', () => {
+    const all = cluster.toJSON().Resources as Record<string, Res>;
+    let tagged = 0;
+    for (const [id, r] of Object.entries(all)) {
+      const tags = r.Properties?.Tags;
+      if (!Array.isArray(tags)) continue;
+      tagged++;
+      assert.ok(tags.some((t: { Key: string; Value: string }) => t.Key === 'joinkeeper:cluster' && t.Value === 'demo'), id);
+    }
+    assert.ok(tagged >= 10);
+  });
+
+  it('names the stack after the cluster and validates the name', () => {
+    const { built } = synth({ clusterName: 'prod.eu_1' });
+    assert.equal(built.cluster.stackName, 'JoinkeeperCluster-prod-eu-1');
+    Template.fromStack(built.cluster).hasResourceProperties('AWS::AutoScaling::LifecycleHook', { NotificationMetadata: '{"cluster":"prod.eu_1"}' });
+    assert.throws(() => synth({ clusterName: 'bad name' }), /clusterName/);
+  });
+
+  it('uses the arm64 Ubuntu image and instance types when asked', () => {
+    const { cluster: c } = synth({ nodeArchitecture: 'arm64' });
+    const params = c.toJSON().Parameters as Record<string, { Default: string }>;
+    assert.ok(Object.values(params).some((p) => p.Default === '/aws/service/canonical/ubuntu/server/22.04/stable/current/arm64/hvm/ebs-gp2/ami-id'));
+    c.hasResourceProperties('AWS::EC2::Instance', { InstanceType: 't4g.medium' });
+  });
+});

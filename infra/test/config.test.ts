@@ -1,0 +1,160 @@
+// Context values, feature flags and where synth takes its inputs from.
+import { strict as assert } from 'node:assert';
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { after, describe, it } from 'node:test';
+import { App } from 'aws-cdk-lib';
+import { Template } from 'aws-cdk-lib/assertions';
+import { buildApp, FEATURE_FLAGS } from '../lib/app';
+import { accountConfig, clusterConfig, ConfigError, hookTimeouts } from '../lib/config';
+import { NODE_SCRIPTS_EXCLUDE } from '../lib/cluster-stack';
+import { checkDocument, elfArchitecture, functionsArchitecture, functionsDir, INFRA_DIR, loadDocument, nodeScriptsDir } from '../lib/sources';
+import { offlineContext, placeholderFunctionsDir } from './support';
+
+const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'jk-config-test-'));
+after(() => fs.rmSync(tmp, { recursive: true, force: true }));
+
+function node(ctx: Record<string, unknown>) {
+  return new App({ context: ctx }).node;
+}
+
+function elf(machine: number): Buffer {
+  const b = Buffer.alloc(64);
+  b.writeUInt32BE(0x7f454c46, 0);
+  b[4] = 2; // 64-bit
+  b[5] = 1; // little endian
+  b.writeUInt16LE(machine, 18);
+  return b;
+}
+
+describe('feature flags', () => {
+  it('cdk.json sets the same flags as buildApp, launch templates for Auto Scaling groups included', () => {
+    const cdkJson = JSON.parse(fs.readFileSync(path.join(INFRA_DIR, 'cdk.json'), 'utf8'));
+    assert.equal(FEATURE_FLAGS['@aws-cdk/aws-autoscaling:generateLaunchTemplateInsteadOfLaunchConfig'], true);
+    for (const [k, v] of Object.entries(FEATURE_FLAGS)) assert.equal(cdkJson.context[k], v, k);
+  });
+
+  it('the app sees the launch-template flag even without the CLI', () => {
+    const { app } = buildApp({ context: offlineContext() });
+    assert.equal(app.node.tryGetContext('@aws-cdk/aws-autoscaling:generateLaunchTemplateInsteadOfLaunchConfig'), true);
+  });
+});
+
+describe('context values', () => {
+  it('has the documented defaults', () => {
+    const a = accountConfig(node({}));
+    assert.equal(a.parameterPrefix, '/joinkeeper');
+    assert.equal(a.tokenTtlSeconds, 86400);
+    assert.equal(a.refreshMarginSeconds, 28800);
+    assert.equal(a.commandDeadlineSeconds, 120);
+    assert.equal(a.commandPollMillis, 1000);
+    assert.equal(a.joinDeadlineSeconds, 900);
+    assert.equal(a.drainTimeoutSeconds, 300);
+    assert.equal(a.rustLog, 'info');
+    assert.equal(a.functionsDir, '../target/lambda');
+    assert.equal(a.documentsDir, '../node-scripts/documents');
+    const c = clusterConfig(node({}));
+    assert.equal(c.clusterName, 'demo');
+    assert.equal(c.controlPlaneMode, 'single');
+    assert.equal(c.installer, 'kubeadm');
+    assert.deepEqual(hookTimeouts(c), { launchHeartbeatSeconds: 1200, terminateHeartbeatSeconds: 600 });
+  });
+
+  it('accepts strings from -c and typed values from cdk.json', () => {
+    assert.equal(accountConfig(node({ tokenTtlSeconds: '7200', refreshMarginSeconds: 3600 })).tokenTtlSeconds, 7200);
+    assert.equal(clusterConfig(node({ controlPlaneMode: 'ha' })).controlPlaneMode, 'ha');
+  });
+
+  const bad: Array<[string, Record<string, unknown>, RegExp]> = [
+    ['cluster name with a space', { clusterName: 'a b' }, /clusterName/],
+    ['cluster name too long', { clusterName: 'a'.repeat(64) }, /clusterName/],
+    ['unknown control-plane mode', { controlPlaneMode: 'triple' }, /controlPlaneMode/],
+    ['unknown installer', { installer: 'rke' }, /installer/],
+    ['prefix without a slash', { parameterPrefix: 'joinkeeper' }, /parameterPrefix/],
+    ['prefix with a trailing slash', { parameterPrefix: '/joinkeeper/' }, /parameterPrefix/],
+    ['ttl not a number', { tokenTtlSeconds: '24h' }, /tokenTtlSeconds/],
+    ['margin above the ttl', { refreshMarginSeconds: '90000' }, /refreshMarginSeconds/],
+    ['join deadline beyond a hook timeout', { joinDeadlineSeconds: '7000' }, /joinDeadlineSeconds/],
+    ['max below min', { workerMinCapacity: '3', workerMaxCapacity: '2' }, /workerMaxCapacity/],
+    ['shell in rustLog', { rustLog: 'info;reboot' }, /rustLog/],
+    ['http kURL url', { kurlInstallerUrl: 'http://kurl.sh/latest' }, /kurlInstallerUrl/],
+  ];
+  for (const [what, ctx, re] of bad) {
+    it(`rejects ${what}`, () => {
+      assert.throws(
+        () => {
+          accountConfig(node(ctx));
+          clusterConfig(node(ctx));
+        },
+        (e: unknown) => e instanceof ConfigError && re.test((e as Error).message),
+      );
+    });
+  }
+});
+
+describe('inputs: functions, documents, node scripts', () => {
+  it('says how to build the functions when they are missing', () => {
+    assert.throws(() => functionsDir(path.join(tmp, 'nothing')), /cargo lambda build --release/);
+  });
+
+  it('reads the architecture of the built bootstrap files and refuses a mismatch', () => {
+    const dir = path.join(tmp, 'arm');
+    for (const n of ['token-refresher', 'launch-hook', 'terminate-hook']) {
+      fs.mkdirSync(path.join(dir, n), { recursive: true });
+      fs.writeFileSync(path.join(dir, n, 'bootstrap'), elf(0xb7));
+    }
+    assert.equal(elfArchitecture(path.join(dir, 'launch-hook', 'bootstrap')), 'arm64');
+    assert.equal(functionsArchitecture(dir, undefined), 'arm64');
+    assert.throws(() => functionsArchitecture(dir, 'x86_64'), /built for arm64/);
+    fs.writeFileSync(path.join(dir, 'launch-hook', 'bootstrap'), elf(0x3e));
+    assert.throws(() => functionsArchitecture(dir, undefined), /different architectures/);
+    assert.equal(functionsArchitecture(placeholderFunctionsDir(), undefined), 'x86_64');
+  });
+
+  it('deploys arm64 when the built functions are arm64', () => {
+    const dir = path.join(tmp, 'arm64-built');
+    for (const n of ['token-refresher', 'launch-hook', 'terminate-hook']) {
+      fs.mkdirSync(path.join(dir, n), { recursive: true });
+      fs.writeFileSync(path.join(dir, n, 'bootstrap'), elf(0xb7));
+    }
+    const { account } = buildApp({ context: offlineContext({ functionsDir: dir }) });
+    Template.fromStack(account).allResourcesProperties('AWS::Lambda::Function', { Architectures: ['arm64'] });
+  });
+
+  it('prefers the real SSM documents and checks them against the contract', () => {
+    const dir = path.join(tmp, 'docs');
+    fs.mkdirSync(dir);
+    const doc = JSON.parse(fs.readFileSync(path.join(INFRA_DIR, 'test/fixtures/documents/joinkeeper-drain.json'), 'utf8'));
+    doc.description = 'the real one';
+    fs.writeFileSync(path.join(dir, 'joinkeeper-drain.json'), JSON.stringify(doc));
+    const n = node({ allowStandIns: true });
+    const real = loadDocument(n, dir, 'drain');
+    assert.equal(real.standIn, false);
+    assert.equal(real.value.description, 'the real one');
+    const standIn = loadDocument(n, dir, 'joinLog');
+    assert.equal(standIn.standIn, true);
+    assert.throws(() => loadDocument(node({}), dir, 'joinLog'), /joinkeeper-join-log.json is missing/);
+    const noPattern = { ...doc, parameters: { InstanceId: { type: 'String' }, DrainTimeoutSeconds: doc.parameters.DrainTimeoutSeconds } };
+    assert.throws(() => checkDocument('x', noPattern, ['InstanceId', 'DrainTimeoutSeconds']), /allowedPattern/);
+    assert.throws(() => checkDocument('x', { ...doc, schemaVersion: '1.2' }, []), /2\.2/);
+    assert.throws(() => checkDocument('x', doc, ['Lines']), /Lines is missing/);
+  });
+
+  it('documents in node-scripts/documents, when present, match the contract', () => {
+    const dir = path.join(INFRA_DIR, '../node-scripts/documents');
+    const keys = ['regenerate', 'nodeStatus', 'drain', 'joinLog'] as const;
+    const present = keys.filter((k) => !loadDocument(node({ allowStandIns: true }), dir, k).standIn);
+    // Each real document present must load (loadDocument validates it); absent ones fall back.
+    for (const k of present) assert.equal(loadDocument(node({}), dir, k).standIn, false);
+  });
+
+  it('uploads the real node scripts when present, never the stand-ins or tests', () => {
+    const n = node({ allowStandIns: true });
+    const src = nodeScriptsDir(n, '../node-scripts');
+    const real = fs.existsSync(path.join(INFRA_DIR, '../node-scripts/bin/joinkeeper-join'));
+    assert.equal(src.standIn, !real);
+    for (const x of ['standins', 'tests', 'documents']) assert.ok(NODE_SCRIPTS_EXCLUDE.includes(x));
+    assert.throws(() => nodeScriptsDir(node({}), path.join(tmp, 'none')), /node scripts .* are missing/);
+  });
+});
