@@ -1,0 +1,187 @@
+# shellcheck shell=bash
+# joinkeeper-lib.sh — helpers shared by the joinkeeper node scripts. Sourced, never run.
+#
+# Instance facts come from the EC2 instance metadata service (IMDSv2) unless the local emulator
+# provides them: JOINKEEPER_INSTANCE_ID, JOINKEEPER_PRIVATE_DNS, JOINKEEPER_AVAILABILITY_ZONE.
+# Paths: JOINKEEPER_LOG_DIR (default /var/log), JOINKEEPER_LOCK_DIR (default /run/lock),
+# JOINKEEPER_NODE_DIR (a fake root for /etc paths in local emulation; empty on real nodes).
+#
+# Secrets: a token secret is only ever held in a shell variable, a pipe, or a 0600 file inside a
+# private temporary directory that is removed on exit. It is never an argument of a command (so
+# never visible in `ps`) and never written to stdout, stderr or a log.
+
+if [[ -n "${JK_LIB_LOADED:-}" ]]; then
+  return 0
+fi
+JK_LIB_LOADED=1
+
+JK_BIN=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+JK_PROG=${JK_PROG:-$(basename "$0")}
+JK_TMP=""
+export AWS_PAGER=""
+
+jk_err() { printf '%s: %s\n' "$JK_PROG" "$*" >&2; }
+jk_die() {
+  local code=1
+  if [[ "$1" =~ ^[0-9]+$ ]]; then code=$1; shift; fi
+  jk_err "error: $*"
+  exit "$code"
+}
+
+# Replaces anything shaped like a bootstrap token, and a record's token_secret field, with a marker.
+jk_redact() {
+  sed -u -E \
+    -e 's/[a-z0-9]{6}\.[a-z0-9]{16}/<redacted-token>/g' \
+    -e 's/("token_secret"[[:space:]]*:[[:space:]]*")[^"]*"/\1<redacted>"/g' \
+    -e 's/(token(-secret)?[=:][[:space:]]*)[a-z0-9]{16}/\1<redacted>/g'
+}
+
+jk_cleanup() {
+  if [[ -n "$JK_TMP" && -d "$JK_TMP" ]]; then
+    rm -rf -- "$JK_TMP"
+  fi
+}
+
+# A private (0700) temporary directory for files that may hold secrets; removed on exit.
+jk_tmpdir() {
+  if [[ -z "$JK_TMP" ]]; then
+    local base=${TMPDIR:-/tmp}
+    if [[ -z "${TMPDIR:-}" && -d /run && -w /run ]]; then base=/run; fi
+    JK_TMP=$(umask 077 && mktemp -d "$base/joinkeeper.XXXXXXXX")
+    trap jk_cleanup EXIT
+  fi
+}
+
+jk_json() { python3 "$JK_BIN/joinkeeper-json.py" "$@"; }
+
+jk_now() { date -u +%s; }
+jk_ts() { date -u -d "@$1" +%Y-%m-%dT%H:%M:%SZ; }
+jk_epoch() { date -u -d "$1" +%s; }
+
+# --- validation of outside input -------------------------------------------------------------
+jk_valid_cluster() { [[ "$1" =~ ^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$ ]]; }
+jk_valid_instance_id() { [[ "$1" =~ ^i-[0-9a-f]{8}([0-9a-f]{9})?$ ]]; }
+jk_valid_prefix() { [[ "$1" =~ ^(/[A-Za-z0-9_.-]{1,64}){1,10}$ ]]; }
+# jk_valid_uint VALUE MIN MAX
+jk_valid_uint() {
+  [[ "$1" =~ ^[0-9]{1,9}$ ]] || return 1
+  local v=$((10#$1))
+  ((v >= $2 && v <= $3))
+}
+
+# Strips one trailing slash, then validates; prints the normalized prefix.
+jk_prefix() {
+  local p=${1%/}
+  jk_valid_prefix "$p" || jk_die 2 "parameter prefix is not valid (expected /name[/name...], letters, digits, _ . -)"
+  printf '%s\n' "$p"
+}
+
+jk_record_name() { printf '%s/%s/join-record\n' "$1" "$2"; }
+
+jk_log_dir() { printf '%s\n' "${JOINKEEPER_LOG_DIR:-/var/log}"; }
+jk_lock_dir() { printf '%s\n' "${JOINKEEPER_LOCK_DIR:-/run/lock}"; }
+# A path under the node's root: /etc/... on a real node, $JOINKEEPER_NODE_DIR/etc/... locally.
+jk_root_path() { printf '%s%s\n' "${JOINKEEPER_NODE_DIR:-}" "$1"; }
+
+# --- instance metadata (IMDSv2), overridable by the emulator -----------------------------------
+JK_IMDS_TOKEN=""
+jk_imds() {
+  local path=$1
+  if [[ -z "$JK_IMDS_TOKEN" ]]; then
+    JK_IMDS_TOKEN=$(curl -sS -f --max-time 5 --retry 3 -X PUT \
+      -H "X-aws-ec2-metadata-token-ttl-seconds: 300" \
+      "http://169.254.169.254/latest/api/token") || jk_die "instance metadata service (IMDSv2) unreachable"
+  fi
+  curl -sS -f --max-time 5 --retry 3 -H "X-aws-ec2-metadata-token: $JK_IMDS_TOKEN" \
+    "http://169.254.169.254/latest/meta-data/$path" || jk_die "instance metadata $path unavailable"
+}
+
+jk_instance_id() {
+  local v=${JOINKEEPER_INSTANCE_ID:-}
+  [[ -n "$v" ]] || v=$(jk_imds instance-id)
+  jk_valid_instance_id "$v" || jk_die "instance id from metadata is not valid"
+  printf '%s\n' "$v"
+}
+
+jk_private_dns() {
+  local v=${JOINKEEPER_PRIVATE_DNS:-}
+  [[ -n "$v" ]] || v=$(jk_imds local-hostname)
+  v=${v,,}
+  [[ "$v" =~ ^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$ ]] || jk_die "private DNS name from metadata is not valid"
+  printf '%s\n' "$v"
+}
+
+jk_availability_zone() {
+  local v=${JOINKEEPER_AVAILABILITY_ZONE:-}
+  [[ -n "$v" ]] || v=$(jk_imds placement/availability-zone)
+  [[ "$v" =~ ^[a-z]{2}(-[a-z0-9]+)+[a-z]?$ ]] || jk_die "availability zone from metadata is not valid"
+  printf '%s\n' "$v"
+}
+
+# The AWS CLI needs a region; on a node without AWS_REGION it is the zone minus its letter.
+jk_ensure_region() {
+  if [[ -z "${AWS_REGION:-}" && -z "${AWS_DEFAULT_REGION:-}" ]]; then
+    local az
+    az=$(jk_availability_zone)
+    export AWS_DEFAULT_REGION=${az%[a-z]}
+  fi
+}
+
+jk_aws() { aws --cli-connect-timeout 5 --cli-read-timeout 30 "$@"; }
+
+# Control-plane tools talk to the API server with the admin kubeconfig unless told otherwise.
+jk_control_plane_env() {
+  if [[ -z "${KUBECONFIG:-}" && -r /etc/kubernetes/admin.conf ]]; then
+    export KUBECONFIG=/etc/kubernetes/admin.conf
+  fi
+}
+
+# Settings a control-plane node may keep in /etc/joinkeeper/joinkeeper.conf (KEY=VALUE lines,
+# only the keys below are read; nothing is sourced or evaluated).
+jk_conf_get() {
+  local key=$1 file line
+  file=$(jk_root_path /etc/joinkeeper/joinkeeper.conf)
+  [[ -r "$file" ]] || return 0
+  while IFS= read -r line || [[ -n "$line" ]]; do
+    if [[ "$line" == "$key="* ]]; then
+      line=${line#"$key="}
+      line=${line#\"}; line=${line%\"}
+      printf '%s\n' "$line"
+      return 0
+    fi
+  done <"$file"
+}
+
+# --- Nodes ---------------------------------------------------------------------------------------
+# jk_node_lookup OUTFILE ID... : writes "<id> <name|-> <Ready|NotReady|Unknown|Absent>" lines.
+# A Node matches an instance when its providerID ends in /<instance-id>; for ids no providerID
+# matches, the instances' private DNS names are looked up (ec2:DescribeInstances, best effort,
+# JOINKEEPER_EC2_LOOKUP=0 turns it off) and a Node with that name matches.
+jk_node_lookup() {
+  local out=$1; shift
+  local ids="$*"
+  jk_tmpdir
+  local nodes="$JK_TMP/nodes.json" dnsmap="$JK_TMP/dns-map"
+  if ! kubectl get nodes -o json >"$nodes" 2>"$JK_TMP/kubectl.err"; then
+    jk_redact <"$JK_TMP/kubectl.err" | tail -n 5 >&2
+    jk_die "kubectl get nodes failed; cannot read Node status"
+  fi
+  jk_json node-lookup --nodes "$nodes" --ids "$ids" >"$out" || jk_die "could not read the Node list"
+  local absent=()
+  local id status
+  while read -r id _ status; do
+    if [[ "$status" == Absent ]]; then absent+=("$id"); fi
+  done <"$out"
+  if ((${#absent[@]} > 0)) && [[ "${JOINKEEPER_EC2_LOOKUP:-1}" != 0 ]]; then
+    local joined
+    joined=$(IFS=,; printf '%s' "${absent[*]}")
+    if (jk_ensure_region && jk_aws ec2 describe-instances --filters "Name=instance-id,Values=$joined" \
+        --query 'Reservations[].Instances[].[InstanceId,PrivateDnsName]' --output text) \
+        >"$dnsmap" 2>"$JK_TMP/ec2.err"; then
+      jk_json node-lookup --nodes "$nodes" --ids "$ids" --dns-map "$dnsmap" >"$out" \
+        || jk_die "could not read the Node list"
+    else
+      jk_err "note: could not look up private DNS names (ec2:DescribeInstances); matched by providerID only"
+    fi
+  fi
+}

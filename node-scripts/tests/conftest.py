@@ -1,0 +1,253 @@
+"""Fixtures for the node-script tests.
+
+A plain `moto_server` from the project's .venv runs on a free loopback port for the whole session.
+Each test gets its own cluster name, stand-in kube state, log, lock and node folders, and runs
+the real scripts from node-scripts/bin with the stand-in kubeadm/kubectl first on PATH and the
+real AWS CLI pointed at moto through AWS_ENDPOINT_URL.
+
+Secret hygiene is checked for every test: an "argv spy" directory first on PATH records the
+command line of every kubeadm, kubectl, aws and python3 call the scripts make, and at the end of
+the test no token secret (from the stand-in state or from any version of the join record) may
+appear in those command lines, in any script's stdout or stderr, or in any log file.
+"""
+import json
+import os
+import re
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+import uuid
+
+import pytest
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+NODE_SCRIPTS = os.path.dirname(HERE)
+REPO = os.path.dirname(NODE_SCRIPTS)
+BIN = os.path.join(NODE_SCRIPTS, "bin")
+STANDINS = os.path.join(NODE_SCRIPTS, "standins")
+VENV_BIN = os.path.join(REPO, ".venv", "bin")
+TOKEN_SHAPE = re.compile(r"[a-z0-9]{6}\.[a-z0-9]{16}")
+SPIED = ("kubeadm", "kubectl", "aws", "python3")
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def moto_url():
+    server = os.path.join(VENV_BIN, "moto_server")
+    if not os.path.exists(server):
+        pytest.fail("no moto_server in .venv: run scripts/bootstrap-python.sh")
+    port = free_port()
+    proc = subprocess.Popen([server, "-H", "127.0.0.1", "-p", str(port)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    url = "http://127.0.0.1:%d" % port
+    deadline = time.time() + 30
+    while True:
+        try:
+            urllib.request.urlopen(url + "/moto-api/", timeout=1).read()
+            break
+        except Exception:
+            if proc.poll() is not None or time.time() > deadline:
+                proc.kill()
+                pytest.fail("moto_server did not start")
+            time.sleep(0.1)
+    yield url
+    proc.terminate()
+    try:
+        proc.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+
+
+def make_spy_dir(path, real_path):
+    os.makedirs(path)
+    for tool in SPIED:
+        real = shutil.which(tool, path=real_path)
+        assert real, "%s not found on PATH" % tool
+        shim = os.path.join(path, tool)
+        with open(shim, "w") as fh:
+            fh.write('#!/bin/bash\nprintf "%%s\\n" "%s $*" >> "$JK_TEST_ARGV_LOG"\nexec "%s" "$@"\n'
+                     % (tool, real))
+        os.chmod(shim, 0o755)
+
+
+class Harness:
+    """One test's world: a cluster name, folders, environment and recorded outputs."""
+
+    def __init__(self, tmp_path, moto_url):
+        self.cluster = "t" + uuid.uuid4().hex[:10]
+        self.prefix = "/joinkeeper"
+        self.root = tmp_path
+        self.kube = str(tmp_path / "kube")
+        self.logs = str(tmp_path / "log")
+        self.locks = str(tmp_path / "lock")
+        self.argv_log = str(tmp_path / "argv.log")
+        for d in (self.kube, self.logs, self.locks):
+            os.makedirs(d)
+        real_path = os.pathsep.join([STANDINS, VENV_BIN, os.environ.get("PATH", "")])
+        spy = str(tmp_path / "spy")
+        make_spy_dir(spy, real_path)
+        self.env = {
+            "PATH": os.pathsep.join([spy, real_path]),
+            "HOME": str(tmp_path),
+            "LANG": "C.UTF-8",
+            "AWS_ENDPOINT_URL": moto_url,
+            "AWS_ACCESS_KEY_ID": "testing",
+            "AWS_SECRET_ACCESS_KEY": "testing",
+            "AWS_DEFAULT_REGION": "us-east-1",
+            "AWS_REGION": "us-east-1",
+            "JOINKEEPER_KUBE_STATE": self.kube,
+            "JOINKEEPER_LOG_DIR": self.logs,
+            "JOINKEEPER_LOCK_DIR": self.locks,
+            "JK_TEST_ARGV_LOG": self.argv_log,
+            "TMPDIR": str(tmp_path),
+        }
+        self.outputs = []
+        self.kurl_argv_allowed = False
+        self.extra_secrets = set()
+
+    # --- running things ----------------------------------------------------------------------
+    def node_env(self, instance_id, dns=None, az="us-east-1a", **tags):
+        """Environment of an emulated worker (its node folder, metadata and emulator tags)."""
+        node_dir = os.path.join(str(self.root), "nodes", instance_id)
+        os.makedirs(node_dir, exist_ok=True)
+        env = {
+            "JOINKEEPER_INSTANCE_ID": instance_id,
+            "JOINKEEPER_PRIVATE_DNS": dns or "ip-10-0-%d-%d.ec2.internal" % (int(instance_id[-4:-2], 16),
+                                                                         int(instance_id[-2:], 16)),
+            "JOINKEEPER_AVAILABILITY_ZONE": az,
+            "JOINKEEPER_NODE_DIR": node_dir,
+        }
+        for key, value in tags.items():
+            env["JOINKEEPER_EMULATOR_" + key.upper()] = str(value)
+        return env
+
+    def full_env(self, extra=None):
+        env = dict(self.env)
+        env.update(extra or {})
+        return env
+
+    def run(self, script, *args, env=None, timeout=120):
+        """Runs a node script; its stdout and stderr are kept for the secret check."""
+        proc = subprocess.run([os.path.join(BIN, script)] + list(args), env=self.full_env(env),
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                              timeout=timeout)
+        self.outputs.append((script, proc.stdout, proc.stderr))
+        return proc
+
+    def start(self, script, *args, env=None):
+        return subprocess.Popen([os.path.join(BIN, script)] + list(args), env=self.full_env(env),
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+    def finish(self, proc, script, timeout=120):
+        out, err = proc.communicate(timeout=timeout)
+        self.outputs.append((script, out, err))
+        return subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
+
+    def tool(self, *argv, env=None, check=True):
+        """Runs a stand-in or the AWS CLI directly (setup and inspection; output not checked)."""
+        return subprocess.run(list(argv), env=self.full_env(env), stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True, check=check, timeout=60)
+
+    def publish(self, ttl=86400, mode=None, env=None):
+        args = ["--cluster", self.cluster, "--prefix", self.prefix, "--ttl-seconds", str(ttl)]
+        if mode:
+            args += ["--mode", mode]
+        proc = self.run("joinkeeper-publish", *args, env=env)
+        assert proc.returncode == 0, proc.stderr
+        return proc
+
+    def regenerate(self, ttl=86400, mode=None, env=None):
+        args = ["--cluster", self.cluster, "--prefix", self.prefix, "--ttl-seconds", str(ttl)]
+        if mode:
+            args += ["--mode", mode]
+        proc = self.run("joinkeeper-regenerate", *args, env=env)
+        assert proc.returncode == 0, proc.stderr
+        return proc
+
+    # --- inspecting --------------------------------------------------------------------------
+    @property
+    def parameter(self):
+        return "%s/%s/join-record" % (self.prefix, self.cluster)
+
+    def get_parameter(self):
+        out = self.tool(os.path.join(VENV_BIN, "aws"), "ssm", "get-parameter", "--name", self.parameter,
+                        "--with-decryption", "--output", "json").stdout
+        return json.loads(out)["Parameter"]
+
+    def record(self):
+        return json.loads(self.get_parameter()["Value"])
+
+    def history(self):
+        proc = self.tool(os.path.join(VENV_BIN, "aws"), "ssm", "get-parameter-history", "--name",
+                         self.parameter, "--with-decryption", "--output", "json", check=False)
+        if proc.returncode != 0:
+            return []
+        return sorted(json.loads(proc.stdout)["Parameters"], key=lambda p: p["Version"])
+
+    def put_record(self, record):
+        path = os.path.join(str(self.root), "put.json")
+        with open(path, "w") as fh:
+            json.dump({"Name": self.parameter, "Type": "SecureString", "Overwrite": True,
+                       "Value": json.dumps(record)}, fh)
+        self.tool(os.path.join(VENV_BIN, "aws"), "ssm", "put-parameter", "--cli-input-json", "file://" + path)
+        os.remove(path)
+
+    def state(self):
+        path = os.path.join(self.kube, "state.json")
+        if not os.path.exists(path):
+            return {"tokens": {}, "nodes": {}, "pods": []}
+        with open(path) as fh:
+            return json.load(fh)
+
+    def log_text(self):
+        text = ""
+        for name in sorted(os.listdir(self.logs)):
+            with open(os.path.join(self.logs, name), errors="replace") as fh:
+                text += fh.read()
+        return text
+
+    def secrets(self):
+        found = set(self.extra_secrets)
+        for t in self.state()["tokens"].values():
+            found.add(t["secret"])
+        for version in self.history():
+            try:
+                found.add(json.loads(version["Value"])["token_secret"])
+            except (ValueError, KeyError, TypeError):
+                pass
+        return {s for s in found if s}
+
+    def check_no_secrets(self):
+        secrets = self.secrets()
+        texts = [("%s stdout" % s, o) for s, o, _ in self.outputs]
+        texts += [("%s stderr" % s, e) for s, _, e in self.outputs]
+        texts.append(("logs", self.log_text()))
+        for where, text in texts:
+            assert not TOKEN_SHAPE.search(text), "token-shaped text in %s" % where
+            for secret in secrets:
+                assert secret not in text, "a token secret leaked into %s" % where
+        if os.path.exists(self.argv_log):
+            with open(self.argv_log) as fh:
+                for line in fh:
+                    words = line.split()
+                    if len(words) > 1 and words[0] == "python3" and os.path.basename(words[1]) in SPIED:
+                        line = " ".join([os.path.basename(words[1])] + words[2:])  # a stand-in's shebang
+                    if self.kurl_argv_allowed and line.startswith("kubeadm token create "):
+                        continue  # kURL's own tasks.sh passes its token to kubeadm (see README)
+                    for secret in secrets:
+                        assert secret not in line, "a token secret was on a command line: %s" % line.split()[:3]
+
+
+@pytest.fixture
+def jk(tmp_path, moto_url):
+    harness = Harness(tmp_path, moto_url)
+    yield harness
+    harness.check_no_secrets()

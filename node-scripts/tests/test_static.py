@@ -1,0 +1,173 @@
+"""shellcheck on every script, and the SSM Command documents checked as SSM documents."""
+import glob
+import json
+import os
+import re
+import shlex
+import shutil
+import subprocess
+
+import pytest
+
+from conftest import BIN, NODE_SCRIPTS, STANDINS, VENV_BIN
+
+DOCUMENTS = os.path.join(NODE_SCRIPTS, "documents")
+
+# docs/contracts.md: document name -> its parameters.
+CONTRACT = {
+    "joinkeeper-regenerate": {"ClusterName", "ParameterPrefix", "TokenTtlSeconds"},
+    "joinkeeper-node-status": {"InstanceIds"},
+    "joinkeeper-drain": {"InstanceId", "DrainTimeoutSeconds"},
+    "joinkeeper-join-log": {"Lines"},
+}
+GOOD = {
+    "ClusterName": ["demo", "prod-eu.1", "A", "a" * 63],
+    "ParameterPrefix": ["/joinkeeper", "/org/team/joinkeeper", "/a.b_c-d"],
+    "TokenTtlSeconds": ["600", "86400", "604800"],
+    "InstanceIds": ["i-0123456789abcdef0", "i-01234567", "i-0123456789abcdef0 i-01234567 i-fedcba9876543210f",
+                    " ".join(["i-0123456789abcdef0"] * 100)],
+    "InstanceId": ["i-0123456789abcdef0", "i-01234567"],
+    "DrainTimeoutSeconds": ["1", "300", "9999"],
+    "Lines": ["1", "100", "999"],
+}
+# Shell text that must never get through any parameter.
+HOSTILE = ["'; rm -rf /", "$(id)", "`id`", "demo\nrm -rf /", "demo\n", "\ndemo", "demo'", "demo;id",
+           "demo && id", "demo|id", "$HOME", "${IFS}", "demo id", "", "i-0123456789abcdef0\n",
+           "i-0123456789abcdef0'", "i-0123456789abcdef0;id", "1\n", "1;id", "/joinkeeper;id",
+           "/joinkeeper'", "/$(id)", "600`id`", "i-0123456789abcdef0 $(id)", "'{{ x }}'"]
+# Values of the right shape but out of the parameter's range.
+BAD = {
+    "ClusterName": ["-demo", ".demo", "a" * 64, "dé"],
+    "ParameterPrefix": ["joinkeeper", "/joinkeeper/", "//x", "/a b", "/../x/" + "y" * 70],
+    "TokenTtlSeconds": ["0", "-1", "60", "0600", "1e5", "10000000"],
+    "InstanceIds": ["i-0123456789ABCDEF0", "i-0123", "i-0123456789abcdef0  i-01234567", " i-01234567",
+                    " ".join(["i-0123456789abcdef0"] * 101)],
+    "InstanceId": ["i-0123456789ABCDEF0", "i-0123", "i-0123456789abcdef0 i-01234567", "0123456789abcdef0"],
+    "DrainTimeoutSeconds": ["0", "-1", "10000", "05"],
+    "Lines": ["0", "1000", "-5", "01"],
+}
+
+BASH_SCRIPTS = sorted(
+    [p for p in glob.glob(os.path.join(BIN, "*")) if not p.endswith(".py")]
+    + [os.path.join(STANDINS, "kurl", "tasks.sh")])
+
+
+def test_shellcheck_passes_on_every_script():
+    shellcheck = shutil.which("shellcheck")
+    assert shellcheck, "shellcheck is not installed (apt-get install -y shellcheck)"
+    assert len(BASH_SCRIPTS) >= 8
+    for script in BASH_SCRIPTS:
+        with open(script) as fh:
+            head = fh.read(300)
+        assert head.startswith("#!/usr/bin/env bash") or "shellcheck shell=bash" in head, script
+        if head.startswith("#!"):
+            assert "set -euo pipefail" in open(script).read(), script
+    proc = subprocess.run([shellcheck, "-x", "-S", "style"] + BASH_SCRIPTS, cwd=NODE_SCRIPTS,
+                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    assert proc.returncode == 0, proc.stdout
+
+
+def test_python_helpers_compile():
+    for path in [os.path.join(BIN, "joinkeeper-json.py"), os.path.join(STANDINS, "kubeadm"),
+                 os.path.join(STANDINS, "kubectl"), os.path.join(STANDINS, "joinkeeper_standin.py")]:
+        with open(path) as fh:
+            compile(fh.read(), path, "exec")
+
+
+def load_documents():
+    docs = {}
+    for path in sorted(glob.glob(os.path.join(DOCUMENTS, "*.json"))):
+        with open(path) as fh:
+            docs[os.path.basename(path)[:-5]] = json.load(fh)
+    return docs
+
+
+def placeholders(command):
+    return re.findall(r"\{\{\s*([A-Za-z0-9_]+)\s*\}\}", command)
+
+
+def test_documents_have_the_contract_structure():
+    docs = load_documents()
+    assert set(docs) == set(CONTRACT)
+    for name, doc in docs.items():
+        assert set(doc) == {"schemaVersion", "description", "parameters", "mainSteps"}, name
+        assert doc["schemaVersion"] == "2.2"
+        assert isinstance(doc["description"], str) and doc["description"]
+        params = doc["parameters"]
+        assert set(params) == CONTRACT[name], name
+        for pname, spec in params.items():
+            assert re.fullmatch(r"[A-Za-z0-9]+", pname)
+            assert spec["type"] == "String", (name, pname)
+            assert isinstance(spec.get("allowedPattern"), str) and spec["allowedPattern"], (name, pname)
+            assert spec["allowedPattern"].startswith("^") and spec["allowedPattern"].endswith("$")
+            assert set(spec) <= {"type", "description", "default", "allowedPattern"}, (name, pname)
+            if "default" in spec:
+                assert re.fullmatch(spec["allowedPattern"], spec["default"]), (name, pname)
+        steps = doc["mainSteps"]
+        assert isinstance(steps, list) and len(steps) == 1
+        step = steps[0]
+        assert step["action"] == "aws:runShellScript"
+        assert re.fullmatch(r"[A-Za-z0-9_.-]{1,128}", step["name"])
+        assert step["precondition"] == {"StringEquals": ["platformType", "Linux"]}
+        assert int(step["inputs"]["timeoutSeconds"]) > 0
+        commands = step["inputs"]["runCommand"]
+        assert isinstance(commands, list) and commands and all(isinstance(c, str) for c in commands)
+        used = set()
+        for command in commands:
+            # The script, by absolute path, that exists in bin/.
+            script = command.split()[0]
+            assert script == "/opt/joinkeeper/bin/" + name, command
+            assert os.access(os.path.join(BIN, os.path.basename(script)), os.X_OK)
+            # Every placeholder is a declared parameter and stands alone inside single quotes.
+            for pname in placeholders(command):
+                assert pname in params, (name, pname)
+                used.add(pname)
+            stripped = re.sub(r"'\{\{ [A-Za-z0-9_]+ \}\}'", "", command)
+            assert "{{" not in stripped and "}}" not in stripped, "placeholder outside single quotes: " + command
+            assert not re.search(r"[$`;&|<>\\\"]", stripped), "shell syntax in runCommand: " + command
+            assert "ssm:" not in command
+        assert used == set(params), "declared but unused parameters in " + name
+
+
+def test_parameter_patterns_accept_good_values_and_reject_shell_text():
+    for name, doc in load_documents().items():
+        for pname, spec in doc["parameters"].items():
+            pattern = spec["allowedPattern"]
+            for value in GOOD[pname]:
+                assert re.fullmatch(pattern, value), (pname, value)
+            for value in HOSTILE + BAD[pname]:
+                # Whole-value match (how SSM applies allowedPattern), and no partial match either
+                # for values with text after a newline.
+                assert not re.fullmatch(pattern, value), (pname, value)
+                if "\n" in value.rstrip("\n"):
+                    assert not re.search(pattern, value), (pname, value)
+            # No character a shell treats specially can ever pass.
+            for ch in "'\"`$;&|<>(){}\\\n\r\t*?[]!#~ ":
+                for good in GOOD[pname]:
+                    middle = good[: len(good) // 2] + ch + good[len(good) // 2:]
+                    for value in (good + ch, ch + good, middle):
+                        if ch == " " and pname == "InstanceIds" and re.fullmatch(pattern, value):
+                            continue  # the one separator InstanceIds allows, between whole ids
+                        assert not re.fullmatch(pattern, value), (pname, repr(value))
+
+
+def test_substituted_commands_split_into_exactly_the_expected_arguments():
+    for name, doc in load_documents().items():
+        command = doc["mainSteps"][0]["inputs"]["runCommand"][0]
+        for pname in doc["parameters"]:
+            for value in GOOD[pname]:
+                values = {p: GOOD[p][0] for p in doc["parameters"]}
+                values[pname] = value
+                text = re.sub(r"\{\{ ([A-Za-z0-9_]+) \}\}", lambda m: values[m.group(1)], command)
+                words = shlex.split(text)
+                assert words[0] == "/opt/joinkeeper/bin/" + name
+                assert value in words, (text, words)
+
+
+def test_documents_are_accepted_by_ssm_create_document(jk):
+    for path in sorted(glob.glob(os.path.join(DOCUMENTS, "*.json"))):
+        out = jk.tool(os.path.join(VENV_BIN, "aws"), "ssm", "create-document", "--name",
+                      "%s-%s" % (os.path.basename(path)[:-5], jk.cluster), "--document-type", "Command",
+                      "--document-format", "JSON", "--content", "file://" + path, "--output", "json").stdout
+        description = json.loads(out)["DocumentDescription"]
+        assert description["Status"] == "Active" and description["SchemaVersion"] == "2.2"
