@@ -136,7 +136,9 @@ def utcnow() -> dt.datetime:
 
 
 def iso_z(moment: dt.datetime, millis: bool = False) -> str:
-    text = moment.astimezone(dt.timezone.utc).isoformat(timespec="milliseconds" if millis else "seconds")
+    text = moment.astimezone(dt.timezone.utc).isoformat(
+        timespec="milliseconds" if millis else "seconds"
+    )
     return text.replace("+00:00", "Z")
 
 
@@ -148,7 +150,7 @@ def iso_z(moment: dt.datetime, millis: bool = False) -> str:
 @dataclasses.dataclass
 class Config:
     state_dir: Path = Path(".emulator-state").resolve()
-    scripts_dir: Path = (Path(__file__).resolve().parent.parent / "node-scripts")
+    scripts_dir: Path = Path(__file__).resolve().parent.parent / "node-scripts"
     endpoint: str = "http://127.0.0.1:5000"
     venv_bin: Path = Path(sys.prefix) / "bin"
 
@@ -226,9 +228,17 @@ def script_environment(instance: Any, account: str, region: str) -> dict[str, st
     kube_dir = CONFIG.state_dir / "clusters" / (tags.get("joinkeeper:cluster") or "_none")
     for folder in (node_dir / "log", node_dir / "lock", kube_dir):
         folder.mkdir(parents=True, exist_ok=True)
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "JOINKEEPER_", "MOTO_"))}
+    env = {
+        k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "JOINKEEPER_", "MOTO_"))
+    }
     env.update(
-        PATH=os.pathsep.join([str(CONFIG.scripts_dir / "standins"), str(CONFIG.venv_bin), os.environ.get("PATH", "/usr/bin:/bin")]),
+        PATH=os.pathsep.join(
+            [
+                str(CONFIG.scripts_dir / "standins"),
+                str(CONFIG.venv_bin),
+                os.environ.get("PATH", "/usr/bin:/bin"),
+            ]
+        ),
         AWS_ENDPOINT_URL=CONFIG.endpoint,
         AWS_DEFAULT_REGION=region,
         AWS_REGION=region,
@@ -247,7 +257,7 @@ def script_environment(instance: Any, account: str, region: str) -> dict[str, st
     )
     for key, value in tags.items():
         if key.startswith("emulator:"):
-            name = re.sub(r"[^A-Za-z0-9_]", "_", key[len("emulator:"):].upper())
+            name = re.sub(r"[^A-Za-z0-9_]", "_", key[len("emulator:") :].upper())
             env[f"JOINKEEPER_EMULATOR_{name}"] = value
     return env
 
@@ -257,12 +267,52 @@ def map_paths(text: str) -> str:
     return text.replace("/opt/joinkeeper/", f"{CONFIG.scripts_dir}/")
 
 
-def start_script(script: Path, env: dict[str, str], cwd: Path, stdout: Any, stderr: Any) -> subprocess.Popen:
+# The direct child is a small bash guard around the script: when the emulator dies (even by
+# SIGKILL) the kernel sends the guard SIGTERM (PR_SET_PDEATHSIG), and the guard kills its whole
+# process group, so no script outlives the emulator.
+GUARD = 'trap "kill -KILL 0" TERM HUP; "$@" & wait $!'
+try:
+    import ctypes
+
+    _LIBC = ctypes.CDLL(None, use_errno=True)
+except OSError:  # pragma: no cover - not Linux
+    _LIBC = None
+
+
+def die_with_parent(parent: int) -> Callable[[], None] | None:
+    """preexec_fn: SIGTERM this child when the emulator process exits (Linux prctl)."""
+    if _LIBC is None or not hasattr(_LIBC, "prctl"):
+        return None
+
+    def preexec() -> None:
+        _LIBC.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+        if os.getppid() != parent:  # the emulator already went away
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    return preexec
+
+
+def start_script(
+    script: Path, env: dict[str, str], cwd: Path, stdout: Any, stderr: Any
+) -> subprocess.Popen:
     """Start a script file in its own process group (so a timeout kills all it started). A file
     with a shebang line runs by it; anything else runs with bash."""
-    argv = [str(script)] if script.read_text(errors="replace").startswith("#!") else ["bash", str(script)]
     script.chmod(0o755)
-    proc = subprocess.Popen(argv, cwd=cwd, env=env, stdin=subprocess.DEVNULL, stdout=stdout, stderr=stderr, start_new_session=True)
+    argv = (
+        [str(script)]
+        if script.read_text(errors="replace").startswith("#!")
+        else ["bash", str(script)]
+    )
+    proc = subprocess.Popen(
+        ["bash", "-c", GUARD, "joinkeeper-script", *argv],
+        cwd=cwd,
+        env=env,
+        stdin=subprocess.DEVNULL,
+        stdout=stdout,
+        stderr=stderr,
+        start_new_session=True,
+        preexec_fn=die_with_parent(os.getpid()),
+    )
     with STATE.lock:
         STATE.processes.add(proc)
     return proc
@@ -321,7 +371,10 @@ class Invocation:
 
     def output(self, plugin_name: str | None) -> tuple[str, str]:
         chosen = [p for p in self.plugins if plugin_name in (None, p.name)]
-        return "".join(p.stdout for p in chosen)[:STDOUT_LIMIT], "".join(p.stderr for p in chosen)[:STDERR_LIMIT]
+        return (
+            "".join(p.stdout for p in chosen)[:STDOUT_LIMIT],
+            "".join(p.stderr for p in chosen)[:STDERR_LIMIT],
+        )
 
 
 @dataclasses.dataclass
@@ -341,7 +394,11 @@ class CommandRecord:
         return {
             "TargetCount": len(invs),
             "CompletedCount": sum(1 for i in invs if i.status in TERMINAL_INVOCATION),
-            "ErrorCount": sum(1 for i in invs if i.status in ("Failed", "TimedOut") and i.status_details != "Undeliverable"),
+            "ErrorCount": sum(
+                1
+                for i in invs
+                if i.status in ("Failed", "TimedOut") and i.status_details != "Undeliverable"
+            ),
             "DeliveryTimedOutCount": 0,
         }
 
@@ -360,7 +417,9 @@ def ssm_error(code: str, message: str) -> SSMException:
     return SSMException(code, message)
 
 
-def load_document(account: str, region: str, name: str, version: str | None) -> tuple[dict[str, Any], str]:
+def load_document(
+    account: str, region: str, name: str, version: str | None
+) -> tuple[dict[str, Any], str]:
     """The document's parsed content and version, from moto's SSM backend (moto internals:
     SimpleSystemManagerBackend._documents / Documents / Document.content_json)."""
     documents = ssm_backends[account][region]._documents.get(name)
@@ -379,13 +438,18 @@ def load_document(account: str, region: str, name: str, version: str | None) -> 
     return doc.content_json, doc.document_version
 
 
-def resolve_parameters(document: dict[str, Any], name: str, given: dict[str, list[str]]) -> dict[str, list[str]]:
+def resolve_parameters(
+    document: dict[str, Any], name: str, given: dict[str, list[str]]
+) -> dict[str, list[str]]:
     """Given values, else the document's defaults; checked against the declarations as SSM does
     at SendCommand (unknown or missing parameters, allowedValues, allowedPattern)."""
     declared = document.get("parameters") or {}
     unknown = sorted(set(given) - set(declared))
     if unknown:
-        raise ssm_error("InvalidParameters", f"document {name} does not support parameters {', '.join(unknown)}.")
+        raise ssm_error(
+            "InvalidParameters",
+            f"document {name} does not support parameters {', '.join(unknown)}.",
+        )
     values: dict[str, list[str]] = {}
     for pname, decl in declared.items():
         if pname in given:
@@ -397,16 +461,28 @@ def resolve_parameters(document: dict[str, Any], name: str, given: dict[str, lis
         items = [str(v) for v in (raw if isinstance(raw, list) else [raw])]
         for item in items:
             if "allowedValues" in decl and item not in [str(v) for v in decl["allowedValues"]]:
-                raise ssm_error("InvalidParameters", f'Parameter "{pname}" value "{item}" is not one of its allowed values.')
-            if decl.get("allowedPattern") and pname in given and not re.search(decl["allowedPattern"], item):
-                raise ssm_error("InvalidParameters", f'Parameter "{pname}" value "{item}" failed to satisfy constraint: {decl["allowedPattern"]}')
+                raise ssm_error(
+                    "InvalidParameters",
+                    f'Parameter "{pname}" value "{item}" is not one of its allowed values.',
+                )
+            if (
+                decl.get("allowedPattern")
+                and pname in given
+                and not re.search(decl["allowedPattern"], item)
+            ):
+                raise ssm_error(
+                    "InvalidParameters",
+                    f'Parameter "{pname}" value "{item}" failed to satisfy constraint: {decl["allowedPattern"]}',
+                )
         values[pname] = items
     return values
 
 
 def substitute(text: str, values: dict[str, list[str]]) -> str:
     """{{ Name }} / {{Name}} -> the parameter's value (a list joined with spaces)."""
-    return PLACEHOLDER.sub(lambda m: " ".join(values[m.group(1)]) if m.group(1) in values else m.group(0), text)
+    return PLACEHOLDER.sub(
+        lambda m: " ".join(values[m.group(1)]) if m.group(1) in values else m.group(0), text
+    )
 
 
 def render_lines(run_command: Any, values: dict[str, list[str]]) -> list[str]:
@@ -438,12 +514,17 @@ def render_steps(document: dict[str, Any], values: dict[str, list[str]]) -> list
                 "name": step.get("name") or f"step{index + 1}",
                 "action": step.get("action", ""),
                 "script": "\n".join(render_lines(inputs.get("runCommand", []), values)) + "\n",
-                "timeout": int(timeout_text) if timeout_text.isdigit() else DEFAULT_EXECUTION_TIMEOUT,
+                "timeout": (
+                    int(timeout_text) if timeout_text.isdigit() else DEFAULT_EXECUTION_TIMEOUT
+                ),
                 "workdir": workdir,
             }
         )
     if not steps:
-        raise ssm_error("InvalidDocument", "The document has no mainSteps (the emulator runs schema 2.2 command documents).")
+        raise ssm_error(
+            "InvalidDocument",
+            "The document has no mainSteps (the emulator runs schema 2.2 command documents).",
+        )
     return steps
 
 
@@ -456,7 +537,9 @@ def is_managed(instance: Any) -> bool:
     return instance.state == "running" and agent_state(instance) != "offline"
 
 
-def resolve_targets(account: str, region: str, instance_ids: list[str], targets: list[dict[str, Any]]) -> list[Any]:
+def resolve_targets(
+    account: str, region: str, instance_ids: list[str], targets: list[dict[str, Any]]
+) -> list[Any]:
     """Exactly the instances the request names. InstanceIds must all be managed nodes (else
     InvalidInstanceId, as SSM answers); Targets select the managed nodes that match."""
     ec2 = ec2_backends[account][region]
@@ -464,7 +547,10 @@ def resolve_targets(account: str, region: str, instance_ids: list[str], targets:
     if instance_ids:
         bad = [i for i in instance_ids if i not in known or not is_managed(known[i])]
         if bad:
-            raise ssm_error("InvalidInstanceId", f"Instances [[{', '.join(bad)}]] not in a valid state for account {account}")
+            raise ssm_error(
+                "InvalidInstanceId",
+                f"Instances [[{', '.join(bad)}]] not in a valid state for account {account}",
+            )
         return [known[i] for i in dict.fromkeys(instance_ids)]
     chosen = [i for i in known.values() if is_managed(i)]
     for target in targets:
@@ -496,19 +582,34 @@ def run_invocation(command: CommandRecord, inv: Invocation) -> None:
             plugin.status = plugin.status_details = "InProgress"
             plugin.started = utcnow()
         if step["action"] != "aws:runShellScript":
-            finish_plugin(plugin, "Failed", "Failed", 1, "", f"emulator: action {step['action']} is not supported\n")
+            finish_plugin(
+                plugin,
+                "Failed",
+                "Failed",
+                1,
+                "",
+                f"emulator: action {step['action']} is not supported\n",
+            )
             break
         run_step(command, inv, step, plugin, node_dir)
         if plugin.status != "Success":
             break
-    status = next((p.status for p in inv.plugins if p.status not in ("Success", "Pending")), "Success")
+    status = next(
+        (p.status for p in inv.plugins if p.status not in ("Success", "Pending")), "Success"
+    )
     if inv.cancel_requested:
         status = "Cancelled"
     details = {"TimedOut": "ExecutionTimedOut"}.get(status, status)
     finish_invocation(inv, status, details)
 
 
-def run_step(command: CommandRecord, inv: Invocation, step: dict[str, Any], plugin: PluginResult, node_dir: Path) -> None:
+def run_step(
+    command: CommandRecord,
+    inv: Invocation,
+    step: dict[str, Any],
+    plugin: PluginResult,
+    node_dir: Path,
+) -> None:
     """Run one aws:runShellScript step with its execution timeout; the files are kept under
     <node dir>/ssm/<command id>/<step>/ like the agent's orchestration folder."""
     work = node_dir / "ssm" / command.command_id / re.sub(r"[^A-Za-z0-9_.-]", "_", plugin.name)
@@ -543,7 +644,9 @@ def run_step(command: CommandRecord, inv: Invocation, step: dict[str, Any], plug
         finish_plugin(plugin, "Failed", "Failed", code if code > 0 else 128 - code, stdout, stderr)
 
 
-def finish_plugin(plugin: PluginResult, status: str, details: str, code: int, stdout: str, stderr: str) -> None:
+def finish_plugin(
+    plugin: PluginResult, status: str, details: str, code: int, stdout: str, stderr: str
+) -> None:
     with STATE.lock:
         plugin.status, plugin.status_details, plugin.response_code = status, details, code
         plugin.stdout, plugin.stderr = stdout[:STDOUT_LIMIT], stderr[:STDERR_LIMIT]
@@ -637,7 +740,9 @@ def command_dict(command: CommandRecord) -> dict[str, Any]:
 
 
 def find_command(account: str, region: str, command_id: str) -> CommandRecord | None:
-    return next((c for c in STATE.commands.get((account, region), []) if c.command_id == command_id), None)
+    return next(
+        (c for c in STATE.commands.get((account, region), []) if c.command_id == command_id), None
+    )
 
 
 def parse_time(value: str) -> dt.datetime:
@@ -645,7 +750,13 @@ def parse_time(value: str) -> dt.datetime:
     return moment if moment.tzinfo else moment.replace(tzinfo=dt.timezone.utc)
 
 
-def filter_entries(entries: list[Any], filters: list[dict[str, Any]], status_of: Callable[[Any], str], requested_of: Callable[[Any], dt.datetime], document_of: Callable[[Any], str]) -> list[Any]:
+def filter_entries(
+    entries: list[Any],
+    filters: list[dict[str, Any]],
+    status_of: Callable[[Any], str],
+    requested_of: Callable[[Any], dt.datetime],
+    document_of: Callable[[Any], str],
+) -> list[Any]:
     """The Filters of ListCommands / ListCommandInvocations: Status, DocumentName, InvokedAfter,
     InvokedBefore (ExecutionStage is accepted and ignored)."""
     for flt in filters or []:
@@ -663,7 +774,9 @@ def filter_entries(entries: list[Any], filters: list[dict[str, Any]], status_of:
     return entries
 
 
-def paginate(items: list[Any], max_results: int | None, token: str | None, default: int = 50) -> tuple[list[Any], str | None]:
+def paginate(
+    items: list[Any], max_results: int | None, token: str | None, default: int = 50
+) -> tuple[list[Any], str | None]:
     """Offset tokens: enough for clients that follow NextToken."""
     start = int(token) if token and token.isdigit() else 0
     size = max_results or default
@@ -680,7 +793,12 @@ def ssm_send_command(self: SimpleSystemManagerResponse) -> ActionResult:
     given = self._get_param("Parameters", {}) or {}
     values = resolve_parameters(document, name, given)
     steps = render_steps(document, values)
-    instances = resolve_targets(account, region, self._get_param("InstanceIds", []) or [], self._get_param("Targets", []) or [])
+    instances = resolve_targets(
+        account,
+        region,
+        self._get_param("InstanceIds", []) or [],
+        self._get_param("Targets", []) or [],
+    )
     request = {
         "Comment": self._get_param("Comment", "") or "",
         "Parameters": given,
@@ -693,8 +811,10 @@ def ssm_send_command(self: SimpleSystemManagerResponse) -> ActionResult:
         "OutputS3BucketName": self._get_param("OutputS3BucketName", "") or "",
         "OutputS3KeyPrefix": self._get_param("OutputS3KeyPrefix", "") or "",
         "ServiceRoleArn": self._get_param("ServiceRoleArn", "") or "",
-        "NotificationConfig": self._get_param("NotificationConfig") or {"NotificationArn": "", "NotificationEvents": [], "NotificationType": ""},
-        "CloudWatchOutputConfig": self._get_param("CloudWatchOutputConfig") or {"CloudWatchLogGroupName": "", "CloudWatchOutputEnabled": False},
+        "NotificationConfig": self._get_param("NotificationConfig")
+        or {"NotificationArn": "", "NotificationEvents": [], "NotificationType": ""},
+        "CloudWatchOutputConfig": self._get_param("CloudWatchOutputConfig")
+        or {"CloudWatchLogGroupName": "", "CloudWatchOutputEnabled": False},
     }
     command = CommandRecord(
         command_id=str(uuid.uuid4()),
@@ -731,9 +851,16 @@ def ssm_send_command(self: SimpleSystemManagerResponse) -> ActionResult:
             }
         )
         response = command_dict(command)
-    LOG.info("send-command %s %s -> %s", command.command_id, name, ",".join(command.invocations) or "(no target)")
+    LOG.info(
+        "send-command %s %s -> %s",
+        command.command_id,
+        name,
+        ",".join(command.invocations) or "(no target)",
+    )
     for inv in command.invocations.values():
-        threading.Thread(target=run_invocation, args=(command, inv), name=f"cmd-{inv.instance_id}", daemon=True).start()
+        threading.Thread(
+            target=run_invocation, args=(command, inv), name=f"cmd-{inv.instance_id}", daemon=True
+        ).start()
     return ActionResult({"Command": response})
 
 
@@ -745,14 +872,23 @@ def ssm_get_command_invocation(self: SimpleSystemManagerResponse) -> ActionResul
         command = find_command(self.current_account, self.region, command_id)
         inv = command.invocations.get(instance_id) if command else None
         if inv is None:
-            raise ssm_error("InvocationDoesNotExist", "An error occurred (InvocationDoesNotExist) when calling the GetCommandInvocation operation")
+            raise ssm_error(
+                "InvocationDoesNotExist",
+                "An error occurred (InvocationDoesNotExist) when calling the GetCommandInvocation operation",
+            )
         plugins = [p for p in inv.plugins if plugin_name in (None, p.name)]
         if not plugins:
-            raise ssm_error("InvalidPluginName", f"Plugin {plugin_name} does not exist in the document.")
+            raise ssm_error(
+                "InvalidPluginName", f"Plugin {plugin_name} does not exist in the document."
+            )
         stdout, stderr = inv.output(plugin_name)
         start, end = inv.started, inv.finished
         code = plugins[0].response_code if plugin_name else inv.response_code
-        status, details = (plugins[0].status, plugins[0].status_details) if plugin_name else (inv.status, inv.status_details)
+        status, details = (
+            (plugins[0].status, plugins[0].status_details)
+            if plugin_name
+            else (inv.status, inv.status_details)
+        )
         return ActionResult(
             {
                 "CommandId": command_id,
@@ -763,7 +899,9 @@ def ssm_get_command_invocation(self: SimpleSystemManagerResponse) -> ActionResul
                 "PluginName": plugin_name or plugins[0].name,
                 "ResponseCode": code,
                 "ExecutionStartDateTime": iso_z(start, millis=True) if start else "",
-                "ExecutionElapsedTime": f"PT{((end or utcnow()) - start).total_seconds():.3f}S" if start else "",
+                "ExecutionElapsedTime": (
+                    f"PT{((end or utcnow()) - start).total_seconds():.3f}S" if start else ""
+                ),
                 "ExecutionEndDateTime": iso_z(end, millis=True) if end else "",
                 "Status": status,
                 "StatusDetails": details,
@@ -787,8 +925,16 @@ def ssm_list_commands(self: SimpleSystemManagerResponse) -> ActionResult:
                 raise ssm_error("InvalidCommandId", "Invalid command id.")
         if instance_id:
             commands = [c for c in commands if instance_id in c.invocations]
-        commands = filter_entries(commands, self._get_param("Filters", []), lambda c: c.status(), lambda c: c.requested, lambda c: c.document_name)
-        page, token = paginate(commands, self._get_int_param("MaxResults"), self._get_param("NextToken"))
+        commands = filter_entries(
+            commands,
+            self._get_param("Filters", []),
+            lambda c: c.status(),
+            lambda c: c.requested,
+            lambda c: c.document_name,
+        )
+        page, token = paginate(
+            commands, self._get_int_param("MaxResults"), self._get_param("NextToken")
+        )
         return ActionResult({"Commands": [command_dict(c) for c in page], "NextToken": token})
 
 
@@ -800,10 +946,28 @@ def ssm_list_command_invocations(self: SimpleSystemManagerResponse) -> ActionRes
         commands = list(reversed(STATE.commands.get((self.current_account, self.region), [])))
         if command_id:
             commands = [c for c in commands if c.command_id == command_id]
-        pairs = [(c, i) for c in commands for i in c.invocations.values() if instance_id in (None, i.instance_id)]
-        pairs = filter_entries(pairs, self._get_param("Filters", []), lambda p: p[1].status, lambda p: p[0].requested, lambda p: p[0].document_name)
-        page, token = paginate(pairs, self._get_int_param("MaxResults"), self._get_param("NextToken"))
-        return ActionResult({"CommandInvocations": [invocation_dict(c, i, details) for c, i in page], "NextToken": token})
+        pairs = [
+            (c, i)
+            for c in commands
+            for i in c.invocations.values()
+            if instance_id in (None, i.instance_id)
+        ]
+        pairs = filter_entries(
+            pairs,
+            self._get_param("Filters", []),
+            lambda p: p[1].status,
+            lambda p: p[0].requested,
+            lambda p: p[0].document_name,
+        )
+        page, token = paginate(
+            pairs, self._get_int_param("MaxResults"), self._get_param("NextToken")
+        )
+        return ActionResult(
+            {
+                "CommandInvocations": [invocation_dict(c, i, details) for c, i in page],
+                "NextToken": token,
+            }
+        )
 
 
 def ssm_cancel_command(self: SimpleSystemManagerResponse) -> ActionResult:
@@ -847,7 +1011,9 @@ def instance_information(instance: Any, now: dt.datetime) -> dict[str, Any]:
     }
 
 
-def instance_info_matches(info: dict[str, Any], tags: dict[str, str], key: str, values: list[str]) -> bool:
+def instance_info_matches(
+    info: dict[str, Any], tags: dict[str, str], key: str, values: list[str]
+) -> bool:
     if key == "InstanceIds":
         return info["InstanceId"] in values
     if key == "PingStatus":
@@ -866,7 +1032,10 @@ def instance_info_matches(info: dict[str, Any], tags: dict[str, str], key: str, 
 def ssm_describe_instance_information(self: SimpleSystemManagerResponse) -> ActionResult:
     """Implements DescribeInstanceInformation (moto answers 500): running instances whose
     emulator:agent tag is not offline are Online managed nodes."""
-    filters = [(f["key"], f.get("valueSet", [])) for f in self._get_param("InstanceInformationFilterList", []) or []]
+    filters = [
+        (f["key"], f.get("valueSet", []))
+        for f in self._get_param("InstanceInformationFilterList", []) or []
+    ]
     filters += [(f["Key"], f.get("Values", [])) for f in self._get_param("Filters", []) or []]
     now = utcnow()
     infos = []
@@ -909,7 +1078,10 @@ class LifecycleAction:
     @property
     def deadline(self) -> dt.datetime:
         global_timeout = min(172800, 100 * self.heartbeat_timeout)
-        return min(self.last_heartbeat + dt.timedelta(seconds=self.heartbeat_timeout), self.started + dt.timedelta(seconds=global_timeout))
+        return min(
+            self.last_heartbeat + dt.timedelta(seconds=self.heartbeat_timeout),
+            self.started + dt.timedelta(seconds=global_timeout),
+        )
 
     def alive(self) -> bool:
         """Still pending, and its instance still in its group (an instance terminated through
@@ -943,7 +1115,14 @@ class LifecycleAction:
 def hooks_for(group: FakeAutoScalingGroup, transition: str) -> list[Any]:
     """The group's hooks for one transition (moto: AutoScalingBackend.lifecycle_hooks)."""
     hooks = group.autoscaling_backend.lifecycle_hooks.values()
-    return sorted((h for h in hooks if h.auto_scaling_group_name == group.name and h.lifecycle_transition == transition), key=lambda h: h.name)
+    return sorted(
+        (
+            h
+            for h in hooks
+            if h.auto_scaling_group_name == group.name and h.lifecycle_transition == transition
+        ),
+        key=lambda h: h.name,
+    )
 
 
 def lifecycle_event(action: LifecycleAction, hook: Any) -> dict[str, Any]:
@@ -958,11 +1137,17 @@ def lifecycle_event(action: LifecycleAction, hook: Any) -> dict[str, Any]:
     }
     if getattr(hook, "notification_metadata", None):
         detail["NotificationMetadata"] = hook.notification_metadata
-    detail["Origin"], detail["Destination"] = ("EC2", "AutoScalingGroup") if launching else ("AutoScalingGroup", "EC2")
+    detail["Origin"], detail["Destination"] = (
+        ("EC2", "AutoScalingGroup") if launching else ("AutoScalingGroup", "EC2")
+    )
     return {
         "version": "0",
         "id": str(uuid.uuid4()),
-        "detail-type": "EC2 Instance-launch Lifecycle Action" if launching else "EC2 Instance-terminate Lifecycle Action",
+        "detail-type": (
+            "EC2 Instance-launch Lifecycle Action"
+            if launching
+            else "EC2 Instance-terminate Lifecycle Action"
+        ),
         "source": "aws.autoscaling",
         "account": action.account,
         "time": iso_z(action.started),
@@ -972,7 +1157,9 @@ def lifecycle_event(action: LifecycleAction, hook: Any) -> dict[str, Any]:
     }
 
 
-def begin_wait(group: FakeAutoScalingGroup, state: InstanceState, transition: str, hooks: list[Any]) -> None:
+def begin_wait(
+    group: FakeAutoScalingGroup, state: InstanceState, transition: str, hooks: list[Any]
+) -> None:
     """Put an instance in Pending:Wait / Terminating:Wait with one action (and event) per hook."""
     state.lifecycle_state = "Pending:Wait" if transition == LAUNCHING else "Terminating:Wait"
     now = utcnow()
@@ -992,7 +1179,14 @@ def begin_wait(group: FakeAutoScalingGroup, state: InstanceState, transition: st
         )
         STATE.lifecycle_actions[action.token] = action
         STATE.events.append(lifecycle_event(action, hook))
-        LOG.info("%s %s %s hook=%s token=%s", group.name, state.instance.id, state.lifecycle_state, hook.name, action.token)
+        LOG.info(
+            "%s %s %s hook=%s token=%s",
+            group.name,
+            state.instance.id,
+            state.lifecycle_state,
+            hook.name,
+            action.token,
+        )
 
 
 def begin_launch(group: FakeAutoScalingGroup, state: InstanceState) -> None:
@@ -1002,7 +1196,11 @@ def begin_launch(group: FakeAutoScalingGroup, state: InstanceState) -> None:
 
 
 def pending_actions(state: InstanceState, transition: str | None = None) -> list[LifecycleAction]:
-    return [a for a in STATE.lifecycle_actions.values() if a.state is state and a.result is None and transition in (None, a.transition)]
+    return [
+        a
+        for a in STATE.lifecycle_actions.values()
+        if a.state is state and a.result is None and transition in (None, a.transition)
+    ]
 
 
 def end_action(action: LifecycleAction, result: str, by: str) -> None:
@@ -1051,7 +1249,14 @@ def finish_action(action: LifecycleAction, result: str, by: str) -> None:
         group.autoscaling_backend.update_attached_target_groups(group.name)
     else:
         terminate_now(group, state)
-    LOG.info("%s %s lifecycle %s by %s -> %s", group.name, state.instance.id, result, by, state.lifecycle_state)
+    LOG.info(
+        "%s %s lifecycle %s by %s -> %s",
+        group.name,
+        state.instance.id,
+        result,
+        by,
+        state.lifecycle_state,
+    )
 
 
 def expire_lifecycle_actions() -> None:
@@ -1068,9 +1273,21 @@ def expire_lifecycle_actions() -> None:
                 finish_action(action, action.default_result, "timeout")
 
 
-def find_active_action(account: str, region: str, group_name: str, hook_name: str, token: str | None, instance_id: str | None) -> LifecycleAction | None:
+def find_active_action(
+    account: str,
+    region: str,
+    group_name: str,
+    hook_name: str,
+    token: str | None,
+    instance_id: str | None,
+) -> LifecycleAction | None:
     for action in STATE.lifecycle_actions.values():
-        if (action.account, action.region, action.group.name, action.hook_name) != (account, region, group_name, hook_name):
+        if (action.account, action.region, action.group.name, action.hook_name) != (
+            account,
+            region,
+            group_name,
+            hook_name,
+        ):
             continue
         matches = action.token == token if token else action.instance_id == instance_id
         if matches and action.alive():
@@ -1078,7 +1295,16 @@ def find_active_action(account: str, region: str, group_name: str, hook_name: st
     return None
 
 
-def record_lifecycle_call(account: str, region: str, group: str, hook: str, instance_id: str | None, token: str | None, kind: str, ok: bool) -> None:
+def record_lifecycle_call(
+    account: str,
+    region: str,
+    group: str,
+    hook: str,
+    instance_id: str | None,
+    token: str | None,
+    kind: str,
+    ok: bool,
+) -> None:
     STATE.lifecycle_log.append(
         {
             "time": iso_z(utcnow(), millis=True),
@@ -1098,10 +1324,23 @@ def lifecycle_call(response: AutoScalingResponse, kind: str) -> LifecycleAction:
     """Shared body of CompleteLifecycleAction and RecordLifecycleActionHeartbeat: find the
     pending action or answer ValidationError as AWS does; log the call either way."""
     account, region = response.current_account, response.region
-    group, hook = response._get_param("AutoScalingGroupName"), response._get_param("LifecycleHookName")
-    token, instance_id = response._get_param("LifecycleActionToken"), response._get_param("InstanceId")
+    group, hook = response._get_param("AutoScalingGroupName"), response._get_param(
+        "LifecycleHookName"
+    )
+    token, instance_id = response._get_param("LifecycleActionToken"), response._get_param(
+        "InstanceId"
+    )
     action = find_active_action(account, region, group, hook, token, instance_id)
-    record_lifecycle_call(account, region, group, hook, action.instance_id if action else instance_id, token, kind, action is not None)
+    record_lifecycle_call(
+        account,
+        region,
+        group,
+        hook,
+        action.instance_id if action else instance_id,
+        token,
+        kind,
+        action is not None,
+    )
     if action is None:
         if token:
             raise ValidationError(f"No active Lifecycle Action found with token {token}")
@@ -1113,7 +1352,9 @@ def asg_complete_lifecycle_action(self: AutoScalingResponse) -> ActionResult:
     """Implements CompleteLifecycleAction (moto answers 500)."""
     result = self._get_param("LifecycleActionResult")
     if result not in ("CONTINUE", "ABANDON"):
-        raise ValidationError(f"Invalid value for LifecycleActionResult: {result}. Valid values are CONTINUE and ABANDON.")
+        raise ValidationError(
+            f"Invalid value for LifecycleActionResult: {result}. Valid values are CONTINUE and ABANDON."
+        )
     with STATE.lock:
         expire_lifecycle_actions()
         action = lifecycle_call(self, result)
@@ -1172,7 +1413,9 @@ def wrap_create_auto_scaling_group(original: Callable) -> Callable:
 
 
 def wrap_replace_instances(original: Callable) -> Callable:
-    def replace_autoscaling_group_instances(self: FakeAutoScalingGroup, count_needed: int, propagated_tags: dict[str, str]) -> None:
+    def replace_autoscaling_group_instances(
+        self: FakeAutoScalingGroup, count_needed: int, propagated_tags: dict[str, str]
+    ) -> None:
         """New group instances go to Pending:Wait when the group has a launch hook."""
         with STATE.lock:
             before = set(map(id, self.instance_states))
@@ -1187,7 +1430,9 @@ def instances_wanted(group: FakeAutoScalingGroup) -> int:
     """Instances needed for the desired capacity (mixed-instances groups: the first override's
     WeightedCapacity, as moto uses)."""
     desired = group.desired_capacity or 0
-    overrides = ((group.mixed_instances_policy or {}).get("LaunchTemplate") or {}).get("Overrides") or []
+    overrides = ((group.mixed_instances_policy or {}).get("LaunchTemplate") or {}).get(
+        "Overrides"
+    ) or []
     weight = str(overrides[0].get("WeightedCapacity", "1")) if overrides else "1"
     return math.ceil(desired / max(int(weight) if weight.isdigit() else 1, 1))
 
@@ -1210,13 +1455,25 @@ def asg_set_desired_capacity(self: FakeAutoScalingGroup, new_capacity: int | Non
             self.autoscaling_backend.update_attached_target_groups(self.name)
 
 
-def asg_terminate_instance(self: AutoScalingBackend, instance_id: str, should_decrement: bool) -> TerminateInstanceActivity:
+def asg_terminate_instance(
+    self: AutoScalingBackend, instance_id: str, should_decrement: bool
+) -> TerminateInstanceActivity:
     """Replaces AutoScalingBackend.terminate_instance (TerminateInstanceInAutoScalingGroup): the
     instance goes through the terminate hooks; without decrement a replacement is launched."""
     with STATE.lock:
-        state = next((s for g in self.autoscaling_groups.values() for s in g.instance_states if s.instance.id == instance_id), None)
+        state = next(
+            (
+                s
+                for g in self.autoscaling_groups.values()
+                for s in g.instance_states
+                if s.instance.id == instance_id
+            ),
+            None,
+        )
         if state is None:
-            raise ValidationError(f"Instance Id not found - No managed instance found for instance ID: {instance_id}")
+            raise ValidationError(
+                f"Instance Id not found - No managed instance found for instance ID: {instance_id}"
+            )
         group = state.auto_scaling_group
         original_size = group.desired_capacity
         if state.lifecycle_state in COUNTED_STATES:
@@ -1246,7 +1503,11 @@ def wrap_delete_group(original: Callable) -> Callable:
                     for action in pending_actions(state):
                         end_action(action, "ABANDON", "superseded")
                     terminate_now(group, state)
-            for key in [k for k, h in self.lifecycle_hooks.items() if h.auto_scaling_group_name == group_name]:
+            for key in [
+                k
+                for k, h in self.lifecycle_hooks.items()
+                if h.auto_scaling_group_name == group_name
+            ]:
                 del self.lifecycle_hooks[key]
 
     return delete_auto_scaling_group
@@ -1270,16 +1531,15 @@ def user_data_text(user_data: Any) -> str | None:
         return raw
 
 
-def run_user_data(instance_id: str, script: Path, env: dict[str, str], log_path: Path) -> None:
+def run_user_data(record: dict[str, Any], script: Path, env: dict[str, str]) -> None:
     """Background thread: run the user data, output appended to cloud-init-output.log."""
-    record = STATE.user_data_runs[instance_id]
-    with open(log_path, "ab") as log:
+    with open(record["log"], "ab") as log:
         proc = start_script(script, env, script.parent, log, subprocess.STDOUT)
         code = proc.wait()
         forget_process(proc)
     with STATE.lock:
         record.update(status="done", exit_code=code, finished=iso_z(utcnow(), millis=True))
-    LOG.info("user data of %s exited %s", instance_id, code)
+    LOG.info("user data of %s exited %s", record["instance_id"], code)
 
 
 def schedule_user_data(instance: Any, account: str, region: str) -> None:
@@ -1289,14 +1549,30 @@ def schedule_user_data(instance: Any, account: str, region: str) -> None:
     env = script_environment(instance, account, region)
     node_dir = Path(env["JOINKEEPER_NODE_DIR"])
     if text.lstrip().startswith(("#cloud-config", "Content-Type:", "#include")):
-        LOG.warning("user data of %s is not a script; cloud-config and MIME are not run", instance.id)
+        LOG.warning(
+            "user data of %s is not a script; cloud-config and MIME are not run", instance.id
+        )
         return
     script = node_dir / "user-data"
     script.write_text(map_paths(text))
-    record = {"instance_id": instance.id, "account": account, "region": region, "status": "running", "exit_code": None, "started": iso_z(utcnow(), millis=True), "finished": None, "log": str(node_dir / "log" / "cloud-init-output.log")}
+    record = {
+        "instance_id": instance.id,
+        "account": account,
+        "region": region,
+        "status": "running",
+        "exit_code": None,
+        "started": iso_z(utcnow(), millis=True),
+        "finished": None,
+        "log": str(node_dir / "log" / "cloud-init-output.log"),
+    }
     with STATE.lock:
         STATE.user_data_runs[instance.id] = record
-    threading.Thread(target=run_user_data, args=(instance.id, script, env, Path(record["log"])), name=f"user-data-{instance.id}", daemon=True).start()
+    threading.Thread(
+        target=run_user_data,
+        args=(record, script, env),
+        name=f"user-data-{instance.id}",
+        daemon=True,
+    ).start()
 
 
 def wrap_run_instances(original: Callable) -> Callable:
@@ -1343,10 +1619,14 @@ def install_patches() -> None:
     asg.record_lifecycle_action_heartbeat = asg_record_lifecycle_action_heartbeat
     asg.put_lifecycle_hook = wrap_put_lifecycle_hook(asg.put_lifecycle_hook)
     asg.create_auto_scaling_group = wrap_create_auto_scaling_group(asg.create_auto_scaling_group)
-    FakeAutoScalingGroup.replace_autoscaling_group_instances = wrap_replace_instances(FakeAutoScalingGroup.replace_autoscaling_group_instances)
+    FakeAutoScalingGroup.replace_autoscaling_group_instances = wrap_replace_instances(
+        FakeAutoScalingGroup.replace_autoscaling_group_instances
+    )
     FakeAutoScalingGroup.set_desired_capacity = asg_set_desired_capacity
     AutoScalingBackend.terminate_instance = asg_terminate_instance
-    AutoScalingBackend.delete_auto_scaling_group = wrap_delete_group(AutoScalingBackend.delete_auto_scaling_group)
+    AutoScalingBackend.delete_auto_scaling_group = wrap_delete_group(
+        AutoScalingBackend.delete_auto_scaling_group
+    )
 
     EC2Backend.run_instances = wrap_run_instances(EC2Backend.run_instances)
     BaseResponse.get_current_account = wrap_get_current_account(BaseResponse.get_current_account)
@@ -1357,16 +1637,25 @@ def install_patches() -> None:
 # --------------------------------------------------------------------------------------------
 
 
-def selected(entries: list[dict[str, Any]], query: dict[str, list[str]], account: str | None) -> list[dict[str, Any]]:
+def selected(
+    entries: list[dict[str, Any]], query: dict[str, list[str]], account: str | None
+) -> list[dict[str, Any]]:
     """Entries of one account (query ?account= or header x-moto-account-id) and group."""
     if account:
         entries = [e for e in entries if e.get("account") == account]
     if "group" in query:
-        entries = [e for e in entries if query["group"][0] in (e.get("group"), (e.get("detail") or {}).get("AutoScalingGroupName"))]
+        entries = [
+            e
+            for e in entries
+            if query["group"][0]
+            in (e.get("group"), (e.get("detail") or {}).get("AutoScalingGroupName"))
+        ]
     return entries
 
 
-def control(method: str, path: str, query: dict[str, list[str]], account: str | None) -> tuple[int, Any]:
+def control(
+    method: str, path: str, query: dict[str, list[str]], account: str | None
+) -> tuple[int, Any]:
     """Handle one control API call; returns (HTTP status, JSON body)."""
     with STATE.lock:
         if method == "GET" and path == "events":
@@ -1378,13 +1667,20 @@ def control(method: str, path: str, query: dict[str, list[str]], account: str | 
         if method == "GET" and path == "lifecycle-log":
             return 200, selected(STATE.lifecycle_log, query, account)
         if method == "GET" and path == "lifecycle-actions":
-            return 200, selected([a.as_dict() for a in STATE.lifecycle_actions.values()], query, account)
+            return 200, selected(
+                [a.as_dict() for a in STATE.lifecycle_actions.values()], query, account
+            )
         if method == "GET" and path == "commands":
             return 200, selected(STATE.command_log, query, account)
         if method == "GET" and path == "user-data":
             return 200, selected(list(STATE.user_data_runs.values()), query, account)
         if method == "GET" and path == "health":
-            return 200, {"ok": True, "endpoint": CONFIG.endpoint, "state_dir": str(CONFIG.state_dir), "scripts_dir": str(CONFIG.scripts_dir)}
+            return 200, {
+                "ok": True,
+                "endpoint": CONFIG.endpoint,
+                "state_dir": str(CONFIG.state_dir),
+                "scripts_dir": str(CONFIG.scripts_dir),
+            }
     if method == "POST" and path == "reset":
         reset_extension(wipe_files=False)
         return 200, {"reset": True}
@@ -1400,17 +1696,21 @@ class EmulatorApp:
 
     def __call__(self, environ: dict[str, Any], start_response: Callable) -> Any:
         path, method = environ.get("PATH_INFO", ""), environ.get("REQUEST_METHOD", "GET")
-        if path.startswith("/_joinkeeper/"):
-            query = parse_qs(environ.get("QUERY_STRING", ""))
-            account = query.get("account", [None])[0] or environ.get("HTTP_X_MOTO_ACCOUNT_ID")
-            status, body = control(method, path[len("/_joinkeeper/"):].strip("/"), query, account)
-            payload = json.dumps(body, indent=1).encode()
-            start_response(f"{status} {'OK' if status == 200 else 'Not Found'}", [("Content-Type", "application/json"), ("Content-Length", str(len(payload)))])
-            return [payload]
-        if path.rstrip("/") == "/moto-api/reset" and method == "POST":
+        full_reset = path.rstrip("/") == "/moto-api/reset" and method == "POST"
+        if full_reset:
             reset_extension(wipe_files=True)
         else:
             expire_lifecycle_actions()
+        if path.startswith("/_joinkeeper/"):
+            query = parse_qs(environ.get("QUERY_STRING", ""))
+            account = query.get("account", [None])[0] or environ.get("HTTP_X_MOTO_ACCOUNT_ID")
+            status, body = control(method, path[len("/_joinkeeper/") :].strip("/"), query, account)
+            payload = json.dumps(body, indent=1).encode()
+            start_response(
+                f"{status} {'OK' if status == 200 else 'Not Found'}",
+                [("Content-Type", "application/json"), ("Content-Length", str(len(payload)))],
+            )
+            return [payload]
         return self.moto_app(environ, start_response)
 
 
@@ -1423,14 +1723,22 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=0, help="0 picks a free port")
-    parser.add_argument("--state-dir", required=True, help="node and cluster folders of the emulated instances")
-    parser.add_argument("--scripts-dir", default=str(Path(__file__).resolve().parent.parent / "node-scripts"), help="what /opt/joinkeeper/ maps to")
+    parser.add_argument(
+        "--state-dir", required=True, help="node and cluster folders of the emulated instances"
+    )
+    parser.add_argument(
+        "--scripts-dir",
+        default=str(Path(__file__).resolve().parent.parent / "node-scripts"),
+        help="what /opt/joinkeeper/ maps to",
+    )
     return parser.parse_args(argv)
 
 
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
-    logging.basicConfig(stream=sys.stderr, level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    logging.basicConfig(
+        stream=sys.stderr, level=logging.INFO, format="%(asctime)s %(name)s %(message)s"
+    )
     CONFIG.state_dir = Path(args.state_dir).resolve()
     CONFIG.state_dir.mkdir(parents=True, exist_ok=True)
     CONFIG.scripts_dir = Path(args.scripts_dir).resolve()
@@ -1439,7 +1747,9 @@ def main(argv: list[str] | None = None) -> None:
     install_patches()
 
     app = EmulatorApp(DomainDispatcherApplication(create_backend_app))
-    server = make_server(args.host, args.port, app, threaded=True, request_handler=MotoRequestHandler)
+    server = make_server(
+        args.host, args.port, app, threaded=True, request_handler=MotoRequestHandler
+    )
     port = server.server_port
     client_host = "127.0.0.1" if args.host in ("0.0.0.0", "") else args.host
     CONFIG.endpoint = f"http://{client_host}:{port}"
@@ -1450,7 +1760,12 @@ def main(argv: list[str] | None = None) -> None:
 
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
-    LOG.info("serving on %s (state %s, scripts %s)", CONFIG.endpoint, CONFIG.state_dir, CONFIG.scripts_dir)
+    LOG.info(
+        "serving on %s (state %s, scripts %s)",
+        CONFIG.endpoint,
+        CONFIG.state_dir,
+        CONFIG.scripts_dir,
+    )
     print(f"ready http://{client_host}:{port}", flush=True)
     try:
         server.serve_forever()

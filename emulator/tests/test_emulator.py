@@ -50,7 +50,18 @@ def scripts_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def emulator(tmp_path_factory: pytest.TempPathFactory, scripts_dir: Path):
     state = tmp_path_factory.mktemp("state")
     proc = subprocess.Popen(
-        [sys.executable, str(EMULATOR), "--host", "127.0.0.1", "--port", "0", "--state-dir", str(state), "--scripts-dir", str(scripts_dir)],
+        [
+            sys.executable,
+            str(EMULATOR),
+            "--host",
+            "127.0.0.1",
+            "--port",
+            "0",
+            "--state-dir",
+            str(state),
+            "--scripts-dir",
+            str(scripts_dir),
+        ],
         stdout=subprocess.PIPE,
         stderr=open(state / "emulator.log", "wb"),
         text=True,
@@ -68,7 +79,9 @@ class Aws:
     def __init__(self, emulator: dict) -> None:
         self.url, self.state = emulator["url"], emulator["state"]
         self.account = str(random.randrange(10**11, 10**12))
-        session = boto3.Session(aws_access_key_id=self.account, aws_secret_access_key="testing", region_name=REGION)
+        session = boto3.Session(
+            aws_access_key_id=self.account, aws_secret_access_key="testing", region_name=REGION
+        )
         config = Config(retries={"max_attempts": 1})
         self.ssm = session.client("ssm", endpoint_url=self.url, config=config)
         self.ec2 = session.client("ec2", endpoint_url=self.url, config=config)
@@ -76,17 +89,26 @@ class Aws:
 
     def control(self, path: str, method: str = "GET") -> object:
         sep = "&" if "?" in path else "?"
-        req = urllib.request.Request(f"{self.url}/_joinkeeper/{path}{sep}account={self.account}", method=method)
+        req = urllib.request.Request(
+            f"{self.url}/_joinkeeper/{path}{sep}account={self.account}", method=method
+        )
         with urllib.request.urlopen(req) as resp:
             return json.loads(resp.read())
 
     def instance(self, tags: dict[str, str] | None = None, user_data: str | None = None) -> str:
         kwargs = {}
         if tags:
-            kwargs["TagSpecifications"] = [{"ResourceType": "instance", "Tags": [{"Key": k, "Value": v} for k, v in tags.items()]}]
+            kwargs["TagSpecifications"] = [
+                {
+                    "ResourceType": "instance",
+                    "Tags": [{"Key": k, "Value": v} for k, v in tags.items()],
+                }
+            ]
         if user_data:
             kwargs["UserData"] = user_data
-        res = self.ec2.run_instances(ImageId="ami-12345678", MinCount=1, MaxCount=1, InstanceType="t3.small", **kwargs)
+        res = self.ec2.run_instances(
+            ImageId="ami-12345678", MinCount=1, MaxCount=1, InstanceType="t3.small", **kwargs
+        )
         return res["Instances"][0]["InstanceId"]
 
     def document(self, name: str, lines: list[str], parameters: dict | None = None) -> str:
@@ -94,9 +116,13 @@ class Aws:
             "schemaVersion": "2.2",
             "description": "test",
             "parameters": parameters or {},
-            "mainSteps": [{"action": "aws:runShellScript", "name": "run", "inputs": {"runCommand": lines}}],
+            "mainSteps": [
+                {"action": "aws:runShellScript", "name": "run", "inputs": {"runCommand": lines}}
+            ],
         }
-        self.ssm.create_document(Name=name, Content=json.dumps(content), DocumentType="Command", DocumentFormat="JSON")
+        self.ssm.create_document(
+            Name=name, Content=json.dumps(content), DocumentType="Command", DocumentFormat="JSON"
+        )
         return name
 
     def wait_invocation(self, command_id: str, instance_id: str, timeout: float = 15) -> dict:
@@ -107,7 +133,14 @@ class Aws:
                 return inv
             time.sleep(0.1)
 
-    def group(self, name: str, capacity: int, hooks: list[dict] | None = None, user_data: str | None = None, min_size: int = 0) -> None:
+    def group(
+        self,
+        name: str,
+        capacity: int,
+        hooks: list[dict] | None = None,
+        user_data: str | None = None,
+        min_size: int = 0,
+    ) -> None:
         data = {"ImageId": "ami-12345678", "InstanceType": "t3.small"}
         if user_data:
             data["UserData"] = base64.b64encode(user_data.encode()).decode()
@@ -125,7 +158,9 @@ class Aws:
         )
 
     def group_instances(self, name: str) -> dict[str, str]:
-        group = self.asg.describe_auto_scaling_groups(AutoScalingGroupNames=[name])["AutoScalingGroups"][0]
+        group = self.asg.describe_auto_scaling_groups(AutoScalingGroupNames=[name])[
+            "AutoScalingGroups"
+        ][0]
         return {i["InstanceId"]: i["LifecycleState"] for i in group["Instances"]}
 
     def instance_state(self, instance_id: str) -> str:
@@ -138,15 +173,27 @@ def aws(emulator: dict) -> Aws:
     return Aws(emulator)
 
 
-def launch_hook(name: str = "launch", timeout: int = 600, default: str = "ABANDON", metadata: str | None = None) -> dict:
-    hook = {"LifecycleHookName": name, "LifecycleTransition": "autoscaling:EC2_INSTANCE_LAUNCHING", "HeartbeatTimeout": timeout, "DefaultResult": default}
+def launch_hook(
+    name: str = "launch", timeout: int = 600, default: str = "ABANDON", metadata: str | None = None
+) -> dict:
+    hook = {
+        "LifecycleHookName": name,
+        "LifecycleTransition": "autoscaling:EC2_INSTANCE_LAUNCHING",
+        "HeartbeatTimeout": timeout,
+        "DefaultResult": default,
+    }
     if metadata:
         hook["NotificationMetadata"] = metadata
     return hook
 
 
 def terminate_hook(name: str = "terminate", timeout: int = 600) -> dict:
-    return {"LifecycleHookName": name, "LifecycleTransition": "autoscaling:EC2_INSTANCE_TERMINATING", "HeartbeatTimeout": timeout, "DefaultResult": "CONTINUE"}
+    return {
+        "LifecycleHookName": name,
+        "LifecycleTransition": "autoscaling:EC2_INSTANCE_TERMINATING",
+        "HeartbeatTimeout": timeout,
+        "DefaultResult": "CONTINUE",
+    }
 
 
 def wait_for(check, timeout: float = 10):
@@ -161,7 +208,9 @@ def wait_for(check, timeout: float = 10):
 # ------------------------------------------------------------------------------------ Run Command
 
 
-def test_run_command_executes_document_with_parameters_env_and_path_mapping(aws: Aws, emulator: dict) -> None:
+def test_run_command_executes_document_with_parameters_env_and_path_mapping(
+    aws: Aws, emulator: dict
+) -> None:
     iid = aws.instance({"joinkeeper:cluster": "alpha", "emulator:drain-seconds": "7"})
     doc = aws.document(
         "jk-test-hello",
@@ -175,26 +224,44 @@ def test_run_command_executes_document_with_parameters_env_and_path_mapping(aws:
             "aws ssm put-parameter --name /jk/from-script --type String --value ok >/dev/null",
             "echo to-stderr >&2",
         ],
-        {"Who": {"type": "String", "allowedPattern": "^[a-z]+$"}, "Extra": {"type": "String", "default": "dflt"}},
+        {
+            "Who": {"type": "String", "allowedPattern": "^[a-z]+$"},
+            "Extra": {"type": "String", "default": "dflt"},
+        },
     )
-    sent = aws.ssm.send_command(DocumentName=doc, InstanceIds=[iid], Parameters={"Who": ["world"]})["Command"]
+    sent = aws.ssm.send_command(DocumentName=doc, InstanceIds=[iid], Parameters={"Who": ["world"]})[
+        "Command"
+    ]
     assert sent["Status"] in ("Pending", "InProgress") and sent["InstanceIds"] == [iid]
     inv = aws.wait_invocation(sent["CommandId"], iid)
-    assert (inv["Status"], inv["StatusDetails"], inv["ResponseCode"]) == ("Success", "Success", 0), inv
+    assert (inv["Status"], inv["StatusDetails"], inv["ResponseCode"]) == (
+        "Success",
+        "Success",
+        0,
+    ), inv
     out = inv["StandardOutputContent"]
     assert f"hello world from {iid}" in out
     assert "extra=dflt" in out and "standin-on-path" in out
-    assert f"node={emulator['state']}/nodes/{iid}/ kube={emulator['state']}/clusters/alpha/ drain=7" in out
+    assert (
+        f"node={emulator['state']}/nodes/{iid}/ kube={emulator['state']}/clusters/alpha/ drain=7"
+        in out
+    )
     assert f"endpoint={aws.url} region={REGION}" in out
     assert inv["StandardErrorContent"] == "to-stderr\n"
     # the script's aws CLI call landed in this test's account
     assert aws.ssm.get_parameter(Name="/jk/from-script")["Parameter"]["Value"] == "ok"
-    assert (emulator["state"] / "nodes" / iid / "log").is_dir() and (emulator["state"] / "nodes" / iid / "lock").is_dir()
+    assert (emulator["state"] / "nodes" / iid / "log").is_dir() and (
+        emulator["state"] / "nodes" / iid / "lock"
+    ).is_dir()
 
 
 def test_invalid_parameters_and_unknown_invocation(aws: Aws) -> None:
     iid = aws.instance()
-    doc = aws.document("jk-test-pattern", ["echo {{ Who }}"], {"Who": {"type": "String", "allowedPattern": "^[a-z]+$"}})
+    doc = aws.document(
+        "jk-test-pattern",
+        ["echo {{ Who }}"],
+        {"Who": {"type": "String", "allowedPattern": "^[a-z]+$"}},
+    )
     with pytest.raises(ClientError) as err:
         aws.ssm.send_command(DocumentName=doc, InstanceIds=[iid], Parameters={"Who": ["Bad Value"]})
     assert err.value.response["Error"]["Code"] == "InvalidParameters"
@@ -202,7 +269,9 @@ def test_invalid_parameters_and_unknown_invocation(aws: Aws) -> None:
         aws.ssm.send_command(DocumentName="jk-no-such-doc", InstanceIds=[iid])
     assert err.value.response["Error"]["Code"] == "InvalidDocument"
     with pytest.raises(ClientError) as err:
-        aws.ssm.get_command_invocation(CommandId="00000000-0000-0000-0000-000000000000", InstanceId=iid)
+        aws.ssm.get_command_invocation(
+            CommandId="00000000-0000-0000-0000-000000000000", InstanceId=iid
+        )
     assert err.value.response["Error"]["Code"] == "InvocationDoesNotExist"
 
 
@@ -224,18 +293,31 @@ def test_timed_out_command_is_killed(aws: Aws) -> None:
         {"executionTimeout": {"type": "String", "default": "3600"}},
     )
     began = time.time()
-    cid = aws.ssm.send_command(DocumentName=doc, InstanceIds=[iid], Parameters={"executionTimeout": ["1"]})["Command"]["CommandId"]
-    running = wait_for(lambda: aws.ssm.get_command_invocation(CommandId=cid, InstanceId=iid)["Status"] == "InProgress", 5)
+    cid = aws.ssm.send_command(
+        DocumentName=doc, InstanceIds=[iid], Parameters={"executionTimeout": ["1"]}
+    )["Command"]["CommandId"]
+    running = wait_for(
+        lambda: aws.ssm.get_command_invocation(CommandId=cid, InstanceId=iid)["Status"]
+        == "InProgress",
+        5,
+    )
     assert running
     inv = aws.wait_invocation(cid, iid)
     assert time.time() - began < 6
-    assert (inv["Status"], inv["StatusDetails"], inv["ResponseCode"]) == ("TimedOut", "ExecutionTimedOut", 137)
+    assert (inv["Status"], inv["StatusDetails"], inv["ResponseCode"]) == (
+        "TimedOut",
+        "ExecutionTimedOut",
+        137,
+    )
     assert inv["StandardOutputContent"] == "started\n"
 
 
 def test_output_is_truncated_like_ssm(aws: Aws) -> None:
     iid = aws.instance()
-    doc = aws.document("jk-test-big", ["head -c 30000 /dev/zero | tr '\\0' a", "head -c 9000 /dev/zero | tr '\\0' b >&2"])
+    doc = aws.document(
+        "jk-test-big",
+        ["head -c 30000 /dev/zero | tr '\\0' a", "head -c 9000 /dev/zero | tr '\\0' b >&2"],
+    )
     cid = aws.ssm.send_command(DocumentName=doc, InstanceIds=[iid])["Command"]["CommandId"]
     inv = aws.wait_invocation(cid, iid)
     assert len(inv["StandardOutputContent"]) == 24000 and len(inv["StandardErrorContent"]) == 8000
@@ -254,7 +336,11 @@ def test_offline_agent_is_rejected_and_undeliverable_fails(aws: Aws) -> None:
     assert err.value.response["Error"]["Code"] == "InvalidInstanceId"
     cid = aws.ssm.send_command(DocumentName=doc, InstanceIds=[lost])["Command"]["CommandId"]
     inv = aws.wait_invocation(cid, lost)
-    assert (inv["Status"], inv["StatusDetails"], inv["ResponseCode"]) == ("Failed", "Undeliverable", -1)
+    assert (inv["Status"], inv["StatusDetails"], inv["ResponseCode"]) == (
+        "Failed",
+        "Undeliverable",
+        -1,
+    )
     assert inv["StandardOutputContent"] == ""
 
 
@@ -270,28 +356,58 @@ def test_only_listed_instances_are_targeted_and_listed(aws: Aws) -> None:
     with pytest.raises(ClientError):
         aws.ssm.get_command_invocation(CommandId=cid, InstanceId=a)
 
-    by_tag = aws.ssm.send_command(DocumentName=doc, Targets=[{"Key": "tag:role", "Values": ["cp"]}])["Command"]
-    assert sorted(by_tag["InstanceIds"] or [i["InstanceId"] for i in aws.ssm.list_command_invocations(CommandId=by_tag["CommandId"])["CommandInvocations"]]) == sorted([a, b])
+    by_tag = aws.ssm.send_command(
+        DocumentName=doc, Targets=[{"Key": "tag:role", "Values": ["cp"]}]
+    )["Command"]
+    targeted = aws.ssm.list_command_invocations(CommandId=by_tag["CommandId"])
+    assert sorted(i["InstanceId"] for i in targeted["CommandInvocations"]) == sorted([a, b])
+    assert by_tag["InstanceIds"] == [] and by_tag["TargetCount"] == 2
     for iid in (a, b):
         assert aws.wait_invocation(by_tag["CommandId"], iid)["StandardOutputContent"] == f"{iid}\n"
-    assert c not in [i["InstanceId"] for i in aws.ssm.list_command_invocations(CommandId=by_tag["CommandId"])["CommandInvocations"]]
+    assert c not in [
+        i["InstanceId"]
+        for i in aws.ssm.list_command_invocations(CommandId=by_tag["CommandId"])[
+            "CommandInvocations"
+        ]
+    ]
 
-    detailed = aws.ssm.list_command_invocations(CommandId=cid, Details=True)["CommandInvocations"][0]
-    assert detailed["CommandPlugins"][0]["Name"] == "run" and detailed["CommandPlugins"][0]["Output"] == f"{b}\n"
+    detailed = aws.ssm.list_command_invocations(CommandId=cid, Details=True)["CommandInvocations"][
+        0
+    ]
+    assert (
+        detailed["CommandPlugins"][0]["Name"] == "run"
+        and detailed["CommandPlugins"][0]["Output"] == f"{b}\n"
+    )
     listed = aws.ssm.list_commands(InstanceId=b)["Commands"]
     assert [x["CommandId"] for x in listed] == [by_tag["CommandId"], cid]
     assert listed[1]["Status"] == "Success" and listed[1]["CompletedCount"] == 1
-    assert [x["CommandId"] for x in aws.ssm.list_commands(Filters=[{"key": "DocumentName", "value": doc}])["Commands"]] == [by_tag["CommandId"], cid]
-    assert aws.ssm.list_command_invocations(Filters=[{"key": "Status", "value": "Failed"}])["CommandInvocations"] == []
+    assert [
+        x["CommandId"]
+        for x in aws.ssm.list_commands(Filters=[{"key": "DocumentName", "value": doc}])["Commands"]
+    ] == [by_tag["CommandId"], cid]
+    assert (
+        aws.ssm.list_command_invocations(Filters=[{"key": "Status", "value": "Failed"}])[
+            "CommandInvocations"
+        ]
+        == []
+    )
     log = aws.control("commands")
-    assert [(e["command_id"], e["document"], e["instance_ids"]) for e in log] == [(cid, doc, [b]), (by_tag["CommandId"], doc, sorted([a, b]) if log[1]["instance_ids"] == sorted([a, b]) else [a, b])]
+    assert [(e["command_id"], e["document"], sorted(e["instance_ids"])) for e in log] == [
+        (cid, doc, [b]),
+        (by_tag["CommandId"], doc, sorted([a, b])),
+    ]
+    assert log[0]["parameters"] == {} and log[0]["time"].endswith("Z")
 
 
 def test_cancel_command_stops_it(aws: Aws) -> None:
     iid = aws.instance()
     doc = aws.document("jk-test-cancel", ["echo begin", "sleep 30"])
     cid = aws.ssm.send_command(DocumentName=doc, InstanceIds=[iid])["Command"]["CommandId"]
-    assert wait_for(lambda: aws.ssm.get_command_invocation(CommandId=cid, InstanceId=iid)["Status"] == "InProgress", 5)
+    assert wait_for(
+        lambda: aws.ssm.get_command_invocation(CommandId=cid, InstanceId=iid)["Status"]
+        == "InProgress",
+        5,
+    )
     aws.ssm.cancel_command(CommandId=cid)
     inv = aws.wait_invocation(cid, iid, timeout=5)
     assert inv["Status"] == "Cancelled"
@@ -307,9 +423,16 @@ def test_describe_instance_information(aws: Aws) -> None:
     infos = aws.ssm.describe_instance_information()["InstanceInformationList"]
     assert sorted(i["InstanceId"] for i in infos) == sorted([online, lost])
     assert {i["PingStatus"] for i in infos} == {"Online"}
-    only = aws.ssm.describe_instance_information(InstanceInformationFilterList=[{"key": "InstanceIds", "valueSet": [online, offline]}])
+    only = aws.ssm.describe_instance_information(
+        InstanceInformationFilterList=[{"key": "InstanceIds", "valueSet": [online, offline]}]
+    )
     assert [i["InstanceId"] for i in only["InstanceInformationList"]] == [online]
-    only = aws.ssm.describe_instance_information(Filters=[{"Key": "InstanceIds", "Values": [lost]}, {"Key": "PingStatus", "Values": ["Online"]}])
+    only = aws.ssm.describe_instance_information(
+        Filters=[
+            {"Key": "InstanceIds", "Values": [lost]},
+            {"Key": "PingStatus", "Values": ["Online"]},
+        ]
+    )
     assert [i["InstanceId"] for i in only["InstanceInformationList"]] == [lost]
     page = aws.ssm.describe_instance_information(MaxResults=5)
     assert len(page["InstanceInformationList"]) == 2 and "NextToken" not in page
@@ -320,33 +443,61 @@ def test_describe_instance_information(aws: Aws) -> None:
 
 def test_launch_hook_waits_then_continue_puts_in_service(aws: Aws) -> None:
     aws.group("g-launch", 1, [launch_hook(metadata='{"cluster":"g-launch"}')])
-    (iid, state), = aws.group_instances("g-launch").items()
+    ((iid, state),) = aws.group_instances("g-launch").items()
     assert state == "Pending:Wait"
-    assert aws.asg.describe_auto_scaling_instances(InstanceIds=[iid])["AutoScalingInstances"][0]["LifecycleState"] == "Pending:Wait"
+    assert (
+        aws.asg.describe_auto_scaling_instances(InstanceIds=[iid])["AutoScalingInstances"][0][
+            "LifecycleState"
+        ]
+        == "Pending:Wait"
+    )
     events = aws.control("events")
     assert len(events) == 1
     event = events[0]
-    arn = aws.asg.describe_auto_scaling_groups(AutoScalingGroupNames=["g-launch"])["AutoScalingGroups"][0]["AutoScalingGroupARN"]
-    assert event["source"] == "aws.autoscaling" and event["detail-type"] == "EC2 Instance-launch Lifecycle Action"
-    assert event["account"] == aws.account and event["region"] == REGION and event["resources"] == [arn]
+    arn = aws.asg.describe_auto_scaling_groups(AutoScalingGroupNames=["g-launch"])[
+        "AutoScalingGroups"
+    ][0]["AutoScalingGroupARN"]
+    assert (
+        event["source"] == "aws.autoscaling"
+        and event["detail-type"] == "EC2 Instance-launch Lifecycle Action"
+    )
+    assert (
+        event["account"] == aws.account
+        and event["region"] == REGION
+        and event["resources"] == [arn]
+    )
     assert event["time"].endswith("Z") and event["version"] == "0" and event["id"]
     detail = event["detail"]
     assert detail["AutoScalingGroupName"] == "g-launch" and detail["LifecycleHookName"] == "launch"
-    assert detail["EC2InstanceId"] == iid and detail["LifecycleTransition"] == "autoscaling:EC2_INSTANCE_LAUNCHING"
+    assert (
+        detail["EC2InstanceId"] == iid
+        and detail["LifecycleTransition"] == "autoscaling:EC2_INSTANCE_LAUNCHING"
+    )
     assert detail["NotificationMetadata"] == '{"cluster":"g-launch"}'
     assert (detail["Origin"], detail["Destination"]) == ("EC2", "AutoScalingGroup")
     assert len(detail["LifecycleActionToken"]) == 36
     assert aws.control("events") == []  # drained
 
     aws.asg.complete_lifecycle_action(
-        AutoScalingGroupName="g-launch", LifecycleHookName="launch", LifecycleActionToken=detail["LifecycleActionToken"], LifecycleActionResult="CONTINUE"
+        AutoScalingGroupName="g-launch",
+        LifecycleHookName="launch",
+        LifecycleActionToken=detail["LifecycleActionToken"],
+        LifecycleActionResult="CONTINUE",
     )
     assert aws.group_instances("g-launch") == {iid: "InService"}
     with pytest.raises(ClientError) as err:
-        aws.asg.complete_lifecycle_action(AutoScalingGroupName="g-launch", LifecycleHookName="launch", InstanceId=iid, LifecycleActionResult="CONTINUE")
+        aws.asg.complete_lifecycle_action(
+            AutoScalingGroupName="g-launch",
+            LifecycleHookName="launch",
+            InstanceId=iid,
+            LifecycleActionResult="CONTINUE",
+        )
     assert err.value.response["Error"]["Code"] == "ValidationError"
     assert err.value.response["ResponseMetadata"]["HTTPStatusCode"] == 400
-    assert err.value.response["Error"]["Message"] == f"No active Lifecycle Action found with instance ID {iid}"
+    assert (
+        err.value.response["Error"]["Message"]
+        == f"No active Lifecycle Action found with instance ID {iid}"
+    )
     log = aws.control("lifecycle-log")
     assert [(e["group"], e["instance_id"], e["hook"], e["action"], e["result"]) for e in log] == [
         ("g-launch", iid, "launch", "CONTINUE", "ok"),
@@ -357,33 +508,52 @@ def test_launch_hook_waits_then_continue_puts_in_service(aws: Aws) -> None:
 def test_launch_abandon_terminates_without_refill(aws: Aws) -> None:
     aws.group("g-abandon", 2, [launch_hook()])
     first, second = aws.group_instances("g-abandon")
-    aws.asg.complete_lifecycle_action(AutoScalingGroupName="g-abandon", LifecycleHookName="launch", InstanceId=first, LifecycleActionResult="ABANDON")
+    aws.asg.complete_lifecycle_action(
+        AutoScalingGroupName="g-abandon",
+        LifecycleHookName="launch",
+        InstanceId=first,
+        LifecycleActionResult="ABANDON",
+    )
     assert aws.group_instances("g-abandon") == {second: "Pending:Wait"}
     assert aws.instance_state(first) == "terminated"
     assert len(aws.control("events")) == 2  # no event for a replacement: the group is not refilled
-    aws.asg.set_desired_capacity(AutoScalingGroupName="g-abandon", DesiredCapacity=2)  # refill on request
+    aws.asg.set_desired_capacity(
+        AutoScalingGroupName="g-abandon", DesiredCapacity=2
+    )  # refill on request
     assert sorted(aws.group_instances("g-abandon").values()) == ["Pending:Wait", "Pending:Wait"]
 
 
 def test_heartbeat_and_default_result_on_timeout(aws: Aws) -> None:
     aws.group("g-beat", 1, [launch_hook(timeout=1, default="CONTINUE")])
-    (iid, _), = aws.group_instances("g-beat").items()
+    ((iid, _),) = aws.group_instances("g-beat").items()
     token = aws.control("events")[0]["detail"]["LifecycleActionToken"]
     time.sleep(0.6)
-    aws.asg.record_lifecycle_action_heartbeat(AutoScalingGroupName="g-beat", LifecycleHookName="launch", LifecycleActionToken=token)
+    aws.asg.record_lifecycle_action_heartbeat(
+        AutoScalingGroupName="g-beat", LifecycleHookName="launch", LifecycleActionToken=token
+    )
     time.sleep(0.6)
-    assert aws.group_instances("g-beat") == {iid: "Pending:Wait"}  # the heartbeat restarted the timeout
+    assert aws.group_instances("g-beat") == {
+        iid: "Pending:Wait"
+    }  # the heartbeat restarted the timeout
     time.sleep(0.6)
     assert aws.group_instances("g-beat") == {iid: "InService"}  # DefaultResult CONTINUE applied
     with pytest.raises(ClientError) as err:
-        aws.asg.record_lifecycle_action_heartbeat(AutoScalingGroupName="g-beat", LifecycleHookName="launch", LifecycleActionToken=token)
-    assert err.value.response["Error"]["Message"] == f"No active Lifecycle Action found with token {token}"
-    assert [(e["action"], e["result"]) for e in aws.control("lifecycle-log")] == [("HEARTBEAT", "ok"), ("HEARTBEAT", "rejected")]
+        aws.asg.record_lifecycle_action_heartbeat(
+            AutoScalingGroupName="g-beat", LifecycleHookName="launch", LifecycleActionToken=token
+        )
+    assert (
+        err.value.response["Error"]["Message"]
+        == f"No active Lifecycle Action found with token {token}"
+    )
+    assert [(e["action"], e["result"]) for e in aws.control("lifecycle-log")] == [
+        ("HEARTBEAT", "ok"),
+        ("HEARTBEAT", "rejected"),
+    ]
     (action,) = aws.control("lifecycle-actions")
     assert (action["result"], action["ended_by"]) == ("CONTINUE", "timeout")
 
     aws.group("g-expire", 1, [launch_hook(timeout=1, default="ABANDON")])
-    (gone, _), = aws.group_instances("g-expire").items()
+    ((gone, _),) = aws.group_instances("g-expire").items()
     time.sleep(1.2)
     assert aws.group_instances("g-expire") == {}
     assert aws.instance_state(gone) == "terminated"
@@ -399,19 +569,39 @@ def test_terminate_hook_on_scale_in(aws: Aws) -> None:
     leaving = next(i for i, s in states.items() if s == "Terminating:Wait")
     (event,) = aws.control("events")
     assert event["detail-type"] == "EC2 Instance-terminate Lifecycle Action"
-    assert event["detail"]["EC2InstanceId"] == leaving and event["detail"]["LifecycleTransition"] == "autoscaling:EC2_INSTANCE_TERMINATING"
-    assert (event["detail"]["Origin"], event["detail"]["Destination"]) == ("AutoScalingGroup", "EC2")
+    assert (
+        event["detail"]["EC2InstanceId"] == leaving
+        and event["detail"]["LifecycleTransition"] == "autoscaling:EC2_INSTANCE_TERMINATING"
+    )
+    assert (event["detail"]["Origin"], event["detail"]["Destination"]) == (
+        "AutoScalingGroup",
+        "EC2",
+    )
     assert "NotificationMetadata" not in event["detail"]
     assert aws.instance_state(leaving) == "running"
-    aws.asg.record_lifecycle_action_heartbeat(AutoScalingGroupName="g-scale", LifecycleHookName="terminate", InstanceId=leaving)
-    aws.asg.complete_lifecycle_action(AutoScalingGroupName="g-scale", LifecycleHookName="terminate", InstanceId=leaving, LifecycleActionResult="CONTINUE")
+    aws.asg.record_lifecycle_action_heartbeat(
+        AutoScalingGroupName="g-scale", LifecycleHookName="terminate", InstanceId=leaving
+    )
+    aws.asg.complete_lifecycle_action(
+        AutoScalingGroupName="g-scale",
+        LifecycleHookName="terminate",
+        InstanceId=leaving,
+        LifecycleActionResult="CONTINUE",
+    )
     assert list(aws.group_instances("g-scale").values()) == ["InService"]
     assert aws.instance_state(leaving) == "terminated"
 
     (staying,) = aws.group_instances("g-scale")
-    aws.asg.terminate_instance_in_auto_scaling_group(InstanceId=staying, ShouldDecrementDesiredCapacity=True)
+    aws.asg.terminate_instance_in_auto_scaling_group(
+        InstanceId=staying, ShouldDecrementDesiredCapacity=True
+    )
     assert aws.group_instances("g-scale") == {staying: "Terminating:Wait"}
-    aws.asg.complete_lifecycle_action(AutoScalingGroupName="g-scale", LifecycleHookName="terminate", InstanceId=staying, LifecycleActionResult="ABANDON")
+    aws.asg.complete_lifecycle_action(
+        AutoScalingGroupName="g-scale",
+        LifecycleHookName="terminate",
+        InstanceId=staying,
+        LifecycleActionResult="ABANDON",
+    )
     assert aws.group_instances("g-scale") == {}
     assert aws.instance_state(staying) == "terminated"
 
@@ -419,28 +609,50 @@ def test_terminate_hook_on_scale_in(aws: Aws) -> None:
 def test_terminate_without_decrement_launches_replacement_through_launch_hook(aws: Aws) -> None:
     aws.group("g-replace", 1, [launch_hook(), terminate_hook()], min_size=1)
     (old,) = aws.group_instances("g-replace")
-    aws.asg.complete_lifecycle_action(AutoScalingGroupName="g-replace", LifecycleHookName="launch", InstanceId=old, LifecycleActionResult="CONTINUE")
+    aws.asg.complete_lifecycle_action(
+        AutoScalingGroupName="g-replace",
+        LifecycleHookName="launch",
+        InstanceId=old,
+        LifecycleActionResult="CONTINUE",
+    )
     with pytest.raises(ClientError) as err:
-        aws.asg.terminate_instance_in_auto_scaling_group(InstanceId=old, ShouldDecrementDesiredCapacity=True)
+        aws.asg.terminate_instance_in_auto_scaling_group(
+            InstanceId=old, ShouldDecrementDesiredCapacity=True
+        )
     assert "min size" in err.value.response["Error"]["Message"]
-    aws.asg.terminate_instance_in_auto_scaling_group(InstanceId=old, ShouldDecrementDesiredCapacity=False)
+    aws.asg.terminate_instance_in_auto_scaling_group(
+        InstanceId=old, ShouldDecrementDesiredCapacity=False
+    )
     states = aws.group_instances("g-replace")
-    assert states[old] == "Terminating:Wait" and sorted(states.values()) == ["Pending:Wait", "Terminating:Wait"]
+    assert states[old] == "Terminating:Wait" and sorted(states.values()) == [
+        "Pending:Wait",
+        "Terminating:Wait",
+    ]
     kinds = [e["detail-type"] for e in aws.control("events")]
-    assert kinds == ["EC2 Instance-launch Lifecycle Action", "EC2 Instance-terminate Lifecycle Action", "EC2 Instance-launch Lifecycle Action"]
+    assert kinds == [
+        "EC2 Instance-launch Lifecycle Action",
+        "EC2 Instance-terminate Lifecycle Action",
+        "EC2 Instance-launch Lifecycle Action",
+    ]
 
 
 def test_put_lifecycle_hook_applies_to_later_launches(aws: Aws) -> None:
     aws.group("g-put", 0)
     aws.asg.put_lifecycle_hook(
-        AutoScalingGroupName="g-put", LifecycleHookName="join", LifecycleTransition="autoscaling:EC2_INSTANCE_LAUNCHING", HeartbeatTimeout=300, NotificationMetadata="m"
+        AutoScalingGroupName="g-put",
+        LifecycleHookName="join",
+        LifecycleTransition="autoscaling:EC2_INSTANCE_LAUNCHING",
+        HeartbeatTimeout=300,
+        NotificationMetadata="m",
     )
     hook = aws.asg.describe_lifecycle_hooks(AutoScalingGroupName="g-put")["LifecycleHooks"][0]
     assert hook["NotificationMetadata"] == "m"
     aws.asg.set_desired_capacity(AutoScalingGroupName="g-put", DesiredCapacity=1)
     assert list(aws.group_instances("g-put").values()) == ["Pending:Wait"]
     aws.asg.set_desired_capacity(AutoScalingGroupName="g-put", DesiredCapacity=1)
-    assert len(aws.group_instances("g-put")) == 1  # an instance in Pending:Wait counts toward capacity
+    assert (
+        len(aws.group_instances("g-put")) == 1
+    )  # an instance in Pending:Wait counts toward capacity
     (event,) = aws.control("events?group=g-put")
     assert event["detail"]["NotificationMetadata"] == "m"
 
@@ -460,7 +672,12 @@ def test_user_data_runs_once_like_cloud_init(aws: Aws, emulator: dict) -> None:
     assert [(r["instance_id"], r["exit_code"]) for r in runs] == [(iid, 0)]
     assert not (emulator["state"] / "nodes" / skipped / "marker").exists()
 
-    aws.group("g-ud", 1, [launch_hook()], user_data='#!/bin/bash\necho "$JOINKEEPER_KUBE_STATE" > "$JOINKEEPER_NODE_DIR/kube"\n')
+    aws.group(
+        "g-ud",
+        1,
+        [launch_hook()],
+        user_data='#!/bin/bash\necho "$JOINKEEPER_KUBE_STATE" > "$JOINKEEPER_NODE_DIR/kube"\n',
+    )
     (member,) = aws.group_instances("g-ud")
     kube = emulator["state"] / "nodes" / member / "kube"
     assert wait_for(kube.exists)
@@ -473,3 +690,17 @@ def test_reset_wipes_extension_state(aws: Aws) -> None:
     assert aws.control("events?keep=1")
     assert aws.control("reset", method="POST") == {"reset": True}
     assert aws.control("events") == [] and aws.control("lifecycle-actions") == []
+
+
+def test_moto_reset_also_wipes_extension_and_node_folders(aws: Aws, emulator: dict) -> None:
+    """Last test: POST /moto-api/reset wipes every account."""
+    iid = aws.instance()
+    doc = aws.document("jk-test-reset", ["echo hi"])
+    cid = aws.ssm.send_command(DocumentName=doc, InstanceIds=[iid])["Command"]["CommandId"]
+    aws.wait_invocation(cid, iid)
+    aws.group("g-moto-reset", 1, [launch_hook()])
+    assert (emulator["state"] / "nodes" / iid).is_dir()
+    urllib.request.urlopen(urllib.request.Request(f"{aws.url}/moto-api/reset", method="POST"))
+    assert aws.control("events") == [] and aws.control("commands") == []
+    assert not (emulator["state"] / "nodes").exists()
+    assert aws.ec2.describe_instances()["Reservations"] == []
