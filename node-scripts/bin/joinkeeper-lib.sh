@@ -98,14 +98,14 @@ jk_imds() {
 
 jk_instance_id() {
   local v=${JOINKEEPER_INSTANCE_ID:-}
-  [[ -n "$v" ]] || v=$(jk_imds instance-id)
+  [[ -n "$v" ]] || v=$(jk_imds instance-id) || exit 1
   jk_valid_instance_id "$v" || jk_die "instance id from metadata is not valid"
   printf '%s\n' "$v"
 }
 
 jk_private_dns() {
   local v=${JOINKEEPER_PRIVATE_DNS:-}
-  [[ -n "$v" ]] || v=$(jk_imds local-hostname)
+  [[ -n "$v" ]] || v=$(jk_imds local-hostname) || exit 1
   v=${v,,}
   [[ "$v" =~ ^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$ ]] || jk_die "private DNS name from metadata is not valid"
   printf '%s\n' "$v"
@@ -113,7 +113,7 @@ jk_private_dns() {
 
 jk_availability_zone() {
   local v=${JOINKEEPER_AVAILABILITY_ZONE:-}
-  [[ -n "$v" ]] || v=$(jk_imds placement/availability-zone)
+  [[ -n "$v" ]] || v=$(jk_imds placement/availability-zone) || exit 1
   [[ "$v" =~ ^[a-z]{2}(-[a-z0-9]+)+[a-z]?$ ]] || jk_die "availability zone from metadata is not valid"
   printf '%s\n' "$v"
 }
