@@ -98,7 +98,8 @@ export function functionStatements(stack: Stack, g: FunctionGrants): iam.PolicyS
       new iam.PolicyStatement({
         // These actions have no resource-level permissions: "*" is the only form IAM accepts.
         sid: 'FollowCommands',
-        actions: ['ssm:GetCommandInvocation', 'ssm:ListCommandInvocations', 'ssm:ListCommands', 'ssm:DescribeInstanceInformation'],
+        // CancelCommand: a command past its deadline is cancelled on its instance.
+        actions: ['ssm:GetCommandInvocation', 'ssm:ListCommandInvocations', 'ssm:ListCommands', 'ssm:CancelCommand', 'ssm:DescribeInstanceInformation'],
         resources: ['*'],
       }),
     );

@@ -299,6 +299,7 @@ describe('account stack: IAM', () => {
       'ssm:GetCommandInvocation',
       'ssm:ListCommandInvocations',
       'ssm:ListCommands',
+      'ssm:CancelCommand',
       'ssm:DescribeInstanceInformation',
       'ec2:DescribeInstances',
       'ec2:DescribeTags',
