@@ -161,7 +161,7 @@ impl Config {
         let command_deadline = secs(&COMMAND_DEADLINE, 5, 3600)?;
         let poll_raw = get(&COMMAND_POLL);
         let command_poll = Duration::from_millis(number(&COMMAND_POLL, &poll_raw, 50, 60_000)?);
-        let join_deadline = secs(&JOIN_DEADLINE, 60, 7200)?;
+        let join_deadline = secs(&JOIN_DEADLINE, 10, 7200)?;
         if join_deadline >= token_ttl {
             return Err(ConfigError {
                 variable: JOIN_DEADLINE.variable,

@@ -14,6 +14,7 @@ pub mod names;
 pub mod record;
 pub mod refresh;
 pub mod regenerate;
+pub mod runtime;
 pub mod telemetry;
 pub mod timefmt;
 

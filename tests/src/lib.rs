@@ -341,3 +341,204 @@ pub mod reqwest_lite {
         out
     }
 }
+
+/// A worker Auto Scaling group for `cluster` with launch and terminate hooks, whose instances
+/// run the real `joinkeeper-join` from user data (the emulator plays cloud-init).
+pub async fn create_worker_group(
+    clients: &AwsClients,
+    cluster: &str,
+    group: &str,
+    heartbeat_seconds: i32,
+    extra_tags: &[(&str, &str)],
+) {
+    use aws_sdk_autoscaling::types::{LaunchTemplateSpecification, Tag as AsgTag};
+    use aws_sdk_ec2::types::RequestLaunchTemplateData;
+    let user_data = format!("#!/bin/bash\n/opt/joinkeeper/bin/joinkeeper-join --cluster {cluster} --prefix /joinkeeper --deadline-seconds 60\n");
+    clients
+        .ec2
+        .create_launch_template()
+        .launch_template_name(format!("{group}-lt"))
+        .launch_template_data(
+            RequestLaunchTemplateData::builder()
+                .image_id("ami-12c6146b")
+                .instance_type(aws_sdk_ec2::types::InstanceType::T3Medium)
+                .user_data(aws_smithy_types::base64::encode(user_data.as_bytes()))
+                .build(),
+        )
+        .send()
+        .await
+        .expect("launch template");
+    let tag = |k: &str, v: &str| {
+        AsgTag::builder()
+            .key(k)
+            .value(v)
+            .propagate_at_launch(true)
+            .resource_id(group)
+            .resource_type("auto-scaling-group")
+            .build()
+    };
+    let mut create = clients
+        .autoscaling
+        .create_auto_scaling_group()
+        .auto_scaling_group_name(group)
+        .launch_template(
+            LaunchTemplateSpecification::builder()
+                .launch_template_name(format!("{group}-lt"))
+                .version("$Latest")
+                .build(),
+        )
+        .min_size(0)
+        .max_size(100)
+        .desired_capacity(0)
+        .availability_zones("us-east-1a")
+        .tags(tag("joinkeeper:cluster", cluster))
+        .tags(tag("joinkeeper:role", "worker"));
+    for (k, v) in extra_tags {
+        create = create.tags(tag(k, v));
+    }
+    create.send().await.expect("group");
+    for (name, transition) in [
+        ("joinkeeper-launch", "autoscaling:EC2_INSTANCE_LAUNCHING"),
+        (
+            "joinkeeper-terminate",
+            "autoscaling:EC2_INSTANCE_TERMINATING",
+        ),
+    ] {
+        clients
+            .autoscaling
+            .put_lifecycle_hook()
+            .auto_scaling_group_name(group)
+            .lifecycle_hook_name(name)
+            .lifecycle_transition(transition)
+            .heartbeat_timeout(heartbeat_seconds)
+            .default_result("ABANDON")
+            .send()
+            .await
+            .expect("hook");
+    }
+}
+
+/// Adds or replaces a propagated tag on a group (affects instances launched afterwards).
+pub async fn tag_group(clients: &AwsClients, group: &str, key: &str, value: &str) {
+    use aws_sdk_autoscaling::types::Tag as AsgTag;
+    clients
+        .autoscaling
+        .create_or_update_tags()
+        .tags(
+            AsgTag::builder()
+                .key(key)
+                .value(value)
+                .propagate_at_launch(true)
+                .resource_id(group)
+                .resource_type("auto-scaling-group")
+                .build(),
+        )
+        .send()
+        .await
+        .expect("tag group");
+}
+
+pub async fn set_capacity(clients: &AwsClients, group: &str, desired: i32) {
+    clients
+        .autoscaling
+        .set_desired_capacity()
+        .auto_scaling_group_name(group)
+        .desired_capacity(desired)
+        .send()
+        .await
+        .expect("capacity");
+}
+
+/// The group's instances and their lifecycle states.
+pub async fn group_states(clients: &AwsClients, group: &str) -> Vec<(String, String)> {
+    let out = clients
+        .autoscaling
+        .describe_auto_scaling_groups()
+        .auto_scaling_group_names(group)
+        .send()
+        .await
+        .expect("describe group");
+    out.auto_scaling_groups()
+        .first()
+        .map(|g| {
+            g.instances()
+                .iter()
+                .map(|i| {
+                    (
+                        i.instance_id().unwrap_or_default().to_owned(),
+                        i.lifecycle_state()
+                            .map(|s| s.as_str().to_owned())
+                            .unwrap_or_default(),
+                    )
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+impl Emulator {
+    /// Lifecycle events the emulator emitted since the last call (drained).
+    pub fn take_events(&self) -> Vec<Value> {
+        let v = self.control("/_joinkeeper/events");
+        v.get("events")
+            .cloned()
+            .unwrap_or(v)
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
+    }
+
+    /// Every CompleteLifecycleAction / heartbeat the emulator recorded.
+    pub fn lifecycle_log(&self) -> Vec<Value> {
+        let v = self.control("/_joinkeeper/lifecycle-log");
+        v.get("actions")
+            .or_else(|| v.get("log"))
+            .cloned()
+            .unwrap_or(v)
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
+    }
+
+    /// The stand-in control plane's state for a cluster.
+    pub fn kube_state(&self, cluster: &str) -> Value {
+        let text = std::fs::read_to_string(
+            self.state_dir
+                .join("clusters")
+                .join(cluster)
+                .join("state.json"),
+        )
+        .unwrap_or_default();
+        serde_json::from_str(&text).unwrap_or(Value::Null)
+    }
+}
+
+/// Waits until `check` holds, polling every 200 ms, up to `limit`.
+pub async fn eventually<F: FnMut() -> Fut, Fut: std::future::Future<Output = bool>>(
+    limit: Duration,
+    mut check: F,
+) -> bool {
+    let start = std::time::Instant::now();
+    while start.elapsed() < limit {
+        if check().await {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    false
+}
+
+/// Test configuration for the hooks: a short join deadline and quick polls.
+pub fn hook_config(join_deadline: u64) -> Config {
+    let deadline = join_deadline.to_string();
+    Config::from_lookup(move |name| match name {
+        "JOINKEEPER_COMMAND_POLL_MILLIS" => Some("100".into()),
+        "JOINKEEPER_COMMAND_DEADLINE_SECONDS" => Some("30".into()),
+        "JOINKEEPER_JOIN_DEADLINE_SECONDS" => Some(deadline.clone()),
+        "JOINKEEPER_HOOK_CHECK_SECONDS" => Some("60".into()),
+        "JOINKEEPER_NODE_POLL_SECONDS" => Some("1".into()),
+        "JOINKEEPER_DRAIN_TIMEOUT_SECONDS" => Some("60".into()),
+        _ => None,
+    })
+    .expect("hook config")
+}
