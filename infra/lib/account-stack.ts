@@ -87,6 +87,9 @@ export class JoinkeeperAccountStack extends Stack {
       JOINKEEPER_JOIN_LOG_DOCUMENT: names.joinLog,
       RUST_LOG: cfg.rustLog,
     };
+    // Set only when given: the functions' own defaults apply otherwise.
+    if (cfg.hookCheckSeconds !== undefined) environment.JOINKEEPER_HOOK_CHECK_SECONDS = String(cfg.hookCheckSeconds);
+    if (cfg.nodePollSeconds !== undefined) environment.JOINKEEPER_NODE_POLL_SECONDS = String(cfg.nodePollSeconds);
 
     // Events that could not be delivered (EventBridge) or failed after Lambda's retries land here.
     const failed = new sqs.Queue(this, 'FailedEvents', {

@@ -54,6 +54,10 @@ export interface AccountConfig extends CommonConfig {
   readonly alarmEmail?: string;
   /** Alarm when a join record has less than this left, seconds; default refreshMargin / 2. */
   readonly expiryAlarmSeconds: number;
+  /** Optional `JOINKEEPER_HOOK_CHECK_SECONDS` (the functions default to 600). */
+  readonly hookCheckSeconds?: number;
+  /** Optional `JOINKEEPER_NODE_POLL_SECONDS` (the functions default to 15). */
+  readonly nodePollSeconds?: number;
 }
 
 export interface ClusterConfig extends CommonConfig {
@@ -179,6 +183,9 @@ export function accountConfig(node: Node): AccountConfig {
     parameterKmsKeyArn,
     alarmEmail,
     expiryAlarmSeconds: int(node, 'expiryAlarmSeconds', Math.floor(refreshMarginSeconds / 2), 60, c.tokenTtlSeconds),
+    // Within one 15-minute invocation, with room to complete the action afterwards.
+    hookCheckSeconds: raw(node, 'hookCheckSeconds') === undefined ? undefined : int(node, 'hookCheckSeconds', 600, 30, 840),
+    nodePollSeconds: raw(node, 'nodePollSeconds') === undefined ? undefined : int(node, 'nodePollSeconds', 15, 1, 300),
   };
   // The refresh must have time to run at least twice inside the margin.
   if (cfg.refreshIntervalMinutes * 60 * 2 > cfg.refreshMarginSeconds) {

@@ -77,6 +77,14 @@ describe('account stack: functions', () => {
     a.hasResourceProperties('AWS::SSM::Document', { Name: 'jk2-join-log' });
   });
 
+  it('passes the optional hook check and node poll settings only when given', () => {
+    const { account: a } = synth({ hookCheckSeconds: '300', nodePollSeconds: '10' });
+    a.allResourcesProperties('AWS::Lambda::Function', {
+      Environment: { Variables: Match.objectLike({ JOINKEEPER_HOOK_CHECK_SECONDS: '300', JOINKEEPER_NODE_POLL_SECONDS: '10' }) },
+    });
+    assert.throws(() => synth({ hookCheckSeconds: '900' }), /hookCheckSeconds/);
+  });
+
   it('keeps each function log group with a retention', () => {
     account.resourceCountIs('AWS::Logs::LogGroup', 3);
     account.allResourcesProperties('AWS::Logs::LogGroup', { RetentionInDays: 30 });
