@@ -72,26 +72,30 @@ from pathlib import Path
 from typing import Any, Callable
 from urllib.parse import parse_qs
 
-from moto.autoscaling.exceptions import ValidationError
-from moto.autoscaling.models import (
-    AutoScalingBackend,
-    FakeAutoScalingGroup,
-    InstanceState,
-    TerminateInstanceActivity,
-    autoscaling_backends,
-)
-from moto.autoscaling.responses import AutoScalingResponse
-from moto.core.responses import ActionResult, BaseResponse, EmptyResult
-from moto.ec2.models import EC2Backend, ec2_backends
-from moto.moto_server.werkzeug_app import (
-    DomainDispatcherApplication,
-    MotoRequestHandler,
-    create_backend_app,
-)
-from moto.ssm.exceptions import SSMException
-from moto.ssm.models import ssm_backends
-from moto.ssm.responses import SimpleSystemManagerResponse
-from werkzeug.serving import make_server
+try:
+    from moto.autoscaling.exceptions import ValidationError
+    from moto.autoscaling.models import (
+        AutoScalingBackend,
+        FakeAutoScalingGroup,
+        InstanceState,
+        TerminateInstanceActivity,
+    )
+    from moto.autoscaling.responses import AutoScalingResponse
+    from moto.core.responses import ActionResult, BaseResponse, EmptyResult
+    from moto.ec2.models import EC2Backend, ec2_backends
+    from moto.moto_server.werkzeug_app import (
+        DomainDispatcherApplication,
+        MotoRequestHandler,
+        create_backend_app,
+    )
+    from moto.ssm.exceptions import SSMException
+    from moto.ssm.models import ssm_backends
+    from moto.ssm.responses import SimpleSystemManagerResponse
+    from werkzeug.serving import make_server
+except ImportError as missing:  # pragma: no cover - set-up hint
+    sys.exit(
+        f"joinkeeper emulator: {missing}; run `bash scripts/bootstrap-python.sh` and use .venv/bin/python"
+    )
 
 LOG = logging.getLogger("joinkeeper-emulator")
 
@@ -1767,11 +1771,19 @@ def main(argv: list[str] | None = None) -> None:
         CONFIG.scripts_dir,
     )
     print(f"ready http://{client_host}:{port}", flush=True)
+    code = 0
     try:
         server.serve_forever()
-    finally:
-        kill_all_children()
-        server.server_close()
+    except SystemExit:
+        pass
+    except BaseException:  # noqa: BLE001 - log whatever stopped the server, then exit non-zero
+        LOG.exception("server stopped")
+        code = 1
+    kill_all_children()
+    LOG.info("stopped")
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)  # skip joining request threads and tearing down moto's models: stop at once
 
 
 if __name__ == "__main__":
