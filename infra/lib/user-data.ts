@@ -66,7 +66,7 @@ function header(p: CommonUserDataProps, role: 'control-plane' | 'worker'): strin
     `JK_SCRIPTS_BUCKET="${p.scripts.bucket}"`,
     `JK_SCRIPTS_KEY="${p.scripts.key}"`,
     `export AWS_DEFAULT_REGION="${p.region}" AWS_REGION="${p.region}"`,
-    'export DEBIAN_FRONTEND=noninteractive',
+    'export DEBIAN_FRONTEND=noninteractive PATH="$PATH:/usr/local/bin:/snap/bin"',
     'echo "joinkeeper user data: cluster=$JK_CLUSTER role=$JK_ROLE installer=$JK_INSTALLER"',
   ];
 }
@@ -88,7 +88,12 @@ imds() {
 base_packages() {
   retry apt-get update -q
   retry apt-get install -y -q curl ca-certificates gnupg jq unzip
-  if ! command -v aws >/dev/null 2>&1; then retry snap install aws-cli --classic; fi
+  if ! command -v aws >/dev/null 2>&1; then
+    snap wait system seed.loaded || true
+    retry snap install aws-cli --classic
+    # Run Command and cloud-init do not always have /snap/bin on PATH; the node scripts call aws.
+    ln -sf /snap/bin/aws /usr/local/bin/aws
+  fi
   # Node name = the private DNS name, so the node-status fallback (private DNS) matches it.
   hostnamectl set-hostname "$(imds local-hostname)"
 }
