@@ -140,7 +140,8 @@ def test_kurl_mode_uses_kurl_join_token_and_never_outlives_the_token(jk):
     assert token["description"] == "", "kURL creates the token itself, without a description"
     # kURL's token lives 24 h (kubeadm's default); the record must not claim the asked 48 h.
     assert expires == token["expires"]
-    assert before <= created and expires - created <= 86400
+    # (created_at is taken just before kURL's task runs, so allow the task's own run time.)
+    assert before <= created and 86400 <= expires - created <= 86400 + 30
 
     # regenerate without --mode follows the stored record's source; kURL tokens carry no
     # description, so revocation goes by the parameter history.
