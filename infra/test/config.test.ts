@@ -10,7 +10,7 @@ import { buildApp, FEATURE_FLAGS } from '../lib/app';
 import { accountConfig, clusterConfig, ConfigError, hookTimeouts } from '../lib/config';
 import { NODE_SCRIPTS_EXCLUDE } from '../lib/cluster-stack';
 import { checkDocument, elfArchitecture, functionsArchitecture, functionsDir, INFRA_DIR, loadDocument, nodeScriptsDir } from '../lib/sources';
-import { offlineContext, placeholderFunctionsDir } from './support';
+import { offlineContext, placeholderFunctionsDir, tmpOutdir } from './support';
 
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'jk-config-test-'));
 after(() => fs.rmSync(tmp, { recursive: true, force: true }));
@@ -36,7 +36,7 @@ describe('feature flags', () => {
   });
 
   it('the app sees the launch-template flag even without the CLI', () => {
-    const { app } = buildApp({ context: offlineContext() });
+    const { app } = buildApp({ outdir: tmpOutdir(), context: offlineContext() });
     assert.equal(app.node.tryGetContext('@aws-cdk/aws-autoscaling:generateLaunchTemplateInsteadOfLaunchConfig'), true);
   });
 });
@@ -118,7 +118,7 @@ describe('inputs: functions, documents, node scripts', () => {
       fs.mkdirSync(path.join(dir, n), { recursive: true });
       fs.writeFileSync(path.join(dir, n, 'bootstrap'), elf(0xb7));
     }
-    const { account } = buildApp({ context: offlineContext({ functionsDir: dir }) });
+    const { account } = buildApp({ outdir: tmpOutdir(), context: offlineContext({ functionsDir: dir }) });
     Template.fromStack(account).allResourcesProperties('AWS::Lambda::Function', { Architectures: ['arm64'] });
   });
 

@@ -60,13 +60,22 @@ export interface Synthesized {
 }
 
 const cache = new Map<string, Synthesized>();
+const outdirs: string[] = [];
+
+/** A cloud assembly directory removed when the process exits (assets are copied into it). */
+export function tmpOutdir(): string {
+  const d = fs.mkdtempSync(path.join(os.tmpdir(), 'joinkeeper-test-cdk-out-'));
+  if (outdirs.length === 0) process.on('exit', () => outdirs.forEach((o) => fs.rmSync(o, { recursive: true, force: true })));
+  outdirs.push(d);
+  return d;
+}
 
 /** Synthesizes the app with offline context plus `ctx` (memoized per ctx). */
 export function synth(ctx: Record<string, unknown> = {}): Synthesized {
   const key = JSON.stringify(ctx);
   let s = cache.get(key);
   if (!s) {
-    const built = buildApp({ context: offlineContext(ctx) });
+    const built = buildApp({ outdir: tmpOutdir(), context: offlineContext(ctx) });
     s = { built, account: Template.fromStack(built.account), cluster: Template.fromStack(built.cluster) };
     cache.set(key, s);
   }
