@@ -198,22 +198,29 @@ export class JoinkeeperClusterStack extends Stack {
     Tags.of(workers).add(TAG_ROLE, ROLE_WORKER, { applyToLaunchedInstances: true });
     Tags.of(workers).add('Name', `${c.clusterName}-worker`, { applyToLaunchedInstances: true });
     const metadata = JSON.stringify({ cluster: c.clusterName });
-    workers.addLifecycleHook('LaunchHook', {
-      lifecycleHookName: hooks.launch,
-      lifecycleTransition: autoscaling.LifecycleTransition.INSTANCE_LAUNCHING,
-      // A worker that never gets a decision is replaced, never left half-joined in service.
-      defaultResult: autoscaling.DefaultResult.ABANDON,
-      heartbeatTimeout: Duration.seconds(timeouts.launchHeartbeatSeconds),
-      notificationMetadata: metadata,
-    });
-    workers.addLifecycleHook('TerminateHook', {
-      lifecycleHookName: hooks.terminate,
-      lifecycleTransition: autoscaling.LifecycleTransition.INSTANCE_TERMINATING,
-      // The instance goes regardless; CONTINUE lets it go when no decision came in time.
-      defaultResult: autoscaling.DefaultResult.CONTINUE,
-      heartbeatTimeout: Duration.seconds(timeouts.terminateHeartbeatSeconds),
-      notificationMetadata: metadata,
-    });
+    // The hooks are part of the group itself (LifecycleHookSpecificationList), not separate
+    // AWS::AutoScaling::LifecycleHook resources, so that they exist before the group launches its
+    // first instances: the very first workers are held until their Node is Ready too.
+    // No notification target: the lifecycle events go to EventBridge, where the account stack's
+    // rules pick them up.
+    (workers.node.defaultChild as autoscaling.CfnAutoScalingGroup).lifecycleHookSpecificationList = [
+      {
+        lifecycleHookName: hooks.launch,
+        lifecycleTransition: 'autoscaling:EC2_INSTANCE_LAUNCHING',
+        // A worker that never gets a decision is replaced, never left half-joined in service.
+        defaultResult: 'ABANDON',
+        heartbeatTimeout: timeouts.launchHeartbeatSeconds,
+        notificationMetadata: metadata,
+      },
+      {
+        lifecycleHookName: hooks.terminate,
+        lifecycleTransition: 'autoscaling:EC2_INSTANCE_TERMINATING',
+        // The instance goes regardless; CONTINUE lets it go when no decision came in time.
+        defaultResult: 'CONTINUE',
+        heartbeatTimeout: timeouts.terminateHeartbeatSeconds,
+        notificationMetadata: metadata,
+      },
+    ];
     this.workers = workers;
 
     // ---- Outputs ------------------------------------------------------------------------------

@@ -106,24 +106,33 @@ for (const mode of ['single', 'ha'] as const) {
         });
       });
 
-      it('holds new workers with a launch hook that ABANDONs by default, and drains with a terminate hook', () => {
-        cluster.resourceCountIs('AWS::AutoScaling::LifecycleHook', 2);
-        cluster.hasResourceProperties('AWS::AutoScaling::LifecycleHook', {
-          LifecycleHookName: 'joinkeeper-launch',
-          LifecycleTransition: 'autoscaling:EC2_INSTANCE_LAUNCHING',
-          DefaultResult: 'ABANDON',
-          HeartbeatTimeout: 1200,
-          NotificationMetadata: '{"cluster":"demo"}',
+      it('holds new workers (the first ones too) with a launch hook that ABANDONs by default, and drains with a terminate hook', () => {
+        // Part of the group, so the hooks exist before its first instance launches.
+        cluster.resourceCountIs('AWS::AutoScaling::LifecycleHook', 0);
+        cluster.hasResourceProperties('AWS::AutoScaling::AutoScalingGroup', {
+          LifecycleHookSpecificationList: [
+            {
+              LifecycleHookName: 'joinkeeper-launch',
+              LifecycleTransition: 'autoscaling:EC2_INSTANCE_LAUNCHING',
+              DefaultResult: 'ABANDON',
+              HeartbeatTimeout: 1200,
+              NotificationMetadata: '{"cluster":"demo"}',
+            },
+            {
+              LifecycleHookName: 'joinkeeper-terminate',
+              LifecycleTransition: 'autoscaling:EC2_INSTANCE_TERMINATING',
+              DefaultResult: 'CONTINUE',
+              HeartbeatTimeout: 600,
+              NotificationMetadata: '{"cluster":"demo"}',
+            },
+          ],
         });
-        cluster.hasResourceProperties('AWS::AutoScaling::LifecycleHook', {
-          LifecycleHookName: 'joinkeeper-terminate',
-          LifecycleTransition: 'autoscaling:EC2_INSTANCE_TERMINATING',
-          DefaultResult: 'CONTINUE',
-          HeartbeatTimeout: 600,
-        });
-        for (const h of Object.values(cluster.findResources('AWS::AutoScaling::LifecycleHook')) as Res[]) {
-          assert.ok(h.Properties.HeartbeatTimeout >= 30 && h.Properties.HeartbeatTimeout <= 7200);
-          assert.ok(String(h.Properties.LifecycleHookName).startsWith('joinkeeper-'), 'the account stack rules match this prefix');
+        const asg = Object.values(cluster.findResources('AWS::AutoScaling::AutoScalingGroup'))[0] as Res;
+        for (const h of asg.Properties.LifecycleHookSpecificationList as Array<Record<string, unknown>>) {
+          const t = h.HeartbeatTimeout as number;
+          assert.ok(t >= 30 && t <= 7200, 'heartbeat timeout within 30..7200 s');
+          assert.ok(String(h.LifecycleHookName).startsWith('joinkeeper-'), 'the account stack rules match this prefix');
+          assert.equal(h.NotificationTargetARN, undefined, 'events go to EventBridge');
         }
       });
 
@@ -227,7 +236,9 @@ describe('cluster stack: IAM and tags', () => {
   it('names the stack after the cluster and validates the name', () => {
     const { built } = synth({ clusterName: 'prod.eu_1' });
     assert.equal(built.cluster.stackName, 'JoinkeeperCluster-prod-eu-1');
-    Template.fromStack(built.cluster).hasResourceProperties('AWS::AutoScaling::LifecycleHook', { NotificationMetadata: '{"cluster":"prod.eu_1"}' });
+    Template.fromStack(built.cluster).hasResourceProperties('AWS::AutoScaling::AutoScalingGroup', {
+      LifecycleHookSpecificationList: Match.arrayWith([Match.objectLike({ NotificationMetadata: '{"cluster":"prod.eu_1"}' })]),
+    });
     assert.throws(() => synth({ clusterName: 'bad name' }), /clusterName/);
   });
 

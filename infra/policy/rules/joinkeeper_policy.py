@@ -225,10 +225,22 @@ class LaunchHookAbandonsByDefault(CloudFormationLintRule):
     tags = ["joinkeeper", "autoscaling"]
     source_url = "infra/README.md#policy-rules"
 
+    @staticmethod
+    def _bad(hook):
+        return (
+            isinstance(hook, dict)
+            and hook.get("LifecycleTransition") == "autoscaling:EC2_INSTANCE_LAUNCHING"
+            and hook.get("DefaultResult", "ABANDON") != "ABANDON"
+        )
+
     def match(self, cfn):
         matches = []
         for name, res in cfn.get_resources(["AWS::AutoScaling::LifecycleHook"]).items():
-            props = res.get("Properties", {})
-            if props.get("LifecycleTransition") == "autoscaling:EC2_INSTANCE_LAUNCHING" and props.get("DefaultResult", "ABANDON") != "ABANDON":
+            if self._bad(res.get("Properties", {})):
                 matches.append(RuleMatch(["Resources", name, "Properties", "DefaultResult"], "launch hook %s must default to ABANDON" % name))
+        for name, res in cfn.get_resources(["AWS::AutoScaling::AutoScalingGroup"]).items():
+            for i, hook in enumerate(as_list(res.get("Properties", {}).get("LifecycleHookSpecificationList"))):
+                if self._bad(hook):
+                    path = ["Resources", name, "Properties", "LifecycleHookSpecificationList", i, "DefaultResult"]
+                    matches.append(RuleMatch(path, "launch hook %s of %s must default to ABANDON" % (hook.get("LifecycleHookName"), name)))
         return matches
