@@ -135,7 +135,8 @@ export class JoinkeeperAccountStack extends Stack {
         runtime: lambda.Runtime.PROVIDED_AL2023,
         architecture,
         handler: 'bootstrap',
-        code: lambda.Code.fromAsset(path.join(dir, name)),
+        // Only the binary: cargo lambda may leave a bootstrap.zip beside it.
+        code: lambda.Code.fromAsset(path.join(dir, name), { exclude: ['*.zip'] }),
         memorySize: 256,
         // The launch hook keeps checking within one invocation (bounded well under this); the
         // refresher may regenerate and sweep; the terminate hook waits for a drain.
