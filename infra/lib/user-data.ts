@@ -153,11 +153,11 @@ on_exit() {
 }
 trap on_exit EXIT
 put_secure_parameter() {
-  # The value goes through a 0600 file, never argv (ps).
-  local name=$1 value=$2 file
+  # The value goes through the environment and a 0600 file, never a command line (ps).
+  local name=$1 file
   file=$(mktemp)
   chmod 600 "$file"
-  jq -n --arg n "$name" --arg v "$value" '{Name: $n, Value: $v, Type: "SecureString", Overwrite: true}' > "$file"
+  JK_VALUE=$2 jq -n --arg n "$name" '{Name: $n, Value: env.JK_VALUE, Type: "SecureString", Overwrite: true}' > "$file"
   retry aws ssm put-parameter --cli-input-json "file://$file" >/dev/null
   rm -f "$file"
 }
@@ -239,7 +239,7 @@ retry kubectl apply -f "$JK_CNI_URL"
 /opt/joinkeeper/bin/joinkeeper-publish --cluster "$JK_CLUSTER" --prefix "$JK_PREFIX" --ttl-seconds "$JK_TTL"
 if [ "$JK_HA" = 1 ]; then
   # The certificate key decrypts the certs kubeadm uploaded; it (and they) expire after 2 hours.
-  put_secure_parameter "$JK_CP_JOIN_PARAM" "$(jq -nc --arg k "$certkey" --arg v "$version" '{certificate_key: $k, kubernetes_version: $v}')"
+  put_secure_parameter "$JK_CP_JOIN_PARAM" "$(JK_KEY=$certkey JK_VERSION=$version jq -nc '{certificate_key: env.JK_KEY, kubernetes_version: env.JK_VERSION}')"
 fi
 `;
 
@@ -297,7 +297,7 @@ cp /etc/kubernetes/admin.conf /root/.kube/config
 if [ "$JK_HA" = 1 ]; then
   certkey=$(kubeadm init phase upload-certs --upload-certs 2>/dev/null | tail -n 1)
   version=$(kubectl version -o json | jq -r .serverVersion.gitVersion)
-  put_secure_parameter "$JK_CP_JOIN_PARAM" "$(jq -nc --arg k "$certkey" --arg v "$version" '{certificate_key: $k, kubernetes_version: $v}')"
+  put_secure_parameter "$JK_CP_JOIN_PARAM" "$(JK_KEY=$certkey JK_VERSION=$version jq -nc '{certificate_key: env.JK_KEY, kubernetes_version: env.JK_VERSION}')"
 fi
 `;
 

@@ -185,6 +185,7 @@ for (const mode of ['single', 'ha'] as const) {
         for (const u of instanceUserData(cluster)) {
           assert.ok(!/kubeadm (init|join)[^\n]*--(token|certificate-key|discovery-token-ca-cert-hash)/.test(u));
           assert.ok(!/put-parameter[^\n]*--value/.test(u));
+          assert.ok(!/--arg \w+ "\$(value|certkey|token_secret|2)"/.test(u), 'secrets reach jq through the environment');
         }
       });
     });
