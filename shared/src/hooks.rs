@@ -38,6 +38,9 @@ pub struct HookReport {
     pub heartbeats: u32,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub left_pods: Vec<String>,
+    /// For an abandoned worker: the last line of its own join log (tokens redacted).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub join_log_last_line: Option<String>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -349,7 +352,13 @@ impl Hooks {
                 match self.asg.complete(action, "ABANDON").await? {
                     Completion::Completed => {
                         warn!(cluster = %cluster, instance = %action.instance, reason = %reason, join_log = %tail, "abandoning a worker that could not join");
-                        report(action, cluster.as_str(), "abandon", reason)
+                        let mut r = report(action, cluster.as_str(), "abandon", reason);
+                        r.join_log_last_line = tail
+                            .lines()
+                            .rev()
+                            .find(|l| !l.trim().is_empty())
+                            .map(|l| l.chars().take(300).collect());
+                        r
                     }
                     Completion::AlreadyDone => skip(
                         Some(action),
@@ -685,6 +694,7 @@ fn report(
         reason,
         heartbeats: 0,
         left_pods: Vec::new(),
+        join_log_last_line: None,
     }
 }
 
@@ -699,6 +709,7 @@ fn skip(action: Option<&LifecycleAction>, cluster: &str, reason: String) -> Hook
             reason,
             heartbeats: 0,
             left_pods: Vec::new(),
+            join_log_last_line: None,
         },
     }
 }

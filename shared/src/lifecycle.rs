@@ -172,16 +172,20 @@ pub fn decide_launch(f: LaunchFacts) -> LaunchDecision {
     if f.age < f.join_deadline {
         return LaunchDecision::Wait;
     }
-    let minutes = f.age.as_secs() / 60;
+    let after = format!(
+        "{} s (join deadline {} s)",
+        f.age.as_secs(),
+        f.join_deadline.as_secs()
+    );
     let reason = match f.node {
         None => format!(
-            "control plane unreachable, and the node is not known to be Ready after {minutes} min"
+            "control plane unreachable, and the node is not known to be Ready after {after}"
         ),
         Some(NodeState::Absent) => {
-            format!("no Node registered for the instance after {minutes} min")
+            format!("no Node registered for the instance after {after}")
         }
-        Some(NodeState::NotReady) => format!("Node registered but NotReady after {minutes} min"),
-        Some(NodeState::Unknown) => format!("Node status Unknown after {minutes} min"),
+        Some(NodeState::NotReady) => format!("Node registered but NotReady after {after}"),
+        Some(NodeState::Unknown) => format!("Node status Unknown after {after}"),
         Some(NodeState::Ready) => unreachable_ready(),
     };
     LaunchDecision::Abandon { reason }
@@ -394,5 +398,30 @@ mod tests {
             parse_node_status(out, &[a.clone(), b.clone(), c]),
             vec![(a, NodeState::Ready), (b, NodeState::Absent)]
         );
+    }
+}
+
+#[cfg(test)]
+mod sample_events {
+    //! The sample events in `events/` parse as the handlers expect.
+    use super::*;
+
+    fn load(name: &str) -> Value {
+        let path = format!("{}/../events/{name}", env!("CARGO_MANIFEST_DIR"));
+        serde_json::from_str(&std::fs::read_to_string(&path).expect("sample event")).expect("JSON")
+    }
+
+    #[test]
+    fn launch_and_terminate_samples_parse() {
+        for (file, transition) in [
+            ("launch-lifecycle-action.json", Transition::Launching),
+            ("terminate-lifecycle-action.json", Transition::Terminating),
+        ] {
+            match parse_event(&load(file)) {
+                Ok(LifecycleEvent::Action(a)) => assert_eq!(a.transition, transition, "{file}"),
+                other => panic!("{file}: {other:?}"),
+            }
+        }
+        assert!(crate::events::parse_scheduled(&load("scheduled-refresh.json")).is_ok());
     }
 }

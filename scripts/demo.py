@@ -1,0 +1,331 @@
+#!/usr/bin/env python3
+"""joinkeeper's local end-to-end demo: the whole join flow on one machine, no AWS account.
+
+The functions run under `cargo lambda watch` (the real Lambda runtime client) and are invoked with
+`cargo lambda invoke` and events in the documented EventBridge shapes. The AWS APIs are the local
+emulator (moto plus joinkeeper's extension), which executes Run Command documents and user data
+with the real node scripts and a stand-in `kubeadm`/`kubectl` (a test double, not a Kubernetes).
+
+Scenario: cluster `demo` with one control plane and a 23 h old join record -> the schedule rotates
+it; the worker group scales out by 3 -> every worker joins with the fresh record -> hooks CONTINUE;
+a 4th worker whose join fails -> ABANDON with its reason; scale-in of one worker -> drained and
+deleted; a second schedule tick -> no change. Prints a timeline and a summary; exit 1 on any miss.
+"""
+import argparse
+import base64
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+STATE = ROOT / ".demo"
+REGION = "us-east-1"
+CLUSTER = "demo"
+GROUP = "demo-workers"
+FUNCTIONS = ["token-refresher", "launch-hook", "terminate-hook"]
+START = time.monotonic()
+TIMELINE = []
+FAILURES = []
+
+
+def elapsed():
+    return f"{time.monotonic() - START:6.1f}s"
+
+
+def say(text):
+    print(f"{elapsed()}  {text}", flush=True)
+
+
+def record(event, decision, outcome, ok=True):
+    TIMELINE.append((elapsed(), event, decision, outcome, ok))
+    mark = "ok  " if ok else "MISS"
+    print(f"{elapsed()}  [{mark}] {event:<44} {decision:<34} {outcome}", flush=True)
+    if not ok:
+        FAILURES.append(f"{event}: {outcome}")
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def build_functions():
+    """Builds the three functions, showing progress while the first (slow) build runs."""
+    say("building the functions (the first build compiles the AWS SDK: a few minutes)")
+    cmd = ["cargo", "build", "--message-format", "short"] + sum([["-p", f] for f in FUNCTIONS], [])
+    proc = subprocess.Popen(cmd, cwd=ROOT, stderr=subprocess.PIPE, text=True)
+    compiled = 0
+    last = time.monotonic()
+    for line in proc.stderr:
+        if line.strip().startswith("Compiling"):
+            compiled += 1
+            if time.monotonic() - last > 5:
+                say(f"  ... {compiled} crates compiled ({line.strip().split()[1]})")
+                last = time.monotonic()
+        elif "error" in line:
+            print(line, end="", file=sys.stderr)
+    if proc.wait() != 0:
+        sys.exit("build failed")
+    say(f"functions built ({compiled} crates compiled this time)")
+
+
+class Services:
+    """The emulator and `cargo lambda watch`, stopped on exit."""
+
+    def __init__(self):
+        self.procs = []
+
+    def start_emulator(self):
+        log = open(STATE / "emulator.log", "w")
+        proc = subprocess.Popen(
+            [str(ROOT / ".venv/bin/python"), str(ROOT / "emulator/joinkeeper_emulator.py"), "--host", "127.0.0.1",
+             "--port", "0", "--state-dir", str(STATE / "emulator"), "--scripts-dir", str(ROOT / "node-scripts")],
+            stdout=subprocess.PIPE, stderr=log, text=True)
+        self.procs.append(proc)
+        line = proc.stdout.readline().strip()
+        if not line.startswith("ready "):
+            sys.exit(f"emulator did not start: {line!r}; see {STATE / 'emulator.log'}")
+        return line.split(" ", 1)[1]
+
+    def start_watch(self, endpoint, port, env_overrides):
+        env = dict(os.environ)
+        env.update({
+            "AWS_ENDPOINT_URL": endpoint, "AWS_REGION": REGION, "AWS_DEFAULT_REGION": REGION,
+            "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "RUST_LOG": "info",
+        })
+        env.update(env_overrides)
+        log = open(STATE / "functions.log", "w")
+        proc = subprocess.Popen(["cargo", "lambda", "watch", "--invoke-port", str(port), "--ignore-changes"],
+                                cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        self.procs.append(proc)
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            with socket.socket() as s:
+                if s.connect_ex(("127.0.0.1", port)) == 0:
+                    return
+            if proc.poll() is not None:
+                sys.exit(f"cargo lambda watch exited; see {STATE / 'functions.log'}")
+            time.sleep(0.3)
+        sys.exit("cargo lambda watch did not start")
+
+    def stop(self):
+        for proc in reversed(self.procs):
+            try:
+                os.killpg(proc.pid, 15) if proc.args[0] == "cargo" else proc.terminate()
+            except (ProcessLookupError, PermissionError):
+                pass
+            try:
+                proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+
+
+class Demo:
+    def __init__(self, endpoint, port):
+        import boto3
+        self.endpoint = endpoint
+        self.port = port
+        kw = dict(endpoint_url=endpoint, region_name=REGION, aws_access_key_id="testing", aws_secret_access_key="testing")
+        self.ssm = boto3.client("ssm", **kw)
+        self.ec2 = boto3.client("ec2", **kw)
+        self.asg = boto3.client("autoscaling", **kw)
+        (STATE / "events").mkdir(exist_ok=True)
+        self.pending = []
+
+    # --- helpers -------------------------------------------------------------------------------
+    def control(self, path):
+        with urllib.request.urlopen(f"{self.endpoint}/_joinkeeper/{path}", timeout=10) as r:
+            return json.loads(r.read())
+
+    def invoke(self, function, event, name):
+        path = STATE / "events" / f"{name}.json"
+        path.write_text(json.dumps(event, indent=2))
+        proc = subprocess.run(["cargo", "lambda", "invoke", function, "--invoke-port", str(self.port), "--data-file", str(path)],
+                              cwd=ROOT, capture_output=True, text=True, timeout=600)
+        if proc.returncode != 0:
+            return None, (proc.stdout + proc.stderr).strip()[-600:]
+        try:
+            return json.loads(proc.stdout), ""
+        except json.JSONDecodeError:
+            return None, proc.stdout[-600:]
+
+    def wait_events(self, n, kind="launch", timeout=60):
+        """Waits for n lifecycle events of one kind (launch or terminate) from the emulator."""
+        detail_type = f"EC2 Instance-{kind} Lifecycle Action"
+        events, deadline = [], time.monotonic() + timeout
+        while len(events) < n and time.monotonic() < deadline:
+            self.pending += self.control("events")
+            events += [e for e in self.pending if e.get("detail-type") == detail_type][: n - len(events)]
+            self.pending = [e for e in self.pending if e not in events]
+            time.sleep(0.3)
+        return events
+
+    def states(self):
+        g = self.asg.describe_auto_scaling_groups(AutoScalingGroupNames=[GROUP])["AutoScalingGroups"][0]
+        return {i["InstanceId"]: i["LifecycleState"] for i in g["Instances"]}
+
+    def record(self):
+        p = self.ssm.get_parameter(Name=f"/joinkeeper/{CLUSTER}/join-record", WithDecryption=True)["Parameter"]
+        return json.loads(p["Value"]), p["Version"]
+
+    def scheduled_event(self):
+        now = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+        event = json.loads((ROOT / "events/scheduled-refresh.json").read_text())
+        event["time"] = now
+        return event
+
+    def kube_nodes(self):
+        path = STATE / "emulator" / "clusters" / CLUSTER / "state.json"
+        return json.loads(path.read_text()).get("nodes", {}) if path.exists() else {}
+
+    # --- scenario ------------------------------------------------------------------------------
+    def setup(self):
+        for doc in sorted((ROOT / "node-scripts/documents").glob("*.json")):
+            self.ssm.create_document(Name=doc.stem, Content=doc.read_text(), DocumentType="Command", DocumentFormat="JSON")
+        cp = self.ec2.run_instances(ImageId="ami-12c6146b", MinCount=1, MaxCount=1, InstanceType="t3.medium", TagSpecifications=[
+            {"ResourceType": "instance", "Tags": [{"Key": "joinkeeper:cluster", "Value": CLUSTER},
+                                                  {"Key": "joinkeeper:role", "Value": "control-plane"}]}])["Instances"][0]["InstanceId"]
+        created = datetime.now(timezone.utc) - timedelta(hours=23)
+        old = {"version": 1, "cluster": CLUSTER, "source": "kubeadm", "endpoint": "10.0.0.10:6443", "token_id": "oldtok",
+               "token_secret": "0ld0ld0ld0ld0ld0", "ca_cert_hash": "sha256:" + "ab" * 32,
+               "created_at": created.strftime("%Y-%m-%dT%H:%M:%SZ"),
+               "expires_at": (created + timedelta(hours=24)).strftime("%Y-%m-%dT%H:%M:%SZ")}
+        self.ssm.put_parameter(Name=f"/joinkeeper/{CLUSTER}/join-record", Value=json.dumps(old), Type="SecureString")
+        user_data = f"#!/bin/bash\n/opt/joinkeeper/bin/joinkeeper-join --cluster {CLUSTER} --prefix /joinkeeper --deadline-seconds 60\n"
+        self.ec2.create_launch_template(LaunchTemplateName=f"{GROUP}-lt", LaunchTemplateData={
+            "ImageId": "ami-12c6146b", "InstanceType": "t3.medium", "UserData": base64.b64encode(user_data.encode()).decode()})
+        tags = [{"Key": k, "Value": v, "PropagateAtLaunch": True, "ResourceId": GROUP, "ResourceType": "auto-scaling-group"}
+                for k, v in (("joinkeeper:cluster", CLUSTER), ("joinkeeper:role", "worker"))]
+        self.asg.create_auto_scaling_group(AutoScalingGroupName=GROUP, LaunchTemplate={"LaunchTemplateName": f"{GROUP}-lt", "Version": "$Latest"},
+                                           MinSize=0, MaxSize=10, DesiredCapacity=0, AvailabilityZones=["us-east-1a"], Tags=tags)
+        for name, transition in (("joinkeeper-launch", "autoscaling:EC2_INSTANCE_LAUNCHING"), ("joinkeeper-terminate", "autoscaling:EC2_INSTANCE_TERMINATING")):
+            self.asg.put_lifecycle_hook(AutoScalingGroupName=GROUP, LifecycleHookName=name, LifecycleTransition=transition,
+                                        HeartbeatTimeout=300, DefaultResult="ABANDON")
+        record("cluster demo: control plane " + cp, "join record written 23 h ago", f"token {old['token_id']}")
+        return old
+
+    def schedule_tick(self, label, expect_rotation, before_token):
+        result, err = self.invoke("token-refresher", self.scheduled_event(), label)
+        if result is None:
+            record(f"schedule tick ({label})", "invocation failed", err, ok=False)
+            return None
+        c = next((c for c in result["refresh"]["clusters"] if c["cluster"] == CLUSTER), {})
+        rec, _ = self.record()
+        rotated = rec["token_id"] != before_token
+        ok = (c.get("outcome") == ("rotated" if expect_rotation else "fresh")) and rotated == expect_rotation
+        record(f"schedule tick ({label})", f"{c.get('outcome')}: {c.get('reason', 'valid for ' + str(c.get('remaining_seconds', 0) // 3600) + ' h')}",
+               f"token {rec['token_id']} expires {rec['expires_at']}", ok)
+        return rec["token_id"]
+
+    def launch(self, events, expect):
+        results = {}
+
+        def one(ev):
+            iid = ev["detail"]["EC2InstanceId"]
+            results[iid] = self.invoke("launch-hook", ev, f"launch-{iid}")
+
+        threads = [threading.Thread(target=one, args=(ev,)) for ev in events]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        for iid, (res, err) in sorted(results.items()):
+            outcome = res["outcome"] if res else "error"
+            if res and res.get("join_log_last_line"):
+                say(f"  worker {iid} join log: {res['join_log_last_line']}")
+            state = self.states().get(iid, "terminated")
+            record(f"launch lifecycle event {iid}", f"{outcome}: {(res or {}).get('reason', err)[:60]}", state,
+                   outcome == expect and state == ("InService" if expect == "continue" else "terminated"))
+
+    def run(self):
+        old = self.setup()
+        token = self.schedule_tick("1", True, old["token_id"])
+
+        self.asg.set_desired_capacity(AutoScalingGroupName=GROUP, DesiredCapacity=3)
+        events = self.wait_events(3)
+        record("worker group scales out by 3", f"{len(events)} instances in Pending:Wait", ", ".join(sorted(self.states())), len(events) == 3)
+        self.launch(events, "continue")
+        ready = [n for n, v in self.kube_nodes().items() if v.get("ready")]
+        record("Nodes in the cluster", f"{len(ready)} Ready", ", ".join(sorted(ready)), len(ready) == 3)
+
+        self.asg.create_or_update_tags(Tags=[{"Key": "emulator:join", "Value": "fail", "PropagateAtLaunch": True, "ResourceId": GROUP, "ResourceType": "auto-scaling-group"}])
+        self.asg.set_desired_capacity(AutoScalingGroupName=GROUP, DesiredCapacity=4)
+        fourth = self.wait_events(1)
+        record("a 4th worker launches (its join will fail)", "Pending:Wait", fourth[0]["detail"]["EC2InstanceId"] if fourth else "no event", len(fourth) == 1)
+        # Instances launched from now on join normally: the group's replacement for the abandoned one.
+        self.asg.delete_tags(Tags=[{"Key": "emulator:join", "ResourceId": GROUP, "ResourceType": "auto-scaling-group"}])
+        self.launch(fourth, "abandon")
+        # On AWS the group would launch a replacement; the emulator does not refill after ABANDON,
+        # so the demo settles the group at its 3 joined workers.
+        self.asg.set_desired_capacity(AutoScalingGroupName=GROUP, DesiredCapacity=3)
+
+        self.asg.set_desired_capacity(AutoScalingGroupName=GROUP, DesiredCapacity=2)
+        term = self.wait_events(1, kind="terminate")
+        if term:
+            victim = term[0]["detail"]["EC2InstanceId"]
+            res, err = self.invoke("terminate-hook", term[0], f"terminate-{victim}")
+            nodes = self.kube_nodes()
+            gone = not any(v.get("providerID", "").endswith("/" + victim) for v in nodes.values())
+            record(f"scale-in by 1: {victim}", f"{(res or {}).get('outcome', 'error')}: {(res or {}).get('reason', err)[:50]}",
+                   f"Node deleted: {gone}, {len(nodes)} Nodes left", bool(res) and res["outcome"] == "drained" and gone and len(nodes) == 2)
+        else:
+            record("scale-in", "no terminate event", "", ok=False)
+
+        self.schedule_tick("2", False, token)
+
+    def check_logs(self):
+        state = STATE / "emulator" / "clusters" / CLUSTER / "state.json"
+        secrets = {t.get("secret") for t in json.loads(state.read_text()).get("tokens", {}).values()} if state.exists() else set()
+        secrets |= {"0ld0ld0ld0ld0ld0"}
+        rec, _ = self.record()
+        secrets.add(rec["token_secret"])
+        logs = (STATE / "functions.log").read_text(errors="replace")
+        leaked = [s for s in secrets if s and s in logs]
+        record("function logs checked for token secrets", f"{len(secrets)} secrets searched", "none found" if not leaked else "LEAKED", not leaked)
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--ci", action="store_true", help="no difference in behaviour; marks runs made by the test suite")
+    parser.parse_args()
+    if STATE.exists():
+        shutil.rmtree(STATE)
+    STATE.mkdir(parents=True)
+    build_functions()
+    services = Services()
+    try:
+        endpoint = services.start_emulator()
+        say(f"local AWS API emulator at {endpoint}")
+        port = free_port()
+        services.start_watch(endpoint, port, {
+            "JOINKEEPER_COMMAND_POLL_MILLIS": "200", "JOINKEEPER_COMMAND_DEADLINE_SECONDS": "60",
+            "JOINKEEPER_JOIN_DEADLINE_SECONDS": "15", "JOINKEEPER_HOOK_CHECK_SECONDS": "60",
+            "JOINKEEPER_NODE_POLL_SECONDS": "2", "JOINKEEPER_DRAIN_TIMEOUT_SECONDS": "60",
+        })
+        say(f"functions served by cargo lambda watch on 127.0.0.1:{port}\n")
+        print(f"{'time':>7}  {'':6} {'event':<44} {'decision':<34} outcome")
+        demo = Demo(endpoint, port)
+        demo.run()
+        demo.check_logs()
+    finally:
+        services.stop()
+    print("\nsummary")
+    print(f"  steps: {len(TIMELINE)}, as expected: {sum(1 for t in TIMELINE if t[4])}, missed: {len(FAILURES)}")
+    for f in FAILURES:
+        print(f"  MISSED: {f}")
+    print(f"  logs: {STATE / 'functions.log'}, {STATE / 'emulator.log'}; events sent: {STATE / 'events'}")
+    print(f"{len(TIMELINE) - len(FAILURES)} passed, {len(FAILURES)} failed")
+    sys.exit(1 if FAILURES else 0)
+
+
+if __name__ == "__main__":
+    main()
