@@ -45,6 +45,17 @@ pub struct RefreshSummary {
     pub rejected_tags: Vec<String>,
 }
 
+impl Outcome {
+    /// The lowercase word logged and matched by the alarms' metric filters.
+    pub fn label(self) -> &'static str {
+        match self {
+            Outcome::Fresh => "fresh",
+            Outcome::Rotated => "rotated",
+            Outcome::Failed => "failed",
+        }
+    }
+}
+
 impl RefreshSummary {
     pub fn failed(&self) -> usize {
         self.clusters
@@ -89,7 +100,7 @@ pub async fn refresh_cluster(regenerator: &Regenerator, cluster: &ClusterName) -
             }
             info!(
                 cluster = %report.cluster,
-                outcome = ?report.outcome,
+                outcome = report.outcome.label(),
                 reason = report.reason.as_deref().unwrap_or(""),
                 token_id = report.token_id.as_deref().unwrap_or(""),
                 expires_at = report.expires_at.as_deref().unwrap_or(""),

@@ -121,7 +121,7 @@ async fn rotates_a_record_older_than_ttl_minus_margin_and_leaves_a_fresh_one() {
             .cloned()
     };
     let old_line = line_for("old").expect("log line for old");
-    assert_eq!(old_line["outcome"], "Rotated");
+    assert_eq!(old_line["outcome"], "rotated");
     assert_eq!(old_line["token_id"], record.token_id.as_str());
     assert_eq!(
         line_for("young").expect("log line for young")["outcome"],
