@@ -282,6 +282,14 @@ class Demo:
 
         self.schedule_tick("2", False, token)
 
+        _, version = self.record()
+        bad = {"source": "aws.ec2", "detail-type": "Scheduled Event", "time": "not a time"}
+        res, err = self.invoke("token-refresher", bad, "malformed")
+        _, after = self.record()
+        reason = next((line.strip() for line in err.splitlines() if "expected" in line), "rejected") if err else "accepted"
+        record("malformed scheduled event", "rejected" if res is None else "ACCEPTED", f"record version {version} -> {after}; {reason[:70]}",
+               res is None and after == version)
+
     def check_logs(self):
         state = STATE / "emulator" / "clusters" / CLUSTER / "state.json"
         secrets = {t.get("secret") for t in json.loads(state.read_text()).get("tokens", {}).values()} if state.exists() else set()

@@ -26,6 +26,9 @@ else
   cargo test --workspace --no-fail-fast
 fi
 
+step "benchmark: AWS calls per launched worker and per sweep (figures, not a pass/fail test)"
+cargo run -q -p joinkeeper-tests --example aws_calls
+
 if [[ -d emulator/tests ]]; then
   step "emulator tests"
   .venv/bin/python -m pytest emulator/tests -q

@@ -609,13 +609,20 @@ impl Hooks {
         let mut terminating = Vec::new();
         for group in self.asg.managed_groups().await? {
             let Ok(cluster) = group.cluster else { continue };
+            // One DescribeLifecycleHooks per group and transition, however many instances wait.
+            let mut hooks: HashMap<bool, Option<crate::names::HookName>> = HashMap::new();
             for (instance, state) in &group.instances {
                 let transition = match state.as_str() {
                     PENDING_WAIT => Transition::Launching,
                     TERMINATING_WAIT => Transition::Terminating,
                     _ => continue,
                 };
-                let Some((hook, _)) = self.asg.hook(&group.name, transition).await? else {
+                let key = transition == Transition::Launching;
+                if !hooks.contains_key(&key) {
+                    let found = self.asg.hook(&group.name, transition).await?.map(|h| h.0);
+                    hooks.insert(key, found);
+                }
+                let Some(hook) = hooks.get(&key).cloned().flatten() else {
                     continue;
                 };
                 let action = LifecycleAction {

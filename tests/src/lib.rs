@@ -542,3 +542,74 @@ pub fn hook_config(join_deadline: u64) -> Config {
     })
     .expect("hook config")
 }
+
+/// Counts every HTTP request the SDK clients send, by `service:Operation` (retries included).
+#[derive(Clone, Debug, Default)]
+pub struct CallCounter(Arc<Mutex<std::collections::BTreeMap<String, usize>>>);
+
+impl CallCounter {
+    pub fn snapshot(&self) -> std::collections::BTreeMap<String, usize> {
+        self.0.lock().map(|m| m.clone()).unwrap_or_default()
+    }
+
+    pub fn total(&self) -> usize {
+        self.snapshot().values().sum()
+    }
+
+    pub fn reset(&self) {
+        if let Ok(mut m) = self.0.lock() {
+            m.clear();
+        }
+    }
+}
+
+impl aws_smithy_runtime_api::client::interceptors::Intercept for CallCounter {
+    fn name(&self) -> &'static str {
+        "CallCounter"
+    }
+
+    fn read_before_transmit(
+        &self,
+        _ctx: &aws_smithy_runtime_api::client::interceptors::context::BeforeTransmitInterceptorContextRef<'_>,
+        _rc: &aws_smithy_runtime_api::client::runtime_components::RuntimeComponents,
+        cfg: &mut aws_smithy_types::config_bag::ConfigBag,
+    ) -> Result<(), aws_smithy_runtime_api::box_error::BoxError> {
+        if let Some(meta) = cfg.load::<aws_smithy_runtime_api::client::orchestrator::Metadata>() {
+            if let Ok(mut m) = self.0.lock() {
+                *m.entry(format!("{}:{}", meta.service(), meta.name()))
+                    .or_default() += 1;
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Emulator {
+    /// SDK clients pointed at this emulator that count every request into `counter`.
+    pub async fn counted_clients(&self, counter: &CallCounter) -> AwsClients {
+        let base = self.clients().await;
+        AwsClients {
+            ssm: aws_sdk_ssm::Client::from_conf(
+                base.ssm
+                    .config()
+                    .to_builder()
+                    .interceptor(counter.clone())
+                    .build(),
+            ),
+            ec2: aws_sdk_ec2::Client::from_conf(
+                base.ec2
+                    .config()
+                    .to_builder()
+                    .interceptor(counter.clone())
+                    .build(),
+            ),
+            autoscaling: aws_sdk_autoscaling::Client::from_conf(
+                base.autoscaling
+                    .config()
+                    .to_builder()
+                    .interceptor(counter.clone())
+                    .build(),
+            ),
+        }
+    }
+}
