@@ -152,20 +152,10 @@ impl AutoScaling {
             .lifecycle_action_result(result)
             .send()
             .await;
-        match sent {
-            Ok(_) => Ok(Completion::Completed),
-            Err(e) => {
-                let err = AwsCallError::new(
-                    "autoscaling:CompleteLifecycleAction",
-                    &e.into_service_error(),
-                );
-                if no_active_action(&err) {
-                    Ok(Completion::AlreadyDone)
-                } else {
-                    Err(err)
-                }
-            }
-        }
+        settle(
+            "autoscaling:CompleteLifecycleAction",
+            sent.map_err(|e| e.into_service_error()),
+        )
     }
 
     /// Extends the hook's timeout. An action no longer pending counts as done.
@@ -178,18 +168,26 @@ impl AutoScaling {
             .instance_id(action.instance.as_str())
             .send()
             .await;
-        match sent {
-            Ok(_) => Ok(Completion::Completed),
-            Err(e) => {
-                let err = AwsCallError::new(
-                    "autoscaling:RecordLifecycleActionHeartbeat",
-                    &e.into_service_error(),
-                );
-                if no_active_action(&err) {
-                    Ok(Completion::AlreadyDone)
-                } else {
-                    Err(err)
-                }
+        settle(
+            "autoscaling:RecordLifecycleActionHeartbeat",
+            sent.map_err(|e| e.into_service_error()),
+        )
+    }
+}
+
+/// Success, or an action no longer pending (counted as done), or the error.
+fn settle<O, E>(operation: &'static str, sent: Result<O, E>) -> Result<Completion, AwsCallError>
+where
+    E: aws_smithy_types::error::metadata::ProvideErrorMetadata + std::error::Error + 'static,
+{
+    match sent {
+        Ok(_) => Ok(Completion::Completed),
+        Err(e) => {
+            let err = AwsCallError::new(operation, &e);
+            if no_active_action(&err) {
+                Ok(Completion::AlreadyDone)
+            } else {
+                Err(err)
             }
         }
     }
