@@ -125,7 +125,7 @@ async fn rotates_a_record_older_than_ttl_minus_margin_and_leaves_a_fresh_one() {
     assert_eq!(old_line["token_id"], record.token_id.as_str());
     assert_eq!(
         line_for("young").expect("log line for young")["outcome"],
-        "Fresh"
+        "fresh"
     );
     w.assert_no_secret_logged("old").await;
 }
