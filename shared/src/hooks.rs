@@ -235,13 +235,16 @@ impl Hooks {
         Some(states)
     }
 
-    async fn instance_age(&self, instance: &InstanceId) -> Result<Option<Duration>, AwsCallError> {
+    async fn launch_time(
+        &self,
+        instance: &InstanceId,
+    ) -> Result<Option<OffsetDateTime>, AwsCallError> {
         let times = self
             .regenerator
             .fleet()
             .launch_times(std::slice::from_ref(instance))
             .await?;
-        Ok(times.get(instance.as_str()).map(|t| age(*t)))
+        Ok(times.get(instance.as_str()).copied())
     }
 
     /// Launch: keep the record valid for the join, then check the Node until Ready (CONTINUE),
@@ -268,13 +271,18 @@ impl Hooks {
         let started = Instant::now();
         let mut last_heartbeat = Instant::now();
         let mut heartbeats = 0;
+        let mut launched: Option<Option<OffsetDateTime>> = None;
         loop {
             let waiting =
                 self.asg.lifecycle_state(&action.instance).await?.as_deref() == Some(PENDING_WAIT);
-            let age = if waiting {
-                self.instance_age(&action.instance).await?
-            } else {
-                Some(Duration::ZERO)
+            // The launch time never changes: read it once, not on every poll.
+            if waiting && launched.is_none() {
+                launched = Some(self.launch_time(&action.instance).await?);
+            }
+            let age = match (waiting, launched) {
+                (false, _) => Some(Duration::ZERO),
+                (true, Some(Some(t))) => Some(age(t)),
+                (true, _) => None,
             };
             let Some(age) = age else {
                 return Ok(log_report(skip(
