@@ -1,0 +1,55 @@
+"""joinkeeper's local AWS API emulator: moto 5.2.5 in server mode, plus the behaviour it lacks.
+
+    python emulator/joinkeeper_emulator.py --host 127.0.0.1 --port 0 --state-dir DIR \
+        [--scripts-dir node-scripts]
+
+Prints one line `ready http://HOST:PORT` on stdout once it accepts connections (port 0 picks a
+free port); everything else goes to stderr.
+
+Gaps in moto that this launcher fills, by monkeypatching moto's classes at start:
+
+ 1. SSM Run Command does nothing in moto: SendCommand answers Success at once, executes nothing,
+    and with only InstanceIds targets *every* instance of the region (its Targets filter is empty,
+    so it matches everything). GetCommandInvocation always says Success/exit 0/empty output;
+    ListCommandInvocations and CancelCommand are not implemented (HTTP 500).
+    -> SendCommand, GetCommandInvocation, ListCommands, ListCommandInvocations and CancelCommand
+       are replaced (SimpleSystemManagerResponse methods). The command targets exactly the listed
+       instances (or the Targets `InstanceIds`/`tag:<k>`/`tag-key` match), its document (schema
+       2.2, aws:runShellScript steps) is rendered with the parameters and run with bash on this
+       machine in a background thread, with real statuses, exit codes and captured output.
+ 2. DescribeInstanceInformation is not implemented (HTTP 500).
+    -> every running instance whose tag `emulator:agent` is not `offline` is a managed node with
+       PingStatus Online.
+ 3. Auto Scaling lifecycle hooks are stored but have no effect; CompleteLifecycleAction and
+    RecordLifecycleActionHeartbeat are not implemented (HTTP 500); NotificationMetadata and
+    CreateAutoScalingGroup's LifecycleHookSpecificationList are dropped.
+    -> launching/terminating instances wait in Pending:Wait / Terminating:Wait until the action is
+       completed, or until the heartbeat timeout applies the hook's DefaultResult (checked lazily
+       before every request). FakeAutoScalingGroup.set_desired_capacity and
+       AutoScalingBackend.terminate_instance are replaced so that instances in the wait states
+       count (or not) toward capacity as on AWS.
+ 4. No service emits events. -> each lifecycle action appends an EventBridge-shaped event
+    (`EC2 Instance-launch Lifecycle Action` / `EC2 Instance-terminate Lifecycle Action`) to an
+    outbox read through the control API under /_joinkeeper/.
+ 5. User data is stored but never runs. -> like cloud-init, it runs once in the background when an
+    instance is launched (RunInstances or an Auto Scaling group).
+ 6. Scripts calling back into the emulator with the aws CLI cannot pick a moto account (no way to
+    send the x-moto-account-id header). -> an access key id made of 12 digits selects that account
+    (as LocalStack does); scripts of instances outside the default account get such a key.
+
+Choices (also in emulator/README.md):
+ - An undeliverable command invocation (tag emulator:agent=undeliverable) ends as Status Failed,
+   StatusDetails Undeliverable, ResponseCode -1: what GetCommandInvocation reports on AWS when the
+   agent cannot be reached. An execution timeout ends as TimedOut / ExecutionTimedOut with
+   ResponseCode 137 (the Linux SSM agent's CommandStoppedPreemptivelyExitCode); so does a cancel
+   of a running command (Cancelled / Cancelled / 137).
+ - ABANDON of a launch action terminates the instance and removes it from the group, but the group
+   is *not* refilled (AWS would launch a replacement); set the desired capacity again to refill.
+ - Multiple hooks for one transition: the instance moves on when every action has been completed
+   with CONTINUE; the first ABANDON ends the wait at once.
+
+Modules, by concern: common (constants, configuration, state), scripts (running a script as if on
+an instance), documents / invocations / run_command / command_listing (Run Command),
+managed_nodes, lifecycle / lifecycle_api / capacity (Auto Scaling lifecycle hooks and capacity),
+user_data, accounts, control_api, server (patches, WSGI app, main).
+"""

@@ -1,0 +1,153 @@
+"""Running scripts as if on an instance (shared by Run Command and user data): environment,
+node folder, path mapping, process groups that die with the emulator."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import signal
+import subprocess
+from pathlib import Path
+from typing import Any, Callable
+
+from .common import CONFIG, DEFAULT_ACCOUNT, LOG, STATE
+
+
+def kill_process_group(proc: subprocess.Popen) -> None:
+    """Kill a child started with start_new_session=True, with everything it started."""
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        pass
+
+
+def kill_all_children() -> None:
+    with STATE.lock:
+        procs = list(STATE.processes)
+    for proc in procs:
+        kill_process_group(proc)
+
+
+def reset_extension(wipe_files: bool) -> None:
+    """Forget commands, events, logs and lifecycle actions; kill running scripts. A full reset
+    (POST /moto-api/reset) also wipes the node and cluster folders of the state directory."""
+    kill_all_children()
+    with STATE.lock:
+        STATE.clear()
+    if wipe_files:
+        for sub in ("nodes", "clusters"):
+            shutil.rmtree(CONFIG.state_dir / sub, ignore_errors=True)
+    LOG.info("extension state reset%s", " (with node and cluster folders)" if wipe_files else "")
+
+
+def instance_tags(instance: Any) -> dict[str, str]:
+    return dict(instance.ec2_backend.tags.get(instance.id, {}))
+
+
+def access_key_for(account: str) -> str:
+    """Dummy credentials; a 12-digit key id selects a non-default account (see patch 6)."""
+    return "testing" if account == DEFAULT_ACCOUNT else account
+
+
+def script_environment(instance: Any, account: str, region: str) -> dict[str, str]:
+    """The environment of a script 'on' an instance, as docs/contracts.md (Local emulation) says.
+    Creates the instance's node folder (with log/ and lock/) and its cluster's kube folder."""
+    tags = instance_tags(instance)
+    node_dir = CONFIG.state_dir / "nodes" / instance.id
+    kube_dir = CONFIG.state_dir / "clusters" / (tags.get("joinkeeper:cluster") or "_none")
+    for folder in (node_dir / "log", node_dir / "lock", kube_dir):
+        folder.mkdir(parents=True, exist_ok=True)
+    env = {
+        k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "JOINKEEPER_", "MOTO_"))
+    }
+    env.update(
+        PATH=os.pathsep.join(
+            [
+                str(CONFIG.scripts_dir / "standins"),
+                str(CONFIG.venv_bin),
+                os.environ.get("PATH", "/usr/bin:/bin"),
+            ]
+        ),
+        AWS_ENDPOINT_URL=CONFIG.endpoint,
+        AWS_DEFAULT_REGION=region,
+        AWS_REGION=region,
+        AWS_ACCESS_KEY_ID=access_key_for(account),
+        AWS_SECRET_ACCESS_KEY="testing",
+        AWS_EC2_METADATA_DISABLED="true",
+        AWS_PAGER="",
+        JOINKEEPER_STATE=str(CONFIG.state_dir),
+        JOINKEEPER_INSTANCE_ID=instance.id,
+        JOINKEEPER_PRIVATE_DNS=instance.private_dns_name,
+        JOINKEEPER_AVAILABILITY_ZONE=instance.placement.zone,
+        JOINKEEPER_NODE_DIR=f"{node_dir}/",
+        JOINKEEPER_KUBE_STATE=f"{kube_dir}/",
+        JOINKEEPER_LOG_DIR=str(node_dir / "log"),
+        JOINKEEPER_LOCK_DIR=str(node_dir / "lock"),
+    )
+    for key, value in tags.items():
+        if key.startswith("emulator:"):
+            name = re.sub(r"[^A-Za-z0-9_]", "_", key[len("emulator:") :].upper())
+            env[f"JOINKEEPER_EMULATOR_{name}"] = value
+    return env
+
+
+def map_paths(text: str) -> str:
+    """/opt/joinkeeper/... on a real node is the repository's node-scripts/... here."""
+    return text.replace("/opt/joinkeeper/", f"{CONFIG.scripts_dir}/")
+
+
+# The direct child is a small bash guard around the script: when the emulator dies (even by
+# SIGKILL) the kernel sends the guard SIGTERM (PR_SET_PDEATHSIG), and the guard kills its whole
+# process group, so no script outlives the emulator.
+GUARD = 'trap "kill -KILL 0" TERM HUP; "$@" & wait $!'
+try:
+    import ctypes
+
+    _LIBC = ctypes.CDLL(None, use_errno=True)
+except OSError:  # pragma: no cover - not Linux
+    _LIBC = None
+
+
+def die_with_parent(parent: int) -> Callable[[], None] | None:
+    """preexec_fn: SIGTERM this child when the emulator process exits (Linux prctl)."""
+    if _LIBC is None or not hasattr(_LIBC, "prctl"):
+        return None
+
+    def preexec() -> None:
+        _LIBC.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+        if os.getppid() != parent:  # the emulator already went away
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    return preexec
+
+
+def start_script(
+    script: Path, env: dict[str, str], cwd: Path, stdout: Any, stderr: Any
+) -> subprocess.Popen:
+    """Start a script file in its own process group (so a timeout kills all it started). A file
+    with a shebang line runs by it; anything else runs with bash."""
+    script.chmod(0o755)
+    argv = (
+        [str(script)]
+        if script.read_text(errors="replace").startswith("#!")
+        else ["bash", str(script)]
+    )
+    proc = subprocess.Popen(
+        ["bash", "-c", GUARD, "joinkeeper-script", *argv],
+        cwd=cwd,
+        env=env,
+        stdin=subprocess.DEVNULL,
+        stdout=stdout,
+        stderr=stderr,
+        start_new_session=True,
+        preexec_fn=die_with_parent(os.getpid()),
+    )
+    with STATE.lock:
+        STATE.processes.add(proc)
+    return proc
+
+
+def forget_process(proc: subprocess.Popen) -> None:
+    with STATE.lock:
+        STATE.processes.discard(proc)

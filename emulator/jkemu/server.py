@@ -1,0 +1,167 @@
+"""The emulator's server: installs the patches on moto's classes, wraps moto's WSGI app with the
+control API and the lazy lifecycle timeouts, and serves it."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import signal
+import sys
+from pathlib import Path
+from typing import Any, Callable
+from urllib.parse import parse_qs
+
+from moto.autoscaling.models import AutoScalingBackend, FakeAutoScalingGroup
+from moto.autoscaling.responses import AutoScalingResponse
+from moto.core.responses import BaseResponse
+from moto.ec2.models import EC2Backend
+from moto.moto_server.werkzeug_app import (
+    DomainDispatcherApplication,
+    MotoRequestHandler,
+    create_backend_app,
+)
+from moto.ssm.responses import SimpleSystemManagerResponse
+from werkzeug.serving import make_server
+
+from . import __doc__ as PACKAGE_DOC
+from .accounts import wrap_get_current_account
+from .capacity import (
+    asg_set_desired_capacity,
+    asg_terminate_instance,
+    wrap_delete_group,
+    wrap_replace_instances,
+)
+from .command_listing import ssm_cancel_command, ssm_list_command_invocations, ssm_list_commands
+from .common import CONFIG, LOG
+from .control_api import control
+from .lifecycle import expire_lifecycle_actions
+from .lifecycle_api import (
+    asg_complete_lifecycle_action,
+    asg_record_lifecycle_action_heartbeat,
+    wrap_create_auto_scaling_group,
+    wrap_put_lifecycle_hook,
+)
+from .managed_nodes import ssm_describe_instance_information
+from .run_command import ssm_get_command_invocation, ssm_send_command
+from .scripts import kill_all_children, reset_extension
+from .user_data import wrap_run_instances
+
+
+def install_patches() -> None:
+    """Monkeypatch moto's classes (see the package docstring for each gap)."""
+    ssm = SimpleSystemManagerResponse
+    ssm.send_command = ssm_send_command
+    ssm.get_command_invocation = ssm_get_command_invocation
+    ssm.list_commands = ssm_list_commands
+    ssm.list_command_invocations = ssm_list_command_invocations
+    ssm.cancel_command = ssm_cancel_command
+    ssm.describe_instance_information = ssm_describe_instance_information
+
+    asg = AutoScalingResponse
+    asg.complete_lifecycle_action = asg_complete_lifecycle_action
+    asg.record_lifecycle_action_heartbeat = asg_record_lifecycle_action_heartbeat
+    asg.put_lifecycle_hook = wrap_put_lifecycle_hook(asg.put_lifecycle_hook)
+    asg.create_auto_scaling_group = wrap_create_auto_scaling_group(asg.create_auto_scaling_group)
+    FakeAutoScalingGroup.replace_autoscaling_group_instances = wrap_replace_instances(
+        FakeAutoScalingGroup.replace_autoscaling_group_instances
+    )
+    FakeAutoScalingGroup.set_desired_capacity = asg_set_desired_capacity
+    AutoScalingBackend.terminate_instance = asg_terminate_instance
+    AutoScalingBackend.delete_auto_scaling_group = wrap_delete_group(
+        AutoScalingBackend.delete_auto_scaling_group
+    )
+
+    EC2Backend.run_instances = wrap_run_instances(EC2Backend.run_instances)
+    BaseResponse.get_current_account = wrap_get_current_account(BaseResponse.get_current_account)
+
+
+class EmulatorApp:
+    """WSGI wrapper: serves /_joinkeeper/, resets the extension with moto, and applies due
+    lifecycle timeouts before handing any other request to moto."""
+
+    def __init__(self, moto_app: Any) -> None:
+        self.moto_app = moto_app
+
+    def __call__(self, environ: dict[str, Any], start_response: Callable) -> Any:
+        path, method = environ.get("PATH_INFO", ""), environ.get("REQUEST_METHOD", "GET")
+        full_reset = path.rstrip("/") == "/moto-api/reset" and method == "POST"
+        if full_reset:
+            reset_extension(wipe_files=True)
+        else:
+            expire_lifecycle_actions()
+        if path.startswith("/_joinkeeper/"):
+            query = parse_qs(environ.get("QUERY_STRING", ""))
+            account = query.get("account", [None])[0] or environ.get("HTTP_X_MOTO_ACCOUNT_ID")
+            status, body = control(method, path[len("/_joinkeeper/") :].strip("/"), query, account)
+            payload = json.dumps(body, indent=1).encode()
+            start_response(
+                f"{status} {'OK' if status == 200 else 'Not Found'}",
+                [("Content-Type", "application/json"), ("Content-Length", str(len(payload)))],
+            )
+            return [payload]
+        return self.moto_app(environ, start_response)
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=PACKAGE_DOC.split("\n")[0])
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=0, help="0 picks a free port")
+    parser.add_argument(
+        "--state-dir", required=True, help="node and cluster folders of the emulated instances"
+    )
+    parser.add_argument(
+        "--scripts-dir",
+        default=str(Path(__file__).resolve().parents[2] / "node-scripts"),
+        help="what /opt/joinkeeper/ maps to",
+    )
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
+    logging.basicConfig(
+        stream=sys.stderr, level=logging.INFO, format="%(asctime)s %(name)s %(message)s"
+    )
+    CONFIG.state_dir = Path(args.state_dir).resolve()
+    CONFIG.state_dir.mkdir(parents=True, exist_ok=True)
+    CONFIG.scripts_dir = Path(args.scripts_dir).resolve()
+    if not (CONFIG.venv_bin / "aws").exists():
+        CONFIG.venv_bin = Path(sys.executable).parent
+    install_patches()
+
+    app = EmulatorApp(DomainDispatcherApplication(create_backend_app))
+    server = make_server(
+        args.host, args.port, app, threaded=True, request_handler=MotoRequestHandler
+    )
+    port = server.server_port
+    client_host = "127.0.0.1" if args.host in ("0.0.0.0", "") else args.host
+    CONFIG.endpoint = f"http://{client_host}:{port}"
+    os.environ.setdefault("MOTO_PORT", str(port))
+
+    def stop(signum: int, frame: Any) -> None:
+        raise SystemExit(0)
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    LOG.info(
+        "serving on %s (state %s, scripts %s)",
+        CONFIG.endpoint,
+        CONFIG.state_dir,
+        CONFIG.scripts_dir,
+    )
+    print(f"ready http://{client_host}:{port}", flush=True)
+    code = 0
+    try:
+        server.serve_forever()
+    except SystemExit:
+        pass
+    except BaseException:  # noqa: BLE001 - log whatever stopped the server, then exit non-zero
+        LOG.exception("server stopped")
+        code = 1
+    kill_all_children()
+    LOG.info("stopped")
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)  # skip joining request threads and tearing down moto's models: stop at once
