@@ -19,6 +19,9 @@ export PATH="$root/.venv/bin:$PATH"
 step "formatting"
 cargo fmt --all -- --check
 
+step "dependencies: one HTTP client and one TLS stack in the functions (cargo tree)"
+bash scripts/check-deps.sh
+
 step "Rust unit and integration tests (emulator over HTTP)"
 if cargo nextest --version >/dev/null 2>&1; then
   cargo nextest run --workspace --no-fail-fast
