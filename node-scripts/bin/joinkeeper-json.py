@@ -13,7 +13,8 @@ Subcommands (exit 0 on success, 3 on invalid input, 4 on a stale record):
   token-expiry --token-id ID  < kubeadm token list -o json            (prints expires, RFC 3339)
   revocable --cluster C --new-token-id ID --history FILE --tokens FILE  (ids to revoke)
   join-config --api v1beta3|v1beta4 --node-name N [--provider-id P]  < record  (YAML)
-  node-lookup --nodes FILE --ids "i-.. i-.." [--dns-map FILE]       (node-status lines)
+  node-lookup --nodes FILE --ids "i-.. i-.." [--dns-map FILE] [--need-dns FILE]  (node-status lines)
+  nodes --nodes FILE [--start-after NAME] [--max-chars N]           (joinkeeper-nodes lines)
   drain-left  < kubectl drain output                                 (kind + left lines)
 
 Runs on Python 3.6+ (the oldest python3 on supported node images).
@@ -38,6 +39,7 @@ NODE_NAME_RE = re.compile(r"[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?")
 DNS_NAME_RE = re.compile(r"[A-Za-z0-9]([-A-Za-z0-9.]{0,251}[A-Za-z0-9])?")
 PROVIDER_ID_RE = re.compile(r"aws:///[a-z0-9-]{1,32}/i-[0-9a-f]{8}(?:[0-9a-f]{9})?")
 K8S_NAME_RE = re.compile(r"[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?")
+PROVIDER_TEXT_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9:/._-]{0,252}")
 ANSI_RE = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 
 
@@ -406,8 +408,9 @@ def ready_status(node):
     return "Unknown"
 
 
-def cmd_node_lookup(args):
-    with open(args.nodes) as fh:
+def node_entries(path):
+    """(name, providerID or "", Ready|NotReady|Unknown, created, cordoned) of each valid Node."""
+    with open(path) as fh:
         try:
             data = json.load(fh)
         except ValueError:
@@ -416,12 +419,28 @@ def cmd_node_lookup(args):
     for node in data.get("items") or [] if isinstance(data, dict) else []:
         if not isinstance(node, dict):
             continue
-        name = (node.get("metadata") or {}).get("name")
+        meta = node.get("metadata") or {}
+        spec = node.get("spec") or {}
+        name = meta.get("name")
         if not isinstance(name, str) or not K8S_NAME_RE.fullmatch(name):
             continue
-        provider = (node.get("spec") or {}).get("providerID") or ""
-        nodes.append((name, provider if isinstance(provider, str) else "", ready_status(node)))
+        provider = spec.get("providerID") or ""
+        created = meta.get("creationTimestamp") or ""
+        nodes.append((name, provider if isinstance(provider, str) else "", ready_status(node),
+                      created if isinstance(created, str) and TS_RE.fullmatch(created) else "",
+                      spec.get("unschedulable") is True))
     nodes.sort()
+    return nodes
+
+
+def provider_instance(provider):
+    """The instance id a providerID names (aws:///<zone>/<id>, or aws:///<id>), else None."""
+    last = provider.rstrip("/").rsplit("/", 1)[-1] if provider.startswith("aws://") else ""
+    return last if INSTANCE_RE.fullmatch(last) else None
+
+
+def cmd_node_lookup(args):
+    nodes = node_entries(args.nodes)
     dns = {}
     if args.dns_map:
         with open(args.dns_map) as fh:
@@ -429,23 +448,51 @@ def cmd_node_lookup(args):
                 parts = line.split()
                 if len(parts) == 2 and INSTANCE_RE.fullmatch(parts[0]) and DNS_NAME_RE.fullmatch(parts[1]):
                     dns[parts[0]] = parts[1].lower()
+    by_instance = {}
+    for name, provider, status, _, _ in nodes:
+        owner = provider_instance(provider)
+        if owner and owner not in by_instance:
+            by_instance[owner] = (name, status)
+    # The private-DNS fallback may only pick a Node that has no providerID at all.
+    unowned = {name: status for name, provider, status, _, _ in nodes if not provider}
+    need_dns = []
     for instance_id in args.ids.split():
         if not INSTANCE_RE.fullmatch(instance_id):
             fail("instance id is not valid")
-        found = None
-        for name, provider, status in nodes:
-            if provider.endswith("/" + instance_id):
-                found = (name, status)
-                break
-        if found is None and instance_id in dns:
-            for name, provider, status in nodes:
-                if name == dns[instance_id]:
-                    found = (name, status)
-                    break
+        found = by_instance.get(instance_id)
+        if found is None and dns.get(instance_id) in unowned:
+            found = (dns[instance_id], unowned[dns[instance_id]])
         if found is None:
             sys.stdout.write("%s - Absent\n" % instance_id)
+            need_dns.append(instance_id)
         else:
             sys.stdout.write("%s %s %s\n" % (instance_id, found[0], found[1]))
+    if args.need_dns:
+        with open(args.need_dns, "w") as fh:
+            if unowned and not dns:
+                fh.write("".join(i + "\n" for i in need_dns))
+
+
+def cmd_nodes(args):
+    """One line per Node, sorted by name, after --start-after; at most --max-chars in all. When
+    Nodes remain, the last line is `more <name of the last Node printed>`."""
+    nodes = [n for n in node_entries(args.nodes) if n[0] > args.start_after]
+    budget = args.max_chars
+    lines = []
+    for i, (name, provider, status, created, cordoned) in enumerate(nodes):
+        if provider and not PROVIDER_TEXT_RE.fullmatch(provider):
+            provider = "invalid"
+        line = "%s %s %s %s %s\n" % (name, provider or "-", created or "-", status,
+                                      "yes" if cordoned else "no")
+        rest = len(nodes) - i - 1
+        reserve = len("more %s\n" % name) if rest else 0
+        if len(line) + reserve > budget:
+            last = lines[-1].split(" ", 1)[0] if lines else args.start_after
+            lines.append("more %s\n" % last)
+            break
+        lines.append(line)
+        budget -= len(line)
+    sys.stdout.write("".join(lines))
 
 
 def cmd_drain_left(args):
@@ -509,6 +556,11 @@ def main():
     p.add_argument("--nodes", required=True)
     p.add_argument("--ids", required=True)
     p.add_argument("--dns-map", default="")
+    p.add_argument("--need-dns", default="")
+    p = sub.add_parser("nodes")
+    p.add_argument("--nodes", required=True)
+    p.add_argument("--start-after", default="")
+    p.add_argument("--max-chars", type=int, default=24000)
     sub.add_parser("drain-left")
     args = parser.parse_args()
     handler = {
@@ -519,6 +571,7 @@ def main():
         "revocable": cmd_revocable,
         "join-config": cmd_join_config,
         "node-lookup": cmd_node_lookup,
+        "nodes": cmd_nodes,
         "drain-left": cmd_drain_left,
     }.get(args.command)
     if handler is None:

@@ -3,17 +3,20 @@
 #
 # Instance facts come from the EC2 instance metadata service (IMDSv2) unless the local emulator
 # provides them: JOINKEEPER_INSTANCE_ID, JOINKEEPER_PRIVATE_DNS, JOINKEEPER_AVAILABILITY_ZONE.
-# Paths: JOINKEEPER_LOG_DIR (default /var/log), JOINKEEPER_LOCK_DIR (default /run/lock),
-# JOINKEEPER_NODE_DIR (a fake root for /etc paths in local emulation; empty on real nodes).
+# Paths: JOINKEEPER_LOG_DIR (default /var/log/joinkeeper, kept 0700), JOINKEEPER_LOCK_DIR
+# (default /run/lock), JOINKEEPER_NODE_DIR (a fake root for /etc paths in local emulation; empty
+# on real nodes).
 #
 # Secrets: a token secret is only ever held in a shell variable, a pipe, or a 0600 file inside a
 # private temporary directory that is removed on exit. It is never an argument of a command (so
-# never visible in `ps`) and never written to stdout, stderr or a log.
+# never visible in `ps`) and never written to stdout, stderr or a log. Every script runs under
+# umask 077, so whatever it creates is readable by root only.
 
 if [[ -n "${JK_LIB_LOADED:-}" ]]; then
   return 0
 fi
 JK_LIB_LOADED=1
+umask 077
 
 JK_BIN=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 JK_PROG=${JK_PROG:-$(basename "$0")}
@@ -28,12 +31,27 @@ jk_die() {
   exit "$code"
 }
 
-# Replaces anything shaped like a bootstrap token, and a record's token_secret field, with a marker.
+# The one redaction filter (stdin to stdout, line-buffered) every joinkeeper script and the user
+# data pass command output through before it reaches a log, the console or a Run Command output.
+# It replaces every secret shape joinkeeper handles:
+#  - a bootstrap token `[a-z0-9]{6}.[a-z0-9]{16}` (kubeadm join lines, kURL's kubeadm-token=...,
+#    JoinConfiguration YAML);
+#  - a token secret or certificate key in a JSON/YAML field or a key=value / flag pair:
+#    "token_secret", "certificate_key", certificateKey:, certKey:, token-secret=, cert-key=,
+#    cert_key=, --certificate-key VALUE / --certificate-key=VALUE;
+#  - any run of 64 or more hex digits (the shape of kubeadm's certificate key), except the one
+#    that follows `sha256:`: the CA certificate hash pins the cluster CA's public key, which
+#    every client can read from the cluster-info ConfigMap; it is public and stays readable.
 jk_redact() {
-  sed -u -E \
+  LC_ALL=C sed -u -E \
     -e 's/[a-z0-9]{6}\.[a-z0-9]{16}/<redacted-token>/g' \
-    -e 's/("token_secret"[[:space:]]*:[[:space:]]*")[^"]*"/\1<redacted>"/g' \
-    -e 's/(token(-secret)?[=:][[:space:]]*)[a-z0-9]{16}/\1<redacted>/g'
+    -e 's/("(token_secret|certificate_key|certificateKey|certKey|cert_key)"[[:space:]]*:[[:space:]]*")[^"]*"/\1<redacted>"/g' \
+    -e 's/((certificateKey|certKey|token_secret|token-secret|cert-key|cert_key|certificate-key|certificate_key)[=:][[:space:]]*"?)[^"[:space:],]+/\1<redacted>/g' \
+    -e 's/(--certificate-key([[:space:]]+|=))[^[:space:]]+/\1<redacted>/g' \
+    -e 's/(token(-secret)?[=:][[:space:]]*)[a-z0-9]{16}/\1<redacted>/g' \
+    -e 's/(sha256:)([0-9a-fA-F]{64})/\1@JKCA@\2/g' \
+    -e ':hex' -e 's/(^|[^0-9a-fA-F@])[0-9a-fA-F]{64,}/\1<redacted-key>/' -e 't hex' \
+    -e 's/@JKCA@//g'
 }
 
 jk_cleanup() {
@@ -78,7 +96,13 @@ jk_prefix() {
 
 jk_record_name() { printf '%s/%s/join-record\n' "$1" "$2"; }
 
-jk_log_dir() { printf '%s\n' "${JOINKEEPER_LOG_DIR:-/var/log}"; }
+# joinkeeper's log folder (0700): created when missing, its mode tightened when it exists.
+jk_log_dir() {
+  local dir=${JOINKEEPER_LOG_DIR:-/var/log/joinkeeper}
+  mkdir -p "$dir" || return 1
+  chmod 0700 "$dir" 2>/dev/null || true
+  printf '%s\n' "$dir"
+}
 jk_lock_dir() { printf '%s\n' "${JOINKEEPER_LOCK_DIR:-/run/lock}"; }
 # A path under the node's root: /etc/... on a real node, $JOINKEEPER_NODE_DIR/etc/... locally.
 jk_root_path() { printf '%s%s\n' "${JOINKEEPER_NODE_DIR:-}" "$1"; }
@@ -154,9 +178,14 @@ jk_conf_get() {
 
 # --- Nodes ---------------------------------------------------------------------------------------
 # jk_node_lookup OUTFILE ID... : writes "<id> <name|-> <Ready|NotReady|Unknown|Absent>" lines.
-# A Node matches an instance when its providerID ends in /<instance-id>; for ids no providerID
-# matches, the instances' private DNS names are looked up (ec2:DescribeInstances, best effort,
-# JOINKEEPER_EC2_LOOKUP=0 turns it off) and a Node with that name matches.
+# A Node matches an instance when its providerID names it (aws:///<zone>/<instance-id>). For ids
+# no providerID matches, a Node WITHOUT a providerID whose name is the instance's private DNS
+# name matches; a Node whose providerID names another instance never does (a terminated
+# instance's Node, its IP reused, must not lend its Ready condition). The private DNS names come
+# from JK_DNS_PAIRS ("i-...=ip-... ..." as the caller passed them: no AWS call at all); without
+# them, and only when some Node has no providerID, one ec2:DescribeInstances call for all the
+# unmatched ids looks them up (best effort; JOINKEEPER_EC2_LOOKUP=0 turns it off).
+JK_DNS_PAIRS=${JK_DNS_PAIRS:-}
 jk_node_lookup() {
   local out=$1; shift
   local ids="$*"
@@ -166,15 +195,17 @@ jk_node_lookup() {
     jk_redact <"$JK_TMP/kubectl.err" | tail -n 5 >&2
     jk_die "kubectl get nodes failed; cannot read Node status"
   fi
-  jk_json node-lookup --nodes "$nodes" --ids "$ids" >"$out" || jk_die "could not read the Node list"
-  local absent=()
-  local id status
-  while read -r id _ status; do
-    if [[ "$status" == Absent ]]; then absent+=("$id"); fi
-  done <"$out"
-  if ((${#absent[@]} > 0)) && [[ "${JOINKEEPER_EC2_LOOKUP:-1}" != 0 ]]; then
+  if [[ -n "$JK_DNS_PAIRS" ]]; then
+    tr ' =' '\n ' <<<"$JK_DNS_PAIRS" | sed '/^$/d' >"$dnsmap"
+    jk_json node-lookup --nodes "$nodes" --ids "$ids" --dns-map "$dnsmap" >"$out" || jk_die "could not read the Node list"
+    return 0
+  fi
+  jk_json node-lookup --nodes "$nodes" --ids "$ids" --need-dns "$JK_TMP/need-dns" >"$out" \
+    || jk_die "could not read the Node list"
+  # need-dns: the unmatched ids, written only when some Node has no providerID.
+  if [[ -s "$JK_TMP/need-dns" && "${JOINKEEPER_EC2_LOOKUP:-1}" != 0 ]]; then
     local joined
-    joined=$(IFS=,; printf '%s' "${absent[*]}")
+    joined=$(paste -sd, "$JK_TMP/need-dns")
     if (jk_ensure_region && jk_aws ec2 describe-instances --filters "Name=instance-id,Values=$joined" \
         --query 'Reservations[].Instances[].[InstanceId,PrivateDnsName]' --output text) \
         >"$dnsmap" 2>"$JK_TMP/ec2.err"; then

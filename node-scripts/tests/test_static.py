@@ -16,9 +16,11 @@ DOCUMENTS = os.path.join(NODE_SCRIPTS, "documents")
 # docs/contracts.md: document name -> its parameters.
 CONTRACT = {
     "joinkeeper-regenerate": {"ClusterName", "ParameterPrefix", "TokenTtlSeconds"},
-    "joinkeeper-node-status": {"InstanceIds"},
     "joinkeeper-drain": {"InstanceId", "DrainTimeoutSeconds"},
     "joinkeeper-join-log": {"Lines"},
+    "joinkeeper-node-status": {"InstanceIds", "PrivateDnsNames"},
+    "joinkeeper-nodes": {"StartAfter"},
+    "joinkeeper-cordon": {"NodeName", "Delete"},
 }
 GOOD = {
     "ClusterName": ["demo", "prod-eu.1", "A", "a" * 63],
@@ -29,6 +31,13 @@ GOOD = {
     "InstanceId": ["i-0123456789abcdef0", "i-01234567"],
     "DrainTimeoutSeconds": ["1", "300", "9999"],
     "Lines": ["1", "100", "999"],
+    "PrivateDnsNames": ["-", "i-0123456789abcdef0=ip-10-0-1-5.ec2.internal",
+                        "i-01234567=ip-10-0-1-5.eu-west-1.compute.internal "
+                        "i-0123456789abcdef0=i-0123456789abcdef0.us-east-1.compute.internal",
+                        " ".join(["i-0123456789abcdef0=ip-10-0-1-5.ec2.internal"] * 100)],
+    "StartAfter": ["-", "ip-10-0-1-5.ec2.internal", "a"],
+    "NodeName": ["ip-10-0-1-5.ec2.internal", "a", "node-1", "a" * 253],
+    "Delete": ["true", "false"],
 }
 # Shell text that must never get through any parameter.
 HOSTILE = ["'; rm -rf /", "$(id)", "`id`", "demo\nrm -rf /", "demo\n", "\ndemo", "demo'", "demo;id",
@@ -45,6 +54,13 @@ BAD = {
     "InstanceId": ["i-0123456789ABCDEF0", "i-0123", "i-0123456789abcdef0 i-01234567", "0123456789abcdef0"],
     "DrainTimeoutSeconds": ["0", "-1", "10000", "05"],
     "Lines": ["0", "1000", "-5", "01"],
+    "PrivateDnsNames": ["i-0123=ip-1", "i-0123456789abcdef0=IP-10-0-1-5.ec2.internal", "i-0123456789abcdef0",
+                        "=ip-10-0-1-5", "i-0123456789abcdef0=ip-10-0-1-5.ec2.internal ", "--",
+                        "i-0123456789abcdef0=ip-10-0-1-5.ec2.internal  i-01234567=ip-1",
+                        " ".join(["i-0123456789abcdef0=ip-10-0-1-5.ec2.internal"] * 101)],
+    "StartAfter": ["--", "A", "-a", "a-", "a" * 254],
+    "NodeName": ["Node1", "-node", "node-", "a" * 254, "-"],
+    "Delete": ["yes", "True", "1", "-"],
 }
 
 BASH_SCRIPTS = sorted(
@@ -146,8 +162,8 @@ def test_parameter_patterns_accept_good_values_and_reject_shell_text():
                 for good in GOOD[pname]:
                     middle = good[: len(good) // 2] + ch + good[len(good) // 2:]
                     for value in (good + ch, ch + good, middle):
-                        if ch == " " and pname == "InstanceIds" and re.fullmatch(pattern, value):
-                            continue  # the one separator InstanceIds allows, between whole ids
+                        if ch == " " and pname in ("InstanceIds", "PrivateDnsNames") and re.fullmatch(pattern, value):
+                            continue  # the one separator these lists allow, between whole items
                         assert not re.fullmatch(pattern, value), (pname, repr(value))
 
 
