@@ -36,6 +36,13 @@ Gaps in moto that this launcher fills, by monkeypatching moto's classes at start
  6. Scripts calling back into the emulator with the aws CLI cannot pick a moto account (no way to
     send the x-moto-account-id header). -> an access key id made of 12 digits selects that account
     (as LocalStack does); scripts of instances outside the default account get such a key.
+ 7. Warm pools are stored only (DescribeWarmPool lists no instances). -> the pool is filled to
+    its size and instances move into it, out of it for service, back on scale-in
+    (ReuseOnScaleIn) and out to be terminated, each through the lifecycle hooks with the event's
+    Origin/Destination (EC2, AutoScalingGroup, WarmPool) and the Warmed:* states.
+ 8. A stopped instance that starts runs nothing, and instances have no metadata. -> boot units
+    (<node dir>/boot-units/) run at each restart, user data only at the first boot; the target
+    lifecycle state is kept in <node dir>/imds/autoscaling/target-lifecycle-state.
 
 Choices (also in emulator/README.md):
  - An undeliverable command invocation (tag emulator:agent=undeliverable) ends as Status Failed,
@@ -51,5 +58,6 @@ Choices (also in emulator/README.md):
 Modules, by concern: common (constants, configuration, state), scripts (running a script as if on
 an instance), documents / invocations / run_command / command_listing (Run Command),
 managed_nodes, lifecycle / lifecycle_api / capacity (Auto Scaling lifecycle hooks and capacity),
-user_data, accounts, control_api, server (patches, WSGI app, main).
+warm_pool / warm_pool_api (warm pools), boot_units, imds (target lifecycle state), user_data,
+accounts, control_api, server (patches, WSGI app, main).
 """

@@ -14,19 +14,39 @@ from moto.autoscaling.models import (
 )
 
 from .common import COUNTED_STATES, STATE
-from .lifecycle import begin_launch, begin_termination, end_action, pending_actions, terminate_now
+from .imds import LAUNCH
+from .lifecycle import begin_launch, begin_termination, supersede_actions, terminate_now
+from .warm_pool import (
+    WARM_POOL,
+    enter_pool,
+    is_warm,
+    maintain_pool,
+    retire_from_pool,
+    scale_in,
+    take_from_pool,
+)
 
 
 def wrap_replace_instances(original: Callable) -> Callable:
     def replace_autoscaling_group_instances(
         self: FakeAutoScalingGroup, count_needed: int, propagated_tags: dict[str, str]
     ) -> None:
-        """New group instances go to Pending:Wait when the group has a launch hook."""
+        """New group instances go to Pending:Wait when the group has a launch hook; instances
+        launched for the warm pool enter it. Their target lifecycle state is set before their
+        user data starts."""
         with STATE.lock:
+            into_pool = getattr(LAUNCH, "destination", None) == WARM_POOL
             before = set(map(id, self.instance_states))
-            original(self, count_needed, propagated_tags)
+            LAUNCH.target = f"Warmed:{self.warm_pool.pool_state}" if into_pool else "InService"
+            try:
+                original(self, count_needed, propagated_tags)
+            finally:
+                LAUNCH.target = None
             for state in [s for s in self.instance_states if id(s) not in before]:
-                begin_launch(self, state)
+                if into_pool:
+                    enter_pool(self, state)
+                else:
+                    begin_launch(self, state)
 
     return replace_autoscaling_group_instances
 
@@ -44,17 +64,22 @@ def instances_wanted(group: FakeAutoScalingGroup) -> int:
 
 def asg_set_desired_capacity(self: FakeAutoScalingGroup, new_capacity: int | None) -> None:
     """Replaces FakeAutoScalingGroup.set_desired_capacity: instances in Pending:Wait count toward
-    capacity (moto counts only InService, so it would launch again), and scale-in goes through
-    the terminate hooks (Terminating:Wait) instead of terminating at once."""
+    capacity (moto counts only InService, so it would launch again), scale-out takes prepared
+    instances from the warm pool first, scale-in goes through the terminate hooks
+    (Terminating:Wait, or back to the warm pool) instead of terminating at once; then the warm
+    pool is brought to its size."""
     with STATE.lock:
         self.desired_capacity = self.min_size if new_capacity is None else new_capacity
         counted = [s for s in self.instance_states if s.lifecycle_state in COUNTED_STATES]
         delta = instances_wanted(self) - len(counted)
         if delta > 0:
+            delta -= take_from_pool(self, delta)
+        if delta > 0:
             self.replace_autoscaling_group_instances(delta, self.get_propagated_tags())
         elif delta < 0:
             for state in [s for s in counted if not s.protected_from_scale_in][:-delta]:
-                begin_termination(self, state)
+                scale_in(self, state)
+        maintain_pool(self)
         if self.name in self.autoscaling_backend.autoscaling_groups:
             self.autoscaling_backend.update_attached_elbs(self.name)
             self.autoscaling_backend.update_attached_target_groups(self.name)
@@ -64,7 +89,9 @@ def asg_terminate_instance(
     self: AutoScalingBackend, instance_id: str, should_decrement: bool
 ) -> TerminateInstanceActivity:
     """Replaces AutoScalingBackend.terminate_instance (TerminateInstanceInAutoScalingGroup): the
-    instance goes through the terminate hooks; without decrement a replacement is launched."""
+    instance goes through the terminate hooks (never back to the warm pool); without decrement a
+    replacement is launched (from the warm pool if it has one ready). A warm-pool instance
+    leaves the pool to be terminated and the pool is refilled."""
     with STATE.lock:
         state = next(
             (
@@ -91,6 +118,9 @@ def asg_terminate_instance(
                 group.desired_capacity -= 1
             begin_termination(group, state)
             group.set_desired_capacity(group.desired_capacity)
+        elif is_warm(state) and not state.lifecycle_state.startswith("Warmed:Terminat"):
+            retire_from_pool(group, state)
+            maintain_pool(group)
         return TerminateInstanceActivity(state.instance, original_size)
 
 
@@ -105,8 +135,7 @@ def wrap_delete_group(original: Callable) -> Callable:
             original(self, group_name)
             if group is not None:
                 for state in list(group.instance_states):
-                    for action in pending_actions(state):
-                        end_action(action, "ABANDON", "superseded")
+                    supersede_actions(state)
                     terminate_now(group, state)
             for key in [
                 k

@@ -72,6 +72,9 @@ class ExtensionState:
         self.lifecycle_actions: dict[str, LifecycleAction] = {}
         self.user_data_runs: dict[str, dict[str, Any]] = {}
         self.processes: set[subprocess.Popen] = set()
+        self.owners: dict[subprocess.Popen, str] = {}  # process -> instance id it runs on
+        self.boot_runs: list[dict[str, Any]] = []
+        self.warming: dict[str, Any] = {}  # instance id -> InstanceState in Warmed:Pending
 
 
 STATE = ExtensionState()

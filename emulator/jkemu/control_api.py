@@ -2,10 +2,57 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Iterator
+
+from moto.autoscaling.models import FakeAutoScalingGroup, autoscaling_backends
 
 from .common import CONFIG, STATE
-from .scripts import reset_extension
+from .scripts import reset_extension, target_state_file
+from .warm_pool import maintain_pool
+
+
+def groups(account: str | None) -> Iterator[tuple[str, str, FakeAutoScalingGroup]]:
+    """(account, region, group) of every group that exists (without creating backends)."""
+    for acct, regions in list(dict.items(autoscaling_backends)):
+        if account and acct != account:
+            continue
+        for region, backend in list(dict.items(regions)):
+            for group in list(backend.autoscaling_groups.values()):
+                yield acct, region, group
+
+
+def group_instance_rows(account: str | None) -> list[dict[str, Any]]:
+    rows = []
+    for acct, region, group in groups(account):
+        for state in group.instance_states:
+            target = target_state_file(state.instance.id)
+            rows.append(
+                {
+                    "account": acct,
+                    "region": region,
+                    "group": group.name,
+                    "instance_id": state.instance.id,
+                    "lifecycle_state": state.lifecycle_state,
+                    "ec2_state": state.instance.state,
+                    "target_lifecycle_state": (
+                        target.read_text().strip() if target.exists() else None
+                    ),
+                }
+            )
+    return rows
+
+
+def maintain_pools(account: str | None, query: dict[str, list[str]]) -> list[str]:
+    """Bring every warm pool (of one account / group) to its size, as Auto Scaling keeps doing."""
+    done = []
+    for _, _, group in groups(account):
+        if (
+            getattr(group, "warm_pool", None) is not None
+            and query.get("group", [group.name])[0] == group.name
+        ):
+            maintain_pool(group)
+            done.append(group.name)
+    return done
 
 
 def selected(
@@ -45,6 +92,12 @@ def control(
             return 200, selected(STATE.command_log, query, account)
         if method == "GET" and path == "user-data":
             return 200, selected(list(STATE.user_data_runs.values()), query, account)
+        if method == "GET" and path == "boot-units":
+            return 200, selected(STATE.boot_runs, query, account)
+        if method == "GET" and path == "instances":
+            return 200, selected(group_instance_rows(account), query, account)
+        if method == "POST" and path == "warm-pools/maintain":
+            return 200, {"maintained": maintain_pools(account, query)}
         if method == "GET" and path == "health":
             return 200, {
                 "ok": True,

@@ -11,7 +11,6 @@ from moto.ssm.models import ssm_backends
 from .common import DEFAULT_EXECUTION_TIMEOUT, PLACEHOLDER
 from .scripts import map_paths
 
-
 # The one AWS-managed document the emulator knows, for ad-hoc shell commands.
 AWS_RUN_SHELL_SCRIPT = {
     "schemaVersion": "2.2",

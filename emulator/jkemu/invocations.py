@@ -155,7 +155,7 @@ def run_step(
     script.write_text(step["script"])
     cwd = Path(step["workdir"]) if step["workdir"] and Path(step["workdir"]).is_dir() else work
     with open(work / "stdout", "wb") as out, open(work / "stderr", "wb") as err:
-        proc = start_script(script, inv.env, cwd, out, err)
+        proc = start_script(script, inv.env, cwd, out, err, owner=inv.instance_id)
         with STATE.lock:
             inv.process = proc
             if inv.cancel_requested:  # cancelled while it was starting

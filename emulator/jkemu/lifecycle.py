@@ -1,5 +1,5 @@
 """Auto Scaling lifecycle actions (patches 3 and 4): waits, their events, completion and
-timeouts."""
+timeouts, for launches and terminations and the warm pool's moves."""
 
 from __future__ import annotations
 
@@ -11,6 +11,28 @@ from typing import Any
 from moto.autoscaling.models import FakeAutoScalingGroup, InstanceState
 
 from .common import LAUNCHING, LOG, STATE, TERMINATING, iso_z, utcnow
+from .imds import set_target_state
+
+WARM_POOL, GROUP, EC2 = "WarmPool", "AutoScalingGroup", "EC2"
+
+
+@dataclasses.dataclass(frozen=True)
+class Move:
+    """Where an instance comes from and goes to (the event's Origin and Destination), the hook
+    transition that holds it, and the state it waits in."""
+
+    transition: str
+    origin: str
+    destination: str
+    wait_state: str
+
+
+LAUNCH = Move(LAUNCHING, EC2, GROUP, "Pending:Wait")
+LAUNCH_INTO_POOL = Move(LAUNCHING, EC2, WARM_POOL, "Warmed:Pending:Wait")
+LEAVE_POOL = Move(LAUNCHING, WARM_POOL, GROUP, "Pending:Wait")
+TERMINATE = Move(TERMINATING, GROUP, EC2, "Terminating:Wait")
+RETURN_TO_POOL = Move(TERMINATING, GROUP, WARM_POOL, "Warmed:Pending:Wait")
+RETIRE_FROM_POOL = Move(TERMINATING, WARM_POOL, EC2, "Warmed:Terminating:Wait")
 
 
 @dataclasses.dataclass
@@ -20,7 +42,7 @@ class LifecycleAction:
     region: str
     group: FakeAutoScalingGroup
     hook_name: str
-    transition: str
+    move: Move
     state: InstanceState
     heartbeat_timeout: int
     default_result: str
@@ -33,6 +55,10 @@ class LifecycleAction:
     @property
     def instance_id(self) -> str:
         return self.state.instance.id
+
+    @property
+    def transition(self) -> str:
+        return self.move.transition
 
     @property
     def deadline(self) -> dt.datetime:
@@ -61,6 +87,8 @@ class LifecycleAction:
             "group": self.group.name,
             "hook": self.hook_name,
             "transition": self.transition,
+            "origin": self.move.origin,
+            "destination": self.move.destination,
             "instance_id": self.instance_id,
             "started": iso_z(self.started),
             "last_heartbeat": iso_z(self.last_heartbeat),
@@ -96,9 +124,7 @@ def lifecycle_event(action: LifecycleAction, hook: Any) -> dict[str, Any]:
     }
     if getattr(hook, "notification_metadata", None):
         detail["NotificationMetadata"] = hook.notification_metadata
-    detail["Origin"], detail["Destination"] = (
-        ("EC2", "AutoScalingGroup") if launching else ("AutoScalingGroup", "EC2")
-    )
+    detail["Origin"], detail["Destination"] = action.move.origin, action.move.destination
     return {
         "version": "0",
         "id": str(uuid.uuid4()),
@@ -117,10 +143,11 @@ def lifecycle_event(action: LifecycleAction, hook: Any) -> dict[str, Any]:
 
 
 def begin_wait(
-    group: FakeAutoScalingGroup, state: InstanceState, transition: str, hooks: list[Any]
+    group: FakeAutoScalingGroup, state: InstanceState, move: Move, hooks: list[Any]
 ) -> None:
-    """Put an instance in Pending:Wait / Terminating:Wait with one action (and event) per hook."""
-    state.lifecycle_state = "Pending:Wait" if transition == LAUNCHING else "Terminating:Wait"
+    """Put an instance in the move's wait state (Pending:Wait, Terminating:Wait, Warmed:...)
+    with one action (and event) per hook."""
+    state.lifecycle_state = move.wait_state
     now = utcnow()
     for hook in hooks:
         action = LifecycleAction(
@@ -129,7 +156,7 @@ def begin_wait(
             region=group.region,
             group=group,
             hook_name=hook.name,
-            transition=transition,
+            move=move,
             state=state,
             heartbeat_timeout=int(hook.heartbeat_timeout),
             default_result=hook.default_result,
@@ -151,7 +178,7 @@ def begin_wait(
 def begin_launch(group: FakeAutoScalingGroup, state: InstanceState) -> None:
     hooks = hooks_for(group, LAUNCHING)
     if hooks:
-        begin_wait(group, state, LAUNCHING, hooks)
+        begin_wait(group, state, LAUNCH, hooks)
 
 
 def pending_actions(state: InstanceState, transition: str | None = None) -> list[LifecycleAction]:
@@ -166,21 +193,51 @@ def end_action(action: LifecycleAction, result: str, by: str) -> None:
     action.result, action.ended, action.ended_by = result, utcnow(), by
 
 
-def begin_termination(group: FakeAutoScalingGroup, state: InstanceState) -> None:
-    """Scale-in of one instance: Terminating:Wait when the group has a terminate hook, else
-    terminated now. A deleted group (flag set by the delete patch) skips the hooks."""
+def supersede_actions(state: InstanceState) -> None:
     for action in pending_actions(state):
         end_action(action, "ABANDON", "superseded")
-    hooks = [] if getattr(group, "_jk_deleting", False) else hooks_for(group, TERMINATING)
+
+
+def begin_move(group: FakeAutoScalingGroup, state: InstanceState, move: Move) -> bool:
+    """Start a move through the group's hooks for its transition (none once the group is being
+    deleted: flag set by the delete patch). True when the instance now waits."""
+    supersede_actions(state)
+    hooks = [] if getattr(group, "_jk_deleting", False) else hooks_for(group, move.transition)
     if hooks:
-        begin_wait(group, state, TERMINATING, hooks)
-    else:
+        begin_wait(group, state, move, hooks)
+    return bool(hooks)
+
+
+def begin_termination(
+    group: FakeAutoScalingGroup, state: InstanceState, move: Move = TERMINATE
+) -> None:
+    """One instance leaves for good: it waits in Terminating:Wait (Warmed:Terminating:Wait from
+    the pool) when the group has a terminate hook, else it is terminated now."""
+    set_target_state(state.instance.id, "Terminated")
+    if not begin_move(group, state, move):
         terminate_now(group, state)
+
+
+def settle_in_pool(group: FakeAutoScalingGroup, state: InstanceState) -> None:
+    """End of a move into the warm pool: Warmed:<PoolState>; stopped unless the pool runs.
+    A pool gone or being deleted meanwhile: terminated instead."""
+    pool = getattr(group, "warm_pool", None)
+    STATE.warming.pop(state.instance.id, None)
+    if pool is None or getattr(pool, "status", None) == "PendingDelete":
+        terminate_now(group, state)
+        return
+    state.lifecycle_state = f"Warmed:{pool.pool_state}"
+    set_target_state(state.instance.id, state.lifecycle_state)
+    if pool.pool_state != "Running" and state.instance.state == "running":
+        group.ec2_backend.stop_instances([state.instance.id])
 
 
 def terminate_now(group: FakeAutoScalingGroup, state: InstanceState) -> None:
     """Remove the instance from its group and terminate it, without refilling the group."""
-    state.lifecycle_state = "Terminated"
+    warm = state.lifecycle_state.startswith("Warmed:")
+    state.lifecycle_state = "Warmed:Terminated" if warm else "Terminated"
+    STATE.warming.pop(state.instance.id, None)
+    set_target_state(state.instance.id, "Terminated")
     if state in group.instance_states:
         group.instance_states.remove(state)
     if state.instance.state != "terminated":
@@ -188,11 +245,17 @@ def terminate_now(group: FakeAutoScalingGroup, state: InstanceState) -> None:
     if group.name in group.autoscaling_backend.autoscaling_groups:
         group.autoscaling_backend.update_attached_elbs(group.name)
         group.autoscaling_backend.update_attached_target_groups(group.name)
+    pool = getattr(group, "warm_pool", None)
+    if getattr(pool, "status", None) == "PendingDelete" and not any(
+        s.lifecycle_state.startswith("Warmed:") for s in group.instance_states
+    ):
+        group.warm_pool = None  # DeleteWarmPool is done once its last instance is gone
 
 
 def finish_action(action: LifecycleAction, result: str, by: str) -> None:
-    """Apply a completed (or timed-out) action: InService once every launch action said
-    CONTINUE; terminated on a launch ABANDON or once the terminate actions are done."""
+    """Apply a completed (or timed-out) action once every action of the move is done: into
+    service (launch CONTINUE), into the warm pool (launch into it with CONTINUE, or scale-in
+    back to it with either result), else terminated (ABANDON of a launch, end of a terminate)."""
     end_action(action, result, by)
     state, group = action.state, action.group
     others = pending_actions(state, action.transition)
@@ -202,10 +265,13 @@ def finish_action(action: LifecycleAction, result: str, by: str) -> None:
         others = []
     if others:
         return
-    if action.transition == LAUNCHING and result == "CONTINUE":
+    move = action.move
+    if move.destination == GROUP and result == "CONTINUE":
         state.lifecycle_state = "InService"
         group.autoscaling_backend.update_attached_elbs(group.name)
         group.autoscaling_backend.update_attached_target_groups(group.name)
+    elif move.destination == WARM_POOL and (move.transition == TERMINATING or result == "CONTINUE"):
+        settle_in_pool(group, state)
     else:
         terminate_now(group, state)
     LOG.info(

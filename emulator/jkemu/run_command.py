@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import datetime as dt
-import threading
 import uuid
 from typing import Any
 
@@ -14,7 +13,7 @@ from .common import LOG, PLUGIN_OUTPUT_LIMIT, STATE, iso_z, utcnow
 from .documents import load_document, render_steps, resolve_parameters, ssm_error
 from .invocations import CommandRecord, Invocation, PluginResult, run_invocation
 from .managed_nodes import agent_state, resolve_targets
-from .scripts import script_environment
+from .scripts import in_background, script_environment
 
 
 def invocation_dict(command: CommandRecord, inv: Invocation, details: bool) -> dict[str, Any]:
@@ -173,9 +172,7 @@ def ssm_send_command(self: SimpleSystemManagerResponse) -> ActionResult:
         ",".join(command.invocations) or "(no target)",
     )
     for inv in command.invocations.values():
-        threading.Thread(
-            target=run_invocation, args=(command, inv), name=f"cmd-{inv.instance_id}", daemon=True
-        ).start()
+        in_background(f"cmd-{inv.instance_id}", run_invocation, command, inv)
     return ActionResult({"Command": response})
 
 

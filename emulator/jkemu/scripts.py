@@ -8,6 +8,7 @@ import re
 import shutil
 import signal
 import subprocess
+import threading
 from pathlib import Path
 from typing import Any, Callable
 
@@ -25,6 +26,14 @@ def kill_process_group(proc: subprocess.Popen) -> None:
 def kill_all_children() -> None:
     with STATE.lock:
         procs = list(STATE.processes)
+    for proc in procs:
+        kill_process_group(proc)
+
+
+def kill_instance_processes(instance_id: str) -> None:
+    """Everything running 'on' one instance (user data, commands, boot units): a stop kills it."""
+    with STATE.lock:
+        procs = [p for p, owner in STATE.owners.items() if owner == instance_id]
     for proc in procs:
         kill_process_group(proc)
 
@@ -50,11 +59,20 @@ def access_key_for(account: str) -> str:
     return "testing" if account == DEFAULT_ACCOUNT else account
 
 
+def node_dir_of(instance_id: str) -> Path:
+    return CONFIG.state_dir / "nodes" / instance_id
+
+
+def target_state_file(instance_id: str) -> Path:
+    """Stand-in for IMDS latest/meta-data/autoscaling/target-lifecycle-state."""
+    return node_dir_of(instance_id) / "imds" / "autoscaling" / "target-lifecycle-state"
+
+
 def script_environment(instance: Any, account: str, region: str) -> dict[str, str]:
     """The environment of a script 'on' an instance, as docs/contracts.md (Local emulation) says.
     Creates the instance's node folder (with log/ and lock/) and its cluster's kube folder."""
     tags = instance_tags(instance)
-    node_dir = CONFIG.state_dir / "nodes" / instance.id
+    node_dir = node_dir_of(instance.id)
     kube_dir = CONFIG.state_dir / "clusters" / (tags.get("joinkeeper:cluster") or "_none")
     for folder in (node_dir / "log", node_dir / "lock", kube_dir):
         folder.mkdir(parents=True, exist_ok=True)
@@ -85,6 +103,9 @@ def script_environment(instance: Any, account: str, region: str) -> dict[str, st
         JOINKEEPER_LOG_DIR=str(node_dir / "log"),
         JOINKEEPER_LOCK_DIR=str(node_dir / "lock"),
     )
+    target = target_state_file(instance.id)
+    if target.exists():
+        env["JOINKEEPER_TARGET_LIFECYCLE_STATE"] = target.read_text().strip()
     for key, value in tags.items():
         if key.startswith("emulator:"):
             name = re.sub(r"[^A-Za-z0-9_]", "_", key[len("emulator:") :].upper())
@@ -123,10 +144,11 @@ def die_with_parent(parent: int) -> Callable[[], None] | None:
 
 
 def start_script(
-    script: Path, env: dict[str, str], cwd: Path, stdout: Any, stderr: Any
+    script: Path, env: dict[str, str], cwd: Path, stdout: Any, stderr: Any, owner: str | None = None
 ) -> subprocess.Popen:
     """Start a script file in its own process group (so a timeout kills all it started). A file
-    with a shebang line runs by it; anything else runs with bash."""
+    with a shebang line runs by it; anything else runs with bash. `owner`: the instance it runs
+    on (its processes die when the instance stops)."""
     script.chmod(0o755)
     argv = (
         [str(script)]
@@ -145,9 +167,17 @@ def start_script(
     )
     with STATE.lock:
         STATE.processes.add(proc)
+        if owner:
+            STATE.owners[proc] = owner
     return proc
 
 
 def forget_process(proc: subprocess.Popen) -> None:
     with STATE.lock:
         STATE.processes.discard(proc)
+        STATE.owners.pop(proc, None)
+
+
+def in_background(name: str, target: Callable[..., None], *args: Any) -> None:
+    """Run target(*args) in a daemon thread (the server keeps serving)."""
+    threading.Thread(target=target, args=args, name=name, daemon=True).start()

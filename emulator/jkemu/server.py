@@ -27,6 +27,7 @@ from werkzeug.serving import make_server
 
 from . import __doc__ as PACKAGE_DOC
 from .accounts import wrap_get_current_account
+from .boot_units import wrap_start_instances, wrap_stop_instances
 from .capacity import (
     asg_set_desired_capacity,
     asg_terminate_instance,
@@ -47,6 +48,14 @@ from .managed_nodes import ssm_describe_instance_information
 from .run_command import ssm_get_command_invocation, ssm_send_command
 from .scripts import kill_all_children, reset_extension
 from .user_data import wrap_run_instances
+from .warm_pool import settle_warming
+from .warm_pool_api import (
+    asg_delete_warm_pool,
+    asg_describe_warm_pool,
+    asg_put_warm_pool,
+    group_instances,
+    group_warm_pool_size,
+)
 
 
 def install_patches() -> None:
@@ -67,6 +76,11 @@ def install_patches() -> None:
     FakeAutoScalingGroup.replace_autoscaling_group_instances = wrap_replace_instances(
         FakeAutoScalingGroup.replace_autoscaling_group_instances
     )
+    asg.put_warm_pool = asg_put_warm_pool
+    asg.describe_warm_pool = asg_describe_warm_pool
+    asg.delete_warm_pool = asg_delete_warm_pool
+    FakeAutoScalingGroup.instances = property(group_instances)
+    FakeAutoScalingGroup.warm_pool_size = property(group_warm_pool_size)
     FakeAutoScalingGroup.set_desired_capacity = asg_set_desired_capacity
     AutoScalingBackend.terminate_instance = asg_terminate_instance
     AutoScalingBackend.delete_auto_scaling_group = wrap_delete_group(
@@ -74,6 +88,8 @@ def install_patches() -> None:
     )
 
     EC2Backend.run_instances = wrap_run_instances(EC2Backend.run_instances)
+    EC2Backend.start_instances = wrap_start_instances(EC2Backend.start_instances)
+    EC2Backend.stop_instances = wrap_stop_instances(EC2Backend.stop_instances)
     BaseResponse.get_current_account = wrap_get_current_account(BaseResponse.get_current_account)
 
 
@@ -91,6 +107,7 @@ class EmulatorApp:
             reset_extension(wipe_files=True)
         else:
             expire_lifecycle_actions()
+            settle_warming()
         if path.startswith("/_joinkeeper/"):
             query = parse_qs(environ.get("QUERY_STRING", ""))
             account = query.get("account", [None])[0] or environ.get("HTTP_X_MOTO_ACCOUNT_ID")

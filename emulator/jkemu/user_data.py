@@ -5,15 +5,16 @@ from __future__ import annotations
 import base64
 import binascii
 import subprocess
-import threading
 from pathlib import Path
 from typing import Any, Callable
 
 from moto.ec2.models import EC2Backend
 
 from .common import LOG, STATE, iso_z, utcnow
+from .imds import launching_target, set_target_state
 from .scripts import (
     forget_process,
+    in_background,
     instance_tags,
     map_paths,
     script_environment,
@@ -37,7 +38,9 @@ def user_data_text(user_data: Any) -> str | None:
 def run_user_data(record: dict[str, Any], script: Path, env: dict[str, str]) -> None:
     """Background thread: run the user data, output appended to cloud-init-output.log."""
     with open(record["log"], "ab") as log:
-        proc = start_script(script, env, script.parent, log, subprocess.STDOUT)
+        proc = start_script(
+            script, env, script.parent, log, subprocess.STDOUT, owner=record["instance_id"]
+        )
         code = proc.wait()
         forget_process(proc)
     with STATE.lock:
@@ -70,19 +73,17 @@ def schedule_user_data(instance: Any, account: str, region: str) -> None:
     }
     with STATE.lock:
         STATE.user_data_runs[instance.id] = record
-    threading.Thread(
-        target=run_user_data,
-        args=(record, script, env),
-        name=f"user-data-{instance.id}",
-        daemon=True,
-    ).start()
+    in_background(f"user-data-{instance.id}", run_user_data, record, script, env)
 
 
 def wrap_run_instances(original: Callable) -> Callable:
     def run_instances(self: EC2Backend, *args: Any, **kwargs: Any) -> Any:
         """Every launched instance with user data runs it once (RunInstances and groups)."""
         reservation = original(self, *args, **kwargs)
+        target = launching_target()
         for instance in reservation.instances:
+            if target:
+                set_target_state(instance.id, target)
             schedule_user_data(instance, self.account_id, self.region_name)
         return reservation
 
