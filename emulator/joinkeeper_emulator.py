@@ -2,7 +2,7 @@
 """joinkeeper's local AWS API emulator (launcher; the code is the package `jkemu` beside it).
 
     python emulator/joinkeeper_emulator.py --host 127.0.0.1 --port 0 --state-dir DIR \
-        [--scripts-dir node-scripts]
+        [--scripts-dir node-scripts] [--record-calls PATH]
 
 Prints one line `ready http://HOST:PORT` on stdout once it accepts connections; everything else
 goes to stderr. See emulator/README.md and jkemu/__init__.py.

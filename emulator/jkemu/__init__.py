@@ -1,7 +1,7 @@
 """joinkeeper's local AWS API emulator: moto 5.2.5 in server mode, plus the behaviour it lacks.
 
     python emulator/joinkeeper_emulator.py --host 127.0.0.1 --port 0 --state-dir DIR \
-        [--scripts-dir node-scripts]
+        [--scripts-dir node-scripts] [--record-calls PATH]
 
 Prints one line `ready http://HOST:PORT` on stdout once it accepts connections (port 0 picks a
 free port); everything else goes to stderr.
@@ -43,6 +43,9 @@ Gaps in moto that this launcher fills, by monkeypatching moto's classes at start
  8. A stopped instance that starts runs nothing, and instances have no metadata. -> boot units
     (<node dir>/boot-units/) run at each restart, user data only at the first boot; the target
     lifecycle state is kept in <node dir>/imds/autoscaling/target-lifecycle-state.
+ 9. Nothing records who called what. -> with --record-calls PATH every AWS request is appended
+    as one JSON line (caller from the User-Agent app id, IAM action, resource ARNs and condition
+    keys, SSM's KMS calls) for an offline IAM policy check.
 
 Choices (also in emulator/README.md):
  - An undeliverable command invocation (tag emulator:agent=undeliverable) ends as Status Failed,
@@ -58,6 +61,7 @@ Choices (also in emulator/README.md):
 Modules, by concern: common (constants, configuration, state), scripts (running a script as if on
 an instance), documents / invocations / run_command / command_listing (Run Command),
 managed_nodes, lifecycle / lifecycle_api / capacity (Auto Scaling lifecycle hooks and capacity),
-warm_pool / warm_pool_api (warm pools), boot_units, imds (target lifecycle state), user_data,
+warm_pool / warm_pool_api (warm pools), boot_units, imds (target lifecycle state),
+recorder / iam_context / iam_ssm / iam_compute (record of AWS calls), user_data,
 accounts, control_api, server (patches, WSGI app, main).
 """

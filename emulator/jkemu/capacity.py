@@ -38,10 +38,11 @@ def wrap_replace_instances(original: Callable) -> Callable:
             into_pool = getattr(LAUNCH, "destination", None) == WARM_POOL
             before = set(map(id, self.instance_states))
             LAUNCH.target = f"Warmed:{self.warm_pool.pool_state}" if into_pool else "InService"
+            LAUNCH.group = self
             try:
                 original(self, count_needed, propagated_tags)
             finally:
-                LAUNCH.target = None
+                LAUNCH.target = LAUNCH.group = None
             for state in [s for s in self.instance_states if id(s) not in before]:
                 if into_pool:
                     enter_pool(self, state)

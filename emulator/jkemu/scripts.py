@@ -12,6 +12,8 @@ import threading
 from pathlib import Path
 from typing import Any, Callable
 
+from moto.autoscaling.models import autoscaling_backends
+
 from .common import CONFIG, DEFAULT_ACCOUNT, LOG, STATE
 
 
@@ -68,6 +70,20 @@ def target_state_file(instance_id: str) -> Path:
     return node_dir_of(instance_id) / "imds" / "autoscaling" / "target-lifecycle-state"
 
 
+def role_of(instance: Any, tags: dict[str, str], account: str, region: str) -> str | None:
+    """The instance's joinkeeper:role tag, else its group's (an instance of a worker group whose
+    tag did not propagate is a worker)."""
+    if tags.get("joinkeeper:role"):
+        return tags["joinkeeper:role"]
+    group = getattr(instance, "autoscaling_group", None)
+    group_name = tags.get("aws:autoscaling:groupName")
+    if group is None and group_name:
+        backend = dict.get(autoscaling_backends, account, {})
+        group = dict.get(backend, region) and backend[region].autoscaling_groups.get(group_name)
+    group_tags = {t["Key"]: t["Value"] for t in (group.tags if group else [])}
+    return group_tags.get("joinkeeper:role")
+
+
 def script_environment(instance: Any, account: str, region: str) -> dict[str, str]:
     """The environment of a script 'on' an instance, as docs/contracts.md (Local emulation) says.
     Creates the instance's node folder (with log/ and lock/) and its cluster's kube folder."""
@@ -103,6 +119,9 @@ def script_environment(instance: Any, account: str, region: str) -> dict[str, st
         JOINKEEPER_LOG_DIR=str(node_dir / "log"),
         JOINKEEPER_LOCK_DIR=str(node_dir / "lock"),
     )
+    role = role_of(instance, tags, account, region)
+    if role:
+        env["AWS_SDK_UA_APP_ID"] = role  # the principal of its AWS calls (User-Agent app/<role>)
     target = target_state_file(instance.id)
     if target.exists():
         env["JOINKEEPER_TARGET_LIFECYCLE_STATE"] = target.read_text().strip()

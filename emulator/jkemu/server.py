@@ -45,6 +45,7 @@ from .lifecycle_api import (
     wrap_put_lifecycle_hook,
 )
 from .managed_nodes import ssm_describe_instance_information
+from .recorder import RECORDER, recording
 from .run_command import ssm_get_command_invocation, ssm_send_command
 from .scripts import kill_all_children, reset_extension
 from .user_data import wrap_run_instances
@@ -118,6 +119,8 @@ class EmulatorApp:
                 [("Content-Type", "application/json"), ("Content-Length", str(len(payload)))],
             )
             return [payload]
+        if RECORDER.path and not path.startswith("/moto-api"):
+            return recording(self.moto_app, environ, start_response)
         return self.moto_app(environ, start_response)
 
 
@@ -133,6 +136,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         default=str(Path(__file__).resolve().parents[2] / "node-scripts"),
         help="what /opt/joinkeeper/ maps to",
     )
+    parser.add_argument(
+        "--record-calls",
+        default=os.environ.get("JOINKEEPER_RECORD_CALLS") or None,
+        metavar="PATH",
+        help="append one JSON line per AWS request served (env JOINKEEPER_RECORD_CALLS)",
+    )
     return parser.parse_args(argv)
 
 
@@ -147,6 +156,7 @@ def main(argv: list[str] | None = None) -> None:
     if not (CONFIG.venv_bin / "aws").exists():
         CONFIG.venv_bin = Path(sys.executable).parent
     install_patches()
+    RECORDER.open(args.record_calls)
 
     app = EmulatorApp(DomainDispatcherApplication(create_backend_app))
     server = make_server(

@@ -11,7 +11,7 @@ from typing import Any, Callable
 from moto.ec2.models import EC2Backend
 
 from .common import LOG, STATE, iso_z, utcnow
-from .imds import launching_target, set_target_state
+from .imds import LAUNCH, launching_target, set_target_state
 from .scripts import (
     forget_process,
     in_background,
@@ -80,8 +80,10 @@ def wrap_run_instances(original: Callable) -> Callable:
     def run_instances(self: EC2Backend, *args: Any, **kwargs: Any) -> Any:
         """Every launched instance with user data runs it once (RunInstances and groups)."""
         reservation = original(self, *args, **kwargs)
-        target = launching_target()
+        target, group = launching_target(), getattr(LAUNCH, "group", None)
         for instance in reservation.instances:
+            if group is not None:
+                instance.autoscaling_group = group  # as moto sets it right after
             if target:
                 set_target_state(instance.id, target)
             schedule_user_data(instance, self.account_id, self.region_name)

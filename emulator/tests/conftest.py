@@ -1,5 +1,5 @@
-"""Fixtures of the emulator tests: one emulator for the session, and per test an account of
-its own."""
+"""Fixtures of the emulator tests: one emulator for the session (recording every AWS call it
+serves), and per test an account of its own."""
 
 from __future__ import annotations
 
@@ -45,6 +45,8 @@ def emulator(tmp_path_factory: pytest.TempPathFactory, scripts_dir: Path):
             str(state),
             "--scripts-dir",
             str(scripts_dir),
+            "--record-calls",
+            str(state / "calls.jsonl"),
         ],
         stdout=subprocess.PIPE,
         stderr=open(state / "emulator.log", "wb"),
@@ -52,7 +54,12 @@ def emulator(tmp_path_factory: pytest.TempPathFactory, scripts_dir: Path):
     )
     line = proc.stdout.readline().strip()
     assert line.startswith("ready http://127.0.0.1:"), line
-    yield {"url": line.split()[1], "state": state, "scripts": scripts_dir}
+    yield {
+        "url": line.split()[1],
+        "state": state,
+        "scripts": scripts_dir,
+        "calls": state / "calls.jsonl",
+    }
     proc.send_signal(signal.SIGTERM)
     proc.wait(timeout=10)
 

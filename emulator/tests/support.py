@@ -18,16 +18,19 @@ TERMINAL = {"Success", "Failed", "TimedOut", "Cancelled"}
 class Aws:
     """boto3 clients in a fresh account, plus the control API."""
 
-    def __init__(self, emulator: dict) -> None:
+    def __init__(
+        self, emulator: dict, account: str | None = None, app_id: str | None = None
+    ) -> None:
         self.url, self.state = emulator["url"], emulator["state"]
-        self.account = str(random.randrange(10**11, 10**12))
+        self.account = account or str(random.randrange(10**11, 10**12))
         session = boto3.Session(
             aws_access_key_id=self.account, aws_secret_access_key="testing", region_name=REGION
         )
-        config = Config(retries={"max_attempts": 1})
+        config = Config(retries={"max_attempts": 1}, user_agent_appid=app_id)
         self.ssm = session.client("ssm", endpoint_url=self.url, config=config)
         self.ec2 = session.client("ec2", endpoint_url=self.url, config=config)
         self.asg = session.client("autoscaling", endpoint_url=self.url, config=config)
+        self.kms = session.client("kms", endpoint_url=self.url, config=config)
 
     def control(self, path: str, method: str = "GET") -> object:
         sep = "&" if "?" in path else "?"
@@ -82,6 +85,7 @@ class Aws:
         hooks: list[dict] | None = None,
         user_data: str | None = None,
         min_size: int = 0,
+        tags: list[dict] | None = None,
     ) -> None:
         data = {"ImageId": "ami-12345678", "InstanceType": "t3.small"}
         if user_data:
@@ -95,7 +99,8 @@ class Aws:
             MaxSize=10,
             DesiredCapacity=capacity,
             AvailabilityZones=[f"{REGION}a"],
-            Tags=[{"Key": "joinkeeper:cluster", "Value": name, "PropagateAtLaunch": True}],
+            Tags=[{"Key": "joinkeeper:cluster", "Value": name, "PropagateAtLaunch": True}]
+            + (tags or []),
             **kwargs,
         )
 
