@@ -23,6 +23,8 @@ import { DOCUMENT_FILES, DocumentKey, FunctionName, functionsArchitecture, funct
 export const METRIC_NAMESPACE = 'Joinkeeper';
 export const LAUNCH_DETAIL_TYPE = 'EC2 Instance-launch Lifecycle Action';
 export const TERMINATE_DETAIL_TYPE = 'EC2 Instance-terminate Lifecycle Action';
+/** Lambda timeout of every function (JOINKEEPER_FUNCTION_TIMEOUT_SECONDS tells them). */
+export const FUNCTION_TIMEOUT = Duration.minutes(15);
 
 export interface AccountStackProps extends StackProps {
   readonly config: AccountConfig;
@@ -85,6 +87,10 @@ export class JoinkeeperAccountStack extends Stack {
       JOINKEEPER_NODE_STATUS_DOCUMENT: names.nodeStatus,
       JOINKEEPER_DRAIN_DOCUMENT: names.drain,
       JOINKEEPER_JOIN_LOG_DOCUMENT: names.joinLog,
+      JOINKEEPER_NODES_DOCUMENT: names.nodes,
+      JOINKEEPER_CORDON_DOCUMENT: names.cordon,
+      JOINKEEPER_FUNCTION_TIMEOUT_SECONDS: String(FUNCTION_TIMEOUT.toSeconds()),
+      JOINKEEPER_HOOK_PREFIX: cfg.hookNamePrefix,
       RUST_LOG: cfg.rustLog,
     };
     // Set only when given: the functions' own defaults apply otherwise.
@@ -98,16 +104,14 @@ export class JoinkeeperAccountStack extends Stack {
       retentionPeriod: Duration.days(14),
     });
 
-    const grants: Record<FunctionName, { documents: string[]; workerInstances: boolean; parameters: boolean; lifecycle: boolean }> = {
-      // The refresher also sweeps Pending:Wait / Terminating:Wait instances whose event was lost.
-      'token-refresher': {
-        documents: [names.regenerate, names.nodeStatus, names.drain, names.joinLog],
-        workerInstances: true,
-        parameters: true,
-        lifecycle: true,
-      },
-      'launch-hook': { documents: [names.regenerate, names.nodeStatus, names.joinLog], workerInstances: true, parameters: true, lifecycle: true },
-      'terminate-hook': { documents: [names.nodeStatus, names.drain], workerInstances: false, parameters: false, lifecycle: true },
+    // Every function runs the same reconciler (any trigger reconciles the whole cluster: launch,
+    // terminate, drain, heartbeats); only the refresher also regenerates join records. No
+    // function gets the upload-certs document: control planes ask each other for it.
+    const reconcile = [names.nodes, names.nodeStatus, names.drain, names.cordon, names.joinLog];
+    const grants: Record<FunctionName, { documents: string[] }> = {
+      'token-refresher': { documents: [names.regenerate, ...reconcile] },
+      'launch-hook': { documents: reconcile },
+      'terminate-hook': { documents: reconcile },
     };
     const descriptions: Record<FunctionName, string> = {
       'token-refresher': 'joinkeeper: keeps every cluster join record fresh; sweeps lifecycle hooks whose event was lost',
@@ -127,7 +131,7 @@ export class JoinkeeperAccountStack extends Stack {
         description: `joinkeeper ${name}`,
       });
       logGroup.grantWrite(role);
-      for (const st of functionStatements(this, { ...grants[name], parameterPrefix: cfg.parameterPrefix, parameterKmsKeyArn: cfg.parameterKmsKeyArn })) {
+      for (const st of functionStatements(this, { ...grants[name], parameterPrefix: cfg.parameterPrefix })) {
         role.addToPrincipalPolicy(st);
       }
       const fn = new lambda.Function(this, pascal(name), {
@@ -140,7 +144,7 @@ export class JoinkeeperAccountStack extends Stack {
         memorySize: 256,
         // The launch hook keeps checking within one invocation (bounded well under this); the
         // refresher may regenerate and sweep; the terminate hook waits for a drain.
-        timeout: Duration.minutes(15),
+        timeout: FUNCTION_TIMEOUT,
         environment,
         role,
         logGroup,

@@ -8,10 +8,11 @@ import * as ec2 from 'aws-cdk-lib/aws-ec2';
 import * as elbv2 from 'aws-cdk-lib/aws-elasticloadbalancingv2';
 import * as targets from 'aws-cdk-lib/aws-elasticloadbalancingv2-targets';
 import * as iam from 'aws-cdk-lib/aws-iam';
+import * as kms from 'aws-cdk-lib/aws-kms';
 import * as s3assets from 'aws-cdk-lib/aws-s3-assets';
 import { Construct } from 'constructs';
-import { ClusterConfig, hookNames, hookTimeouts } from './config';
-import { decryptParametersStatement } from './iam';
+import { ClusterConfig, documentNames, hookNames, hookTimeouts } from './config';
+import { clusterParameterArn, controlPlaneStatements, KEY_ADMIN_ACTIONS, PARAMETER_NAMES, viaSsmConditions, workerStatements } from './iam';
 import { nodeScriptsDir } from './sources';
 import { ROLE_CONTROL_PLANE, ROLE_WORKER, TAG_CLUSTER, TAG_ROLE } from './tags';
 import { controlPlaneJoinParameter, controlPlaneUserData, joinRecordParameter, workerUserData } from './user-data';
@@ -21,7 +22,7 @@ export interface ClusterStackProps extends StackProps {
 }
 
 /** What goes into the node-scripts asset: the scripts, not the test doubles, tests or documents. */
-export const NODE_SCRIPTS_EXCLUDE = ['standins', 'standins/**', 'test', 'test/**', 'tests', 'tests/**', 'documents', 'documents/**', '*.md', '.*'];
+export const NODE_SCRIPTS_EXCLUDE = ['standins', 'standins/**', 'test', 'test/**', 'tests', 'tests/**', 'boot', 'boot/**', 'documents', 'documents/**', '__pycache__', '**/__pycache__', '*.md', '.*'];
 
 export function ubuntuAmiParameter(arch: 'arm64' | 'x86_64'): string {
   return `/aws/service/canonical/ubuntu/server/22.04/stable/current/${arch === 'arm64' ? 'arm64' : 'amd64'}/hvm/ebs-gp2/ami-id`;
@@ -71,30 +72,55 @@ export class JoinkeeperClusterStack extends Stack {
       deviceName: '/dev/sda1',
       volume: ec2.BlockDeviceVolume.ebs(gib, { volumeType: ec2.EbsDeviceVolumeType.GP3, encrypted: true, deleteOnTermination: true }),
     });
-    const clusterParams = (suffix: string) =>
-      this.formatArn({ service: 'ssm', resource: 'parameter', resourceName: `${c.parameterPrefix.replace(/^\//, '')}/${c.clusterName}/${suffix}` });
 
-    // ---- Control plane ------------------------------------------------------------------------
+    // ---- Instance roles -------------------------------------------------------------------------
+    // One pair per cluster stack, scoped to this cluster's parameters: no AmazonSSMManagedInstanceCore
+    // (it allows ssm:GetParameter* on every parameter of the account), the SSM agent's own
+    // permissions instead (lib/iam.ts).
     const cpRole = new iam.Role(this, 'ControlPlaneRole', {
       assumedBy: new iam.ServicePrincipal('ec2.amazonaws.com'),
       description: `joinkeeper ${c.clusterName}: control-plane instances`,
-      managedPolicies: [iam.ManagedPolicy.fromAwsManagedPolicyName('AmazonSSMManagedInstanceCore')],
     });
-    cpRole.addToPrincipalPolicy(
-      new iam.PolicyStatement({
-        sid: 'ClusterParameters',
-        // publish/regenerate write the join record; HA peers read the control-plane join data.
-        // regenerate reads the parameter's history to revoke old tokens after a grace period.
-        actions: ['ssm:GetParameter', 'ssm:GetParameters', 'ssm:GetParameterHistory', 'ssm:PutParameter', 'ssm:DeleteParameter'],
-        resources: [clusterParams('*')],
-      }),
-    );
-    cpRole.addToPrincipalPolicy(
-      decryptParametersStatement(this, `${c.parameterPrefix}/${c.clusterName}`, undefined, ['kms:Decrypt', 'kms:Encrypt', 'kms:GenerateDataKey']),
-    );
-    cpRole.addToPrincipalPolicy(
-      new iam.PolicyStatement({ sid: 'NodeStatusLookups', actions: ['ec2:DescribeInstances'], resources: ['*'] }),
-    );
+    const workerRole = new iam.Role(this, 'WorkerRole', {
+      assumedBy: new iam.ServicePrincipal('ec2.amazonaws.com'),
+      description: `joinkeeper ${c.clusterName}: worker instances`,
+    });
+    // Optional customer managed key: only this cluster's roles may use it, only through SSM, only
+    // for this cluster's parameters; the account may administer it but not decrypt with it.
+    let key: kms.Key | undefined;
+    if (c.clusterKmsKey) {
+      const clusterParams = clusterParameterArn(this, c.parameterPrefix, c.clusterName, '*');
+      const record = clusterParameterArn(this, c.parameterPrefix, c.clusterName, PARAMETER_NAMES.record);
+      key = new kms.Key(this, 'ParameterKey', {
+        description: `joinkeeper ${c.clusterName}: SecureString parameters of this cluster`,
+        enableKeyRotation: true,
+        policy: new iam.PolicyDocument({
+          statements: [
+            new iam.PolicyStatement({ sid: 'Administer', principals: [new iam.AccountRootPrincipal()], actions: KEY_ADMIN_ACTIONS, resources: ['*'] }),
+            new iam.PolicyStatement({
+              sid: 'ControlPlanes',
+              principals: [new iam.ArnPrincipal(cpRole.roleArn)],
+              actions: ['kms:Decrypt', 'kms:Encrypt', 'kms:GenerateDataKey'],
+              resources: ['*'],
+              conditions: viaSsmConditions(this, clusterParams),
+            }),
+            new iam.PolicyStatement({
+              sid: 'Workers',
+              principals: [new iam.ArnPrincipal(workerRole.roleArn)],
+              actions: ['kms:Decrypt'],
+              resources: ['*'],
+              conditions: viaSsmConditions(this, record),
+            }),
+          ],
+        }),
+      });
+    }
+    const grants = { parameterPrefix: c.parameterPrefix, clusterName: c.clusterName, keyArn: key?.keyArn };
+    for (const st of controlPlaneStatements(this, { ...grants, uploadCertsDocument: documentNames(c.documentPrefix).uploadCerts })) {
+      cpRole.addToPrincipalPolicy(st);
+    }
+    for (const st of workerStatements(this, grants)) workerRole.addToPrincipalPolicy(st);
+    scripts.grantRead(workerRole);
     scripts.grantRead(cpRole);
 
     const cpCount = ha ? 3 : 1;
@@ -122,6 +148,7 @@ export class JoinkeeperClusterStack extends Stack {
           index: i,
           endpoint,
           waitHandleUrl: handle.ref,
+          parameterKeyArn: key?.keyArn,
         }),
       );
       const instance = new ec2.Instance(this, `ControlPlane${i}`, {
@@ -160,17 +187,6 @@ export class JoinkeeperClusterStack extends Stack {
     for (const inst of this.controlPlane) ready.node.addDependency(inst);
 
     // ---- Workers ------------------------------------------------------------------------------
-    const workerRole = new iam.Role(this, 'WorkerRole', {
-      assumedBy: new iam.ServicePrincipal('ec2.amazonaws.com'),
-      description: `joinkeeper ${c.clusterName}: worker instances`,
-      managedPolicies: [iam.ManagedPolicy.fromAwsManagedPolicyName('AmazonSSMManagedInstanceCore')],
-    });
-    workerRole.addToPrincipalPolicy(
-      new iam.PolicyStatement({ sid: 'ReadJoinRecord', actions: ['ssm:GetParameter'], resources: [clusterParams('join-record')] }),
-    );
-    workerRole.addToPrincipalPolicy(decryptParametersStatement(this, `${c.parameterPrefix}/${c.clusterName}`));
-    scripts.grantRead(workerRole);
-
     const workerUd = ec2.UserData.forLinux();
     workerUd.addCommands(...workerUserData({ config: c, region: this.region, scripts: { bucket: scripts.s3BucketName, key: scripts.s3ObjectKey } }));
     const template = new ec2.LaunchTemplate(this, 'WorkerTemplate', {
@@ -180,8 +196,9 @@ export class JoinkeeperClusterStack extends Stack {
       securityGroup: nodesSg,
       userData: workerUd,
       requireImdsv2: true,
-      // Pods that use the instance role through IMDS sit one network hop further away.
-      httpPutResponseHopLimit: 2,
+      // 1: pods (one network hop further away) cannot reach IMDS for the worker role's
+      // credentials; workerImdsHopLimit=2 opts out (README.md, "Instance metadata").
+      httpPutResponseHopLimit: c.workerImdsHopLimit,
       blockDevices: [rootVolume(c.installer === 'kurl' ? 100 : 40)],
     });
     const hooks = hookNames(c.hookNamePrefix);
@@ -230,5 +247,6 @@ export class JoinkeeperClusterStack extends Stack {
     new CfnOutput(this, 'WorkerGroupName', { value: workers.autoScalingGroupName });
     new CfnOutput(this, 'JoinRecordParameter', { value: joinRecordParameter(c) });
     if (ha) new CfnOutput(this, 'ControlPlaneJoinParameter', { value: controlPlaneJoinParameter(c) });
+    if (key) new CfnOutput(this, 'ParameterKeyArn', { value: key.keyArn });
   }
 }

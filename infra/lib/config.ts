@@ -19,14 +19,22 @@ export type Installer = 'kubeadm' | 'kurl';
 export interface CommonConfig {
   /** `JOINKEEPER_PARAMETER_PREFIX`, default `/joinkeeper`. */
   readonly parameterPrefix: string;
-  /** `JOINKEEPER_TOKEN_TTL_SECONDS`, default 86400. */
+  /** `JOINKEEPER_TOKEN_TTL_SECONDS`, default 7200 (2 h). */
   readonly tokenTtlSeconds: number;
   /** `JOINKEEPER_JOIN_DEADLINE_SECONDS`, default 900. */
   readonly joinDeadlineSeconds: number;
   /** `JOINKEEPER_DRAIN_TIMEOUT_SECONDS`, default 300. */
   readonly drainTimeoutSeconds: number;
-  /** Lifecycle hook names start with this; the event rules match on it. Default `joinkeeper-`. */
+  /**
+   * Lifecycle hook names start with this; the event rules match on it and the functions
+   * (`JOINKEEPER_HOOK_PREFIX`) complete only such hooks. Default `joinkeeper-`.
+   */
   readonly hookNamePrefix: string;
+  /**
+   * Names of the SSM documents are `<documentPrefix>-regenerate` etc.; default `joinkeeper`. The
+   * account stack creates them; the cluster stack's control planes may run `-upload-certs` on a peer.
+   */
+  readonly documentPrefix: string;
 }
 
 export interface AccountConfig extends CommonConfig {
@@ -40,16 +48,12 @@ export interface AccountConfig extends CommonConfig {
   readonly commandDeadlineSeconds: number;
   readonly commandPollMillis: number;
   readonly rustLog: string;
-  /** Names of the SSM documents are `<documentPrefix>-regenerate` etc.; default `joinkeeper`. */
-  readonly documentPrefix: string;
-  /** How often the refresher (and its lifecycle sweep) runs, minutes; default 5. */
+  /** How often the refresher (a whole reconcile of every cluster) runs, minutes; default 10. */
   readonly refreshIntervalMinutes: number;
   /** Retention of the functions' log groups, days; default 30. */
   readonly logRetentionDays: number;
   /** Optional: also require the Auto Scaling group name to start with this in the event rules. */
   readonly groupNamePrefix?: string;
-  /** Optional: the KMS key of the join-record SecureString, when it is not `alias/aws/ssm`. */
-  readonly parameterKmsKeyArn?: string;
   /** Optional: e-mail address subscribed to the alarm topic. */
   readonly alarmEmail?: string;
   /** Alarm when a join record has less than this left, seconds; default refreshMargin / 2. */
@@ -81,6 +85,16 @@ export interface ClusterConfig extends CommonConfig {
   readonly natGateways: number;
   /** Where the node-side scripts are; default `../node-scripts`. */
   readonly nodeScriptsDir: string;
+  /**
+   * IMDSv2 hop limit of the workers; default 1, so that pods (one network hop further) cannot
+   * fetch the worker role's credentials. 2 opts out (README.md, "Instance metadata").
+   */
+  readonly workerImdsHopLimit: number;
+  /**
+   * Create a customer managed KMS key for this cluster's SecureString parameters, whose key
+   * policy admits only this cluster's instance roles; default false (the account's `aws/ssm` key).
+   */
+  readonly clusterKmsKey: boolean;
 }
 
 export class ConfigError extends Error {}
@@ -145,23 +159,25 @@ function common(node: Node): CommonConfig {
   const joinDeadlineSeconds = int(node, 'joinDeadlineSeconds', 900, 60, 6900);
   return {
     parameterPrefix: matching(node, 'parameterPrefix', '/joinkeeper', PARAMETER_PREFIX_PATTERN),
-    tokenTtlSeconds: int(node, 'tokenTtlSeconds', 86400, 3600, 30 * 86400),
+    tokenTtlSeconds: int(node, 'tokenTtlSeconds', 7200, 3600, 30 * 86400),
     joinDeadlineSeconds,
     drainTimeoutSeconds: int(node, 'drainTimeoutSeconds', 300, 30, 6900),
     hookNamePrefix: matching(node, 'hookNamePrefix', 'joinkeeper-', /^[A-Za-z0-9_.-]{1,200}$/),
+    documentPrefix: matching(node, 'documentPrefix', 'joinkeeper', DOCUMENT_PREFIX_PATTERN),
   };
 }
 
 export function accountConfig(node: Node): AccountConfig {
   const c = common(node);
-  const refreshMarginSeconds = int(node, 'refreshMarginSeconds', 28800, 600, c.tokenTtlSeconds - 60);
+  const refreshMarginSeconds = int(node, 'refreshMarginSeconds', Math.min(3600, c.tokenTtlSeconds - 60), 600, c.tokenTtlSeconds - 60);
   const groupNamePrefix = optStr(node, 'groupNamePrefix');
   if (groupNamePrefix !== undefined && !/^[A-Za-z0-9_.\-/ ]{1,200}$/.test(groupNamePrefix)) {
     throw new ConfigError(`context groupNamePrefix: ${JSON.stringify(groupNamePrefix)} is not a group name prefix`);
   }
-  const parameterKmsKeyArn = optStr(node, 'parameterKmsKeyArn');
-  if (parameterKmsKeyArn !== undefined && !/^arn:aws[a-z-]*:kms:[a-z0-9-]+:[0-9]{12}:key\/[A-Za-z0-9-]+$/.test(parameterKmsKeyArn)) {
-    throw new ConfigError('context parameterKmsKeyArn: expected arn:aws:kms:<region>:<account>:key/<id>');
+  if (raw(node, 'parameterKmsKeyArn') !== undefined) {
+    // The functions never decrypt the join record any more (they read its metadata), so the
+    // account stack has no key to name; a cluster's own key is the cluster stack's clusterKmsKey.
+    throw new ConfigError('context parameterKmsKeyArn: no longer used; the functions never decrypt. Use clusterKmsKey=true on the cluster stack');
   }
   const alarmEmail = optStr(node, 'alarmEmail');
   if (alarmEmail !== undefined && !/^[^@\s]+@[^@\s]+$/.test(alarmEmail)) {
@@ -176,11 +192,9 @@ export function accountConfig(node: Node): AccountConfig {
     commandDeadlineSeconds: int(node, 'commandDeadlineSeconds', 120, 10, 800),
     commandPollMillis: int(node, 'commandPollMillis', 1000, 100, 60000),
     rustLog: matching(node, 'rustLog', 'info', /^[A-Za-z0-9_=,:.-]{1,200}$/),
-    documentPrefix: matching(node, 'documentPrefix', 'joinkeeper', DOCUMENT_PREFIX_PATTERN),
-    refreshIntervalMinutes: int(node, 'refreshIntervalMinutes', 5, 1, 1440),
+    refreshIntervalMinutes: int(node, 'refreshIntervalMinutes', 10, 1, 1440),
     logRetentionDays: int(node, 'logRetentionDays', 30, 1, 3653),
     groupNamePrefix,
-    parameterKmsKeyArn,
     alarmEmail,
     expiryAlarmSeconds: int(node, 'expiryAlarmSeconds', Math.floor(refreshMarginSeconds / 2), 60, c.tokenTtlSeconds),
     // Within one 15-minute invocation, with room to complete the action afterwards.
@@ -224,16 +238,21 @@ export function clusterConfig(node: Node): ClusterConfig {
     vpcCidr: matching(node, 'vpcCidr', '10.40.0.0/16', /^[0-9]{1,3}(\.[0-9]{1,3}){3}\/(1[6-9]|2[0-4])$/),
     natGateways: int(node, 'natGateways', 1, 1, 3),
     nodeScriptsDir: str(node, 'nodeScriptsDir', '../node-scripts'),
+    workerImdsHopLimit: int(node, 'workerImdsHopLimit', 1, 1, 3),
+    clusterKmsKey: bool(node, 'clusterKmsKey', false),
   };
 }
 
-/** Names of the four SSM documents for a document prefix. */
+/** Names of the SSM documents for a document prefix (one per file in DOCUMENT_FILES). */
 export function documentNames(documentPrefix: string) {
   return {
     regenerate: `${documentPrefix}-regenerate`,
     nodeStatus: `${documentPrefix}-node-status`,
     drain: `${documentPrefix}-drain`,
     joinLog: `${documentPrefix}-join-log`,
+    nodes: `${documentPrefix}-nodes`,
+    cordon: `${documentPrefix}-cordon`,
+    uploadCerts: `${documentPrefix}-upload-certs`,
   } as const;
 }
 

@@ -1,36 +1,39 @@
-// Least-privilege IAM statements for the joinkeeper functions.
+// Least-privilege IAM statements for the joinkeeper functions and the cluster's instance roles.
 //
-// What IAM can and cannot say here (README.md, "IAM"): a SendCommand request is authorized once per
-// resource it names — the document, then each instance — so one principal's policy can restrict
-// the documents and the instances, but cannot tie a given document to a given kind of instance.
-// The worker-instance statement is therefore only given to the functions that read a worker's
-// join log (launch hook and the refresher's sweep), and the control-plane documents do nothing
-// useful on a worker (no admin kubeconfig there).
+// infra/README.md ("Permissions") has one row per statement below and the call that needs it;
+// scripts/iam-check.ts checks that table against the synthesized templates and evaluates every
+// AWS call the tests and the demo recorded against these statements.
+//
+// What IAM can and cannot say here: a SendCommand request is authorized once per resource it
+// names — the document, then each instance — so a policy can restrict the documents and the
+// instances, but cannot tie a given document to a given kind of instance. The control-plane
+// documents do nothing useful on a worker (no admin kubeconfig there).
 import { Stack, ArnFormat } from 'aws-cdk-lib';
 import * as iam from 'aws-cdk-lib/aws-iam';
 import { TAG_CLUSTER, TAG_ROLE, ROLE_CONTROL_PLANE, ROLE_WORKER } from './tags';
 
+/** Names of a cluster's parameters under the prefix (docs/contracts.md). */
+export const PARAMETER_NAMES = {
+  record: 'join-record',
+  meta: 'join-record-meta',
+  controlPlaneJoin: 'control-plane-join',
+  leases: 'leases',
+} as const;
+
 export interface FunctionGrants {
   /** SSM document names this function may run. */
   readonly documents: readonly string[];
-  /** May send commands to worker instances (only the join-log document needs this). */
-  readonly workerInstances: boolean;
-  /** May read and write parameters under the prefix (join record, regenerate lock). */
-  readonly parameters: boolean;
-  /** May complete lifecycle actions and record heartbeats on joinkeeper's groups. */
-  readonly lifecycle: boolean;
   readonly parameterPrefix: string;
-  /** Customer managed key of the SecureString; default: any key, only through SSM for our parameters. */
-  readonly parameterKmsKeyArn?: string;
 }
 
-export function parameterArns(stack: Stack, prefix: string): string[] {
-  // prefix "/joinkeeper" → parameter/joinkeeper and parameter/joinkeeper/*
-  const name = prefix.replace(/^\//, '');
-  return [
-    stack.formatArn({ service: 'ssm', resource: 'parameter', resourceName: name, arnFormat: ArnFormat.SLASH_RESOURCE_NAME }),
-    stack.formatArn({ service: 'ssm', resource: 'parameter', resourceName: `${name}/*`, arnFormat: ArnFormat.SLASH_RESOURCE_NAME }),
-  ];
+/** `arn:…:ssm:<region>:<account>:parameter/<name>` for a parameter name without its leading slash. */
+export function parameterArn(stack: Stack, name: string): string {
+  return stack.formatArn({ service: 'ssm', resource: 'parameter', resourceName: name.replace(/^\//, ''), arnFormat: ArnFormat.SLASH_RESOURCE_NAME });
+}
+
+/** `<prefix>/<cluster>/<name>` (cluster may be `*`) as a parameter ARN. */
+export function clusterParameterArn(stack: Stack, prefix: string, cluster: string, name: string): string {
+  return parameterArn(stack, `${prefix}/${cluster}/${name}`);
 }
 
 export function documentArn(stack: Stack, documentName: string): string {
@@ -41,93 +44,87 @@ export function instanceArnPattern(stack: Stack): string {
   return stack.formatArn({ service: 'ec2', resource: 'instance', resourceName: '*', arnFormat: ArnFormat.SLASH_RESOURCE_NAME });
 }
 
-/** kms:Decrypt through SSM only, only for parameters under `scopePrefix` (e.g. /joinkeeper or /joinkeeper/demo). */
-export function decryptParametersStatement(stack: Stack, scopePrefix: string, keyArn?: string, actions = ['kms:Decrypt']): iam.PolicyStatement {
-  const name = scopePrefix.replace(/^\//, '');
+export function anyKeyArn(stack: Stack): string {
+  return stack.formatArn({ service: 'kms', resource: 'key', resourceName: '*', arnFormat: ArnFormat.SLASH_RESOURCE_NAME });
+}
+
+/** Conditions under which SSM may use a key for the parameters matching `parameterArnPattern`. */
+export function viaSsmConditions(stack: Stack, parameterArnPattern: string): Record<string, Record<string, string>> {
+  return {
+    StringEquals: { 'kms:ViaService': `ssm.${stack.region}.amazonaws.com` },
+    StringLike: { 'kms:EncryptionContext:PARAMETER_ARN': parameterArnPattern },
+  };
+}
+
+/** KMS use through SSM only, only for SecureStrings matching `parameterArnPattern`. */
+export function parameterKeyStatement(stack: Stack, sid: string, actions: string[], parameterArnPattern: string, keyArn?: string): iam.PolicyStatement {
   return new iam.PolicyStatement({
-    sid: 'DecryptJoinkeeperParametersViaSsm',
+    sid,
     actions,
-    resources: [keyArn ?? stack.formatArn({ service: 'kms', resource: 'key', resourceName: '*', arnFormat: ArnFormat.SLASH_RESOURCE_NAME })],
-    conditions: {
-      StringEquals: { 'kms:ViaService': `ssm.${stack.region}.amazonaws.com` },
-      StringLike: {
-        'kms:EncryptionContext:PARAMETER_ARN': stack.formatArn({
-          service: 'ssm',
-          resource: 'parameter',
-          resourceName: `${name}/*`,
-          arnFormat: ArnFormat.SLASH_RESOURCE_NAME,
-        }),
-      },
-    },
+    resources: [keyArn ?? anyKeyArn(stack)],
+    conditions: viaSsmConditions(stack, parameterArnPattern),
   });
 }
 
 export function functionStatements(stack: Stack, g: FunctionGrants): iam.PolicyStatement[] {
-  const s: iam.PolicyStatement[] = [];
-  if (g.documents.length > 0) {
-    s.push(
-      new iam.PolicyStatement({
-        sid: 'SendJoinkeeperDocuments',
-        actions: ['ssm:SendCommand'],
-        resources: g.documents.map((d) => documentArn(stack, d)),
-      }),
-      new iam.PolicyStatement({
-        sid: 'SendCommandToControlPlane',
-        actions: ['ssm:SendCommand'],
-        resources: [instanceArnPattern(stack)],
-        conditions: {
-          StringEquals: { [`ssm:resourceTag/${TAG_ROLE}`]: ROLE_CONTROL_PLANE },
-          Null: { [`ssm:resourceTag/${TAG_CLUSTER}`]: 'false' },
-        },
-      }),
-    );
-    if (g.workerInstances) {
-      s.push(
-        new iam.PolicyStatement({
-          sid: 'SendJoinLogCommandToWorkers',
-          actions: ['ssm:SendCommand'],
-          resources: [instanceArnPattern(stack)],
-          conditions: {
-            StringEquals: { [`ssm:resourceTag/${TAG_ROLE}`]: ROLE_WORKER },
-            Null: { [`ssm:resourceTag/${TAG_CLUSTER}`]: 'false' },
-          },
-        }),
-      );
-    }
-    s.push(
-      new iam.PolicyStatement({
-        // These actions have no resource-level permissions: "*" is the only form IAM accepts.
-        sid: 'FollowCommands',
-        // CancelCommand: a command past its deadline is cancelled on its instance.
-        actions: ['ssm:GetCommandInvocation', 'ssm:ListCommandInvocations', 'ssm:ListCommands', 'ssm:CancelCommand', 'ssm:DescribeInstanceInformation'],
-        resources: ['*'],
-      }),
-    );
-  }
-  if (g.parameters) {
-    s.push(
-      new iam.PolicyStatement({
-        sid: 'JoinkeeperParameters',
-        actions: ['ssm:GetParameter', 'ssm:GetParameters', 'ssm:GetParametersByPath', 'ssm:PutParameter', 'ssm:DeleteParameter'],
-        resources: parameterArns(stack, g.parameterPrefix),
-      }),
-      decryptParametersStatement(stack, g.parameterPrefix, g.parameterKmsKeyArn),
-    );
-  }
-  if (g.lifecycle) {
-    s.push(
-      new iam.PolicyStatement({
-        sid: 'CompleteJoinkeeperLifecycleActions',
-        actions: ['autoscaling:CompleteLifecycleAction', 'autoscaling:RecordLifecycleActionHeartbeat'],
-        resources: [stack.formatArn({ service: 'autoscaling', resource: 'autoScalingGroup', resourceName: '*:autoScalingGroupName/*', arnFormat: ArnFormat.COLON_RESOURCE_NAME })],
-        conditions: {
-          Null: { [`aws:ResourceTag/${TAG_CLUSTER}`]: 'false' },
-          StringEquals: { [`aws:ResourceTag/${TAG_ROLE}`]: ROLE_WORKER },
-        },
-      }),
-    );
-  }
-  s.push(
+  const prefix = g.parameterPrefix;
+  return [
+    new iam.PolicyStatement({
+      sid: 'SendJoinkeeperDocuments',
+      actions: ['ssm:SendCommand'],
+      resources: g.documents.map((d) => documentArn(stack, d)),
+    }),
+    new iam.PolicyStatement({
+      // Control planes (regenerate, node-status, drain) and workers (join-log) of a cluster.
+      sid: 'SendCommandToClusterInstances',
+      actions: ['ssm:SendCommand'],
+      resources: [instanceArnPattern(stack)],
+      conditions: {
+        StringEquals: { [`ssm:resourceTag/${TAG_ROLE}`]: [ROLE_CONTROL_PLANE, ROLE_WORKER] },
+        Null: { [`ssm:resourceTag/${TAG_CLUSTER}`]: 'false' },
+      },
+    }),
+    new iam.PolicyStatement({
+      // These actions have no resource-level permissions: "*" is the only form IAM accepts.
+      // CancelCommand: a command past its deadline is cancelled on its instance.
+      sid: 'FollowCommands',
+      actions: ['ssm:GetCommandInvocation', 'ssm:ListCommandInvocations', 'ssm:ListCommands', 'ssm:CancelCommand', 'ssm:DescribeInstanceInformation'],
+      resources: ['*'],
+    }),
+    new iam.PolicyStatement({
+      // Single-flight leases (regenerate, reconcile, drain-<instance>) and their takeover markers.
+      sid: 'Leases',
+      actions: ['ssm:GetParameter', 'ssm:PutParameter', 'ssm:DeleteParameter'],
+      resources: [clusterParameterArn(stack, prefix, '*', `${PARAMETER_NAMES.leases}/*`)],
+    }),
+    new iam.PolicyStatement({
+      sid: 'ListLeases',
+      actions: ['ssm:GetParametersByPath'],
+      resources: [clusterParameterArn(stack, prefix, '*', PARAMETER_NAMES.leases)],
+    }),
+    new iam.PolicyStatement({
+      // The record's metadata, and the record itself read WITHOUT decryption (its version only).
+      sid: 'ReadJoinRecordMetadata',
+      actions: ['ssm:GetParameter'],
+      resources: [clusterParameterArn(stack, prefix, '*', PARAMETER_NAMES.meta), clusterParameterArn(stack, prefix, '*', PARAMETER_NAMES.record)],
+    }),
+    new iam.PolicyStatement({
+      // The account's aws/ssm key lets every principal of the account decrypt through SSM, so
+      // GetParameter(WithDecryption=true) on the record would succeed without this explicit deny.
+      sid: 'NeverDecrypt',
+      effect: iam.Effect.DENY,
+      actions: ['kms:Decrypt'],
+      resources: ['*'],
+    }),
+    new iam.PolicyStatement({
+      sid: 'CompleteJoinkeeperLifecycleActions',
+      actions: ['autoscaling:CompleteLifecycleAction', 'autoscaling:RecordLifecycleActionHeartbeat'],
+      resources: [stack.formatArn({ service: 'autoscaling', resource: 'autoScalingGroup', resourceName: '*:autoScalingGroupName/*', arnFormat: ArnFormat.COLON_RESOURCE_NAME })],
+      conditions: {
+        Null: { [`aws:ResourceTag/${TAG_CLUSTER}`]: 'false' },
+        StringEquals: { [`aws:ResourceTag/${TAG_ROLE}`]: ROLE_WORKER },
+      },
+    }),
     new iam.PolicyStatement({
       // Discovery by tag and the instance/group state the decisions need; Describe* calls have
       // no resource-level permissions.
@@ -139,9 +136,136 @@ export function functionStatements(stack: Stack, g: FunctionGrants): iam.PolicyS
         'autoscaling:DescribeAutoScalingInstances',
         'autoscaling:DescribeLifecycleHooks',
         'autoscaling:DescribeTags',
+        'autoscaling:DescribeWarmPool',
       ],
       resources: ['*'],
     }),
-  );
-  return s;
+  ];
 }
+
+/**
+ * What the SSM agent itself needs (AmazonSSMManagedInstanceCore without its Parameter Store
+ * actions, which it grants on every parameter of the account). None of these has a resource
+ * that names another cluster's secret.
+ */
+export function ssmAgentStatement(): iam.PolicyStatement {
+  return new iam.PolicyStatement({
+    sid: 'SsmAgent',
+    actions: [
+      'ssm:DescribeAssociation',
+      'ssm:GetDeployablePatchSnapshotForInstance',
+      'ssm:GetDocument',
+      'ssm:DescribeDocument',
+      'ssm:GetManifest',
+      'ssm:ListAssociations',
+      'ssm:ListInstanceAssociations',
+      'ssm:PutInventory',
+      'ssm:PutComplianceItems',
+      'ssm:PutConfigurePackageResult',
+      'ssm:UpdateAssociationStatus',
+      'ssm:UpdateInstanceAssociationStatus',
+      'ssm:UpdateInstanceInformation',
+      'ssmmessages:CreateControlChannel',
+      'ssmmessages:CreateDataChannel',
+      'ssmmessages:OpenControlChannel',
+      'ssmmessages:OpenDataChannel',
+      'ec2messages:AcknowledgeMessage',
+      'ec2messages:DeleteMessage',
+      'ec2messages:FailMessage',
+      'ec2messages:GetEndpoint',
+      'ec2messages:GetMessages',
+      'ec2messages:SendReply',
+    ],
+    resources: ['*'],
+  });
+}
+
+export interface InstanceGrants {
+  readonly parameterPrefix: string;
+  readonly clusterName: string;
+  /** The cluster's customer managed key; default: whichever key SSM uses (aws/ssm). */
+  readonly keyArn?: string;
+}
+
+/** Control planes: their own cluster's record, meta and certificate key, nothing of other clusters. */
+export function controlPlaneStatements(stack: Stack, g: InstanceGrants & { uploadCertsDocument: string }): iam.PolicyStatement[] {
+  const p = (name: string) => clusterParameterArn(stack, g.parameterPrefix, g.clusterName, name);
+  return [
+    new iam.PolicyStatement({
+      // publish/regenerate write the record and its meta; upload-certs writes, HA peers read and
+      // delete the certificate key.
+      sid: 'ClusterParameters',
+      actions: ['ssm:GetParameter', 'ssm:PutParameter', 'ssm:DeleteParameter'],
+      resources: [p(PARAMETER_NAMES.record), p(PARAMETER_NAMES.meta), p(PARAMETER_NAMES.controlPlaneJoin)],
+    }),
+    new iam.PolicyStatement({
+      // regenerate reads the record's history to revoke old tokens after a grace period.
+      sid: 'JoinRecordHistory',
+      actions: ['ssm:GetParameterHistory'],
+      resources: [p(PARAMETER_NAMES.record)],
+    }),
+    parameterKeyStatement(stack, 'ClusterSecureStrings', ['kms:Decrypt', 'kms:Encrypt', 'kms:GenerateDataKey'], p('*'), g.keyArn),
+    new iam.PolicyStatement({
+      // node-status falls back to private DNS names; request-certs finds a peer control plane.
+      sid: 'InstanceLookups',
+      actions: ['ec2:DescribeInstances'],
+      resources: ['*'],
+    }),
+    new iam.PolicyStatement({
+      // A control plane joining later asks a healthy peer of its own cluster for a fresh key.
+      sid: 'RequestCertificateUpload',
+      actions: ['ssm:SendCommand'],
+      resources: [documentArn(stack, g.uploadCertsDocument)],
+    }),
+    new iam.PolicyStatement({
+      sid: 'RequestCertificateUploadFromPeers',
+      actions: ['ssm:SendCommand'],
+      resources: [instanceArnPattern(stack)],
+      conditions: {
+        StringEquals: { [`ssm:resourceTag/${TAG_CLUSTER}`]: g.clusterName, [`ssm:resourceTag/${TAG_ROLE}`]: ROLE_CONTROL_PLANE },
+      },
+    }),
+    new iam.PolicyStatement({
+      // No resource-level permissions.
+      sid: 'FollowCertificateUpload',
+      actions: ['ssm:GetCommandInvocation'],
+      resources: ['*'],
+    }),
+    ssmAgentStatement(),
+  ];
+}
+
+/** Workers: their own cluster's join record (decrypted), nothing else from Parameter Store. */
+export function workerStatements(stack: Stack, g: InstanceGrants): iam.PolicyStatement[] {
+  const record = clusterParameterArn(stack, g.parameterPrefix, g.clusterName, PARAMETER_NAMES.record);
+  return [
+    new iam.PolicyStatement({ sid: 'ReadJoinRecord', actions: ['ssm:GetParameter'], resources: [record] }),
+    parameterKeyStatement(stack, 'DecryptJoinRecord', ['kms:Decrypt'], record, g.keyArn),
+    ssmAgentStatement(),
+  ];
+}
+
+/** Key administration without use: the account can manage the cluster's key but not decrypt with it. */
+export const KEY_ADMIN_ACTIONS = [
+  'kms:CancelKeyDeletion',
+  'kms:CreateAlias',
+  'kms:DeleteAlias',
+  'kms:DescribeKey',
+  'kms:DisableKey',
+  'kms:DisableKeyRotation',
+  'kms:EnableKey',
+  'kms:EnableKeyRotation',
+  'kms:GetKeyPolicy',
+  'kms:GetKeyRotationStatus',
+  'kms:ListAliases',
+  'kms:ListGrants',
+  'kms:ListKeyPolicies',
+  'kms:ListResourceTags',
+  'kms:PutKeyPolicy',
+  'kms:RevokeGrant',
+  'kms:ScheduleKeyDeletion',
+  'kms:TagResource',
+  'kms:UntagResource',
+  'kms:UpdateAlias',
+  'kms:UpdateKeyDescription',
+];

@@ -22,6 +22,9 @@ export const DOCUMENT_FILES = {
   nodeStatus: 'joinkeeper-node-status.json',
   drain: 'joinkeeper-drain.json',
   joinLog: 'joinkeeper-join-log.json',
+  nodes: 'joinkeeper-nodes.json',
+  cordon: 'joinkeeper-cordon.json',
+  uploadCerts: 'joinkeeper-upload-certs.json',
 } as const;
 export type DocumentKey = keyof typeof DOCUMENT_FILES;
 
@@ -31,6 +34,9 @@ export const DOCUMENT_PARAMETERS: Record<DocumentKey, readonly string[]> = {
   nodeStatus: ['InstanceIds'],
   drain: ['InstanceId', 'DrainTimeoutSeconds'],
   joinLog: ['Lines'],
+  nodes: ['StartAfter'],
+  cordon: ['NodeName', 'Delete'],
+  uploadCerts: ['ClusterName', 'ParameterPrefix'],
 };
 
 export function resolveFromInfra(p: string): string {

@@ -8,7 +8,7 @@
 // The text is bash; values that CloudFormation only knows at deploy time (bucket, NLB DNS name,
 // wait-condition URL, region) are tokens that CDK renders with Fn::Join. Nothing here uses
 // Fn::Sub, so `${var}` is plain bash.
-import { ClusterConfig } from './config';
+import { ClusterConfig, documentNames } from './config';
 
 export interface NodeScriptsLocation {
   readonly bucket: string;
@@ -28,6 +28,8 @@ export interface ControlPlaneUserDataProps extends CommonUserDataProps {
   readonly endpoint?: string;
   /** Presigned URL of the CloudFormation wait condition handle. */
   readonly waitHandleUrl: string;
+  /** The cluster's customer managed key (clusterKmsKey), for the SecureStrings the node scripts write. */
+  readonly parameterKeyArn?: string;
 }
 
 /** Parameter (SecureString) through which the first control plane hands HA peers its certificate key. */
@@ -49,8 +51,11 @@ function header(p: CommonUserDataProps, role: 'control-plane' | 'worker'): strin
   return [
     '# shellcheck disable=SC2034  # every role gets the same settings block and uses part of it',
     'set -euo pipefail',
-    'umask 022',
-    'mkdir -p /var/log/joinkeeper',
+    // Everything this script and the node scripts create is root-only; the log folder is 0700
+    // and its files 0600. cloud-init keeps stdout in /var/log/cloud-init-output.log and on the
+    // console too, so only redacted text is ever printed (run_logged).
+    'umask 077',
+    'install -d -m 0700 /var/log/joinkeeper',
     'exec > >(tee -a /var/log/joinkeeper/user-data.log) 2>&1',
     `JK_CLUSTER=${q(c.clusterName)}`,
     `JK_PREFIX=${q(c.parameterPrefix)}`,
@@ -78,6 +83,33 @@ retry() {
     n=$((n + 1))
     if [ "$n" -ge 6 ]; then echo "giving up after $n tries: $*" >&2; return 1; fi
     sleep $((n * 10))
+  done
+}
+run_logged() {
+  # run_logged NAME CMD... : an installer's whole output (it may show join commands, tokens and
+  # certificate keys) goes to the 0600 file /var/log/joinkeeper/NAME.log; only its last lines,
+  # through the node scripts' redaction filter, reach this log and the console.
+  local name=$1 rc=0
+  shift
+  "$@" >"/var/log/joinkeeper/$name.log" 2>&1 </dev/null || rc=$?
+  echo "--- $name: exit $rc; whole output in /var/log/joinkeeper/$name.log; last lines, redacted:"
+  tail -n 15 "/var/log/joinkeeper/$name.log" | /opt/joinkeeper/bin/joinkeeper-redact
+  return "$rc"
+}
+kubelet_provider_id() {
+  # providerID lets joinkeeper find the Node of an instance id without a cloud provider; the
+  # kubelet's systemd drop-in (kubeadm's, also in kURL's packages) reads /etc/default/kubelet.
+  echo "KUBELET_EXTRA_ARGS=--provider-id=aws:///$(imds placement/availability-zone)/$(imds instance-id)" > /etc/default/kubelet
+}
+installer_tokens() {
+  # Ids of the bootstrap tokens that exist right after kubeadm init / the kURL installer (theirs,
+  # 24 h): revoked once joinkeeper's record is published. The secrets only pass through a pipe.
+  kubeadm token list -o json | jq -r '.token | split(".")[0]'
+}
+revoke_installer_tokens() {
+  local id
+  for id in $1; do
+    if kubeadm token delete "$id" >/dev/null 2>&1; then echo "revoked the installer's bootstrap token $id"; fi
   done
 }
 imds() {
@@ -126,11 +158,12 @@ kubernetes_packages() {
   retry curl -fsSL "https://pkgs.k8s.io/core:/stable:/v$JK_K8S_MINOR/deb/Release.key" -o /tmp/k8s-release.key
   gpg --dearmor --yes -o /etc/apt/keyrings/kubernetes-apt-keyring.gpg /tmp/k8s-release.key
   echo "deb [signed-by=/etc/apt/keyrings/kubernetes-apt-keyring.gpg] https://pkgs.k8s.io/core:/stable:/v$JK_K8S_MINOR/deb/ /" > /etc/apt/sources.list.d/kubernetes.list
+  # apt reads sources and keyrings as its unprivileged _apt user: these two stay world-readable.
+  chmod 0644 /etc/apt/keyrings/kubernetes-apt-keyring.gpg /etc/apt/sources.list.d/kubernetes.list
   retry apt-get update -q
   retry apt-get install -y -q kubelet kubeadm kubectl
   apt-mark hold kubelet kubeadm kubectl
-  # providerID lets joinkeeper find the Node of an instance id without a cloud provider.
-  echo "KUBELET_EXTRA_ARGS=--provider-id=aws:///$(imds placement/availability-zone)/$(imds instance-id)" > /etc/default/kubelet
+  kubelet_provider_id
   systemctl enable --now kubelet
 }
 kubeadm_api() {
@@ -152,15 +185,6 @@ on_exit() {
   if [ "$rc" -ne 0 ]; then signal FAILURE "user data failed (exit $rc); see /var/log/joinkeeper/user-data.log on $(hostname)"; fi
 }
 trap on_exit EXIT
-put_secure_parameter() {
-  # The value goes through the environment and a 0600 file, never a command line (ps).
-  local name=$1 file
-  file=$(mktemp)
-  chmod 600 "$file"
-  JK_VALUE=$2 jq -n --arg n "$name" '{Name: $n, Value: env.JK_VALUE, Type: "SecureString", Overwrite: true}' > "$file"
-  retry aws ssm put-parameter --cli-input-json "file://$file" >/dev/null
-  rm -f "$file"
-}
 wait_for_parameter() {
   local name=$1
   for _ in $(seq 1 270); do
@@ -192,6 +216,8 @@ export function controlPlaneUserData(p: ControlPlaneUserDataProps): string[] {
     c.installer === 'kurl'
       ? 'printf \'JOINKEEPER_MODE=kurl\\nJOINKEEPER_KURL_TASKS_URL=%s/tasks.sh\\n\' "$JK_KURL_URL" > /etc/joinkeeper/joinkeeper.conf'
       : "printf 'JOINKEEPER_MODE=kubeadm\\n' > /etc/joinkeeper/joinkeeper.conf",
+    ...(p.parameterKeyArn ? [`printf 'JOINKEEPER_KMS_KEY_ID=%s\\n' "${p.parameterKeyArn}" >> /etc/joinkeeper/joinkeeper.conf`] : []),
+    `JK_UPLOAD_CERTS_DOCUMENT=${q(documentNames(c.documentPrefix).uploadCerts)}`,
     'ip=$(imds local-ipv4)',
     p.endpoint ? `JK_ENDPOINT="${p.endpoint}"` : 'JK_ENDPOINT="$ip:6443"',
   ];
@@ -201,6 +227,11 @@ export function controlPlaneUserData(p: ControlPlaneUserDataProps): string[] {
     lines.push(p.index === 0 ? KURL_INIT : KURL_JOIN_CONTROL_PLANE);
   }
   lines.push('signal SUCCESS "control plane $JK_CP_INDEX of $JK_CLUSTER is up"');
+  if (ha && p.index === 0) {
+    // The peers delete the certificate key once joined; this bounds how long it can stay if one
+    // never does (a later control plane asks a healthy peer for a fresh one).
+    lines.push('/opt/joinkeeper/bin/joinkeeper-forget-certs --cluster "$JK_CLUSTER" --prefix "$JK_PREFIX" --wait-seconds 3600 || true');
+  }
   return lines;
 }
 
@@ -210,7 +241,6 @@ api=$(kubeadm_api init-defaults)
 version=$(kubeadm version -o short)
 certkey=""
 if [ "$JK_HA" = 1 ]; then certkey=$(kubeadm certs certificate-key); fi
-umask 077
 {
   echo "apiVersion: $api"
   echo "kind: InitConfiguration"
@@ -225,27 +255,40 @@ umask 077
   echo "networking:"
   echo "  podSubnet: \"$JK_POD_CIDR\""
 } > /root/kubeadm-init.yaml
-umask 022
+# The config holds the certificate key (HA): removed whether init succeeds or not.
+rc=0
 if [ "$JK_HA" = 1 ]; then
-  kubeadm init --config /root/kubeadm-init.yaml --upload-certs --skip-token-print
+  run_logged kubeadm-init kubeadm init --config /root/kubeadm-init.yaml --upload-certs --skip-token-print --skip-certificate-key-print || rc=$?
 else
-  kubeadm init --config /root/kubeadm-init.yaml --skip-token-print
+  run_logged kubeadm-init kubeadm init --config /root/kubeadm-init.yaml --skip-token-print || rc=$?
 fi
 rm -f /root/kubeadm-init.yaml
+[ "$rc" -eq 0 ] || exit "$rc"
+install_tokens=$(installer_tokens)
 export KUBECONFIG=/etc/kubernetes/admin.conf
 mkdir -p /root/.kube
 cp /etc/kubernetes/admin.conf /root/.kube/config
 retry kubectl apply -f "$JK_CNI_URL"
-/opt/joinkeeper/bin/joinkeeper-publish --cluster "$JK_CLUSTER" --prefix "$JK_PREFIX" --ttl-seconds "$JK_TTL"
 if [ "$JK_HA" = 1 ]; then
-  # The certificate key decrypts the certs kubeadm uploaded; it (and they) expire after 2 hours.
-  put_secure_parameter "$JK_CP_JOIN_PARAM" "$(JK_KEY=$certkey JK_VERSION=$version jq -nc '{certificate_key: env.JK_KEY, kubernetes_version: env.JK_VERSION}')"
+  # Uploads the certificates again with a fresh key (valid 2 hours) written only to Parameter
+  # Store, before the record: a peer that finds the record finds the key too.
+  /opt/joinkeeper/bin/joinkeeper-upload-certs --cluster "$JK_CLUSTER" --prefix "$JK_PREFIX"
 fi
+/opt/joinkeeper/bin/joinkeeper-publish --cluster "$JK_CLUSTER" --prefix "$JK_PREFIX" --ttl-seconds "$JK_TTL"
+revoke_installer_tokens "$install_tokens"
 `;
 
 const READ_JOIN_INPUTS = String.raw`
 record=$(wait_for_parameter "$JK_RECORD_PARAM")
-cpjoin=$(wait_for_parameter "$JK_CP_JOIN_PARAM")
+# A fresh certificate key: the one the first control plane stored, or (on a later day, once the
+# first has expired or was deleted) one a healthy peer uploads on request (joinkeeper-upload-certs).
+cpjoin=""
+for _ in 1 2 3; do
+  /opt/joinkeeper/bin/joinkeeper-request-certs --cluster "$JK_CLUSTER" --prefix "$JK_PREFIX" \
+    --document "$JK_UPLOAD_CERTS_DOCUMENT" --deadline-seconds 2700
+  if cpjoin=$(aws ssm get-parameter --with-decryption --name "$JK_CP_JOIN_PARAM" --query Parameter.Value --output text 2>/dev/null); then break; fi
+done
+[ -n "$cpjoin" ] || { echo "control-plane-join: no certificate key" >&2; exit 1; }
 token_id=$(jq -r .token_id <<<"$record")
 token_secret=$(jq -r .token_secret <<<"$record")
 ca_hash=$(jq -r .ca_cert_hash <<<"$record")
@@ -261,7 +304,6 @@ const KUBEADM_JOIN_CONTROL_PLANE = String.raw`
 kubernetes_packages
 ${READ_JOIN_INPUTS}
 api=$(kubeadm_api join-defaults)
-umask 077
 {
   echo "apiVersion: $api"
   echo "kind: JoinConfiguration"
@@ -275,42 +317,67 @@ umask 077
   echo "controlPlane:"
   echo "  certificateKey: \"$certkey\""
 } > /root/kubeadm-join.yaml
-umask 022
-kubeadm join --config /root/kubeadm-join.yaml
+rc=0
+run_logged kubeadm-join kubeadm join --config /root/kubeadm-join.yaml || rc=$?
 rm -f /root/kubeadm-join.yaml
+[ "$rc" -eq 0 ] || exit "$rc"
 mkdir -p /root/.kube
 cp /etc/kubernetes/admin.conf /root/.kube/config
+# Joined: the certificate key leaves Parameter Store (a later control plane asks for a new one).
+/opt/joinkeeper/bin/joinkeeper-forget-certs --cluster "$JK_CLUSTER" --prefix "$JK_PREFIX" || true
 `;
 
 const KURL_INIT = String.raw`
 # kURL installs containerd, Kubernetes and its add-ons itself.
 retry curl -fsSL "$JK_KURL_URL" -o /root/kurl-install.sh
+kubelet_provider_id
 if [ "$JK_HA" = 1 ]; then
-  bash /root/kurl-install.sh ha "kubernetes-load-balancer-address=$JK_ENDPOINT" </dev/null
+  run_logged kurl-install bash /root/kurl-install.sh ha "load-balancer-address=$JK_ENDPOINT"
 else
-  bash /root/kurl-install.sh </dev/null
+  run_logged kurl-install bash /root/kurl-install.sh
 fi
+install_tokens=$(installer_tokens)
 export KUBECONFIG=/etc/kubernetes/admin.conf
 mkdir -p /root/.kube
 cp /etc/kubernetes/admin.conf /root/.kube/config
-/opt/joinkeeper/bin/joinkeeper-publish --cluster "$JK_CLUSTER" --prefix "$JK_PREFIX" --ttl-seconds "$JK_TTL" --mode kurl
 if [ "$JK_HA" = 1 ]; then
-  certkey=$(kubeadm init phase upload-certs --upload-certs 2>/dev/null | tail -n 1)
-  version=$(kubectl version -o json | jq -r .serverVersion.gitVersion)
-  put_secure_parameter "$JK_CP_JOIN_PARAM" "$(JK_KEY=$certkey JK_VERSION=$version jq -nc '{certificate_key: env.JK_KEY, kubernetes_version: env.JK_VERSION}')"
+  /opt/joinkeeper/bin/joinkeeper-upload-certs --cluster "$JK_CLUSTER" --prefix "$JK_PREFIX"
 fi
+/opt/joinkeeper/bin/joinkeeper-publish --cluster "$JK_CLUSTER" --prefix "$JK_PREFIX" --ttl-seconds "$JK_TTL" --mode kurl
+revoke_installer_tokens "$install_tokens"
 `;
 
 const KURL_JOIN_CONTROL_PLANE = String.raw`
 ${READ_JOIN_INPUTS}
-# kURL's join script with its documented flags for an additional primary. kURL takes the token
-# as a flag: it is on this node's command line for the join's duration (first boot, no users).
+# kURL's join script for an additional primary. The token and the certificate key go in an
+# Installer patch file (installer-spec-file=, 0600 in a private folder), never on a command line:
+# kURL maps spec.kubernetes.kubeadmToken/kubeadmTokenCAHash/certKey/controlPlane/masterAddress to
+# the same settings as its kubeadm-token=, kubeadm-token-ca-hash=, cert-key=, control-plane and
+# kubernetes-master-address= flags.
 retry curl -fsSL "$JK_KURL_URL/join.sh" -o /root/kurl-join.sh
 version_number=$(printf '%s' "$version" | sed 's/^v//')
-bash /root/kurl-join.sh "kubernetes-master-address=$JK_ENDPOINT" "kubeadm-token=$token_id.$token_secret" \
-  "kubeadm-token-ca-hash=$ca_hash" "kubernetes-version=$version_number" "cert-key=$certkey" control-plane </dev/null
+kubelet_provider_id
+patch_dir=$(mktemp -d)
+{
+  echo "apiVersion: cluster.kurl.sh/v1beta1"
+  echo "kind: Installer"
+  echo "metadata:"
+  echo "  name: joinkeeper-join"
+  echo "spec:"
+  echo "  kubernetes:"
+  echo "    masterAddress: \"$JK_ENDPOINT\""
+  echo "    kubeadmToken: \"$token_id.$token_secret\""
+  echo "    kubeadmTokenCAHash: \"$ca_hash\""
+  echo "    certKey: \"$certkey\""
+  echo "    controlPlane: true"
+} > "$patch_dir/join.yaml"
+rc=0
+run_logged kurl-join bash /root/kurl-join.sh "installer-spec-file=$patch_dir/join.yaml" "kubernetes-version=$version_number" || rc=$?
+rm -rf "$patch_dir"
+[ "$rc" -eq 0 ] || exit "$rc"
 mkdir -p /root/.kube
 cp /etc/kubernetes/admin.conf /root/.kube/config
+/opt/joinkeeper/bin/joinkeeper-forget-certs --cluster "$JK_CLUSTER" --prefix "$JK_PREFIX" || true
 `;
 
 /** User data of a worker launched by the Auto Scaling group. */

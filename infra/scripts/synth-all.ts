@@ -19,7 +19,8 @@ export const VARIANTS: Record<string, Record<string, string>> = {
     clusterName: 'prod.eu_1',
     groupNamePrefix: 'k8s-',
     parameterPrefix: '/platform/joinkeeper',
-    parameterKmsKeyArn: 'arn:aws:kms:eu-west-1:123456789012:key/1234abcd-12ab-34cd-56ef-1234567890ab',
+    clusterKmsKey: 'true',
+    workerImdsHopLimit: '2',
     alarmEmail: 'ops@example.com',
   },
 };

@@ -16,8 +16,22 @@ const ENV_NAMES = [
   'JOINKEEPER_NODE_STATUS_DOCUMENT',
   'JOINKEEPER_DRAIN_DOCUMENT',
   'JOINKEEPER_JOIN_LOG_DOCUMENT',
+  'JOINKEEPER_NODES_DOCUMENT',
+  'JOINKEEPER_CORDON_DOCUMENT',
+  'JOINKEEPER_FUNCTION_TIMEOUT_SECONDS',
+  'JOINKEEPER_HOOK_PREFIX',
   'RUST_LOG',
 ].sort();
+
+const DOCUMENTS = [
+  'joinkeeper-regenerate',
+  'joinkeeper-node-status',
+  'joinkeeper-drain',
+  'joinkeeper-join-log',
+  'joinkeeper-nodes',
+  'joinkeeper-cordon',
+  'joinkeeper-upload-certs',
+];
 
 const ROLES = { refresher: 'TokenRefresherRole', launch: 'LaunchHookRole', terminate: 'TerminateHookRole' } as const;
 
@@ -45,8 +59,8 @@ describe('account stack: functions', () => {
       assert.deepEqual(Object.keys(vars).sort(), ENV_NAMES);
       assert.deepEqual(vars, {
         JOINKEEPER_PARAMETER_PREFIX: '/joinkeeper',
-        JOINKEEPER_TOKEN_TTL_SECONDS: '86400',
-        JOINKEEPER_REFRESH_MARGIN_SECONDS: '28800',
+        JOINKEEPER_TOKEN_TTL_SECONDS: '7200',
+        JOINKEEPER_REFRESH_MARGIN_SECONDS: '3600',
         JOINKEEPER_COMMAND_DEADLINE_SECONDS: '120',
         JOINKEEPER_COMMAND_POLL_MILLIS: '1000',
         JOINKEEPER_JOIN_DEADLINE_SECONDS: '900',
@@ -55,13 +69,17 @@ describe('account stack: functions', () => {
         JOINKEEPER_NODE_STATUS_DOCUMENT: 'joinkeeper-node-status',
         JOINKEEPER_DRAIN_DOCUMENT: 'joinkeeper-drain',
         JOINKEEPER_JOIN_LOG_DOCUMENT: 'joinkeeper-join-log',
+        JOINKEEPER_NODES_DOCUMENT: 'joinkeeper-nodes',
+        JOINKEEPER_CORDON_DOCUMENT: 'joinkeeper-cordon',
+        JOINKEEPER_FUNCTION_TIMEOUT_SECONDS: '900',
+        JOINKEEPER_HOOK_PREFIX: 'joinkeeper-',
         RUST_LOG: 'info',
       });
     }
   });
 
   it('takes the architecture and the settings from context', () => {
-    const { account: a } = synth({ architecture: 'arm64', parameterPrefix: '/platform/jk', tokenTtlSeconds: '43200', refreshMarginSeconds: '14400', rustLog: 'debug', documentPrefix: 'jk2' });
+    const { account: a } = synth({ architecture: 'arm64', parameterPrefix: '/platform/jk', tokenTtlSeconds: '43200', refreshMarginSeconds: '14400', rustLog: 'debug', documentPrefix: 'jk2', hookNamePrefix: 'k8s-jk-' });
     a.allResourcesProperties('AWS::Lambda::Function', {
       Architectures: ['arm64'],
       Environment: {
@@ -70,6 +88,7 @@ describe('account stack: functions', () => {
           JOINKEEPER_TOKEN_TTL_SECONDS: '43200',
           JOINKEEPER_REFRESH_MARGIN_SECONDS: '14400',
           JOINKEEPER_REGENERATE_DOCUMENT: 'jk2-regenerate',
+          JOINKEEPER_HOOK_PREFIX: 'k8s-jk-',
           RUST_LOG: 'debug',
         }),
       },
@@ -91,9 +110,9 @@ describe('account stack: functions', () => {
     account.allResources('AWS::Logs::LogGroup', { DeletionPolicy: 'Retain' });
   });
 
-  it('creates the four versioned SSM Command documents under their contract names', () => {
-    account.resourceCountIs('AWS::SSM::Document', 4);
-    for (const name of ['joinkeeper-regenerate', 'joinkeeper-node-status', 'joinkeeper-drain', 'joinkeeper-join-log']) {
+  it('creates the seven versioned SSM Command documents under their contract names', () => {
+    account.resourceCountIs('AWS::SSM::Document', 7);
+    for (const name of DOCUMENTS) {
       account.hasResourceProperties('AWS::SSM::Document', {
         Name: name,
         DocumentType: 'Command',
@@ -114,7 +133,7 @@ describe('account stack: triggers', () => {
 
   it('runs the refresher on a schedule', () => {
     account.hasResourceProperties('AWS::Events::Rule', {
-      ScheduleExpression: 'rate(5 minutes)',
+      ScheduleExpression: 'rate(10 minutes)',
       Targets: [Match.objectLike({ Arn: { 'Fn::GetAtt': [Match.stringLikeRegexp('^TokenRefresher'), 'Arn'] } })],
     });
   });
@@ -184,7 +203,7 @@ describe('account stack: alarms', () => {
       Namespace: 'Joinkeeper',
       Statistic: 'Minimum',
       ComparisonOperator: 'LessThanThreshold',
-      Threshold: 14400,
+      Threshold: 1800,
     });
   });
 
@@ -223,11 +242,12 @@ describe('account stack: IAM', () => {
     return { st, docs, instances };
   }
 
-  it('sends commands only with joinkeeper documents', () => {
+  it('sends commands only with joinkeeper documents, never the control planes\' upload-certs', () => {
+    const reconcile = ['joinkeeper-cordon', 'joinkeeper-drain', 'joinkeeper-join-log', 'joinkeeper-node-status', 'joinkeeper-nodes'];
     const expected: Record<string, string[]> = {
-      [ROLES.refresher]: ['joinkeeper-drain', 'joinkeeper-join-log', 'joinkeeper-node-status', 'joinkeeper-regenerate'],
-      [ROLES.launch]: ['joinkeeper-join-log', 'joinkeeper-node-status', 'joinkeeper-regenerate'],
-      [ROLES.terminate]: ['joinkeeper-drain', 'joinkeeper-node-status'],
+      [ROLES.refresher]: [...reconcile, 'joinkeeper-regenerate'],
+      [ROLES.launch]: reconcile,
+      [ROLES.terminate]: reconcile,
     };
     for (const [role, names] of Object.entries(expected)) {
       const { docs } = sendCommand(role);
@@ -237,28 +257,19 @@ describe('account stack: IAM', () => {
     }
   });
 
-  it('sends commands to control-plane instances by tag, and to workers only where the join log is read', () => {
+  it('sends commands only to control planes and workers tagged for a cluster', () => {
     for (const role of Object.values(ROLES)) {
       const { st, docs, instances } = sendCommand(role);
       assert.equal(st.length, docs.length + instances.length, `${role}: every SendCommand statement is for documents or instances`);
-      for (const s of instances) {
-        assert.deepEqual(resourcesOf(s).map(flat), ['arn:{AWS::Partition}:ec2:{AWS::Region}:{AWS::AccountId}:instance/*']);
-        assert.ok(s.Condition?.StringEquals?.['ssm:resourceTag/joinkeeper:role'], `${role}: role tag condition`);
-        assert.equal(s.Condition?.Null?.['ssm:resourceTag/joinkeeper:cluster'], 'false');
-      }
-      const tagged = instances.map((s) => s.Condition!.StringEquals['ssm:resourceTag/joinkeeper:role']).sort();
-      if (role === ROLES.terminate) assert.deepEqual(tagged, ['control-plane']);
-      else assert.deepEqual(tagged, ['control-plane', 'worker']);
-      if (tagged.includes('worker')) {
-        assert.ok(
-          docs.some((s) => resourcesOf(s).some((r) => flat(r).endsWith(':document/joinkeeper-join-log'))),
-          `${role}: worker access exists only alongside the join-log document`,
-        );
-      }
+      assert.equal(instances.length, 1, role);
+      const [s] = instances;
+      assert.deepEqual(resourcesOf(s).map(flat), ['arn:{AWS::Partition}:ec2:{AWS::Region}:{AWS::AccountId}:instance/*']);
+      assert.deepEqual(s.Condition?.StringEquals?.['ssm:resourceTag/joinkeeper:role'], ['control-plane', 'worker']);
+      assert.equal(s.Condition?.Null?.['ssm:resourceTag/joinkeeper:cluster'], 'false');
     }
   });
 
-  it('completes lifecycle actions only on groups tagged joinkeeper:cluster', () => {
+  it('completes lifecycle actions only on groups tagged joinkeeper:cluster and joinkeeper:role=worker', () => {
     for (const role of Object.values(ROLES)) {
       const st = statementsOfRole(account, role).filter((s) => actionsOf(s).some((a) => /LifecycleAction/.test(a)));
       assert.equal(st.length, 1, role);
@@ -269,40 +280,38 @@ describe('account stack: IAM', () => {
     }
   });
 
-  it('reads and writes SSM parameters only under the prefix', () => {
+  it('writes only lease parameters, reads the record only for its version and its metadata', () => {
+    const arn = (name: string) => `arn:{AWS::Partition}:ssm:{AWS::Region}:{AWS::AccountId}:parameter/joinkeeper/${name}`;
     for (const role of Object.values(ROLES)) {
-      const st = statementsOfRole(account, role).filter((s) => actionsOf(s).some((a) => /Parameter/.test(a)));
-      if (role === ROLES.terminate) {
-        assert.equal(st.length, 0, 'the terminate hook needs no parameters');
-        continue;
+      const byAction = new Map<string, string[]>();
+      for (const s of statementsOfRole(account, role).filter((x) => actionsOf(x).some((a) => /^ssm:.*Parameter/.test(a)))) {
+        assert.equal(s.Effect, 'Allow');
+        for (const a of actionsOf(s)) byAction.set(a, [...(byAction.get(a) ?? []), ...resourcesOf(s).map(flat)].sort());
       }
-      for (const s of st) {
-        for (const r of resourcesOf(s).map(flat)) {
-          assert.match(r, /^arn:\{AWS::Partition\}:ssm:\{AWS::Region\}:\{AWS::AccountId\}:parameter\/joinkeeper(\/\*)?$/);
-        }
-      }
+      assert.deepEqual([...byAction.keys()].sort(), ['ssm:DeleteParameter', 'ssm:GetParameter', 'ssm:GetParametersByPath', 'ssm:PutParameter'], role);
+      assert.deepEqual(byAction.get('ssm:PutParameter'), [arn('*/leases/*')], role);
+      assert.deepEqual(byAction.get('ssm:DeleteParameter'), [arn('*/leases/*')], role);
+      assert.deepEqual(byAction.get('ssm:GetParametersByPath'), [arn('*/leases')], role);
+      assert.deepEqual(byAction.get('ssm:GetParameter'), [arn('*/join-record'), arn('*/join-record-meta'), arn('*/leases/*')].sort(), role);
     }
     const { account: a } = synth({ parameterPrefix: '/platform/jk' });
     const st = statementsOfRole(a, ROLES.launch).filter((s) => actionsOf(s).includes('ssm:PutParameter'));
-    assert.deepEqual(resourcesOf(st[0]).map(flat).map((r) => r.replace(/.*:parameter/, '')), ['/platform/jk', '/platform/jk/*']);
+    assert.deepEqual(resourcesOf(st[0]).map(flat).map((r) => r.replace(/.*:parameter/, '')), ['/platform/jk/*/leases/*']);
   });
 
-  it('decrypts only through SSM, only for joinkeeper parameters', () => {
-    for (const role of [ROLES.refresher, ROLES.launch]) {
-      const st = statementsOfRole(account, role).filter((s) => actionsOf(s).some((a) => a.startsWith('kms:')));
-      assert.equal(st.length, 1);
-      assert.deepEqual(actionsOf(st[0]), ['kms:Decrypt']);
-      assert.equal(flat(st[0].Condition?.StringEquals?.['kms:ViaService']), 'ssm.{AWS::Region}.amazonaws.com');
-      assert.match(flat(st[0].Condition?.StringLike?.['kms:EncryptionContext:PARAMETER_ARN']), /:parameter\/joinkeeper\/\*$/);
+  it('never decrypts: no kms:* allowed, kms:Decrypt explicitly denied (the aws/ssm key would let it through)', () => {
+    for (const role of Object.values(ROLES)) {
+      const kms = statementsOfRole(account, role).filter((s) => actionsOf(s).some((a) => a.startsWith('kms:')));
+      assert.equal(kms.length, 1, role);
+      assert.equal(kms[0].Effect, 'Deny');
+      assert.deepEqual(actionsOf(kms[0]), ['kms:Decrypt']);
+      assert.deepEqual(resourcesOf(kms[0]), ['*']);
+      assert.equal(kms[0].Condition, undefined);
     }
-    assert.equal(statementsOfRole(account, ROLES.terminate).filter((s) => actionsOf(s).some((a) => a.startsWith('kms:'))).length, 0);
-    const key = 'arn:aws:kms:eu-west-1:123456789012:key/1234abcd-12ab-34cd-56ef-1234567890ab';
-    const { account: a } = synth({ parameterKmsKeyArn: key });
-    const st = statementsOfRole(a, ROLES.launch).filter((s) => actionsOf(s).includes('kms:Decrypt'));
-    assert.deepEqual(resourcesOf(st[0]), [key]);
+    assert.throws(() => synth({ parameterKmsKeyArn: 'arn:aws:kms:eu-west-1:123456789012:key/1234abcd-12ab-34cd-56ef-1234567890ab' }), /no longer used/);
   });
 
-  it('gives "*" only to actions that have no resource-level permissions', () => {
+  it('gives "*" only to actions that have no resource-level permissions (and to the one Deny)', () => {
     const allowedOnStar = new Set([
       'ssm:GetCommandInvocation',
       'ssm:ListCommandInvocations',
@@ -315,13 +324,18 @@ describe('account stack: IAM', () => {
       'autoscaling:DescribeAutoScalingInstances',
       'autoscaling:DescribeLifecycleHooks',
       'autoscaling:DescribeTags',
+      'autoscaling:DescribeWarmPool',
     ]);
     for (const role of Object.values(ROLES)) {
       for (const s of statementsOfRole(account, role)) {
+        if (s.Effect === 'Deny') {
+          assert.equal(s.Sid, 'NeverDecrypt', role);
+          continue;
+        }
+        assert.equal(s.Effect, 'Allow');
         if (resourcesOf(s).includes('*')) {
           for (const a of actionsOf(s)) assert.ok(allowedOnStar.has(a), `${role}: ${a} on "*"`);
         }
-        assert.equal(s.Effect, 'Allow');
       }
     }
   });

@@ -99,7 +99,7 @@ for (const mode of ['single', 'ha'] as const) {
         });
         cluster.hasResourceProperties('AWS::EC2::LaunchTemplate', {
           LaunchTemplateData: Match.objectLike({
-            MetadataOptions: { HttpTokens: 'required', HttpPutResponseHopLimit: 2 },
+            MetadataOptions: { HttpTokens: 'required', HttpPutResponseHopLimit: 1 },
             IamInstanceProfile: Match.anyValue(),
             UserData: Match.anyValue(),
           }),
@@ -167,8 +167,23 @@ for (const mode of ['single', 'ha'] as const) {
           assert.ok(init[0].includes('JOINKEEPER_MODE=kurl'));
         }
         for (const u of cps.filter((x) => !x.includes('JK_CP_INDEX=0'))) {
-          assert.ok(u.includes(installer === 'kubeadm' ? 'kubeadm join --config /root/kubeadm-join.yaml' : 'bash /root/kurl-join.sh'));
+          const join = installer === 'kubeadm' ? 'kubeadm join --config /root/kubeadm-join.yaml' : 'bash /root/kurl-join.sh';
+          assert.ok(u.includes(join));
           assert.ok(!u.includes('joinkeeper-publish'));
+          // A valid certificate key first (asked of a healthy peer when the first has expired),
+          // and out of Parameter Store once joined.
+          const request = u.indexOf('/opt/joinkeeper/bin/joinkeeper-request-certs --cluster "$JK_CLUSTER" --prefix "$JK_PREFIX"');
+          const forget = u.indexOf('/opt/joinkeeper/bin/joinkeeper-forget-certs --cluster "$JK_CLUSTER" --prefix "$JK_PREFIX" || true');
+          assert.ok(request > 0 && request < u.indexOf(join) && u.indexOf(join) < forget, 'request-certs, join, forget-certs in that order');
+          assert.ok(u.includes("JK_UPLOAD_CERTS_DOCUMENT='joinkeeper-upload-certs'"));
+        }
+        if (mode === 'ha') {
+          // The key goes to Parameter Store before the record, and is forgotten after a bounded wait.
+          const upload = init[0].indexOf('/opt/joinkeeper/bin/joinkeeper-upload-certs --cluster "$JK_CLUSTER" --prefix "$JK_PREFIX"');
+          assert.ok(upload > 0 && upload < init[0].indexOf(publish), 'upload-certs before publish');
+          assert.ok(init[0].includes('joinkeeper-forget-certs --cluster "$JK_CLUSTER" --prefix "$JK_PREFIX" --wait-seconds 3600'));
+        } else {
+          assert.ok(init[0].includes('JK_HA=0') && !init[0].includes('joinkeeper-forget-certs'), 'no certificate key to forget');
         }
         const workers = workerUserData(cluster);
         assert.equal(workers.length, 1);
@@ -194,32 +209,94 @@ for (const mode of ['single', 'ha'] as const) {
 
 describe('cluster stack: IAM and tags', () => {
   const { cluster } = synth();
-
-  it('lets control planes write the cluster parameters and workers read only the join record', () => {
-    const cp = statementsOfRole(cluster, 'ControlPlaneRole');
-    const cpParams = cp.filter((s) => actionsOf(s).includes('ssm:PutParameter'));
-    assert.equal(cpParams.length, 1);
-    assert.deepEqual(resourcesOf(cpParams[0]).map(flat), ['arn:{AWS::Partition}:ssm:{AWS::Region}:{AWS::AccountId}:parameter/joinkeeper/demo/*']);
-    assert.ok(actionsOf(cpParams[0]).includes('ssm:GetParameterHistory'));
-    const worker = statementsOfRole(cluster, 'WorkerRole');
-    const wParams = worker.filter((s) => actionsOf(s).some((a) => a.startsWith('ssm:')));
-    assert.equal(wParams.length, 1);
-    assert.deepEqual(actionsOf(wParams[0]), ['ssm:GetParameter']);
-    assert.deepEqual(resourcesOf(wParams[0]).map(flat), ['arn:{AWS::Partition}:ssm:{AWS::Region}:{AWS::AccountId}:parameter/joinkeeper/demo/join-record']);
-    for (const st of [...cp, ...worker].filter((s) => actionsOf(s).some((a) => a.startsWith('kms:')))) {
-      assert.equal(flat(st.Condition?.StringEquals?.['kms:ViaService']), 'ssm.{AWS::Region}.amazonaws.com');
+  const arn = (name: string) => `arn:{AWS::Partition}:ssm:{AWS::Region}:{AWS::AccountId}:parameter/joinkeeper/demo/${name}`;
+  const ssmParameterActions = (sts: ReturnType<typeof statementsOfRole>) => {
+    const byAction = new Map<string, string[]>();
+    for (const s of sts.filter((x) => actionsOf(x).some((a) => /^ssm:.*Parameter/.test(a)))) {
+      for (const a of actionsOf(s)) byAction.set(a, [...(byAction.get(a) ?? []), ...resourcesOf(s).map(flat)].sort());
     }
-    assert.ok(!worker.some((s) => actionsOf(s).includes('ssm:SendCommand')));
-    assert.ok(!cp.some((s) => actionsOf(s).includes('ssm:SendCommand')));
+    return byAction;
+  };
+
+  it('lets control planes read and write their own cluster parameters, and nothing else', () => {
+    const cp = ssmParameterActions(statementsOfRole(cluster, 'ControlPlaneRole'));
+    const own = [arn('control-plane-join'), arn('join-record'), arn('join-record-meta')];
+    assert.deepEqual(Object.fromEntries(cp), {
+      'ssm:DeleteParameter': own,
+      'ssm:GetParameter': own,
+      'ssm:PutParameter': own,
+      'ssm:GetParameterHistory': [arn('join-record')],
+    });
   });
 
-  it('gives both instance roles the SSM agent policy and read access to the node scripts asset', () => {
-    cluster.allResourcesProperties('AWS::IAM::Role', {
-      ManagedPolicyArns: [{ 'Fn::Join': ['', ['arn:', { Ref: 'AWS::Partition' }, ':iam::aws:policy/AmazonSSMManagedInstanceCore']] }],
-    });
+  it('lets workers read their own cluster join record only, never the certificate key', () => {
+    const worker = statementsOfRole(cluster, 'WorkerRole');
+    assert.deepEqual(Object.fromEntries(ssmParameterActions(worker)), { 'ssm:GetParameter': [arn('join-record')] });
+    const kms = worker.filter((s) => actionsOf(s).some((a) => a.startsWith('kms:')));
+    assert.equal(kms.length, 1);
+    assert.deepEqual(actionsOf(kms[0]), ['kms:Decrypt']);
+    assert.equal(flat(kms[0].Condition?.StringLike?.['kms:EncryptionContext:PARAMETER_ARN']), arn('join-record'));
+  });
+
+  it('uses keys only through SSM, only for the cluster parameters', () => {
     for (const role of ['ControlPlaneRole', 'WorkerRole']) {
-      assert.ok(statementsOfRole(cluster, role).some((s) => actionsOf(s).includes('s3:GetObject*')), role);
+      for (const st of statementsOfRole(cluster, role).filter((s) => actionsOf(s).some((a) => a.startsWith('kms:')))) {
+        assert.equal(flat(st.Condition?.StringEquals?.['kms:ViaService']), 'ssm.{AWS::Region}.amazonaws.com');
+        assert.match(flat(st.Condition?.StringLike?.['kms:EncryptionContext:PARAMETER_ARN']), /:parameter\/joinkeeper\/demo\//);
+      }
     }
+  });
+
+  it('gives the SSM agent its own permissions instead of AmazonSSMManagedInstanceCore (no Parameter Store on "*")', () => {
+    cluster.allResourcesProperties('AWS::IAM::Role', { ManagedPolicyArns: Match.absent() });
+    for (const role of ['ControlPlaneRole', 'WorkerRole']) {
+      const sts = statementsOfRole(cluster, role);
+      assert.ok(sts.some((s) => s.Sid === 'SsmAgent' && actionsOf(s).includes('ssm:UpdateInstanceInformation') && actionsOf(s).includes('ssmmessages:OpenDataChannel')), role);
+      for (const s of sts.filter((x) => resourcesOf(x).includes('*'))) {
+        for (const a of actionsOf(s)) assert.ok(!/^ssm:(Get|Put|Delete)Parameter|^ssm:\*$|^\*$/.test(a), `${role}: ${a} on "*"`);
+      }
+      assert.ok(sts.some((s) => actionsOf(s).includes('s3:GetObject*')), role);
+    }
+  });
+
+  it('lets a control plane ask only its own cluster control planes to upload certificates', () => {
+    const send = statementsOfRole(cluster, 'ControlPlaneRole').filter((s) => actionsOf(s).includes('ssm:SendCommand'));
+    assert.equal(send.length, 2);
+    const doc = send.find((s) => flat(resourcesOf(s)[0]).includes(':document/'))!;
+    assert.deepEqual(resourcesOf(doc).map(flat), ['arn:{AWS::Partition}:ssm:{AWS::Region}:{AWS::AccountId}:document/joinkeeper-upload-certs']);
+    const inst = send.find((s) => flat(resourcesOf(s)[0]).includes(':instance/'))!;
+    assert.deepEqual(inst.Condition?.StringEquals, { 'ssm:resourceTag/joinkeeper:cluster': 'demo', 'ssm:resourceTag/joinkeeper:role': 'control-plane' });
+    assert.ok(!statementsOfRole(cluster, 'WorkerRole').some((s) => actionsOf(s).includes('ssm:SendCommand')));
+  });
+
+  it('keeps pods away from the worker role (IMDS hop limit 1) unless workerImdsHopLimit opts out', () => {
+    const { cluster: c } = synth({ workerImdsHopLimit: '2' });
+    c.hasResourceProperties('AWS::EC2::LaunchTemplate', {
+      LaunchTemplateData: Match.objectLike({ MetadataOptions: { HttpTokens: 'required', HttpPutResponseHopLimit: 2 }, UserData: Match.anyValue() }),
+    });
+    assert.throws(() => synth({ workerImdsHopLimit: '0' }), /workerImdsHopLimit/);
+  });
+
+  it('creates a customer managed key only this cluster roles may use, when clusterKmsKey is set', () => {
+    cluster.resourceCountIs('AWS::KMS::Key', 0);
+    const { cluster: c } = synth({ clusterKmsKey: 'true', controlPlaneMode: 'ha' });
+    c.resourceCountIs('AWS::KMS::Key', 1);
+    const [logicalId] = Object.keys(c.findResources('AWS::KMS::Key'));
+    const key = c.findResources('AWS::KMS::Key')[logicalId] as Res;
+    type KeyStatement = { Sid: string; Action: string | string[]; Principal: { AWS: unknown }; Condition?: Record<string, Record<string, unknown>> };
+    const statements = key.Properties.KeyPolicy.Statement as KeyStatement[];
+    const use = statements.filter((st) => [st.Action].flat().some((a) => /^kms:(Decrypt|Encrypt|GenerateDataKey|ReEncrypt|\*)/.test(a)));
+    assert.deepEqual(use.map((st) => flat(st.Principal.AWS).replace(/[0-9A-F]{8}\./, '.')).sort(), ['{ControlPlaneRole.Arn}', '{WorkerRole.Arn}']);
+    for (const st of use) assert.equal(flat(st.Condition?.StringEquals?.['kms:ViaService']), 'ssm.{AWS::Region}.amazonaws.com');
+    const admin = statements.find((st) => st.Sid === 'Administer')!;
+    assert.ok(![admin.Action].flat().some((a) => /Decrypt|Encrypt|GenerateDataKey|CreateGrant|^kms:\*$/.test(a)), 'the account administers, never uses');
+    for (const role of ['ControlPlaneRole', 'WorkerRole']) {
+      const kms = statementsOfRole(c, role).filter((s) => actionsOf(s).some((a) => a.startsWith('kms:')));
+      assert.deepEqual(kms.flatMap(resourcesOf), [{ 'Fn::GetAtt': [logicalId, 'Arn'] }], role);
+    }
+    const cps = instanceUserData(c);
+    assert.equal(cps.length, 3);
+    for (const u of cps) assert.match(u, /^printf 'JOINKEEPER_KMS_KEY_ID=%s\\n' "TOKEN" >> \/etc\/joinkeeper\/joinkeeper.conf$/m);
   });
 
   it('tags every taggable resource with joinkeeper:cluster', () => {

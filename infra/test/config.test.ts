@@ -45,8 +45,9 @@ describe('context values', () => {
   it('has the documented defaults', () => {
     const a = accountConfig(node({}));
     assert.equal(a.parameterPrefix, '/joinkeeper');
-    assert.equal(a.tokenTtlSeconds, 86400);
-    assert.equal(a.refreshMarginSeconds, 28800);
+    assert.equal(a.tokenTtlSeconds, 7200);
+    assert.equal(a.refreshMarginSeconds, 3600);
+    assert.equal(a.refreshIntervalMinutes, 10);
     assert.equal(a.commandDeadlineSeconds, 120);
     assert.equal(a.commandPollMillis, 1000);
     assert.equal(a.joinDeadlineSeconds, 900);
@@ -58,6 +59,9 @@ describe('context values', () => {
     assert.equal(c.clusterName, 'demo');
     assert.equal(c.controlPlaneMode, 'single');
     assert.equal(c.installer, 'kubeadm');
+    assert.equal(c.workerImdsHopLimit, 1);
+    assert.equal(c.clusterKmsKey, false);
+    assert.equal(c.documentPrefix, 'joinkeeper');
     assert.deepEqual(hookTimeouts(c), { launchHeartbeatSeconds: 1200, terminateHeartbeatSeconds: 600 });
   });
 
