@@ -1,9 +1,10 @@
 """Fixtures for the node-script tests.
 
-A plain `moto_server` from the project's .venv runs on a free loopback port for the whole session.
-Each test gets its own cluster name, stand-in kube state, log, lock and node folders, and runs
-the real scripts from node-scripts/bin with the stand-in kubeadm/kubectl first on PATH and the
-real AWS CLI pointed at moto through AWS_ENDPOINT_URL.
+The project's AWS emulator (emulator/: moto with Run Command, lifecycle hooks and a record of
+every call) runs on a free loopback port for the whole session. Each test gets its own cluster
+name, stand-in kube state, log, lock and node folders, and runs the real scripts from
+node-scripts/bin with the stand-in kubeadm/kubectl first on PATH and the real AWS CLI pointed at
+the emulator through AWS_ENDPOINT_URL, as its instance role (AWS_SDK_UA_APP_ID).
 
 Secret hygiene is checked for every test: an "argv spy" directory first on PATH records the
 command line of every kubeadm, kubectl, aws and python3 call the scripts make, and at the end of
@@ -14,11 +15,8 @@ import json
 import os
 import re
 import shutil
-import socket
 import subprocess
 import sys
-import time
-import urllib.request
 import uuid
 
 import pytest
@@ -31,39 +29,47 @@ STANDINS = os.path.join(NODE_SCRIPTS, "standins")
 VENV_BIN = os.path.join(REPO, ".venv", "bin")
 TOKEN_SHAPE = re.compile(r"[a-z0-9]{6}\.[a-z0-9]{16}")
 SPIED = ("kubeadm", "kubectl", "aws", "python3")
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+# Which instance role runs each script: its AWS calls carry that principal (contract 1: the
+# User-Agent app id), as the emulator sets it for what it runs; the harness's own calls are
+# "test-harness".
+WORKER_SCRIPTS = ("joinkeeper-join", "joinkeeper-join-log")
 
 
 @pytest.fixture(scope="session")
-def moto_url():
-    server = os.path.join(VENV_BIN, "moto_server")
-    if not os.path.exists(server):
-        pytest.fail("no moto_server in .venv: run scripts/bootstrap-python.sh")
-    port = free_port()
-    proc = subprocess.Popen([server, "-H", "127.0.0.1", "-p", str(port)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    url = "http://127.0.0.1:%d" % port
-    deadline = time.time() + 30
-    while True:
-        try:
-            urllib.request.urlopen(url + "/moto-api/", timeout=1).read()
-            break
-        except Exception:
-            if proc.poll() is not None or time.time() > deadline:
-                proc.kill()
-                pytest.fail("moto_server did not start")
-            time.sleep(0.1)
-    yield url
+def emulator(tmp_path_factory):
+    """The project's AWS emulator (moto plus Run Command, lifecycle hooks...) for the session. It
+    records every AWS call the scripts make, with their instance role as principal, in
+    .calls/node-scripts.jsonl (or $JOINKEEPER_CALLS_DIR/node-scripts.jsonl), which the IAM check
+    (infra/scripts/iam-check.ts) evaluates against the instance roles' policies."""
+    python = os.path.join(VENV_BIN, "python")
+    if not os.path.exists(python):
+        pytest.fail("no .venv: run scripts/bootstrap-python.sh")
+    calls_dir = os.environ.get("JOINKEEPER_CALLS_DIR") or os.path.join(REPO, ".calls")
+    os.makedirs(calls_dir, exist_ok=True)
+    calls = os.path.join(calls_dir, "node-scripts.jsonl")
+    open(calls, "w").close()  # this suite's own recording, fresh each session
+    state = tmp_path_factory.mktemp("emulator-state")
+    log = open(str(state / "emulator.log"), "wb")
+    proc = subprocess.Popen([python, os.path.join(REPO, "emulator", "joinkeeper_emulator.py"),
+                             "--host", "127.0.0.1", "--port", "0", "--state-dir", str(state),
+                             "--record-calls", calls],
+                            stdout=subprocess.PIPE, stderr=log, text=True)
+    line = proc.stdout.readline().strip()
+    if not line.startswith("ready http://"):
+        proc.kill()
+        pytest.fail("the emulator did not start (see %s)" % (state / "emulator.log"))
+    yield {"url": line.split()[1], "state": str(state), "calls": calls}
     proc.terminate()
     try:
         proc.wait(timeout=10)
     except subprocess.TimeoutExpired:
         proc.kill()
+    log.close()
+
+
+@pytest.fixture(scope="session")
+def moto_url(emulator):
+    return emulator["url"]
 
 
 def make_spy_dir(path, real_path):
@@ -108,7 +114,10 @@ class Harness:
             "JOINKEEPER_LOCK_DIR": self.locks,
             "JK_TEST_ARGV_LOG": self.argv_log,
             "TMPDIR": str(tmp_path),
+            "AWS_SDK_UA_APP_ID": "test-harness",
         }
+        # The control plane the control-plane scripts run on (written_by of the record's meta).
+        self.control_plane_id = "i-0c" + uuid.uuid4().hex[:15]
         self.outputs = []
         self.kurl_argv_allowed = False
         self.extra_secrets = set()
@@ -134,16 +143,25 @@ class Harness:
         env.update(extra or {})
         return env
 
+    def script_env(self, script, env):
+        """The environment of a node script: its instance role's principal; a control-plane
+        script runs on this test's control plane unless env names another instance."""
+        extra = {"AWS_SDK_UA_APP_ID": "worker" if script in WORKER_SCRIPTS else "control-plane"}
+        if script not in WORKER_SCRIPTS:
+            extra["JOINKEEPER_INSTANCE_ID"] = self.control_plane_id
+        extra.update(env or {})
+        return self.full_env(extra)
+
     def run(self, script, *args, env=None, timeout=120):
         """Runs a node script; its stdout and stderr are kept for the secret check."""
-        proc = subprocess.run([os.path.join(BIN, script)] + list(args), env=self.full_env(env),
+        proc = subprocess.run([os.path.join(BIN, script)] + list(args), env=self.script_env(script, env),
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                               timeout=timeout)
         self.outputs.append((script, proc.stdout, proc.stderr))
         return proc
 
     def start(self, script, *args, env=None):
-        return subprocess.Popen([os.path.join(BIN, script)] + list(args), env=self.full_env(env),
+        return subprocess.Popen([os.path.join(BIN, script)] + list(args), env=self.script_env(script, env),
                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
     def finish(self, proc, script, timeout=120):

@@ -88,8 +88,9 @@ def test_parallel_regenerates_write_two_whole_records_in_order(jk):
                 steps.append("token " + words[2])
             elif words[0] == "aws" and "ssm" in words:
                 steps.append("ssm " + words[words.index("ssm") + 1])
-    # (get-parameter: with no --mode the runs read the stored record's source.)
-    publish = ["ssm get-parameter", "token create", "ssm put-parameter"]
+    # (get-parameter: with no --mode the runs read the stored record's source; the second
+    # put-parameter is the record's metadata, right after the record.)
+    publish = ["ssm get-parameter", "token create", "ssm put-parameter", "ssm put-parameter"]
     first = publish + ["ssm get-parameter-history", "token list"]
     assert steps == publish + first + first + ["token delete"], steps
 

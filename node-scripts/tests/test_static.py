@@ -21,6 +21,7 @@ CONTRACT = {
     "joinkeeper-node-status": {"InstanceIds", "PrivateDnsNames"},
     "joinkeeper-nodes": {"StartAfter"},
     "joinkeeper-cordon": {"NodeName", "Delete"},
+    "joinkeeper-upload-certs": {"ClusterName", "ParameterPrefix"},
 }
 GOOD = {
     "ClusterName": ["demo", "prod-eu.1", "A", "a" * 63],
