@@ -48,13 +48,19 @@ export function allowStandIns(node: Node): boolean {
   return v === true || v === 'true' || v === '1';
 }
 
+/** The `<name>/bootstrap` files missing from `abs`, as a list for messages; '' when none is. */
+function missingBootstraps(abs: string): string {
+  const missing = FUNCTION_NAMES.filter((n) => !fs.existsSync(path.join(abs, n, 'bootstrap')));
+  return missing.map((m) => `${m}/bootstrap`).join(', ');
+}
+
 /** The directory holding `<name>/bootstrap` for each function; fails clearly when one is missing. */
 export function functionsDir(dir: string): string {
   const abs = resolveFromInfra(dir);
-  const missing = FUNCTION_NAMES.filter((n) => !fs.existsSync(path.join(abs, n, 'bootstrap')));
-  if (missing.length > 0) {
+  const missing = missingBootstraps(abs);
+  if (missing) {
     throw new ConfigError(
-      `functionsDir ${abs}: no ${missing.map((m) => `${m}/bootstrap`).join(', ')}; ` +
+      `functionsDir ${abs}: no ${missing}; ` +
         'run `cargo lambda build --release` at the repository root (add --arm64 for arm64), ' +
         'or pass -c functionsDir=<dir with <function>/bootstrap>',
     );
@@ -80,21 +86,52 @@ export function elfArchitecture(file: string): Architecture | undefined {
 }
 
 /**
- * The architecture to deploy: the context value if given (and it must match the binaries when
- * they are ELF files), else the binaries' own, else x86_64 (cargo lambda's default target).
+ * The one architecture the functions in `dir` are built for: undefined when no `bootstrap` is an
+ * ELF file (placeholders); a ConfigError when they are built for different architectures.
  */
-export function functionsArchitecture(dir: string, wanted: Architecture | undefined): Architecture {
+export function builtArchitecture(dir: string): Architecture | undefined {
   const found = new Set<Architecture>();
   for (const n of FUNCTION_NAMES) {
     const a = elfArchitecture(path.join(dir, n, 'bootstrap'));
     if (a) found.add(a);
   }
   if (found.size > 1) throw new ConfigError(`functionsDir ${dir}: functions built for different architectures`);
-  const built = [...found][0];
+  return [...found][0];
+}
+
+/**
+ * The architecture to deploy: the context value if given (and it must match the binaries when
+ * they are ELF files), else the binaries' own, else x86_64 (cargo lambda's default target).
+ * A deploy never uploads binaries of the other architecture: synth fails instead. Only the
+ * offline checks (test/support.ts) swap such binaries for placeholders.
+ */
+export function functionsArchitecture(dir: string, wanted: Architecture | undefined): Architecture {
+  const built = builtArchitecture(dir);
   if (wanted && built && wanted !== built) {
-    throw new ConfigError(`context architecture=${wanted}, but the functions in ${dir} are built for ${built}`);
+    throw new ConfigError(
+      `context architecture=${wanted}, but the functions in ${dir} are built for ${built}; ` +
+        `run \`cargo lambda build --release${wanted === 'arm64' ? ' --arm64' : ''}\` or drop -c architecture`,
+    );
   }
   return wanted ?? built ?? 'x86_64';
+}
+
+/**
+ * Why the functions in `dir` cannot serve a stack for `architecture`: missing, built for the other
+ * architecture, or for both; undefined when they can (placeholders that are not ELF files can).
+ * The offline checks (test/support.ts) use placeholders for such variants instead of failing.
+ */
+export function functionsUnfitFor(dir: string, architecture: Architecture): string | undefined {
+  const abs = resolveFromInfra(dir);
+  const missing = missingBootstraps(abs);
+  if (missing) return `${abs} has no ${missing}`;
+  let built: Architecture | undefined;
+  try {
+    built = builtArchitecture(abs);
+  } catch (e) {
+    return (e as Error).message;
+  }
+  return built && built !== architecture ? `the functions in ${abs} are built for ${built}, not ${architecture}` : undefined;
 }
 
 export interface Sourced<T> {

@@ -4,8 +4,10 @@
 #   → cfn-lint every synthesized template with joinkeeper's policy rules → prove the policy rules
 #   reject a deliberately bad template.
 # Needs node >= 20 and npm (the npm registry); cfn-lint comes from the repository's Python venv
-# (scripts/bootstrap-python.sh, run here when it is missing). Never runs cargo: when
-# ../target/lambda has no built functions, placeholders stand in (test/support.ts).
+# (scripts/bootstrap-python.sh, run here when it is missing). Never runs cargo, and passes whatever
+# ../target/lambda holds (nothing, x86_64 or arm64 functions): a variant whose architecture the
+# built functions do not match synthesizes with placeholder bootstrap files (test/support.ts).
+# A real deploy still refuses functions of the wrong architecture (lib/sources.ts).
 # Usage: bash infra/scripts/check.sh        (from anywhere; exit status 0 only when all passed)
 set -euo pipefail
 infra=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)

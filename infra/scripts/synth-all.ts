@@ -1,9 +1,12 @@
 // Synthesizes every variant the project supports into <outdir>/<variant>/ and writes
 // <outdir>/templates.txt (one template path per line) for cfn-lint and the policy rules.
+// Each variant uses the functions in ../target/lambda when they are built for its architecture,
+// else placeholder bootstrap files (test/support.ts): it passes whatever target/lambda holds.
 // Usage: tsx scripts/synth-all.ts [outdir]   (default: cdk.out/all)
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { buildApp } from '../lib/app';
+import { Architecture } from '../lib/config';
 import { functionsDirForSynth, offlineContext } from '../test/support';
 
 export const VARIANTS: Record<string, Record<string, string>> = {
@@ -28,12 +31,12 @@ export const VARIANTS: Record<string, Record<string, string>> = {
 const out = path.resolve(process.argv[2] ?? 'cdk.out/all');
 fs.rmSync(out, { recursive: true, force: true });
 fs.mkdirSync(out, { recursive: true });
-const fd = functionsDirForSynth();
-if (fd.placeholder) console.log('synth: no built functions in ../target/lambda; using placeholder bootstrap files');
 const templates: string[] = [];
 const seen = new Set<string>();
 for (const [name, ctx] of Object.entries(VARIANTS)) {
   const outdir = path.join(out, name);
+  const fd = functionsDirForSynth(ctx.architecture as Architecture | undefined);
+  const code = fd.placeholder ? `placeholder bootstrap files (${fd.why})` : `functions from ${fd.dir}`;
   const { app } = buildApp({ outdir, context: offlineContext(ctx) });
   const assembly = app.synth();
   for (const stack of assembly.stacks) {
@@ -46,6 +49,6 @@ for (const [name, ctx] of Object.entries(VARIANTS)) {
     }
     templates.push(path.join(outdir, stack.templateFile));
   }
-  console.log(`synth ${name}: ${assembly.stacks.map((s) => s.stackName).join(', ')}`);
+  console.log(`synth ${name}: ${assembly.stacks.map((s) => s.stackName).join(', ')}; ${code}`);
 }
 fs.writeFileSync(path.join(out, 'templates.txt'), templates.join('\n') + '\n');

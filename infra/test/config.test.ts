@@ -10,7 +10,7 @@ import { buildApp, FEATURE_FLAGS } from '../lib/app';
 import { accountConfig, clusterConfig, ConfigError, hookTimeouts } from '../lib/config';
 import { NODE_SCRIPTS_EXCLUDE } from '../lib/cluster-stack';
 import { checkDocument, elfArchitecture, functionsArchitecture, functionsDir, INFRA_DIR, loadDocument, nodeScriptsDir } from '../lib/sources';
-import { offlineContext, placeholderFunctionsDir, tmpOutdir } from './support';
+import { functionsDirForSynth, offlineContext, placeholderFunctionsDir, tmpOutdir } from './support';
 
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'jk-config-test-'));
 after(() => fs.rmSync(tmp, { recursive: true, force: true }));
@@ -124,6 +124,31 @@ describe('inputs: functions, documents, node scripts', () => {
     }
     const { account } = buildApp({ outdir: tmpOutdir(), context: offlineContext({ functionsDir: dir }) });
     Template.fromStack(account).allResourcesProperties('AWS::Lambda::Function', { Architectures: ['arm64'] });
+  });
+
+  it('offline checks use placeholders for the other architecture; a deploy refuses it', () => {
+    const dir = path.join(tmp, 'x86-built');
+    for (const n of ['token-refresher', 'launch-hook', 'terminate-hook']) {
+      fs.mkdirSync(path.join(dir, n), { recursive: true });
+      fs.writeFileSync(path.join(dir, n, 'bootstrap'), elf(0x3e));
+    }
+    const saved = process.env.JOINKEEPER_FUNCTIONS_DIR;
+    process.env.JOINKEEPER_FUNCTIONS_DIR = dir;
+    try {
+      assert.deepEqual(functionsDirForSynth('x86_64'), { dir, placeholder: false });
+      const arm = functionsDirForSynth('arm64');
+      assert.equal(arm.placeholder, true);
+      assert.match(arm.why ?? '', /built for x86_64, not arm64/);
+      const { account } = buildApp({ outdir: tmpOutdir(), context: offlineContext({ architecture: 'arm64' }) });
+      Template.fromStack(account).allResourcesProperties('AWS::Lambda::Function', { Architectures: ['arm64'] });
+    } finally {
+      if (saved === undefined) delete process.env.JOINKEEPER_FUNCTIONS_DIR;
+      else process.env.JOINKEEPER_FUNCTIONS_DIR = saved;
+    }
+    assert.throws(
+      () => buildApp({ outdir: tmpOutdir(), context: { ...offlineContext(), functionsDir: dir, architecture: 'arm64' } }),
+      (e: unknown) => e instanceof ConfigError && /built for x86_64/.test((e as Error).message),
+    );
   });
 
   it('prefers the real SSM documents and checks them against the contract', () => {

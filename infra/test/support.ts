@@ -1,8 +1,10 @@
 // Shared by the tests and scripts/synth-all.ts: synth inputs that need no cargo.
 //
 // Lambda code: when `functionsDir` (default ../target/lambda) has every `<function>/bootstrap`,
-// it is used; otherwise a temporary directory with placeholder `bootstrap` files (a two-line shell
-// script, not an ELF, so the architecture comes from context or defaults to x86_64) stands in.
+// built for the architecture the synth asks for (context `architecture`, default x86_64), it is
+// used; otherwise (nothing built, or built for the other architecture) a temporary directory with
+// placeholder `bootstrap` files (a two-line shell script, not an ELF, so the architecture comes
+// from context or defaults to x86_64) stands in. So the checks pass whatever target/lambda holds.
 // Documents and node scripts: the real ones in ../node-scripts win; the stand-ins under
 // test/fixtures are used only when they are missing (allowStandIns).
 import * as fs from 'node:fs';
@@ -10,7 +12,8 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { Template } from 'aws-cdk-lib/assertions';
 import { buildApp, JoinkeeperApp } from '../lib/app';
-import { FUNCTION_NAMES, resolveFromInfra } from '../lib/sources';
+import { Architecture } from '../lib/config';
+import { FUNCTION_NAMES, functionsUnfitFor, resolveFromInfra } from '../lib/sources';
 
 let placeholderDir: string | undefined;
 
@@ -32,18 +35,22 @@ export function builtFunctionsPresent(dir: string): boolean {
   return FUNCTION_NAMES.every((n) => fs.existsSync(path.join(abs, n, 'bootstrap')));
 }
 
-/** The functionsDir to synth with: env JOINKEEPER_FUNCTIONS_DIR, else ../target/lambda if built, else placeholders. */
-export function functionsDirForSynth(): { dir: string; placeholder: boolean } {
+/**
+ * The functionsDir to synth a stack for `architecture` with: env JOINKEEPER_FUNCTIONS_DIR, else
+ * ../target/lambda, when built for that architecture; else placeholders (`why` says why).
+ */
+export function functionsDirForSynth(architecture: Architecture = 'x86_64'): { dir: string; placeholder: boolean; why?: string } {
   const wanted = process.env.JOINKEEPER_FUNCTIONS_DIR ?? '../target/lambda';
-  if (builtFunctionsPresent(wanted)) return { dir: resolveFromInfra(wanted), placeholder: false };
-  if (process.env.JOINKEEPER_FUNCTIONS_DIR) throw new Error(`JOINKEEPER_FUNCTIONS_DIR=${wanted} lacks <function>/bootstrap files`);
-  return { dir: placeholderFunctionsDir(), placeholder: true };
+  if (process.env.JOINKEEPER_FUNCTIONS_DIR && !builtFunctionsPresent(wanted)) throw new Error(`JOINKEEPER_FUNCTIONS_DIR=${wanted} lacks <function>/bootstrap files`);
+  const why = functionsUnfitFor(wanted, architecture);
+  if (!why) return { dir: resolveFromInfra(wanted), placeholder: false };
+  return { dir: placeholderFunctionsDir(), placeholder: true, why };
 }
 
 /** Context for a synth that needs nothing outside the repository. */
 export function offlineContext(extra: Record<string, unknown> = {}): Record<string, unknown> {
   return {
-    functionsDir: functionsDirForSynth().dir,
+    functionsDir: functionsDirForSynth(extra.architecture as Architecture | undefined).dir,
     allowStandIns: true,
     // Keep synth quiet and deterministic in tests.
     'aws:cdk:bundling-stacks': [],
