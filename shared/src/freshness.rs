@@ -5,14 +5,15 @@ use std::time::Duration;
 
 use time::OffsetDateTime;
 
-use crate::record::{JoinRecord, RecordError};
+use crate::meta::RecordMeta;
+use crate::record::RecordError;
 
 /// What Parameter Store held for a cluster.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum StoredRecord {
     Absent,
     Corrupt(RecordError),
-    Present(JoinRecord),
+    Present(RecordMeta),
 }
 
 /// The verdict on a stored record.
@@ -101,8 +102,8 @@ mod tests {
             "kubeadm join 10.0.0.10:6443 --token abcdef.0123456789abcdef --discovery-token-ca-cert-hash sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef",
         )
         .expect("valid");
-        StoredRecord::Present(
-            JoinRecord::from_command(
+        StoredRecord::Present(RecordMeta::of_record(
+            &crate::record::JoinRecord::from_command(
                 "demo",
                 RecordSource::Kubeadm,
                 cmd,
@@ -110,7 +111,8 @@ mod tests {
                 time::Duration::hours(ttl_hours),
             )
             .expect("valid"),
-        )
+            1,
+        ))
     }
 
     #[test]

@@ -1,17 +1,24 @@
-//! joinkeeper's core: configuration, the join record, the freshness policy, the AWS adapters and
-//! the single-flight regeneration that the Lambda functions share.
+//! joinkeeper's core: configuration, the join record's metadata and freshness policy, the lease,
+//! the AWS adapters, single-flight regeneration and the per-cluster reconciler that the Lambda
+//! functions share.
 //!
-//! Decisions are pure functions over plain data ([`freshness`], [`names`], [`record`]); I/O sits in
-//! the small adapters under [`aws`].
+//! Decisions are pure functions over plain data ([`freshness`], [`reconcile::decide`], [`names`],
+//! [`record`]); I/O sits in the small adapters under [`aws`].
 
 pub mod aws;
 pub mod config;
+pub mod context;
+pub mod deadline;
 pub mod events;
 pub mod freshness;
-pub mod hooks;
+pub mod handler;
+pub mod lease;
 pub mod lifecycle;
+pub mod meta;
 pub mod names;
+pub mod reconcile;
 pub mod record;
+pub mod redact;
 pub mod refresh;
 pub mod regenerate;
 pub mod runtime;
@@ -19,3 +26,4 @@ pub mod telemetry;
 pub mod timefmt;
 
 pub use config::Config;
+pub use context::{Context, Invocation};

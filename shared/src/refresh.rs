@@ -7,8 +7,9 @@ use serde::Serialize;
 use tokio::time::Instant;
 use tracing::{error, info, warn};
 
+use crate::context::{Context, Invocation};
 use crate::names::ClusterName;
-use crate::regenerate::{Ensured, Regenerator};
+use crate::regenerate::{ensure_fresh, record_state, Ensured};
 use crate::timefmt;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
@@ -66,10 +67,14 @@ impl RefreshSummary {
 }
 
 /// Refreshes one cluster and logs one structured line about it.
-pub async fn refresh_cluster(regenerator: &Regenerator, cluster: &ClusterName) -> ClusterReport {
+pub async fn refresh_cluster(
+    ctx: &Context,
+    cluster: &ClusterName,
+    inv: &Invocation,
+) -> ClusterReport {
     let started = Instant::now();
-    let margin: Duration = regenerator.config().refresh_margin;
-    let result = regenerator.ensure_fresh(cluster, margin).await;
+    let margin: Duration = ctx.config.refresh_margin;
+    let result = ensure_fresh(ctx, cluster, margin, inv).await;
     let duration_ms = started.elapsed().as_millis() as u64;
     let mut report = ClusterReport {
         cluster: cluster.to_string(),
@@ -112,7 +117,24 @@ pub async fn refresh_cluster(regenerator: &Regenerator, cluster: &ClusterName) -
         Err(err) => {
             report.outcome = Outcome::Failed;
             report.error = Some(err.to_string());
-            error!(cluster = %report.cluster, outcome = "failed", error = %err, duration_ms, "cluster refresh failed");
+            // What is left of the last known record: the near-expiry alarm must see it most of
+            // all when refreshing fails.
+            if let Ok(state) = record_state(ctx, cluster, margin).await {
+                if let Some(s) = state.summary {
+                    report.token_id = Some(s.token_id);
+                    report.expires_at = Some(timefmt::rfc3339(s.expires_at));
+                    report.remaining_seconds = Some(s.remaining.as_secs());
+                }
+            }
+            error!(
+                cluster = %report.cluster,
+                outcome = "failed",
+                error = %err,
+                remaining_seconds = report.remaining_seconds.unwrap_or(0),
+                expires_at = report.expires_at.as_deref().unwrap_or(""),
+                duration_ms,
+                "cluster refresh failed"
+            );
         }
     }
     report
@@ -121,9 +143,10 @@ pub async fn refresh_cluster(regenerator: &Regenerator, cluster: &ClusterName) -
 /// Refreshes every cluster found by tag, concurrently. Returns an error only when the clusters
 /// could not be listed at all; per-cluster failures are in the summary.
 pub async fn refresh_all(
-    regenerator: &Regenerator,
+    ctx: &Context,
+    inv: &Invocation,
 ) -> Result<RefreshSummary, crate::aws::AwsCallError> {
-    let scan = regenerator.fleet().discover_clusters().await?;
+    let scan = ctx.fleet.discover_clusters().await?;
     let rejected_tags: Vec<String> = scan.rejected.iter().map(|e| e.to_string()).collect();
     for rejected in &rejected_tags {
         warn!(error = %rejected, "skipping a joinkeeper:cluster tag that is not a valid cluster name");
@@ -131,7 +154,7 @@ pub async fn refresh_all(
     let futures = scan
         .clusters
         .iter()
-        .map(|cluster| refresh_cluster(regenerator, cluster));
+        .map(|cluster| refresh_cluster(ctx, cluster, inv));
     let clusters = futures_util::future::join_all(futures).await;
     Ok(RefreshSummary {
         clusters,

@@ -51,7 +51,14 @@ impl Emulator {
             unique()
         ));
         std::fs::create_dir_all(&state_dir).expect("state dir");
+        // Every call is recorded for the IAM check (`.calls/`, evaluated by scripts/test.sh).
+        let calls = root.join(".calls");
+        let _ = std::fs::create_dir_all(&calls);
         let mut child = Command::new(python)
+            .env(
+                "JOINKEEPER_RECORD_CALLS",
+                calls.join(format!("rust-{}-{}.jsonl", std::process::id(), unique())),
+            )
             .arg(root.join("emulator/joinkeeper_emulator.py"))
             .args(["--host", "127.0.0.1", "--port", "0", "--state-dir"])
             .arg(&state_dir)
@@ -81,9 +88,24 @@ impl Emulator {
         }
     }
 
-    /// SDK clients pointed at this emulator, with fast retries.
+    /// SDK clients pointed at this emulator, with fast retries, for setting up the world (no
+    /// app id: the IAM check leaves these calls out).
     pub async fn clients(&self) -> AwsClients {
-        let config = aws_config::defaults(aws_config::BehaviorVersion::latest())
+        self.clients_of(None).await
+    }
+
+    /// SDK clients that call as `function` (`app/<function>` in the User-Agent), so the
+    /// emulator's call record attributes them to that function's role.
+    pub async fn function_clients(&self, function: &str) -> AwsClients {
+        self.clients_of(Some(function)).await
+    }
+
+    async fn clients_of(&self, app: Option<&str>) -> AwsClients {
+        let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest());
+        if let Some(app) = app {
+            loader = loader.app_name(aws_config::AppName::new(app.to_owned()).expect("app name"));
+        }
+        let config = loader
             .region(aws_config::Region::new(REGION))
             .endpoint_url(&self.endpoint)
             .credentials_provider(aws_sdk_ssm::config::Credentials::new(
@@ -218,8 +240,10 @@ pub fn record_json(cluster: &str, token_id: &str, age: Duration) -> String {
     .to_string()
 }
 
+/// Writes the record and, as the control-plane scripts do, its meta beside it (when the value is
+/// a valid record; a corrupt value gets no meta).
 pub async fn put_record(clients: &AwsClients, cluster: &str, value: &str) {
-    clients
+    let out = clients
         .ssm
         .put_parameter()
         .name(format!("/joinkeeper/{cluster}/join-record"))
@@ -229,6 +253,19 @@ pub async fn put_record(clients: &AwsClients, cluster: &str, value: &str) {
         .send()
         .await
         .expect("put record");
+    if let Ok(record) = joinkeeper::record::JoinRecord::from_json(value) {
+        let meta = joinkeeper::meta::RecordMeta::of_record(&record, out.version());
+        clients
+            .ssm
+            .put_parameter()
+            .name(format!("/joinkeeper/{cluster}/join-record-meta"))
+            .value(meta.to_json())
+            .r#type(ParameterType::String)
+            .overwrite(true)
+            .send()
+            .await
+            .expect("put meta");
+    }
 }
 
 /// The stored record's raw value and version.
@@ -535,7 +572,6 @@ pub fn hook_config(join_deadline: u64) -> Config {
         "JOINKEEPER_COMMAND_POLL_MILLIS" => Some("100".into()),
         "JOINKEEPER_COMMAND_DEADLINE_SECONDS" => Some("30".into()),
         "JOINKEEPER_JOIN_DEADLINE_SECONDS" => Some(deadline.clone()),
-        "JOINKEEPER_HOOK_CHECK_SECONDS" => Some("60".into()),
         "JOINKEEPER_NODE_POLL_SECONDS" => Some("1".into()),
         "JOINKEEPER_DRAIN_TIMEOUT_SECONDS" => Some("60".into()),
         _ => None,

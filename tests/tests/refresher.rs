@@ -3,10 +3,12 @@
 
 use std::time::Duration;
 
+use joinkeeper::deadline::Deadline;
 use joinkeeper::names::ClusterName;
 use joinkeeper::record::JoinRecord;
 use joinkeeper::refresh::{refresh_all, Outcome};
-use joinkeeper::regenerate::{Ensured, RegenerateError, Regenerator};
+use joinkeeper::regenerate::{ensure_fresh, Ensured, RegenerateError};
+use joinkeeper::{Context, Invocation};
 use joinkeeper_tests::*;
 
 const H: u64 = 3600;
@@ -14,7 +16,12 @@ const H: u64 = 3600;
 struct World {
     emulator: Emulator,
     clients: joinkeeper::aws::AwsClients,
+    function: joinkeeper::aws::AwsClients,
     logs: LogCapture,
+}
+
+fn inv() -> Invocation {
+    Invocation::new("test-request", Deadline::after(Duration::from_secs(120)))
 }
 
 impl World {
@@ -23,14 +30,15 @@ impl World {
         let clients = emulator.clients().await;
         create_documents(&clients).await;
         World {
+            function: emulator.function_clients("token-refresher").await,
             emulator,
             clients,
             logs: LogCapture::default(),
         }
     }
 
-    fn regenerator(&self) -> Regenerator {
-        Regenerator::new(test_config(), &self.clients)
+    fn ctx(&self) -> Context {
+        Context::new(test_config(), &self.function)
     }
 
     fn regenerations(&self) -> usize {
@@ -79,7 +87,7 @@ async fn rotates_a_record_older_than_ttl_minus_margin_and_leaves_a_fresh_one() {
     .await;
     let (_, young_version) = get_record(&w.clients, "young").await.expect("young record");
 
-    let summary = refresh_all(&w.regenerator()).await.expect("refresh");
+    let summary = refresh_all(&w.ctx(), &inv()).await.expect("refresh");
 
     let by_name = |n: &str| {
         summary
@@ -101,7 +109,10 @@ async fn rotates_a_record_older_than_ttl_minus_margin_and_leaves_a_fresh_one() {
     let record = JoinRecord::from_json(&value).expect("new record parses");
     assert_ne!(record.token_id, "aaaaaa");
     assert_eq!(old.token_id.as_deref(), Some(record.token_id.as_str()));
-    assert!(old.remaining_seconds.unwrap_or(0) > 23 * H);
+    assert!(
+        old.remaining_seconds.unwrap_or(0) > H,
+        "a new record with the 2 h TTL"
+    );
 
     let young = by_name("young");
     assert_eq!(young.outcome, Outcome::Fresh);
@@ -143,7 +154,7 @@ async fn missing_and_corrupt_records_are_regenerated_with_the_reason_logged() {
     )
     .await;
 
-    let summary = refresh_all(&w.regenerator()).await.expect("refresh");
+    let summary = refresh_all(&w.ctx(), &inv()).await.expect("refresh");
     for c in &summary.clusters {
         assert_eq!(c.outcome, Outcome::Rotated, "{c:?}\n{}", w.emulator.log());
         let (value, _) = get_record(&w.clients, &c.cluster).await.expect("record");
@@ -192,9 +203,7 @@ async fn no_control_plane_online_is_a_clear_error_and_the_record_is_left_alone()
     .await;
     let before = get_record(&w.clients, "dark").await;
 
-    let err = w
-        .regenerator()
-        .ensure_fresh(&cluster("dark"), Duration::from_secs(8 * H))
+    let err = ensure_fresh(&w.ctx(), &cluster("dark"), Duration::from_secs(H), &inv())
         .await
         .expect_err("no control plane");
     assert!(
@@ -209,7 +218,7 @@ async fn no_control_plane_online_is_a_clear_error_and_the_record_is_left_alone()
     );
     assert_eq!(w.regenerations(), 0);
 
-    let summary = refresh_all(&w.regenerator()).await.expect("refresh runs");
+    let summary = refresh_all(&w.ctx(), &inv()).await.expect("refresh runs");
     assert_eq!(summary.failed(), 1);
     assert!(summary.clusters[0]
         .error
@@ -221,7 +230,7 @@ async fn no_control_plane_online_is_a_clear_error_and_the_record_is_left_alone()
         .clients
         .ssm
         .get_parameter()
-        .name("/joinkeeper/dark/regenerate-lock")
+        .name("/joinkeeper/dark/leases/regenerate")
         .send()
         .await
         .is_err());
@@ -254,9 +263,7 @@ async fn fails_over_to_the_next_control_plane_when_one_cannot_take_the_command()
     )
     .await;
 
-    let ensured = w
-        .regenerator()
-        .ensure_fresh(&cluster("ha"), Duration::from_secs(8 * H))
+    let ensured = ensure_fresh(&w.ctx(), &cluster("ha"), Duration::from_secs(H), &inv())
         .await
         .expect("regenerated");
     match ensured {
@@ -295,14 +302,13 @@ async fn twenty_concurrent_refreshes_run_exactly_one_regeneration() {
         &record_json("busy", "eeeeee", Duration::from_secs(23 * H)),
     )
     .await;
-    let regenerator = std::sync::Arc::new(w.regenerator());
+    let ctx = std::sync::Arc::new(w.ctx());
 
     let mut tasks = Vec::new();
     for _ in 0..20 {
-        let r = regenerator.clone();
+        let ctx = ctx.clone();
         tasks.push(tokio::spawn(async move {
-            r.ensure_fresh(&cluster("busy"), Duration::from_secs(8 * H))
-                .await
+            ensure_fresh(&ctx, &cluster("busy"), Duration::from_secs(H), &inv()).await
         }));
     }
     let mut regenerated_here = 0;

@@ -1,22 +1,24 @@
-//! terminate-hook: for `EC2 Instance-terminate Lifecycle Action` events, cordons, drains and
-//! deletes the Node (with heartbeats), then completes the hook with CONTINUE.
+//! terminate-hook: an `EC2 Instance-terminate Lifecycle Action` event wakes the reconciler of the group's
+//! cluster, which drains and deletes the Node, then completes the hook with CONTINUE — for this
+//! instance and every other action of the cluster pending at the time.
+//!
+//! Thin handler: configuration and AWS clients are built once per process, outside the handler.
 
-#![recursion_limit = "256"] // the hook futures nest deeply (SDK calls inside retry loops)
+#![recursion_limit = "256"] // the reconcile futures nest deeply (SDK calls inside retry loops)
 
-use joinkeeper::hooks::Hooks;
+use joinkeeper::handler::handle_lifecycle;
 use joinkeeper::lifecycle::Transition;
-use joinkeeper::regenerate::Regenerator;
 use lambda_runtime::Error;
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
     joinkeeper::telemetry::init();
     let config = joinkeeper::Config::from_env()?;
-    let clients = joinkeeper::aws::AwsClients::from_env().await;
-    let hooks = Hooks::new(Regenerator::new(config, &clients), &clients);
-    let hooks = &hooks;
-    joinkeeper::runtime::serve("terminate-hook", |event| async move {
-        Ok::<_, Error>(hooks.handle_event(&event, Transition::Terminating).await?)
+    let clients = joinkeeper::aws::AwsClients::from_env("terminate-hook").await;
+    let ctx = joinkeeper::Context::new(config, &clients);
+    let ctx = &ctx;
+    joinkeeper::runtime::serve("terminate-hook", |event, inv| async move {
+        handle_lifecycle(ctx, &event, Transition::Terminating, &inv).await
     })
     .await
 }

@@ -4,9 +4,9 @@ use std::time::Duration;
 
 use aws_sdk_autoscaling::types::Filter;
 
-use super::fleet::CLUSTER_TAG;
+use super::fleet::{CLUSTER_TAG, ROLE_TAG, WORKER_ROLE};
 use super::AwsCallError;
-use crate::lifecycle::{LifecycleAction, Transition, LAUNCHING, TERMINATING};
+use crate::lifecycle::{HookResult, LifecycleAction, Transition};
 use crate::names::{ClusterName, GroupName, HookName, InstanceId, NameError};
 
 #[derive(Clone, Debug)]
@@ -19,15 +19,44 @@ pub struct AutoScaling {
 pub struct ManagedGroup {
     pub name: GroupName,
     pub cluster: Result<ClusterName, NameError>,
+    /// Tagged `joinkeeper:role=worker`: the only groups whose actions joinkeeper completes.
+    pub is_worker_group: bool,
+    pub has_warm_pool: bool,
+    /// Instances in the group (not in its warm pool) and their lifecycle states.
     pub instances: Vec<(InstanceId, String)>,
+}
+
+/// One lifecycle hook of a group.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Hook {
+    pub name: HookName,
+    pub transition: Transition,
+    pub heartbeat_timeout: Duration,
 }
 
 /// How completing an action went.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Completion {
     Completed,
-    /// No action was pending any more: another invocation completed it, or it timed out.
+    /// No action was pending any more for this hook: another invocation completed it, it timed
+    /// out, or the instance waits on another hook.
     AlreadyDone,
+}
+
+fn asg_error<E>(
+    operation: &'static str,
+) -> impl FnOnce(
+    aws_sdk_autoscaling::error::SdkError<E, aws_smithy_runtime_api::http::Response>,
+) -> AwsCallError
+where
+    E: aws_smithy_types::error::metadata::ProvideErrorMetadata
+        + aws_smithy_runtime_api::client::result::CreateUnhandledError
+        + std::error::Error
+        + Send
+        + Sync
+        + 'static,
+{
+    move |e| AwsCallError::new(operation, &e.into_service_error())
 }
 
 impl AutoScaling {
@@ -43,105 +72,104 @@ impl AutoScaling {
             .auto_scaling_group_names(group.as_str())
             .send()
             .await
-            .map_err(|e| {
-                AwsCallError::new(
-                    "autoscaling:DescribeAutoScalingGroups",
-                    &e.into_service_error(),
-                )
-            })?;
+            .map_err(asg_error("autoscaling:DescribeAutoScalingGroups"))?;
         Ok(out.auto_scaling_groups().first().and_then(to_managed))
     }
 
-    /// Every group tagged `joinkeeper:cluster`.
-    pub async fn managed_groups(&self) -> Result<Vec<ManagedGroup>, AwsCallError> {
+    /// Every group tagged `joinkeeper:cluster` (optionally: with this value).
+    pub async fn managed_groups(
+        &self,
+        cluster: Option<&ClusterName>,
+    ) -> Result<Vec<ManagedGroup>, AwsCallError> {
+        let filter = match cluster {
+            Some(c) => Filter::builder()
+                .name(format!("tag:{CLUSTER_TAG}"))
+                .values(c.as_str())
+                .build(),
+            None => Filter::builder()
+                .name("tag-key")
+                .values(CLUSTER_TAG)
+                .build(),
+        };
         let mut groups = Vec::new();
         let mut pages = self
             .client
             .describe_auto_scaling_groups()
-            .filters(
-                Filter::builder()
-                    .name("tag-key")
-                    .values(CLUSTER_TAG)
-                    .build(),
-            )
+            .filters(filter)
             .into_paginator()
             .send();
         while let Some(page) = pages.next().await {
-            let page = page.map_err(|e| {
-                AwsCallError::new(
-                    "autoscaling:DescribeAutoScalingGroups",
-                    &e.into_service_error(),
-                )
-            })?;
+            let page = page.map_err(asg_error("autoscaling:DescribeAutoScalingGroups"))?;
             groups.extend(page.auto_scaling_groups().iter().filter_map(to_managed));
+        }
+        if let Some(c) = cluster {
+            groups.retain(|g| g.cluster.as_ref().is_ok_and(|gc| gc == c));
         }
         Ok(groups)
     }
 
-    /// The instance's lifecycle state in its group (`Pending:Wait`, `InService`, …), or `None`
-    /// when the group no longer knows it.
-    pub async fn lifecycle_state(
-        &self,
-        instance: &InstanceId,
-    ) -> Result<Option<String>, AwsCallError> {
-        let out = self
-            .client
-            .describe_auto_scaling_instances()
-            .instance_ids(instance.as_str())
-            .send()
-            .await
-            .map_err(|e| {
-                AwsCallError::new(
-                    "autoscaling:DescribeAutoScalingInstances",
-                    &e.into_service_error(),
-                )
-            })?;
-        Ok(out
-            .auto_scaling_instances()
-            .first()
-            .and_then(|i| i.lifecycle_state())
-            .map(str::to_owned))
-    }
-
-    /// The hook's heartbeat timeout, and the name of the group's hook for a transition.
-    pub async fn hook(
+    /// The instances of the group's warm pool and their lifecycle states (`Warmed:*`).
+    pub async fn warm_pool(
         &self,
         group: &GroupName,
-        transition: Transition,
-    ) -> Result<Option<(HookName, Duration)>, AwsCallError> {
+    ) -> Result<Vec<(InstanceId, String)>, AwsCallError> {
+        let mut found = Vec::new();
+        let mut token: Option<String> = None;
+        loop {
+            let out = self
+                .client
+                .describe_warm_pool()
+                .auto_scaling_group_name(group.as_str())
+                .set_next_token(token.take())
+                .send()
+                .await
+                .map_err(asg_error("autoscaling:DescribeWarmPool"))?;
+            found.extend(out.instances().iter().filter_map(|i| {
+                Some((
+                    InstanceId::parse(i.instance_id()?).ok()?,
+                    i.lifecycle_state()?.as_str().to_owned(),
+                ))
+            }));
+            match out.next_token() {
+                Some(t) if !t.is_empty() => token = Some(t.to_owned()),
+                _ => return Ok(found),
+            }
+        }
+    }
+
+    /// The group's lifecycle hooks whose name starts with `prefix` (joinkeeper's own).
+    pub async fn hooks(&self, group: &GroupName, prefix: &str) -> Result<Vec<Hook>, AwsCallError> {
         let out = self
             .client
             .describe_lifecycle_hooks()
             .auto_scaling_group_name(group.as_str())
             .send()
             .await
-            .map_err(|e| {
-                AwsCallError::new(
-                    "autoscaling:DescribeLifecycleHooks",
-                    &e.into_service_error(),
-                )
-            })?;
-        let want = match transition {
-            Transition::Launching => LAUNCHING,
-            Transition::Terminating => TERMINATING,
-        };
+            .map_err(asg_error("autoscaling:DescribeLifecycleHooks"))?;
         Ok(out
             .lifecycle_hooks()
             .iter()
-            .find(|h| h.lifecycle_transition() == Some(want))
-            .and_then(|h| {
+            .filter_map(|h| {
                 let name = HookName::parse(h.lifecycle_hook_name()?).ok()?;
-                let timeout =
-                    Duration::from_secs(h.heartbeat_timeout().unwrap_or(3600).max(30) as u64);
-                Some((name, timeout))
-            }))
+                if !name.as_str().starts_with(prefix) {
+                    return None;
+                }
+                Some(Hook {
+                    name,
+                    transition: Transition::from_aws(h.lifecycle_transition()?)?,
+                    heartbeat_timeout: Duration::from_secs(
+                        h.heartbeat_timeout().unwrap_or(3600).max(30) as u64,
+                    ),
+                })
+            })
+            .collect())
     }
 
     /// Completes the action by instance id. An action that is no longer pending counts as done.
     pub async fn complete(
         &self,
         action: &LifecycleAction,
-        result: &str,
+        result: HookResult,
     ) -> Result<Completion, AwsCallError> {
         let sent = self
             .client
@@ -149,7 +177,7 @@ impl AutoScaling {
             .auto_scaling_group_name(action.group.as_str())
             .lifecycle_hook_name(action.hook.as_str())
             .instance_id(action.instance.as_str())
-            .lifecycle_action_result(result)
+            .lifecycle_action_result(result.as_str())
             .send()
             .await;
         settle(
@@ -212,6 +240,10 @@ fn to_managed(g: &aws_sdk_autoscaling::types::AutoScalingGroup) -> Option<Manage
         Some(v) => ClusterName::parse(v),
         None => Err(NameError::Cluster("(no joinkeeper:cluster tag)".into())),
     };
+    let is_worker_group = g
+        .tags()
+        .iter()
+        .any(|t| t.key() == Some(ROLE_TAG) && t.value() == Some(WORKER_ROLE));
     let instances = g
         .instances()
         .iter()
@@ -225,6 +257,8 @@ fn to_managed(g: &aws_sdk_autoscaling::types::AutoScalingGroup) -> Option<Manage
     Some(ManagedGroup {
         name,
         cluster,
+        is_worker_group,
+        has_warm_pool: g.warm_pool_configuration().is_some(),
         instances,
     })
 }

@@ -1,6 +1,6 @@
 //! Fleet adapter: finds clusters by tag and the control-plane instances Run Command can reach.
 
-use std::collections::{BTreeSet, HashSet};
+use std::collections::{BTreeSet, HashMap, HashSet};
 
 use aws_sdk_ec2::types::Filter;
 use aws_sdk_ssm::types::{InstanceInformationStringFilter, PingStatus};
@@ -12,6 +12,32 @@ pub const CLUSTER_TAG: &str = "joinkeeper:cluster";
 pub const ROLE_TAG: &str = "joinkeeper:role";
 pub const CONTROL_PLANE_ROLE: &str = "control-plane";
 pub const WORKER_ROLE: &str = "worker";
+
+/// What the functions need to know about one instance.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct InstanceFacts {
+    pub id: InstanceId,
+    pub launched: Option<time::OffsetDateTime>,
+    pub private_dns: String,
+}
+
+/// A live (not terminated) instance's facts; `None` for anything else.
+fn facts(i: &aws_sdk_ec2::types::Instance) -> Option<InstanceFacts> {
+    let alive = i
+        .state()
+        .and_then(|s| s.name())
+        .is_none_or(|n| !matches!(n.as_str(), "terminated" | "shutting-down"));
+    if !alive {
+        return None;
+    }
+    Some(InstanceFacts {
+        id: InstanceId::parse(i.instance_id()?).ok()?,
+        launched: i
+            .launch_time()
+            .and_then(|t| time::OffsetDateTime::from_unix_timestamp(t.secs()).ok()),
+        private_dns: crate::names::printable(i.private_dns_name().unwrap_or_default(), 255),
+    })
+}
 
 #[derive(Clone, Debug)]
 pub struct Fleet {
@@ -145,36 +171,60 @@ impl Fleet {
         Ok(order_candidates(running, &online))
     }
 
-    /// Launch time of each of `ids` that still exists (not terminated).
-    pub async fn launch_times(
+    /// Facts about each of `ids` that still exists (not terminated).
+    pub async fn instances(
         &self,
         ids: &[InstanceId],
-    ) -> Result<std::collections::HashMap<String, time::OffsetDateTime>, AwsCallError> {
-        let mut found = std::collections::HashMap::new();
-        for chunk in ids.chunks(100) {
-            let out = self
+    ) -> Result<HashMap<InstanceId, InstanceFacts>, AwsCallError> {
+        let mut found = HashMap::new();
+        // DescribeInstances takes at most 200 values per filter.
+        for chunk in ids.chunks(200) {
+            let values: Vec<&str> = chunk.iter().map(|i| i.as_str()).collect();
+            let mut pages = self
                 .ec2
                 .describe_instances()
-                .filters(filter(
-                    "instance-id",
-                    &chunk.iter().map(|i| i.as_str()).collect::<Vec<_>>(),
-                ))
-                .send()
-                .await
-                .map_err(|e| AwsCallError::new("ec2:DescribeInstances", &e.into_service_error()))?;
-            for instance in out.reservations().iter().flat_map(|r| r.instances()) {
-                let alive = instance
-                    .state()
-                    .and_then(|s| s.name())
-                    .is_none_or(|n| n.as_str() != "terminated");
-                if let (Some(id), Some(t), true) =
-                    (instance.instance_id(), instance.launch_time(), alive)
-                {
-                    if let Ok(t) = time::OffsetDateTime::from_unix_timestamp(t.secs()) {
-                        found.insert(id.to_owned(), t);
+                .filters(filter("instance-id", &values))
+                .into_paginator()
+                .send();
+            while let Some(page) = pages.next().await {
+                let page = page.map_err(|e| {
+                    AwsCallError::new("ec2:DescribeInstances", &e.into_service_error())
+                })?;
+                for i in page.reservations().iter().flat_map(|r| r.instances()) {
+                    if let Some(f) = facts(i) {
+                        found.insert(f.id.clone(), f);
                     }
                 }
             }
+        }
+        Ok(found)
+    }
+
+    /// Every live instance tagged for the cluster (control planes and workers).
+    pub async fn cluster_instances(
+        &self,
+        cluster: &ClusterName,
+    ) -> Result<Vec<InstanceFacts>, AwsCallError> {
+        let mut found = Vec::new();
+        let mut pages = self
+            .ec2
+            .describe_instances()
+            .filters(filter(&format!("tag:{CLUSTER_TAG}"), &[cluster.as_str()]))
+            .filters(filter(
+                "instance-state-name",
+                &["pending", "running", "stopping", "stopped"],
+            ))
+            .into_paginator()
+            .send();
+        while let Some(page) = pages.next().await {
+            let page = page
+                .map_err(|e| AwsCallError::new("ec2:DescribeInstances", &e.into_service_error()))?;
+            found.extend(
+                page.reservations()
+                    .iter()
+                    .flat_map(|r| r.instances())
+                    .filter_map(facts),
+            );
         }
         Ok(found)
     }

@@ -19,9 +19,14 @@ pub struct AwsClients {
 
 impl AwsClients {
     /// Loads region, credentials, retry policy and endpoint (`AWS_ENDPOINT_URL`) the standard way.
-    pub async fn from_env() -> Self {
-        let config = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
-        Self::from_conf(&config)
+    /// `app` (the function's name) goes into every request's User-Agent as `app/<app>`, so
+    /// CloudTrail and the local IAM check can tell which function made a call.
+    pub async fn from_env(app: &str) -> Self {
+        let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest());
+        if let Ok(name) = aws_config::AppName::new(app.to_owned()) {
+            loader = loader.app_name(name);
+        }
+        Self::from_conf(&loader.load().await)
     }
 
     pub fn from_conf(config: &aws_config::SdkConfig) -> Self {

@@ -4,11 +4,20 @@ use aws_sdk_ssm::types::ParameterType;
 
 use super::AwsCallError;
 use crate::freshness::StoredRecord;
-use crate::record::JoinRecord;
+use crate::meta::RecordMeta;
+use crate::record::RecordError;
 
 #[derive(Clone, Debug)]
 pub struct ParameterStore {
     client: aws_sdk_ssm::Client,
+}
+
+/// One parameter found under a path.
+#[derive(Clone, Debug)]
+pub struct PathEntry {
+    pub name: String,
+    pub value: String,
+    pub modified: Option<time::OffsetDateTime>,
 }
 
 /// The record as read, with the parameter version it came from (`None` when absent).
@@ -23,25 +32,65 @@ impl ParameterStore {
         ParameterStore { client }
     }
 
-    /// Reads and parses a cluster's join record. A value that is not a valid record is reported
-    /// as [`StoredRecord::Corrupt`], not as an error: it is a state the policy decides on.
-    pub async fn read_record(&self, name: &str) -> Result<RecordRead, AwsCallError> {
-        match self.get(name, true).await? {
-            None => Ok(RecordRead {
+    /// Reads what the functions know of a cluster's record: its meta (String) and the record's
+    /// current version, read without decryption. A meta that is missing, invalid or describes
+    /// another version is [`StoredRecord::Corrupt`]: a state the policy decides on, not an error.
+    pub async fn read_record(
+        &self,
+        meta_name: &str,
+        record_name: &str,
+    ) -> Result<RecordRead, AwsCallError> {
+        let Some((_, version)) = self.get(record_name, false).await? else {
+            return Ok(RecordRead {
                 stored: StoredRecord::Absent,
                 version: None,
-            }),
-            Some((value, version)) => {
-                let stored = match JoinRecord::from_json(&value) {
-                    Ok(record) => StoredRecord::Present(record),
-                    Err(err) => StoredRecord::Corrupt(err),
-                };
-                Ok(RecordRead {
-                    stored,
-                    version: Some(version),
-                })
+            });
+        };
+        let stored = match self.get(meta_name, false).await? {
+            None => StoredRecord::Corrupt(RecordError::Json(
+                "no metadata parameter beside the record".into(),
+            )),
+            Some((text, _)) => match RecordMeta::from_json(&text) {
+                Ok(meta) if meta.record_version == version => StoredRecord::Present(meta),
+                Ok(meta) => StoredRecord::Corrupt(RecordError::Json(format!(
+                    "metadata describes record version {}, the record is at version {version}",
+                    meta.record_version
+                ))),
+                Err(err) => StoredRecord::Corrupt(err),
+            },
+        };
+        Ok(RecordRead {
+            stored,
+            version: Some(version),
+        })
+    }
+
+    /// Every parameter under `path` (recursive), values undecrypted.
+    pub async fn list_path(&self, path: &str) -> Result<Vec<PathEntry>, AwsCallError> {
+        let mut found = Vec::new();
+        let mut pages = self
+            .client
+            .get_parameters_by_path()
+            .path(path)
+            .recursive(true)
+            .with_decryption(false)
+            .into_paginator()
+            .send();
+        while let Some(page) = pages.next().await {
+            let page = page.map_err(|e| {
+                AwsCallError::new("ssm:GetParametersByPath", &e.into_service_error())
+            })?;
+            for p in page.parameters() {
+                found.push(PathEntry {
+                    name: p.name().unwrap_or_default().to_owned(),
+                    value: p.value().unwrap_or_default().to_owned(),
+                    modified: p
+                        .last_modified_date()
+                        .and_then(|d| time::OffsetDateTime::from_unix_timestamp(d.secs()).ok()),
+                });
             }
         }
+        Ok(found)
     }
 
     /// Reads a parameter's value and version; `None` when it does not exist.
@@ -144,9 +193,26 @@ mod tests {
 
     const THROTTLED: &str = r#"{"__type":"ThrottlingException","message":"Rate exceeded"}"#;
 
-    fn record_json() -> String {
-        r#"{"version":1,"cluster":"demo","source":"kubeadm","endpoint":"10.0.0.10:6443","token_id":"abcdef","token_secret":"s3cr3ttokenvalu3","ca_cert_hash":"sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef","created_at":"2026-11-27T00:00:00Z","expires_at":"2026-11-28T00:00:00Z"}"#.to_owned()
+    fn meta_json(record_version: i64) -> String {
+        format!(
+            r#"{{"version":1,"cluster":"demo","token_id":"abcdef","created_at":"2026-11-27T00:00:00Z","expires_at":"2026-11-28T00:00:00Z","record_version":{record_version}}}"#
+        )
     }
+
+    fn parameter(name: &'static str, value: String, version: i64) -> GetParameterOutput {
+        GetParameterOutput::builder()
+            .parameter(
+                Parameter::builder()
+                    .name(name)
+                    .value(value)
+                    .version(version)
+                    .build(),
+            )
+            .build()
+    }
+
+    const RECORD: &str = "/joinkeeper/demo/join-record";
+    const META: &str = "/joinkeeper/demo/join-record-meta";
 
     fn retrying(
         max_attempts: u32,
@@ -166,21 +232,17 @@ mod tests {
             .sequence()
             .http_status(400, Some(THROTTLED.to_owned()))
             .http_status(503, None)
-            .output(|| {
-                GetParameterOutput::builder()
-                    .parameter(
-                        Parameter::builder()
-                            .name("/joinkeeper/demo/join-record")
-                            .value(record_json())
-                            .version(3)
-                            .build(),
-                    )
-                    .build()
-            })
+            .output(|| parameter(RECORD, "AQICAHh-encrypted-blob".into(), 3))
             .build();
-        let client = mock_client!(aws_sdk_ssm, RuleMode::Sequential, [&rule], retrying(4));
+        let meta = mock!(Client::get_parameter).then_output(|| parameter(META, meta_json(3), 5));
+        let client = mock_client!(
+            aws_sdk_ssm,
+            RuleMode::Sequential,
+            [&rule, &meta],
+            retrying(4)
+        );
         let read = ParameterStore::new(client)
-            .read_record("/joinkeeper/demo/join-record")
+            .read_record(META, RECORD)
             .await
             .expect("succeeds after retries");
         assert_eq!(rule.num_calls(), 3);
@@ -197,7 +259,7 @@ mod tests {
             .build();
         let client = mock_client!(aws_sdk_ssm, RuleMode::Sequential, [&rule], retrying(3));
         let err = ParameterStore::new(client)
-            .read_record("/joinkeeper/demo/join-record")
+            .read_record(META, RECORD)
             .await
             .expect_err("throttled");
         assert_eq!(rule.num_calls(), 3, "the SDK retried up to its limit");
@@ -206,23 +268,27 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn corrupt_value_is_a_state_not_an_error() {
-        let rule = mock!(Client::get_parameter).then_output(|| {
-            GetParameterOutput::builder()
-                .parameter(
-                    Parameter::builder()
-                        .name("n")
-                        .value("kubeadm join garbage")
-                        .version(1)
-                        .build(),
-                )
-                .build()
-        });
-        let client = mock_client!(aws_sdk_ssm, RuleMode::Sequential, [&rule], retrying(1));
-        let read = ParameterStore::new(client)
-            .read_record("n")
-            .await
-            .expect("read");
-        assert!(matches!(read.stored, StoredRecord::Corrupt(_)));
+    async fn corrupt_or_mismatched_meta_is_a_state_not_an_error() {
+        for meta_value in ["kubeadm join garbage".to_owned(), meta_json(2)] {
+            let record = mock!(Client::get_parameter)
+                .then_output(|| parameter(RECORD, "AQICAHh-blob".into(), 3));
+            let meta = mock!(Client::get_parameter)
+                .then_output(move || parameter(META, meta_value.clone(), 1));
+            let client = mock_client!(
+                aws_sdk_ssm,
+                RuleMode::Sequential,
+                [&record, &meta],
+                retrying(1)
+            );
+            let read = ParameterStore::new(client)
+                .read_record(META, RECORD)
+                .await
+                .expect("read");
+            assert!(
+                matches!(read.stored, StoredRecord::Corrupt(_)),
+                "{:?}",
+                read.stored
+            );
+        }
     }
 }

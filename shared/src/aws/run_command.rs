@@ -8,6 +8,7 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 use super::AwsCallError;
+use crate::deadline::Deadline;
 use crate::names::InstanceId;
 
 #[derive(Clone, Debug)]
@@ -77,6 +78,13 @@ pub enum RunCommandError {
         command_id: String,
         waited: Duration,
     },
+    /// The invocation's own deadline came first; the command was left running (its lease or
+    /// record names it, so a later invocation picks it up).
+    #[error("command {command_id} on {instance} still running when this invocation had to stop")]
+    OutOfTime {
+        instance: InstanceId,
+        command_id: String,
+    },
     #[error(transparent)]
     Aws(#[from] AwsCallError),
 }
@@ -84,7 +92,10 @@ pub enum RunCommandError {
 impl RunCommandError {
     /// True when another instance might succeed where this one did not.
     pub fn try_another_instance(&self) -> bool {
-        !matches!(self, RunCommandError::Aws(_))
+        !matches!(
+            self,
+            RunCommandError::Aws(_) | RunCommandError::OutOfTime { .. }
+        )
     }
 }
 
@@ -126,10 +137,26 @@ impl CommandRunner {
         self.deadline
     }
 
-    /// Sends the document, then polls until it ends or the deadline passes.
-    pub async fn run(&self, request: CommandRequest<'_>) -> Result<CommandOutput, RunCommandError> {
+    /// Sends the document, then polls until it ends, its own deadline passes (cancelled), or the
+    /// invocation's deadline comes (left running).
+    pub async fn run(
+        &self,
+        request: CommandRequest<'_>,
+        deadline: &Deadline,
+    ) -> Result<CommandOutput, RunCommandError> {
         let command_id = self.send(&request).await?;
-        self.wait(request.instance, &command_id).await
+        self.wait(request.instance, &command_id, deadline).await
+    }
+
+    /// Best effort: a command past its deadline must not keep running unobserved.
+    pub async fn cancel(&self, instance: &InstanceId, command_id: &str) {
+        let _ = self
+            .client
+            .cancel_command()
+            .command_id(command_id)
+            .instance_ids(instance.as_str())
+            .send()
+            .await;
     }
 
     /// Sends the document and returns the command id without waiting.
@@ -175,6 +202,7 @@ impl CommandRunner {
         &self,
         instance: &InstanceId,
         command_id: &str,
+        deadline: &Deadline,
     ) -> Result<CommandOutput, RunCommandError> {
         let started = Instant::now();
         loop {
@@ -214,21 +242,19 @@ impl CommandRunner {
                 }
             }
             if started.elapsed() + self.poll > self.deadline {
-                // Best effort: a command past its deadline must not keep running unobserved.
-                let _ = self
-                    .client
-                    .cancel_command()
-                    .command_id(command_id)
-                    .instance_ids(instance.as_str())
-                    .send()
-                    .await;
+                self.cancel(instance, command_id).await;
                 return Err(RunCommandError::DeadlineExceeded {
                     instance: instance.clone(),
                     command_id: command_id.to_owned(),
                     waited: started.elapsed(),
                 });
             }
-            tokio::time::sleep(self.poll).await;
+            if !deadline.sleep(self.poll).await {
+                return Err(RunCommandError::OutOfTime {
+                    instance: instance.clone(),
+                    command_id: command_id.to_owned(),
+                });
+            }
         }
     }
 

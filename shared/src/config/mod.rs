@@ -4,95 +4,8 @@
 
 use std::time::Duration;
 
-/// One row of the configuration table (also rendered in the README).
-pub struct Setting {
-    pub variable: &'static str,
-    pub default: &'static str,
-    pub meaning: &'static str,
-}
-
-pub const PARAMETER_PREFIX: Setting = Setting {
-    variable: "JOINKEEPER_PARAMETER_PREFIX",
-    default: "/joinkeeper",
-    meaning: "Parameter Store prefix; a cluster's record is <prefix>/<cluster>/join-record",
-};
-pub const TOKEN_TTL: Setting = Setting {
-    variable: "JOINKEEPER_TOKEN_TTL_SECONDS",
-    default: "86400",
-    meaning: "lifetime of each bootstrap token the control plane creates (600–604800)",
-};
-pub const REFRESH_MARGIN: Setting = Setting {
-    variable: "JOINKEEPER_REFRESH_MARGIN_SECONDS",
-    default: "28800",
-    meaning: "rotate when less than this remains before expiry; must be below the TTL",
-};
-pub const COMMAND_DEADLINE: Setting = Setting {
-    variable: "JOINKEEPER_COMMAND_DEADLINE_SECONDS",
-    default: "120",
-    meaning: "overall deadline for one Run Command invocation (send + wait) (5–3600)",
-};
-pub const COMMAND_POLL: Setting = Setting {
-    variable: "JOINKEEPER_COMMAND_POLL_MILLIS",
-    default: "1000",
-    meaning: "interval between Run Command status polls (50–60000)",
-};
-pub const JOIN_DEADLINE: Setting = Setting {
-    variable: "JOINKEEPER_JOIN_DEADLINE_SECONDS",
-    default: "900",
-    meaning: "how long a new worker may take to become Ready before its launch is abandoned",
-};
-pub const DRAIN_TIMEOUT: Setting = Setting {
-    variable: "JOINKEEPER_DRAIN_TIMEOUT_SECONDS",
-    default: "300",
-    meaning: "how long a drain may take on scale-in before the hook completes anyway",
-};
-pub const HOOK_CHECK: Setting = Setting {
-    variable: "JOINKEEPER_HOOK_CHECK_SECONDS",
-    default: "600",
-    meaning: "how long one hook invocation keeps checking before leaving the rest to the sweep (well under Lambda's 900 s)",
-};
-pub const NODE_POLL: Setting = Setting {
-    variable: "JOINKEEPER_NODE_POLL_SECONDS",
-    default: "15",
-    meaning: "interval between Node status checks while a hook waits",
-};
-pub const REGENERATE_DOCUMENT: Setting = Setting {
-    variable: "JOINKEEPER_REGENERATE_DOCUMENT",
-    default: "joinkeeper-regenerate",
-    meaning: "SSM Command document that mints a new token and writes the record",
-};
-pub const NODE_STATUS_DOCUMENT: Setting = Setting {
-    variable: "JOINKEEPER_NODE_STATUS_DOCUMENT",
-    default: "joinkeeper-node-status",
-    meaning: "SSM Command document that reports Nodes' Ready condition",
-};
-pub const DRAIN_DOCUMENT: Setting = Setting {
-    variable: "JOINKEEPER_DRAIN_DOCUMENT",
-    default: "joinkeeper-drain",
-    meaning: "SSM Command document that cordons, drains and deletes a Node",
-};
-pub const JOIN_LOG_DOCUMENT: Setting = Setting {
-    variable: "JOINKEEPER_JOIN_LOG_DOCUMENT",
-    default: "joinkeeper-join-log",
-    meaning: "SSM Command document that prints the tail of a worker's join log",
-};
-
-/// Every setting, in the order of the README's table.
-pub const SETTINGS: &[&Setting] = &[
-    &PARAMETER_PREFIX,
-    &TOKEN_TTL,
-    &REFRESH_MARGIN,
-    &COMMAND_DEADLINE,
-    &COMMAND_POLL,
-    &JOIN_DEADLINE,
-    &DRAIN_TIMEOUT,
-    &HOOK_CHECK,
-    &NODE_POLL,
-    &REGENERATE_DOCUMENT,
-    &NODE_STATUS_DOCUMENT,
-    &DRAIN_DOCUMENT,
-    &JOIN_LOG_DOCUMENT,
-];
+mod settings;
+pub use settings::*;
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 #[error("configuration: {variable}={value} is not valid: {reason}")]
@@ -109,6 +22,8 @@ pub struct Documents {
     pub node_status: String,
     pub drain: String,
     pub join_log: String,
+    pub nodes: String,
+    pub cordon: String,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -120,7 +35,10 @@ pub struct Config {
     pub command_poll: Duration,
     pub join_deadline: Duration,
     pub drain_timeout: Duration,
-    pub hook_check: Duration,
+    pub function_timeout: Duration,
+    pub hook_prefix: String,
+    pub rogue_grace: Duration,
+    pub delete_rogue_nodes: bool,
     pub node_poll: Duration,
     pub documents: Documents,
 }
@@ -174,13 +92,62 @@ impl Config {
             });
         }
         let drain_timeout = secs(&DRAIN_TIMEOUT, 10, 7200)?;
-        let hook_check = secs(&HOOK_CHECK, 0, 840)?;
         let node_poll = secs(&NODE_POLL, 1, 300)?;
+        let function_timeout = secs(&FUNCTION_TIMEOUT, 30, 900)?;
+        // Every single wait must fit in one invocation with room for the calls around it.
+        if command_deadline + Duration::from_secs(20) > function_timeout {
+            return Err(ConfigError {
+                variable: COMMAND_DEADLINE.variable,
+                value: command_deadline.as_secs().to_string(),
+                reason: format!(
+                    "a Run Command wait must fit in the function timeout ({} = {}) with 20 s to spare",
+                    FUNCTION_TIMEOUT.variable,
+                    function_timeout.as_secs()
+                ),
+            });
+        }
+        if node_poll * 2 > function_timeout {
+            return Err(ConfigError {
+                variable: NODE_POLL.variable,
+                value: node_poll.as_secs().to_string(),
+                reason: format!(
+                    "at most half the function timeout ({} = {})",
+                    FUNCTION_TIMEOUT.variable,
+                    function_timeout.as_secs()
+                ),
+            });
+        }
+        let hook_prefix = get(&HOOK_PREFIX);
+        let prefix_ok = (1..=200).contains(&hook_prefix.len())
+            && hook_prefix
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-'));
+        if !prefix_ok {
+            return Err(ConfigError {
+                variable: HOOK_PREFIX.variable,
+                value: crate::names::printable(&hook_prefix, 40),
+                reason: "expected 1 to 200 of [A-Za-z0-9_.-]".into(),
+            });
+        }
+        let rogue_grace = secs(&ROGUE_GRACE, 60, 604_800)?;
+        let delete_rogue_nodes = match get(&DELETE_ROGUE).as_str() {
+            "true" => true,
+            "false" => false,
+            other => {
+                return Err(ConfigError {
+                    variable: DELETE_ROGUE.variable,
+                    value: crate::names::printable(other, 40),
+                    reason: "expected true or false".into(),
+                })
+            }
+        };
         let documents = Documents {
             regenerate: document(&REGENERATE_DOCUMENT, get(&REGENERATE_DOCUMENT))?,
             node_status: document(&NODE_STATUS_DOCUMENT, get(&NODE_STATUS_DOCUMENT))?,
             drain: document(&DRAIN_DOCUMENT, get(&DRAIN_DOCUMENT))?,
             join_log: document(&JOIN_LOG_DOCUMENT, get(&JOIN_LOG_DOCUMENT))?,
+            nodes: document(&NODES_DOCUMENT, get(&NODES_DOCUMENT))?,
+            cordon: document(&CORDON_DOCUMENT, get(&CORDON_DOCUMENT))?,
         };
         Ok(Config {
             parameter_prefix,
@@ -190,7 +157,10 @@ impl Config {
             command_poll,
             join_deadline,
             drain_timeout,
-            hook_check,
+            function_timeout,
+            hook_prefix,
+            rogue_grace,
+            delete_rogue_nodes,
             node_poll,
             documents,
         })
@@ -201,9 +171,19 @@ impl Config {
         format!("{}/{}/join-record", self.parameter_prefix, cluster)
     }
 
-    /// The single-flight lock's parameter name for a cluster.
-    pub fn lock_parameter(&self, cluster: &crate::names::ClusterName) -> String {
-        format!("{}/{}/regenerate-lock", self.parameter_prefix, cluster)
+    /// The record's non-secret metadata (see [`crate::meta`]).
+    pub fn meta_parameter(&self, cluster: &crate::names::ClusterName) -> String {
+        format!("{}/{}/join-record-meta", self.parameter_prefix, cluster)
+    }
+
+    /// The folder of a cluster's leases (see [`crate::lease`]).
+    pub fn lease_path(&self, cluster: &crate::names::ClusterName) -> String {
+        format!("{}/{}/leases", self.parameter_prefix, cluster)
+    }
+
+    /// One lease's parameter name: `regenerate`, `reconcile`, `drain-<instance>`.
+    pub fn lease_parameter(&self, cluster: &crate::names::ClusterName, lease: &str) -> String {
+        format!("{}/{lease}", self.lease_path(cluster))
     }
 }
 
@@ -275,16 +255,22 @@ mod tests {
     fn defaults_match_the_documented_table() {
         let c = with(&[]).expect("defaults are valid");
         assert_eq!(c.parameter_prefix, "/joinkeeper");
-        assert_eq!(c.token_ttl, Duration::from_secs(24 * 3600));
-        assert_eq!(c.refresh_margin, Duration::from_secs(8 * 3600));
+        assert_eq!(c.token_ttl, Duration::from_secs(2 * 3600));
+        assert_eq!(c.refresh_margin, Duration::from_secs(3600));
+        assert!(
+            c.refresh_margin > c.join_deadline,
+            "a joining worker never meets an expired token"
+        );
+        assert_eq!(c.hook_prefix, "joinkeeper-");
+        assert!(!c.delete_rogue_nodes);
         assert_eq!(c.command_deadline, Duration::from_secs(120));
         assert_eq!(c.command_poll, Duration::from_millis(1000));
         assert_eq!(c.documents.regenerate, "joinkeeper-regenerate");
         let cluster = crate::names::ClusterName::parse("demo").expect("valid");
         assert_eq!(c.record_parameter(&cluster), "/joinkeeper/demo/join-record");
         assert_eq!(
-            c.lock_parameter(&cluster),
-            "/joinkeeper/demo/regenerate-lock"
+            c.lease_parameter(&cluster, "regenerate"),
+            "/joinkeeper/demo/leases/regenerate"
         );
     }
 
@@ -308,6 +294,10 @@ mod tests {
             ("JOINKEEPER_TOKEN_TTL_SECONDS", "24h"),
             ("JOINKEEPER_TOKEN_TTL_SECONDS", "10"),
             ("JOINKEEPER_REFRESH_MARGIN_SECONDS", "86400"),
+            ("JOINKEEPER_COMMAND_DEADLINE_SECONDS", "890"),
+            ("JOINKEEPER_FUNCTION_TIMEOUT_SECONDS", "10"),
+            ("JOINKEEPER_HOOK_PREFIX", "a b"),
+            ("JOINKEEPER_DELETE_ROGUE_NODES", "yes"),
             ("JOINKEEPER_COMMAND_DEADLINE_SECONDS", "-1"),
             ("JOINKEEPER_COMMAND_POLL_MILLIS", "1"),
             ("JOINKEEPER_REGENERATE_DOCUMENT", "doc;rm -rf /"),

@@ -1,0 +1,55 @@
+//! One `Context` for every trigger: configuration and the AWS adapters, built once per process
+//! (outside the handler), and the per-invocation facts (request id, deadline).
+
+use crate::aws::autoscaling::AutoScaling;
+use crate::aws::fleet::Fleet;
+use crate::aws::parameters::ParameterStore;
+use crate::aws::run_command::CommandRunner;
+use crate::aws::AwsClients;
+use crate::config::Config;
+use crate::deadline::Deadline;
+use crate::lease::Leases;
+
+#[derive(Clone, Debug)]
+pub struct Context {
+    pub config: Config,
+    pub parameters: ParameterStore,
+    pub leases: Leases,
+    pub fleet: Fleet,
+    pub runner: CommandRunner,
+    pub asg: AutoScaling,
+}
+
+impl Context {
+    pub fn new(config: Config, clients: &AwsClients) -> Self {
+        let parameters = ParameterStore::new(clients.ssm.clone());
+        Context {
+            leases: Leases::new(parameters.clone()),
+            parameters,
+            fleet: Fleet::new(clients),
+            runner: CommandRunner::new(
+                clients.ssm.clone(),
+                config.command_poll,
+                config.command_deadline,
+            ),
+            asg: AutoScaling::new(clients.autoscaling.clone()),
+            config,
+        }
+    }
+}
+
+/// What one invocation brings: who it is (for "held by …" answers) and when it must end.
+#[derive(Clone, Debug)]
+pub struct Invocation {
+    pub request_id: String,
+    pub deadline: Deadline,
+}
+
+impl Invocation {
+    pub fn new(request_id: impl Into<String>, deadline: Deadline) -> Self {
+        Invocation {
+            request_id: request_id.into(),
+            deadline,
+        }
+    }
+}

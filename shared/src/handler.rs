@@ -1,0 +1,185 @@
+//! The three triggers, each a thin layer over [`crate::reconcile`] and [`crate::refresh`]:
+//! validate the event, find the cluster, reconcile it. Errors are classed for Lambda's
+//! `Diagnostic` (bad event, AWS call, deadline, failed clusters).
+
+use serde::Serialize;
+use serde_json::Value;
+use tracing::{info, warn};
+
+use crate::aws::AwsCallError;
+use crate::context::{Context, Invocation};
+use crate::lifecycle::{parse_event, LifecycleEvent, Transition};
+use crate::names::ClusterName;
+use crate::reconcile::{reconcile, ReconcileOutcome};
+use crate::refresh::{refresh_all, RefreshSummary};
+
+/// Why an invocation failed, one class per cause (Lambda's `errorType`).
+#[derive(Debug, thiserror::Error)]
+pub enum HandlerError {
+    #[error("bad event: {0}")]
+    BadEvent(String),
+    #[error(transparent)]
+    Aws(#[from] AwsCallError),
+    #[error("{0}")]
+    ClustersFailed(String),
+}
+
+impl HandlerError {
+    pub fn error_type(&self) -> &'static str {
+        match self {
+            HandlerError::BadEvent(_) => "joinkeeper.BadEvent",
+            HandlerError::Aws(e) if e.is_throttling() => "joinkeeper.Throttled",
+            HandlerError::Aws(_) => "joinkeeper.AwsCall",
+            HandlerError::ClustersFailed(_) => "joinkeeper.ClustersFailed",
+        }
+    }
+}
+
+impl From<HandlerError> for lambda_runtime::Diagnostic {
+    fn from(e: HandlerError) -> Self {
+        lambda_runtime::Diagnostic {
+            error_type: e.error_type().to_owned(),
+            error_message: e.to_string(),
+        }
+    }
+}
+
+/// The answer to a lifecycle event.
+#[derive(Clone, Debug, Serialize)]
+#[serde(tag = "handled", rename_all = "kebab-case")]
+pub enum LifecycleResponse {
+    /// Not joinkeeper's (another source, another tool's hook, an unmanaged group).
+    Ignored { reason: String },
+    Reconciled {
+        instance: String,
+        #[serde(flatten)]
+        outcome: ReconcileOutcome,
+    },
+}
+
+/// A launch or terminate lifecycle event: reconcile the cluster of the event's group.
+pub async fn handle_lifecycle(
+    ctx: &Context,
+    payload: &Value,
+    expected: Transition,
+    inv: &Invocation,
+) -> Result<LifecycleResponse, HandlerError> {
+    let action = match parse_event(payload, &ctx.config.hook_prefix)
+        .map_err(|e| HandlerError::BadEvent(e.to_string()))?
+    {
+        LifecycleEvent::Ignored { reason } => {
+            info!(reason = %reason, "event ignored");
+            return Ok(LifecycleResponse::Ignored { reason });
+        }
+        LifecycleEvent::Action(a) if a.transition != expected => {
+            return Err(HandlerError::BadEvent(format!(
+                "a {:?} action sent to the {expected:?} handler",
+                a.transition
+            )))
+        }
+        LifecycleEvent::Action(a) => a,
+    };
+    let span = tracing::info_span!("lifecycle", group = %action.group, instance = %action.instance);
+    let _ = span.enter(); // fields for the lines below; the reconcile has its own span
+    let group = match ctx.asg.group(&action.group).await? {
+        None => {
+            return Ok(LifecycleResponse::Ignored {
+                reason: "unknown Auto Scaling group".into(),
+            })
+        }
+        Some(g) if !g.is_worker_group => {
+            return Ok(LifecycleResponse::Ignored {
+                reason: "group is not tagged joinkeeper:role=worker".into(),
+            })
+        }
+        Some(g) => g,
+    };
+    let cluster = match group.cluster {
+        Ok(c) => c,
+        Err(e) => {
+            return Ok(LifecycleResponse::Ignored {
+                reason: format!("group is not managed by joinkeeper: {e}"),
+            })
+        }
+    };
+    let outcome = reconcile(ctx, &cluster, inv).await?;
+    Ok(LifecycleResponse::Reconciled {
+        instance: action.instance.to_string(),
+        outcome,
+    })
+}
+
+/// The answer to the schedule.
+#[derive(Clone, Debug, Serialize)]
+pub struct ScheduledResponse {
+    pub refresh: RefreshSummary,
+    pub reconcile: Vec<ReconcileOutcome>,
+    pub leftovers_removed: usize,
+}
+
+/// The schedule: keep every record valid, reconcile every cluster with worker groups (the
+/// safety net for lost events), clean up leftover lease parameters.
+pub async fn handle_schedule(
+    ctx: &Context,
+    payload: &Value,
+    inv: &Invocation,
+) -> Result<ScheduledResponse, HandlerError> {
+    let event = crate::events::parse_scheduled(payload)
+        .map_err(|e| HandlerError::BadEvent(e.to_string()))?;
+    info!(event_id = %event.id, event_time = %event.time, "scheduled run started");
+    let refresh = refresh_all(ctx, inv).await?;
+    let mut clusters: Vec<ClusterName> = ctx
+        .asg
+        .managed_groups(None)
+        .await?
+        .into_iter()
+        .filter(|g| g.is_worker_group)
+        .filter_map(|g| g.cluster.ok())
+        .collect();
+    clusters.sort();
+    clusters.dedup();
+    let runs = clusters.iter().map(|c| async move {
+        match reconcile(ctx, c, inv).await {
+            Ok(o) => Some(o),
+            Err(err) => {
+                warn!(cluster = %c, error = %err, "reconcile failed; the next trigger tries again");
+                None
+            }
+        }
+    });
+    let reconciled: Vec<ReconcileOutcome> = futures_util::future::join_all(runs)
+        .await
+        .into_iter()
+        .flatten()
+        .collect();
+    let mut leftovers_removed = 0;
+    for c in refresh
+        .clusters
+        .iter()
+        .filter_map(|r| ClusterName::parse(&r.cluster).ok())
+    {
+        match ctx.leases.cleanup(&ctx.config.lease_path(&c)).await {
+            Ok(n) => leftovers_removed += n,
+            Err(err) => warn!(cluster = %c, error = %err, "could not clean up leftover leases"),
+        }
+    }
+    let failed = refresh.failed();
+    if failed > 0 {
+        let names: Vec<&str> = refresh
+            .clusters
+            .iter()
+            .filter(|c| c.outcome == crate::refresh::Outcome::Failed)
+            .map(|c| c.cluster.as_str())
+            .collect();
+        return Err(HandlerError::ClustersFailed(format!(
+            "{failed} of {} clusters failed to refresh: {}",
+            refresh.clusters.len(),
+            names.join(", ")
+        )));
+    }
+    Ok(ScheduledResponse {
+        refresh,
+        reconcile: reconciled,
+        leftovers_removed,
+    })
+}

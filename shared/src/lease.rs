@@ -1,0 +1,324 @@
+//! A lease on Parameter Store that cannot be held twice: regeneration, reconcile and drains use it.
+//!
+//! Parameter Store's only conditional write is create-only (`Overwrite=false`); the lease is
+//! built on it alone:
+//!
+//! - **Acquire**: create `<name>` with `{holder, expires_at_ms, ...}`. One creator wins.
+//! - **Hold**: the holder acts only while `now < expires_at - GUARD`, and renews (overwrites its
+//!   own value with a later expiry) before that. Nobody else writes a lease that has not expired.
+//! - **Take over** an expired lease: only after `now >= expires_at`, and only by the one waiter
+//!   that creates the marker `<name>.takeover.<old holder>-v<version>` (create-only again); the
+//!   winner then overwrites the lease. A waiter that read an older version loses on the marker,
+//!   or reads the new holder's value.
+//! - **Release**: the holder deletes the lease while it is still valid; past that it lets it expire.
+//!
+//! So two holders never overlap: the old one stops `GUARD` before the expiry that the new one
+//! waits for. Markers are left for the scheduled cleanup ([`Leases::cleanup`]), which removes them
+//! once no invocation that could have read the old version is still alive (Lambda's 900 s).
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use time::OffsetDateTime;
+
+use crate::aws::parameters::ParameterStore;
+use crate::aws::AwsCallError;
+
+/// How long before its expiry a holder stops acting: clock skew plus one write's latency.
+pub const GUARD: Duration = Duration::from_secs(2);
+/// Markers and abandoned leases older than this are removed by the cleanup.
+pub const LEFTOVER_AGE: Duration = Duration::from_secs(1800);
+
+/// The lease parameter's value.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct LeaseValue {
+    pub holder: String,
+    /// Lambda request id (or another caller label) of the holder, for "held by …" answers.
+    #[serde(default)]
+    pub request_id: String,
+    pub expires_at_ms: i64,
+    /// When the holder's own invocation ends (ms since the epoch); 0 when unknown.
+    #[serde(default)]
+    pub holder_until_ms: i64,
+    /// A Run Command the holder started under the lease, and where.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub command_id: String,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub instance_id: String,
+    #[serde(default)]
+    pub started_at_ms: i64,
+}
+
+/// A lease this process holds.
+#[derive(Clone, Debug)]
+pub struct Held {
+    pub name: String,
+    pub value: LeaseValue,
+    /// The expired holder's value when this lease was taken over.
+    pub previous: Option<LeaseValue>,
+}
+
+/// The outcome of one attempt.
+#[derive(Clone, Debug)]
+pub enum Acquire {
+    Held(Held),
+    /// Someone else holds it (or is taking it over); their value when known.
+    Busy(Option<LeaseValue>),
+}
+
+/// What a reader may do with a lease value it found.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Standing {
+    Valid,
+    Expired,
+}
+
+/// Pure: is the lease still valid at `now_ms`?
+pub fn standing(value: &LeaseValue, now_ms: i64) -> Standing {
+    if now_ms >= value.expires_at_ms {
+        Standing::Expired
+    } else {
+        Standing::Valid
+    }
+}
+
+/// Pure: may the holder still act at `now_ms`?
+pub fn holder_may_act(value: &LeaseValue, now_ms: i64) -> bool {
+    now_ms < value.expires_at_ms - GUARD.as_millis() as i64
+}
+
+pub fn now_ms() -> i64 {
+    (OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000) as i64
+}
+
+static SEQ: AtomicU64 = AtomicU64::new(0);
+
+/// A holder id unique across processes and acquisitions, safe in a parameter name.
+pub fn new_holder_id() -> String {
+    format!(
+        "h{}x{}x{}",
+        std::process::id(),
+        OffsetDateTime::now_utc().unix_timestamp_nanos() % 1_000_000_000_000,
+        SEQ.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+type Delay = Arc<dyn Fn(&'static str) -> Duration + Send + Sync>;
+
+#[derive(Clone)]
+pub struct Leases {
+    store: ParameterStore,
+    /// Test hook: a pause injected at each step of the protocol, to widen race windows.
+    delay: Option<Delay>,
+}
+
+impl std::fmt::Debug for Leases {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Leases").finish_non_exhaustive()
+    }
+}
+
+impl Leases {
+    pub fn new(store: ParameterStore) -> Self {
+        Leases { store, delay: None }
+    }
+
+    /// The same leases with a pause injected before every step (race tests only).
+    pub fn with_injected_delay(
+        mut self,
+        delay: impl Fn(&'static str) -> Duration + Send + Sync + 'static,
+    ) -> Self {
+        self.delay = Some(Arc::new(delay));
+        self
+    }
+
+    async fn pause(&self, step: &'static str) {
+        if let Some(d) = &self.delay {
+            let wait = d(step);
+            if !wait.is_zero() {
+                tokio::time::sleep(wait).await;
+            }
+        }
+    }
+
+    /// Reads a lease; `None` when absent, `Some(None)` when its value is not a lease.
+    pub async fn read(
+        &self,
+        name: &str,
+    ) -> Result<Option<(Option<LeaseValue>, i64)>, AwsCallError> {
+        Ok(self
+            .store
+            .get(name, false)
+            .await?
+            .map(|(v, version)| (serde_json::from_str(&v).ok(), version)))
+    }
+
+    /// One attempt to acquire `name` for `ttl`. `value` carries the caller's details; its holder
+    /// and expiry are set here.
+    pub async fn try_acquire(
+        &self,
+        name: &str,
+        ttl: Duration,
+        mut value: LeaseValue,
+    ) -> Result<Acquire, AwsCallError> {
+        value.holder = new_holder_id();
+        for _ in 0..3 {
+            value.expires_at_ms = now_ms() + ttl.as_millis() as i64;
+            self.pause("create").await;
+            if self.store.create_only(name, &to_json(&value)).await? {
+                return Ok(Acquire::Held(Held {
+                    name: name.to_owned(),
+                    value,
+                    previous: None,
+                }));
+            }
+            self.pause("read").await;
+            let Some((found, version)) = self.read(name).await? else {
+                continue; // released between our create and our read
+            };
+            if let Some(v) = &found {
+                if standing(v, now_ms()) == Standing::Valid {
+                    return Ok(Acquire::Busy(found));
+                }
+            }
+            // Expired (or not a lease at all): one waiter takes it over.
+            let old = found
+                .as_ref()
+                .map(|v| v.holder.as_str())
+                .unwrap_or("corrupt");
+            let marker = format!("{name}.takeover.{}-v{version}", sanitize(old));
+            self.pause("marker").await;
+            if !self.store.create_only(&marker, &value.holder).await? {
+                return Ok(Acquire::Busy(found));
+            }
+            value.expires_at_ms = now_ms() + ttl.as_millis() as i64;
+            self.pause("overwrite").await;
+            self.store.overwrite(name, &to_json(&value)).await?;
+            return Ok(Acquire::Held(Held {
+                name: name.to_owned(),
+                value,
+                previous: found,
+            }));
+        }
+        Ok(Acquire::Busy(None))
+    }
+
+    /// Extends a held lease to `ttl` from now. False (and nothing written) when the lease can no
+    /// longer be trusted: the holder must stop.
+    pub async fn renew(&self, held: &mut Held, ttl: Duration) -> Result<bool, AwsCallError> {
+        if !holder_may_act(&held.value, now_ms()) {
+            return Ok(false);
+        }
+        let mut value = held.value.clone();
+        value.expires_at_ms = now_ms() + ttl.as_millis() as i64;
+        self.store.overwrite(&held.name, &to_json(&value)).await?;
+        held.value = value;
+        Ok(true)
+    }
+
+    /// Records a command started under the lease (for waiters and a later takeover).
+    pub async fn note_command(
+        &self,
+        held: &mut Held,
+        command_id: &str,
+        instance: &str,
+    ) -> Result<bool, AwsCallError> {
+        if !holder_may_act(&held.value, now_ms()) {
+            return Ok(false);
+        }
+        let mut value = held.value.clone();
+        value.command_id = command_id.to_owned();
+        value.instance_id = instance.to_owned();
+        self.store.overwrite(&held.name, &to_json(&value)).await?;
+        held.value = value;
+        Ok(true)
+    }
+
+    /// Releases a held lease if it is still ours to release; otherwise it simply expires.
+    pub async fn release(&self, held: Held) -> Result<(), AwsCallError> {
+        if holder_may_act(&held.value, now_ms()) {
+            self.store.delete(&held.name).await?;
+        }
+        Ok(())
+    }
+
+    /// Removes takeover markers and leases that expired long ago under `path`. Returns how many.
+    pub async fn cleanup(&self, path: &str) -> Result<usize, AwsCallError> {
+        let now = OffsetDateTime::now_utc();
+        let mut removed = 0;
+        for p in self.store.list_path(path).await? {
+            let old = p
+                .modified
+                .is_some_and(|m| now - m > time::Duration::seconds(LEFTOVER_AGE.as_secs() as i64));
+            let leftover = if p.name.contains(".takeover.") {
+                old
+            } else {
+                serde_json::from_str::<LeaseValue>(&p.value)
+                    .map(|v| now_ms() - v.expires_at_ms > LEFTOVER_AGE.as_millis() as i64)
+                    .unwrap_or(old)
+            };
+            if leftover {
+                self.store.delete(&p.name).await?;
+                removed += 1;
+            }
+        }
+        Ok(removed)
+    }
+}
+
+fn to_json(value: &LeaseValue) -> String {
+    serde_json::to_string(value).unwrap_or_default()
+}
+
+/// Keeps a holder id usable inside a parameter name.
+fn sanitize(s: &str) -> String {
+    s.chars()
+        .filter(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-'))
+        .take(64)
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_holder_stops_before_a_taker_may_start() {
+        let v = LeaseValue {
+            expires_at_ms: 10_000,
+            ..Default::default()
+        };
+        let guard = GUARD.as_millis() as i64;
+        assert!(holder_may_act(&v, 10_000 - guard - 1));
+        assert!(!holder_may_act(&v, 10_000 - guard));
+        assert_eq!(standing(&v, 9_999), Standing::Valid);
+        assert_eq!(standing(&v, 10_000), Standing::Expired);
+        // No instant at which both the holder may act and a taker may take over.
+        for t in 0..20_000 {
+            assert!(!(holder_may_act(&v, t) && standing(&v, t) == Standing::Expired));
+        }
+    }
+
+    #[test]
+    fn holder_ids_are_unique_and_safe_in_names() {
+        let a = new_holder_id();
+        let b = new_holder_id();
+        assert_ne!(a, b);
+        assert_eq!(sanitize(&a), a);
+        assert_eq!(sanitize("a/b c;d"), "abcd");
+    }
+
+    #[test]
+    fn values_round_trip_and_old_fields_default() {
+        let v: LeaseValue =
+            serde_json::from_str(r#"{"holder":"x","expires_at_ms":5}"#).expect("lease");
+        assert_eq!(v.holder, "x");
+        assert!(v.command_id.is_empty());
+        assert_eq!(
+            serde_json::from_str::<LeaseValue>(&to_json(&v)).ok(),
+            Some(v)
+        );
+    }
+}

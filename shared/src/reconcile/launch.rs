@@ -1,0 +1,140 @@
+//! Launching instances: `Pending:Wait` (into service) gets CONTINUE once its Node is Ready and
+//! ABANDON past the join deadline; `Warmed:Pending:Wait` without a Node (fresh from EC2 into the
+//! warm pool) gets CONTINUE at once: it joins only when it leaves the pool for service.
+
+use std::time::Duration;
+
+use time::OffsetDateTime;
+use tracing::warn;
+
+use crate::aws::autoscaling::{Completion, Hook};
+use crate::aws::run_command::CommandRequest;
+use crate::aws::AwsCallError;
+use crate::context::Context;
+use crate::deadline::Deadline;
+use crate::lifecycle::{HookResult, NodeState, WaitState};
+use crate::reconcile::act;
+use crate::reconcile::decide::{decide_launch, LaunchDecision, LaunchFacts};
+use crate::reconcile::gather::Waiting;
+use crate::reconcile::memory::Memory;
+use crate::reconcile::report::{ActionOutcome, ActionReport};
+
+/// At most this many join logs are fetched per pass (each is a Run Command on the worker).
+const JOIN_LOGS_PER_PASS: usize = 5;
+
+pub async fn launch(
+    ctx: &Context,
+    mem: &mut Memory,
+    cluster: &str,
+    w: &Waiting,
+    hooks: &[&Hook],
+    node: Option<NodeState>,
+    deadline: &Deadline,
+) -> Result<ActionReport, AwsCallError> {
+    let report = |outcome, reason: String| {
+        ActionReport::new(cluster, &w.group, &w.instance, w.state, outcome, reason)
+    };
+    let Some(launched) = mem.facts.get(&w.instance).and_then(|f| f.launched) else {
+        return Ok(report(
+            ActionOutcome::Skipped,
+            "instance no longer exists (or has no launch time)".into(),
+        ));
+    };
+    let age = Duration::try_from(OffsetDateTime::now_utc() - launched).unwrap_or(Duration::ZERO);
+    let facts = LaunchFacts {
+        node,
+        waiting: true,
+        age,
+        join_deadline: ctx.config.join_deadline,
+    };
+    Ok(match decide_launch(facts) {
+        LaunchDecision::Continue => match act::complete(ctx, w, hooks, HookResult::Continue).await?
+        {
+            Completion::Completed => {
+                let mut r = report(ActionOutcome::Continue, "Node is Ready".into());
+                r.join_seconds = Some(age.as_secs());
+                r
+            }
+            Completion::AlreadyDone => report(
+                ActionOutcome::Skipped,
+                "already completed (by another invocation, or timed out)".into(),
+            ),
+        },
+        LaunchDecision::Abandon { reason } => {
+            let tail = if mem.join_logs < JOIN_LOGS_PER_PASS {
+                mem.join_logs += 1;
+                Some(join_log_tail(ctx, w, deadline).await)
+            } else {
+                None
+            };
+            match act::complete(ctx, w, hooks, HookResult::Abandon).await? {
+                Completion::Completed => {
+                    warn!(cluster, instance = %w.instance, reason = %reason, join_log = tail.as_deref().unwrap_or("(not fetched)"), "abandoning a worker that could not join");
+                    let mut r = report(ActionOutcome::Abandon, reason);
+                    r.join_log_last_line = tail.and_then(|t| {
+                        t.lines()
+                            .rev()
+                            .find(|l| !l.trim().is_empty())
+                            .map(|l| l.chars().take(300).collect())
+                    });
+                    r
+                }
+                Completion::AlreadyDone => report(
+                    ActionOutcome::Skipped,
+                    "already completed (by another invocation, or timed out)".into(),
+                ),
+            }
+        }
+        LaunchDecision::Wait => {
+            let beat = act::heartbeat_if_due(ctx, mem, w, hooks, Some(age)).await?;
+            let mut r = report(
+                ActionOutcome::Waiting,
+                format!("Node {node:?} after {} s", age.as_secs()),
+            );
+            r.heartbeat = beat;
+            r
+        }
+        LaunchDecision::Skip { reason } => report(ActionOutcome::Skipped, reason),
+    })
+}
+
+/// An instance entering the warm pool from EC2: no Node to wait for, CONTINUE at once.
+pub async fn enter_warm_pool(
+    ctx: &Context,
+    cluster: &str,
+    w: &Waiting,
+    hooks: &[&Hook],
+) -> Result<ActionReport, AwsCallError> {
+    debug_assert_eq!(w.state, WaitState::WarmedPendingWait);
+    let outcome = match act::complete(ctx, w, hooks, HookResult::Continue).await? {
+        Completion::Completed => ActionOutcome::Continue,
+        Completion::AlreadyDone => ActionOutcome::Skipped,
+    };
+    Ok(ActionReport::new(
+        cluster,
+        &w.group,
+        &w.instance,
+        w.state,
+        outcome,
+        "entering the warm pool: it joins when it leaves the pool for service",
+    ))
+}
+
+/// The tail of the worker's own join log, through Run Command, tokens redacted.
+async fn join_log_tail(ctx: &Context, w: &Waiting, deadline: &Deadline) -> String {
+    let request = CommandRequest {
+        instance: &w.instance,
+        document: &ctx.config.documents.join_log,
+        parameters: vec![("Lines", "20".into())],
+        comment: "joinkeeper: join log of a worker that did not join".into(),
+    };
+    let bound = deadline.within(Duration::from_secs(30));
+    match ctx.runner.run(request, &bound).await {
+        Ok(out) => {
+            let redacted = crate::redact::redact_tokens(&out.stdout);
+            let chars: Vec<char> = redacted.chars().collect();
+            chars[chars.len().saturating_sub(2000)..].iter().collect()
+        }
+        Err(err) => format!("(join log unavailable: {err})"),
+    }
+}

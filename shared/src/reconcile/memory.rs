@@ -1,0 +1,57 @@
+//! What a reconcile run remembers between its passes: hooks, instance facts, heartbeats, drains,
+//! actions it already completed. Lost when the invocation ends; a later run reads it back from
+//! AWS (drain records) or starts afresh (heartbeats are then sent at first sight).
+
+use std::collections::{HashMap, HashSet};
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+use crate::aws::fleet::InstanceFacts;
+use crate::lifecycle::WaitState;
+use crate::names::{GroupName, InstanceId};
+use crate::reconcile::drain::DrainRecord;
+use crate::reconcile::gather::GroupHooks;
+
+#[derive(Debug, Default)]
+pub struct Memory {
+    pub hooks: HashMap<GroupName, GroupHooks>,
+    pub facts: HashMap<InstanceId, InstanceFacts>,
+    pub last_heartbeat: HashMap<InstanceId, Instant>,
+    pub unreachable_since: HashMap<InstanceId, Instant>,
+    /// Drain records, loaded once per run when a terminate action is first seen.
+    pub drains: Option<HashMap<InstanceId, DrainRecord>>,
+    /// Actions this run completed (the group may still list them for a moment).
+    pub done: HashSet<(InstanceId, WaitState)>,
+    pub record_checked: Option<Instant>,
+    pub candidates: Option<Vec<InstanceId>>,
+    /// Join logs fetched in the current pass (each is a Run Command on the worker).
+    pub join_logs: usize,
+}
+
+/// How often a run re-checks that the record outlives the join deadline while launches wait.
+pub const RECORD_RECHECK: Duration = Duration::from_secs(300);
+
+impl Memory {
+    /// How long since the action was last heartbeated, or `None` when never in this run.
+    pub fn since_heartbeat(&self, instance: &InstanceId) -> Option<Duration> {
+        self.last_heartbeat.get(instance).map(Instant::elapsed)
+    }
+
+    pub fn record_check_due(&self) -> bool {
+        self.record_checked
+            .is_none_or(|t| t.elapsed() >= RECORD_RECHECK)
+    }
+
+    /// How long the control plane has been unreachable for this instance (0 when it answered).
+    pub fn unreachable_for(&mut self, instance: &InstanceId, reachable: bool) -> Duration {
+        if reachable {
+            self.unreachable_since.remove(instance);
+            return Duration::ZERO;
+        }
+        self.unreachable_since
+            .entry(instance.clone())
+            .or_insert_with(Instant::now)
+            .elapsed()
+    }
+}

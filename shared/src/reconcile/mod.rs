@@ -1,0 +1,176 @@
+//! A level-triggered reconcile per cluster, in the manner of a Kubernetes controller: whatever
+//! woke it (a launch or terminate event, the schedule), it reads the whole cluster, decides every
+//! pending lifecycle action with pure functions, acts, and repeats every poll interval until
+//! nothing is pending or the invocation's deadline is near.
+//!
+//! One reconciler per cluster at a time, under the lease `<prefix>/<cluster>/leases/reconcile`.
+//! An invocation that finds it held returns at once, naming the holder's request; the holder
+//! picks the new action up on its next pass. Hand-off: a holder that ran out of work releases
+//! the lease and then looks once more, taking it again if anything arrived meanwhile; a caller
+//! that finds a holder about to stop waits for it and takes over, so no action waits for the
+//! schedule because of the hand-off.
+
+pub mod act;
+pub mod decide;
+pub mod drain;
+pub mod gather;
+pub mod launch;
+pub mod memory;
+pub mod node_status;
+pub mod pass;
+pub mod report;
+pub mod terminate;
+
+use std::time::Duration;
+
+use serde::Serialize;
+use tracing::{info, Instrument};
+
+use crate::aws::AwsCallError;
+use crate::context::{Context, Invocation};
+use crate::lease::{now_ms, Acquire, Held, LeaseValue, GUARD};
+use crate::names::ClusterName;
+use memory::Memory;
+pub use report::{ActionOutcome, ActionReport, ReconcileReport, StopReason};
+
+/// What a call to [`reconcile`] did.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(tag = "result", rename_all = "kebab-case")]
+pub enum ReconcileOutcome {
+    Ran(ReconcileReport),
+    /// Another invocation reconciles this cluster; it picks up whatever woke this one.
+    HeldElsewhere {
+        cluster: String,
+        request_id: String,
+    },
+}
+
+/// How long the reconcile lease is honoured without renewal: a pass (one Run Command wait, the
+/// completions) and the sleep before the next one.
+pub fn lease_ttl(ctx: &Context) -> Duration {
+    ctx.config.command_deadline * 2 + ctx.config.node_poll + Duration::from_secs(30)
+}
+
+/// Room a run keeps before its deadline to start another pass.
+fn pass_room(ctx: &Context) -> Duration {
+    Duration::from_secs(10).max(ctx.config.node_poll / 2)
+}
+
+/// Reconciles the cluster until nothing is pending or the deadline is near.
+pub async fn reconcile(
+    ctx: &Context,
+    cluster: &ClusterName,
+    inv: &Invocation,
+) -> Result<ReconcileOutcome, AwsCallError> {
+    let span = tracing::info_span!("reconcile", cluster = %cluster);
+    reconcile_inner(ctx, cluster, inv).instrument(span).await
+}
+
+async fn reconcile_inner(
+    ctx: &Context,
+    cluster: &ClusterName,
+    inv: &Invocation,
+) -> Result<ReconcileOutcome, AwsCallError> {
+    let name = ctx.config.lease_parameter(cluster, "reconcile");
+    let mut report = ReconcileReport {
+        cluster: cluster.to_string(),
+        passes: 0,
+        stopped: StopReason::Settled,
+        pending: 0,
+        actions: Vec::new(),
+    };
+    loop {
+        let value = LeaseValue {
+            request_id: inv.request_id.clone(),
+            holder_until_ms: now_ms() + inv.deadline.remaining().as_millis() as i64,
+            ..Default::default()
+        };
+        let held = match ctx.leases.try_acquire(&name, lease_ttl(ctx), value).await? {
+            Acquire::Held(held) => held,
+            Acquire::Busy(holder) => {
+                let holder = holder.unwrap_or_default();
+                if holder_about_to_stop(ctx, &holder) && !inv.deadline.is_near(pass_room(ctx) * 2) {
+                    // Hand-off: wait for the holder to let go, then take over.
+                    if inv
+                        .deadline
+                        .sleep(ctx.config.command_poll.max(Duration::from_millis(200)))
+                        .await
+                    {
+                        continue;
+                    }
+                }
+                if report.passes > 0 {
+                    return Ok(ReconcileOutcome::Ran(report));
+                }
+                info!(cluster = %cluster, holder_request = %holder.request_id, "another invocation reconciles this cluster");
+                return Ok(ReconcileOutcome::HeldElsewhere {
+                    cluster: cluster.to_string(),
+                    request_id: holder.request_id,
+                });
+            }
+        };
+        let stopped = run_passes(ctx, cluster, inv, held, &mut report).await?;
+        report.stopped = stopped;
+        if stopped != StopReason::Settled || inv.deadline.is_near(pass_room(ctx) * 2) {
+            break;
+        }
+        // Released: look once more, so an action that arrived while this run was ending (its
+        // invocation saw the lease held and returned) is not left for the schedule.
+        if !gather::any_waiting(ctx, cluster).await? {
+            break;
+        }
+    }
+    info!(cluster = %cluster, passes = report.passes, pending = report.pending, stopped = ?report.stopped, "reconcile run ended");
+    Ok(ReconcileOutcome::Ran(report))
+}
+
+/// A holder whose invocation ends within two polls will not see a new action in time.
+fn holder_about_to_stop(ctx: &Context, holder: &LeaseValue) -> bool {
+    let window = (ctx.config.node_poll * 2 + Duration::from_secs(15)).as_millis() as i64;
+    holder.holder_until_ms > 0 && holder.holder_until_ms - now_ms() < window
+}
+
+async fn run_passes(
+    ctx: &Context,
+    cluster: &ClusterName,
+    inv: &Invocation,
+    mut held: Held,
+    report: &mut ReconcileReport,
+) -> Result<StopReason, AwsCallError> {
+    let mut mem = Memory::default();
+    let mut first = true;
+    let stopped = loop {
+        if !first && !ctx.leases.renew(&mut held, lease_ttl(ctx)).await? {
+            break StopReason::LeaseLost;
+        }
+        first = false;
+        let lease_left = Duration::from_millis((held.value.expires_at_ms - now_ms()).max(0) as u64)
+            .saturating_sub(GUARD);
+        let bound = pass::pass_bound(inv, lease_left);
+        let result = pass::run_pass(ctx, cluster, inv, &mut mem, &bound).await;
+        report.passes += 1;
+        let result = match result {
+            Ok(r) => r,
+            Err(err) => {
+                let _ = ctx.leases.release(held).await;
+                return Err(err);
+            }
+        };
+        report.pending = result.pending;
+        report
+            .actions
+            .extend(result.reports.into_iter().filter(|r| r.outcome.is_final()));
+        if result.pending == 0 {
+            break StopReason::Settled;
+        }
+        if inv.deadline.is_near(ctx.config.node_poll + pass_room(ctx))
+            || !inv.deadline.sleep(ctx.config.node_poll).await
+        {
+            break StopReason::Deadline;
+        }
+    };
+    if let Err(err) = ctx.leases.release(held).await {
+        tracing::warn!(error = %err, "could not release the reconcile lease; it expires by itself");
+    }
+    Ok(stopped)
+}

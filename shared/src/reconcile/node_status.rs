@@ -1,0 +1,172 @@
+//! Node states from the control plane, one node-status command per batch of waiting instances.
+//!
+//! `GetCommandInvocation` returns at most 24,000 characters of stdout, so batches are sized to
+//! stay under it, and ids missing from a (truncated) answer are asked again once, alone.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use tracing::warn;
+
+use crate::aws::run_command::CommandRequest;
+use crate::context::Context;
+use crate::deadline::Deadline;
+use crate::lifecycle::NodeState;
+use crate::names::{ClusterName, InstanceId};
+
+/// SSM's cap on the stdout that `GetCommandInvocation` returns.
+pub const OUTPUT_LIMIT: usize = 24_000;
+/// The longest line the node-status script prints for one id: the id (19), a Node name (up to
+/// 63, e.g. `ip-10-1-138-127.us-west-2.compute.internal`), the state, separators.
+pub const MAX_LINE: usize = 19 + 1 + 63 + 1 + 8 + 1;
+/// What the node-status document accepts in one `InstanceIds` parameter.
+pub const DOCUMENT_MAX_IDS: usize = 100;
+
+/// How many ids one command may ask about so that its answer fits in the output limit.
+pub fn batch_size() -> usize {
+    (OUTPUT_LIMIT / MAX_LINE).min(DOCUMENT_MAX_IDS)
+}
+
+/// Parses the node-status document's output: one `<instance-id> <node-name|-> <state>` line per
+/// requested id. Lines for other ids and malformed lines are ignored; ids missing from the
+/// output are absent from the result (the caller treats that as "could not ask").
+pub fn parse_node_status(output: &str, asked: &[InstanceId]) -> Vec<(InstanceId, NodeState)> {
+    let mut found = Vec::new();
+    for line in output.lines().take(asked.len() * 2 + 10) {
+        let mut words = line.split_whitespace();
+        let (Some(id), Some(_name), Some(state), None) =
+            (words.next(), words.next(), words.next(), words.next())
+        else {
+            continue;
+        };
+        let Some(instance) = asked.iter().find(|a| a.as_str() == id) else {
+            continue;
+        };
+        let state = match state {
+            "Ready" => NodeState::Ready,
+            "NotReady" => NodeState::NotReady,
+            "Unknown" => NodeState::Unknown,
+            "Absent" => NodeState::Absent,
+            _ => continue,
+        };
+        if !found.iter().any(|(i, _)| i == instance) {
+            found.push((instance.clone(), state));
+        }
+    }
+    found
+}
+
+/// Asks the control plane about every id, in as few commands as the output limit allows.
+/// `None` when no control plane could answer. Ids missing from the answers are left out of the
+/// map (the caller treats them as "could not ask").
+pub async fn node_states(
+    ctx: &Context,
+    cluster: &ClusterName,
+    candidates: &[InstanceId],
+    ids: &[InstanceId],
+    dns: &HashMap<InstanceId, String>,
+    deadline: &Deadline,
+) -> Option<HashMap<InstanceId, NodeState>> {
+    let mut states = HashMap::new();
+    if ids.is_empty() {
+        return Some(states);
+    }
+    for chunk in ids.chunks(batch_size()) {
+        let answered = ask(ctx, cluster, candidates, chunk, dns, deadline).await?;
+        states.extend(answered);
+        // A truncated answer: ask once more for exactly the ids it did not cover.
+        let missing: Vec<InstanceId> = chunk
+            .iter()
+            .filter(|i| !states.contains_key(*i))
+            .cloned()
+            .collect();
+        if !missing.is_empty() && missing.len() < chunk.len() {
+            if let Some(more) = ask(ctx, cluster, candidates, &missing, dns, deadline).await {
+                states.extend(more);
+            }
+        }
+    }
+    Some(states)
+}
+
+async fn ask(
+    ctx: &Context,
+    cluster: &ClusterName,
+    candidates: &[InstanceId],
+    ids: &[InstanceId],
+    dns: &HashMap<InstanceId, String>,
+    deadline: &Deadline,
+) -> Option<Vec<(InstanceId, NodeState)>> {
+    let joined = ids.iter().map(|i| i.as_str()).collect::<Vec<_>>().join(" ");
+    // The private DNS names let the script match a Node without a providerID with no EC2 call.
+    let pairs: Vec<String> = ids
+        .iter()
+        .filter_map(|i| {
+            let name = dns.get(i)?;
+            dns_name_ok(name).then(|| format!("{i}={name}"))
+        })
+        .collect();
+    let pairs = if pairs.is_empty() {
+        "-".to_owned()
+    } else {
+        pairs.join(" ")
+    };
+    for cp in candidates {
+        if deadline.is_near(Duration::from_secs(2)) {
+            return None;
+        }
+        let request = CommandRequest {
+            instance: cp,
+            document: &ctx.config.documents.node_status,
+            parameters: vec![
+                ("InstanceIds", joined.clone()),
+                ("PrivateDnsNames", pairs.clone()),
+            ],
+            comment: format!("joinkeeper: node status for {cluster}"),
+        };
+        match ctx.runner.run(request, deadline).await {
+            Ok(out) => return Some(parse_node_status(&out.stdout, ids)),
+            Err(err) => {
+                warn!(cluster = %cluster, control_plane = %cp, error = %err, "node status failed on this control plane")
+            }
+        }
+    }
+    None
+}
+
+/// A DNS name the document's pattern accepts (anything else is left out, not sent).
+fn dns_name_ok(name: &str) -> bool {
+    let b = name.as_bytes();
+    (1..=253).contains(&b.len())
+        && b.iter()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'-' || *c == b'.')
+        && b[0].is_ascii_alphanumeric()
+        && b[b.len() - 1].is_ascii_alphanumeric()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_full_batch_answer_fits_the_output_limit() {
+        let n = batch_size();
+        assert!(n >= 100, "{n}");
+        assert!(dns_name_ok("ip-10-1-2-3.ec2.internal"));
+        assert!(!dns_name_ok("ip-10-1-2-3.ec2.internal;reboot"));
+        assert!(!dns_name_ok(""));
+        assert!(n * MAX_LINE <= OUTPUT_LIMIT);
+    }
+
+    #[test]
+    fn node_status_output_is_parsed_for_asked_ids_only() {
+        let a = InstanceId::parse("i-0000000a").expect("id");
+        let b = InstanceId::parse("i-0000000b").expect("id");
+        let c = InstanceId::parse("i-0000000c").expect("id");
+        let out = "i-0000000a ip-10-0-0-1.ec2.internal Ready\ni-0000000b - Absent\ni-0000000f x Ready\ngarbage\ni-0000000a x NotReady\n";
+        assert_eq!(
+            parse_node_status(out, &[a.clone(), b.clone(), c]),
+            vec![(a, NodeState::Ready), (b, NodeState::Absent)]
+        );
+    }
+}

@@ -1,0 +1,203 @@
+//! One reconcile pass: read the whole cluster, ask a control plane once about every instance
+//! that needs a Node state, decide each action with the pure functions, act. One failing action
+//! is reported and the others are still served.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use tokio::time::Instant;
+use tracing::warn;
+
+use crate::aws::AwsCallError;
+use crate::context::{Context, Invocation};
+use crate::deadline::Deadline;
+use crate::lifecycle::{NodeState, WaitState};
+use crate::names::{ClusterName, InstanceId};
+use crate::reconcile::decide::warm_pool_entry_has_node;
+use crate::reconcile::gather::{gather, Waiting};
+use crate::reconcile::memory::Memory;
+use crate::reconcile::report::{ActionOutcome, ActionReport};
+use crate::reconcile::{drain, launch, node_status, terminate};
+
+/// What one pass did.
+#[derive(Debug, Default)]
+pub struct PassResult {
+    pub reports: Vec<ActionReport>,
+    /// Actions still waiting after this pass.
+    pub pending: usize,
+}
+
+pub async fn run_pass(
+    ctx: &Context,
+    cluster: &ClusterName,
+    inv: &Invocation,
+    mem: &mut Memory,
+    bound: &Deadline,
+) -> Result<PassResult, AwsCallError> {
+    mem.join_logs = 0;
+    let view = gather(ctx, cluster, &mut mem.hooks).await?;
+    let waiting: Vec<Waiting> = view
+        .waiting
+        .into_iter()
+        .filter(|w| !mem.done.contains(&(w.instance.clone(), w.state)))
+        .collect();
+    if waiting.is_empty() {
+        return Ok(PassResult::default());
+    }
+    let launching: Vec<InstanceId> = waiting
+        .iter()
+        .filter(|w| w.state == WaitState::PendingWait)
+        .map(|w| w.instance.clone())
+        .collect();
+    if !launching.is_empty() && mem.record_check_due() {
+        // Workers about to join must find a record that outlives their join deadline.
+        let sub = Invocation::new(inv.request_id.clone(), *bound);
+        if let Err(err) =
+            crate::regenerate::ensure_fresh(ctx, cluster, ctx.config.join_deadline, &sub).await
+        {
+            warn!(cluster = %cluster, error = %err, "could not make sure the join record outlives the join deadline");
+        }
+        mem.record_checked = Some(Instant::now());
+    }
+    let unknown: Vec<InstanceId> = waiting
+        .iter()
+        .map(|w| &w.instance)
+        .filter(|i| !mem.facts.contains_key(*i))
+        .cloned()
+        .collect();
+    if !unknown.is_empty() {
+        mem.facts.extend(ctx.fleet.instances(&unknown).await?);
+    }
+    if mem.drains.is_none() && waiting.iter().any(|w| w.state != WaitState::PendingWait) {
+        mem.drains = Some(drain::load_all(ctx, cluster).await?);
+    }
+    let drains = mem.drains.clone().unwrap_or_default();
+    let need_node: Vec<InstanceId> = waiting
+        .iter()
+        .filter(|w| {
+            w.state != WaitState::WarmedTerminatingWait && !drains.contains_key(&w.instance)
+        })
+        .map(|w| w.instance.clone())
+        .collect();
+    let candidates = match &mem.candidates {
+        Some(c) if !c.is_empty() => c.clone(),
+        _ => ctx.fleet.control_plane_candidates(cluster).await?,
+    };
+    let states = if need_node.is_empty() {
+        Some(HashMap::new())
+    } else {
+        let dns: HashMap<InstanceId, String> = need_node
+            .iter()
+            .filter_map(|i| Some((i.clone(), mem.facts.get(i)?.private_dns.clone())))
+            .collect();
+        node_status::node_states(ctx, cluster, &candidates, &need_node, &dns, bound).await
+    };
+    // Ask EC2 and SSM again next pass when no control plane answered.
+    mem.candidates = states.as_ref().map(|_| candidates.clone());
+    let mut result = PassResult::default();
+    for w in &waiting {
+        let node = states.as_ref().and_then(|s| s.get(&w.instance).copied());
+        let report = match act_on(ctx, mem, cluster, w, node, &candidates, inv, bound).await {
+            Ok(r) => r,
+            Err(err) => {
+                warn!(cluster = %cluster, instance = %w.instance, error = %err, "handling this lifecycle action failed; the others go on");
+                ActionReport::new(
+                    cluster.as_str(),
+                    &w.group,
+                    &w.instance,
+                    w.state,
+                    ActionOutcome::Failed,
+                    err.to_string(),
+                )
+            }
+        };
+        if report.outcome.is_final() && report.outcome != ActionOutcome::Failed {
+            mem.done.insert((w.instance.clone(), w.state));
+        } else {
+            result.pending += 1;
+        }
+        result.reports.push(report.log());
+    }
+    Ok(result)
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn act_on(
+    ctx: &Context,
+    mem: &mut Memory,
+    cluster: &ClusterName,
+    w: &Waiting,
+    node: Option<NodeState>,
+    candidates: &[InstanceId],
+    inv: &Invocation,
+    bound: &Deadline,
+) -> Result<ActionReport, AwsCallError> {
+    let hooks = mem
+        .hooks
+        .get(&w.group)
+        .map(|h| {
+            h.for_state(w.state)
+                .into_iter()
+                .cloned()
+                .collect::<Vec<_>>()
+        })
+        .unwrap_or_default();
+    let hooks: Vec<&_> = hooks.iter().collect();
+    let draining = mem
+        .drains
+        .as_ref()
+        .is_some_and(|d| d.contains_key(&w.instance));
+    match w.state {
+        WaitState::PendingWait => {
+            launch::launch(ctx, mem, cluster.as_str(), w, &hooks, node, bound).await
+        }
+        WaitState::WarmedPendingWait if !draining => match warm_pool_entry_has_node(node) {
+            Some(false) => launch::enter_warm_pool(ctx, cluster.as_str(), w, &hooks).await,
+            Some(true) => {
+                terminate::terminate(
+                    ctx,
+                    mem,
+                    cluster,
+                    w,
+                    &hooks,
+                    node,
+                    candidates,
+                    &inv.request_id,
+                )
+                .await
+            }
+            None => {
+                let beat =
+                    crate::reconcile::act::heartbeat_if_due(ctx, mem, w, &hooks, None).await?;
+                let mut r = ActionReport::new(
+                    cluster.as_str(),
+                    &w.group,
+                    &w.instance,
+                    w.state,
+                    ActionOutcome::Waiting,
+                    "control plane unreachable: cannot tell whether it has a Node",
+                );
+                r.heartbeat = beat;
+                Ok(r)
+            }
+        },
+        _ => {
+            terminate::terminate(
+                ctx,
+                mem,
+                cluster,
+                w,
+                &hooks,
+                node,
+                candidates,
+                &inv.request_id,
+            )
+            .await
+        }
+    }
+}
+
+/// The pass's own time bound: the invocation's deadline, and the lease's validity.
+pub fn pass_bound(inv: &Invocation, lease_left: Duration) -> Deadline {
+    inv.deadline.within(lease_left)
+}
