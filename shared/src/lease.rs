@@ -84,9 +84,9 @@ pub fn standing(value: &LeaseValue, now_ms: i64) -> Standing {
     }
 }
 
-/// Pure: may the holder still act at `now_ms`?
-pub fn holder_may_act(value: &LeaseValue, now_ms: i64) -> bool {
-    now_ms < value.expires_at_ms - GUARD.as_millis() as i64
+/// Pure: may the holder still act at `now_ms`, stopping `guard` before the expiry?
+pub fn holder_may_act(value: &LeaseValue, now_ms: i64, guard: Duration) -> bool {
+    now_ms < value.expires_at_ms - guard.as_millis() as i64
 }
 
 pub fn now_ms() -> i64 {
@@ -112,6 +112,7 @@ pub struct Leases {
     store: ParameterStore,
     /// Test hook: a pause injected at each step of the protocol, to widen race windows.
     delay: Option<Delay>,
+    guard: Duration,
 }
 
 impl std::fmt::Debug for Leases {
@@ -122,7 +123,11 @@ impl std::fmt::Debug for Leases {
 
 impl Leases {
     pub fn new(store: ParameterStore) -> Self {
-        Leases { store, delay: None }
+        Leases {
+            store,
+            delay: None,
+            guard: GUARD,
+        }
     }
 
     /// The same leases with a pause injected before every step (race tests only).
@@ -132,6 +137,24 @@ impl Leases {
     ) -> Self {
         self.delay = Some(Arc::new(delay));
         self
+    }
+
+    /// The same leases with another guard (tests on one clock use a short one).
+    pub fn with_guard(mut self, guard: Duration) -> Self {
+        self.guard = guard;
+        self
+    }
+
+    /// Whether the holder of `held` may still act now.
+    pub fn may_act(&self, held: &Held) -> bool {
+        holder_may_act(&held.value, now_ms(), self.guard)
+    }
+
+    /// How long the holder of `held` may still act.
+    pub fn time_left(&self, held: &Held) -> Duration {
+        Duration::from_millis(
+            (held.value.expires_at_ms - now_ms() - self.guard.as_millis() as i64).max(0) as u64,
+        )
     }
 
     async fn pause(&self, step: &'static str) {
@@ -208,7 +231,7 @@ impl Leases {
     /// Extends a held lease to `ttl` from now. False (and nothing written) when the lease can no
     /// longer be trusted: the holder must stop.
     pub async fn renew(&self, held: &mut Held, ttl: Duration) -> Result<bool, AwsCallError> {
-        if !holder_may_act(&held.value, now_ms()) {
+        if !self.may_act(held) {
             return Ok(false);
         }
         let mut value = held.value.clone();
@@ -225,7 +248,7 @@ impl Leases {
         command_id: &str,
         instance: &str,
     ) -> Result<bool, AwsCallError> {
-        if !holder_may_act(&held.value, now_ms()) {
+        if !self.may_act(held) {
             return Ok(false);
         }
         let mut value = held.value.clone();
@@ -238,7 +261,7 @@ impl Leases {
 
     /// Releases a held lease if it is still ours to release; otherwise it simply expires.
     pub async fn release(&self, held: Held) -> Result<(), AwsCallError> {
-        if holder_may_act(&held.value, now_ms()) {
+        if self.may_act(&held) {
             self.store.delete(&held.name).await?;
         }
         Ok(())
@@ -291,13 +314,13 @@ mod tests {
             ..Default::default()
         };
         let guard = GUARD.as_millis() as i64;
-        assert!(holder_may_act(&v, 10_000 - guard - 1));
-        assert!(!holder_may_act(&v, 10_000 - guard));
+        assert!(holder_may_act(&v, 10_000 - guard - 1, GUARD));
+        assert!(!holder_may_act(&v, 10_000 - guard, GUARD));
         assert_eq!(standing(&v, 9_999), Standing::Valid);
         assert_eq!(standing(&v, 10_000), Standing::Expired);
         // No instant at which both the holder may act and a taker may take over.
         for t in 0..20_000 {
-            assert!(!(holder_may_act(&v, t) && standing(&v, t) == Standing::Expired));
+            assert!(!(holder_may_act(&v, t, GUARD) && standing(&v, t) == Standing::Expired));
         }
     }
 

@@ -271,10 +271,7 @@ async fn run_on_candidates(
             comment: format!("joinkeeper: regenerate the join record of {cluster}"),
         };
         // The lease's own validity bounds the wait as much as the invocation does.
-        let lease_left = Duration::from_millis(
-            (held.value.expires_at_ms - crate::lease::now_ms()).max(0) as u64,
-        )
-        .saturating_sub(crate::lease::GUARD);
+        let lease_left = ctx.leases.time_left(held);
         let bound = inv.deadline.within(lease_left);
         let outcome = match ctx.runner.send(&request).await {
             Ok(command_id) => {

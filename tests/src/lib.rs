@@ -121,6 +121,11 @@ impl Emulator {
         AwsClients::from_conf(&config)
     }
 
+    /// The emulator's state folder (node and cluster folders of the stand-ins).
+    pub fn state_dir(&self) -> &std::path::Path {
+        &self.state_dir
+    }
+
     /// GET a path of the emulator's control API, as JSON.
     pub fn control(&self, path: &str) -> Value {
         self.http.get_json(path)
@@ -623,7 +628,15 @@ impl aws_smithy_runtime_api::client::interceptors::Intercept for CallCounter {
 impl Emulator {
     /// SDK clients pointed at this emulator that count every request into `counter`.
     pub async fn counted_clients(&self, counter: &CallCounter) -> AwsClients {
-        let base = self.clients().await;
+        self.counted(counter, self.clients().await)
+    }
+
+    /// Like [`Emulator::counted_clients`], calling as `function`.
+    pub async fn counted_clients_as(&self, counter: &CallCounter, function: &str) -> AwsClients {
+        self.counted(counter, self.function_clients(function).await)
+    }
+
+    fn counted(&self, counter: &CallCounter, base: AwsClients) -> AwsClients {
         AwsClients {
             ssm: aws_sdk_ssm::Client::from_conf(
                 base.ssm

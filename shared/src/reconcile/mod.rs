@@ -28,7 +28,7 @@ use tracing::{info, Instrument};
 
 use crate::aws::AwsCallError;
 use crate::context::{Context, Invocation};
-use crate::lease::{now_ms, Acquire, Held, LeaseValue, GUARD};
+use crate::lease::{now_ms, Acquire, Held, LeaseValue};
 use crate::names::ClusterName;
 use memory::Memory;
 pub use report::{ActionOutcome, ActionReport, ReconcileReport, StopReason};
@@ -144,8 +144,7 @@ async fn run_passes(
             break StopReason::LeaseLost;
         }
         first = false;
-        let lease_left = Duration::from_millis((held.value.expires_at_ms - now_ms()).max(0) as u64)
-            .saturating_sub(GUARD);
+        let lease_left = ctx.leases.time_left(&held);
         let bound = pass::pass_bound(inv, lease_left);
         let result = pass::run_pass(ctx, cluster, inv, &mut mem, &bound).await;
         report.passes += 1;

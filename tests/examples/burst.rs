@@ -1,0 +1,241 @@
+//! Benchmark: a burst of N workers launched together, every launch event delivered at once as
+//! Lambda would (one concurrent invocation per event, each with its own 895 s deadline), Nodes
+//! becoming Ready J seconds after the events. Prints figures; asserts nothing.
+//!
+//! Run: `cargo run -p joinkeeper-tests --example burst -- [N ...] [--join-seconds J]`
+//! (default N = 10 100 500, J = 20, node poll 5 s).
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use joinkeeper::handler::{handle_lifecycle, LifecycleResponse};
+use joinkeeper::lifecycle::Transition;
+use joinkeeper::names::ClusterName;
+use joinkeeper::reconcile::ReconcileOutcome;
+use joinkeeper::{deadline::Deadline, Config, Context, Invocation};
+use joinkeeper_tests::*;
+use serde_json::Value;
+
+const POLL_SECONDS: u64 = 5;
+
+fn config() -> Config {
+    Config::from_lookup(|name| match name {
+        "JOINKEEPER_COMMAND_POLL_MILLIS" => Some("250".into()),
+        "JOINKEEPER_NODE_POLL_SECONDS" => Some(POLL_SECONDS.to_string()),
+        "JOINKEEPER_JOIN_DEADLINE_SECONDS" => Some("600".into()),
+        _ => None,
+    })
+    .expect("config")
+}
+
+/// Registers every instance's Node as Ready in the stand-in control plane at once.
+fn nodes_ready(emulator: &Emulator, ids: &[String]) {
+    let script = format!(
+        "import sys; sys.path.insert(0, {standins:?})\nimport joinkeeper_standin as s\nwith s.locked_state() as st:\n    for i in {ids:?}:\n        s.add_node(st, 'ip-' + i[2:] + '.ec2.internal', provider_id='aws:///us-east-1a/' + i)\n",
+        standins = repo_root()
+            .join("node-scripts/standins")
+            .display()
+            .to_string(),
+        ids = ids,
+    );
+    let status = std::process::Command::new(repo_root().join(".venv/bin/python"))
+        .env(
+            "JOINKEEPER_KUBE_STATE",
+            emulator.state_dir().join("clusters/demo"),
+        )
+        .args(["-c", &script])
+        .status()
+        .expect("python");
+    assert!(status.success(), "could not register the Nodes");
+}
+
+fn ms_of(text: &str) -> Option<i64> {
+    let t =
+        time::OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339).ok()?;
+    Some((t.unix_timestamp_nanos() / 1_000_000) as i64)
+}
+
+fn ms(v: &Value) -> Option<i64> {
+    ms_of(v.as_str()?)
+}
+
+async fn run(n: usize, join_seconds: u64) {
+    let emulator = Emulator::start();
+    let setup = emulator.clients().await;
+    create_documents(&setup).await;
+    launch_instance(&setup, "demo", "control-plane", &[]).await;
+    let counter = CallCounter::default();
+    let clients = emulator.counted_clients_as(&counter, "launch-hook").await;
+    let ctx = Context::new(config(), &clients);
+    let cluster = ClusterName::parse("demo").expect("name");
+    let setup_inv = Invocation::new("setup", Deadline::after(Duration::from_secs(120)));
+    joinkeeper::regenerate::ensure_fresh(&ctx, &cluster, Duration::from_secs(3600), &setup_inv)
+        .await
+        .expect("record");
+    create_worker_group(
+        &setup,
+        "demo",
+        "demo-workers",
+        3600,
+        &[("emulator:user-data", "skip")],
+    )
+    .await;
+    set_capacity(&setup, "demo-workers", n as i32).await;
+    let mut events: Vec<Value> = Vec::new();
+    while events.len() < n {
+        events.extend(emulator.take_events());
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let ids: Vec<String> = events
+        .iter()
+        .filter_map(|e| e["detail"]["EC2InstanceId"].as_str().map(str::to_owned))
+        .collect();
+    let before_commands = emulator.commands(Some("joinkeeper-node-status")).len();
+    counter.reset();
+    let started = Instant::now();
+    let started_ms = joinkeeper::lease::now_ms();
+
+    let ctx = &ctx;
+    let invocations = events.iter().enumerate().map(|(i, e)| async move {
+        let t = Instant::now();
+        let inv = Invocation::new(
+            format!("req-{i}"),
+            Deadline::after(Duration::from_secs(895)),
+        );
+        let r = handle_lifecycle(ctx, e, Transition::Launching, &inv).await;
+        (t.elapsed(), r)
+    });
+    let ready_at = async {
+        tokio::time::sleep(Duration::from_secs(join_seconds)).await;
+        nodes_ready(&emulator, &ids);
+        joinkeeper::lease::now_ms()
+    };
+    let (results, ready_ms) = tokio::join!(futures_util::future::join_all(invocations), ready_at);
+    let wall = started.elapsed();
+
+    let mut outcomes: BTreeMap<String, usize> = BTreeMap::new();
+    let mut elsewhere = 0;
+    for (_, r) in &results {
+        match r {
+            Ok(LifecycleResponse::Reconciled {
+                outcome: ReconcileOutcome::Ran(run),
+                ..
+            }) => {
+                for a in &run.actions {
+                    *outcomes.entry(a.outcome.label().to_owned()).or_default() += 1;
+                }
+            }
+            Ok(LifecycleResponse::Reconciled {
+                outcome: ReconcileOutcome::HeldElsewhere { .. },
+                ..
+            }) => elsewhere += 1,
+            Ok(other) => *outcomes.entry(format!("{other:?}")).or_default() += 1,
+            Err(e) => *outcomes.entry(format!("error {e}")).or_default() += 1,
+        }
+    }
+    let invocation_seconds: f64 = results.iter().map(|(d, _)| d.as_secs_f64()).sum();
+    let longest = results.iter().map(|(d, _)| *d).max().unwrap_or_default();
+
+    // node-status commands per poll interval, and in flight at once on the control plane.
+    let commands: Vec<Value> =
+        emulator.commands(Some("joinkeeper-node-status"))[before_commands..].to_vec();
+    let mut per_interval: BTreeMap<i64, usize> = BTreeMap::new();
+    let mut spans: Vec<(i64, i64)> = Vec::new();
+    for c in &commands {
+        let Some(t) = ms(&c["time"]) else { continue };
+        *per_interval
+            .entry((t - started_ms) / (POLL_SECONDS as i64 * 1000))
+            .or_default() += 1;
+        let cp = c["instance_ids"][0].as_str().unwrap_or_default().to_owned();
+        let id = c["command_id"].as_str().unwrap_or_default();
+        if let Ok(out) = setup
+            .ssm
+            .get_command_invocation()
+            .command_id(id)
+            .instance_id(&cp)
+            .send()
+            .await
+        {
+            let end = out.execution_end_date_time().and_then(ms_of).unwrap_or(t);
+            spans.push((t, end.max(t)));
+        }
+    }
+    let peak_in_flight = spans
+        .iter()
+        .map(|(s, _)| spans.iter().filter(|(a, b)| a <= s && s < b).count())
+        .max()
+        .unwrap_or(0);
+    let last_continue = emulator
+        .lifecycle_log()
+        .iter()
+        .filter(|a| a["action"] == "CONTINUE")
+        .filter_map(|a| ms(&a["time"]))
+        .max();
+    let calls = counter.snapshot();
+    let total: usize = calls.values().sum();
+    let send: usize = calls
+        .iter()
+        .filter(|(k, _)| k.ends_with(":SendCommand"))
+        .map(|(_, v)| v)
+        .sum();
+    let per = |x: usize| x as f64 / n as f64;
+
+    println!("\nN = {n} workers, Nodes Ready {join_seconds} s after the events, node poll {POLL_SECONDS} s");
+    println!("  outcomes                                {outcomes:?}; {elsewhere} invocations found the cluster reconciled elsewhere");
+    println!(
+        "  node-status commands per poll interval  max {} (per interval: {:?})",
+        per_interval.values().max().unwrap_or(&0),
+        per_interval.values().collect::<Vec<_>>()
+    );
+    println!("  node-status commands in flight at once  peak {peak_in_flight} on the control plane");
+    println!(
+        "  AWS calls per worker                    {:.2} ({total} in all)",
+        per(total)
+    );
+    println!(
+        "  SendCommand per worker                  {:.3} ({send} in all)",
+        per(send)
+    );
+    println!(
+        "  invocation-seconds per worker           {:.3} (longest invocation {:.1} s)",
+        invocation_seconds / n as f64,
+        longest.as_secs_f64()
+    );
+    match last_continue {
+        Some(c) => println!(
+            "  Node Ready -> last CONTINUE             {:.1} s",
+            (c - ready_ms) as f64 / 1000.0
+        ),
+        None => println!("  Node Ready -> last CONTINUE             (no CONTINUE)"),
+    }
+    println!(
+        "  wall time until all completed           {:.1} s",
+        wall.as_secs_f64()
+    );
+    println!("  calls by operation                      {calls:?}");
+}
+
+#[tokio::main]
+async fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let mut sizes = Vec::new();
+    let mut join_seconds = 20;
+    let mut i = 0;
+    while i < args.len() {
+        if args[i] == "--join-seconds" {
+            join_seconds = args.get(i + 1).and_then(|v| v.parse().ok()).unwrap_or(20);
+            i += 2;
+            continue;
+        }
+        if let Ok(n) = args[i].parse() {
+            sizes.push(n);
+        }
+        i += 1;
+    }
+    if sizes.is_empty() {
+        sizes = vec![10, 100, 500];
+    }
+    for n in sizes {
+        run(n, join_seconds).await;
+    }
+}
