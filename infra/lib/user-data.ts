@@ -336,6 +336,8 @@ if [ "$JK_HA" = 1 ]; then
 else
   run_logged kurl-install bash /root/kurl-install.sh
 fi
+# kURL leaves its kubeadm configuration (with its bootstrap token) behind: not on this node.
+rm -f /opt/replicated/kubeadm.conf /opt/replicated/kubeadm-init-raw.yaml
 install_tokens=$(installer_tokens)
 export KUBECONFIG=/etc/kubernetes/admin.conf
 mkdir -p /root/.kube
@@ -373,7 +375,7 @@ patch_dir=$(mktemp -d)
 } > "$patch_dir/join.yaml"
 rc=0
 run_logged kurl-join bash /root/kurl-join.sh "installer-spec-file=$patch_dir/join.yaml" "kubernetes-version=$version_number" || rc=$?
-rm -rf "$patch_dir"
+rm -rf "$patch_dir" /opt/replicated/kubeadm.conf /opt/replicated/kubeadm-join-raw.yaml
 [ "$rc" -eq 0 ] || exit "$rc"
 mkdir -p /root/.kube
 cp /etc/kubernetes/admin.conf /root/.kube/config

@@ -206,6 +206,28 @@ def add_node(state, name, provider_id="", ready="True", drain_seconds=0, stuck_p
                                   "node": name, "daemonset": False, "pdb_blocked": True})
 
 
+def record_call(tool):
+    """Appends this call's command line to <kube state>/calls.jsonl: the tests' record of every
+    kubeadm/kubectl process, wherever it ran (a boot sandbox, a Run Command, a test)."""
+    path = os.environ.get("JOINKEEPER_KUBE_STATE", "")
+    if not path:
+        return
+    os.makedirs(path, exist_ok=True)
+    line = json.dumps({"time": time.time(), "tool": tool, "argv": sys.argv[1:],
+                       "instance": os.environ.get("JOINKEEPER_INSTANCE_ID") or os.environ.get("JOINKEEPER_BOOT_INSTANCE", "")})
+    fd = os.open(os.path.join(path, "calls.jsonl"), os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+    with os.fdopen(fd, "a") as fh:
+        fh.write(line + "\n")
+
+
+def remember_secret(state, value):
+    """Every secret the pretend cluster ever minted (tokens, certificate keys), so a test can look
+    for all of them, including those already revoked or expired."""
+    minted = state.setdefault("minted_secrets", [])
+    if value not in minted:
+        minted.append(value)
+
+
 def env_int(name, default=0):
     value = os.environ.get(name, "")
     try:

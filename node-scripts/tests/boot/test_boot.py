@@ -1,0 +1,215 @@
+"""The cluster stack's own user data, booted end to end against the emulator (node-scripts/boot).
+
+For every variant (single/HA x kubeadm/kURL, and the arm64 variant with a customer managed key,
+another cluster name and parameter prefix), the user data is extracted from the synthesized
+templates, the control planes boot at once in sandboxes, then a worker of the shipped launch
+template boots when the worker group launches it. Each test prints the stand-in call counts.
+"""
+import json
+import os
+import re
+import stat
+import pytest
+
+from boot.conftest import BOOT, HOST_PATHS, boot_all, host_snapshot, launch_worker, subsequence
+from contract import check_record
+
+import world as boot_world  # noqa: E402
+from userdata import VARIANTS, Variant  # noqa: E402
+
+ACCOUNTS = {name: "1000000001%02d" % i for i, name in enumerate(VARIANTS)}
+
+
+def mode(path):
+    return stat.S_IMODE(os.lstat(path).st_mode)
+
+
+def step_of(argv):
+    """The first words of a call, without the AWS CLI's global options."""
+    words = list(argv)
+    if words[0] == "aws":
+        while len(words) > 2 and words[1].startswith("--cli-"):
+            del words[1:3]
+    return " ".join(words[:3])
+
+
+def argv_of(world, instance_id, tool):
+    return [argv for _, inst, argv in world.calls() if inst == instance_id and argv[0] == tool]
+
+
+@pytest.mark.parametrize("variant_name", VARIANTS)
+def test_variant_boots_end_to_end(variant_name, synth_dir, emulator):
+    before = host_snapshot()
+    variant = Variant(synth_dir, variant_name)
+    region = "eu-west-1" if variant_name.startswith("arm64") else "us-east-1"
+    world = boot_world.BootWorld(emulator, variant, ACCOUNTS[variant_name], region=region)
+    ha = sum(1 for n in variant.nodes() if n.role == "control-plane") > 1
+    kurl = "kurl" in variant_name
+    source = "kurl" if kurl else "kubeadm"
+
+    control_planes, results = boot_all(world)
+    for r in results:
+        assert r.exit_code == 0, "control plane %s failed:\n%s" % (r.instance_id, r.console[-3000:])
+        # What ran is the template's own text, every CloudFormation reference resolved.
+        node = next(n for n in variant.nodes() if n.role == "control-plane" and
+                    control_planes[n.index] == r.instance_id)
+        assert world.user_data[r.instance_id] == variant.user_data(node, world.values)
+        assert "Fn::" not in world.user_data[r.instance_id] and "${Token" not in world.user_data[r.instance_id]
+
+    # The wait condition: one SUCCESS per control plane, as CloudFormation's handle expects it.
+    signals = world.signals()
+    assert len(signals) == len(control_planes)
+    bodies = sorted((json.loads(s["body"]) for s in signals), key=lambda b: b["UniqueId"])
+    assert [b["UniqueId"] for b in bodies] == ["control-plane-%d" % i for i in range(len(control_planes))]
+    assert all(b["Status"] == "SUCCESS" and set(b) == {"Status", "Reason", "UniqueId", "Data"} for b in bodies)
+    assert all(s["url"] == world.values.wait_handle_url for s in signals)
+
+    # The first control plane published a valid record, with its metadata beside it.
+    prefix = re.search(r"^JK_PREFIX='([^']*)'$", world.user_data[control_planes[0]], re.M).group(1)
+    record_param = world.parameter("%s/%s/join-record" % (prefix, world.cluster))
+    assert record_param and record_param["Type"] == "SecureString"
+    record = json.loads(record_param["Value"])
+    check_record(record, world.cluster, source=source)
+    cp0 = world.instance(control_planes[0])
+    assert record["endpoint"] == ("%s:6443" % world.values.api_dns_name if ha else "%s:6443" % cp0["PrivateIpAddress"])
+    meta = world.parameter("%s/%s/join-record-meta" % (prefix, world.cluster), decrypt=False)
+    assert meta is not None, "no join-record-meta beside the record"
+    meta = json.loads(meta["Value"])
+    assert meta["token_id"] == record["token_id"] and meta["record_version"] == record_param["Version"]
+
+    # Every control plane is a control-plane Node, named after its private DNS name, with a
+    # providerID naming its instance; the installer's own token is gone, joinkeeper's is there.
+    state = world.cluster_state()
+    nodes = state["nodes"]
+    for iid in control_planes:
+        inst = world.instance(iid)
+        node = nodes[inst["PrivateDnsName"]]
+        assert node["role"] == "control-plane" and node["ready"] == "True"
+        assert node["providerID"] == "aws:///%s/%s" % (inst["Placement"]["AvailabilityZone"], iid)
+    assert len(nodes) == len(control_planes)
+    assert record["token_id"] in state["tokens"]
+    assert all(not t["description"].startswith("The default bootstrap token") for t in state["tokens"].values())
+    installer_tokens = {argv[3] for argv in argv_of(world, control_planes[0], "kubeadm")
+                        if argv[1:3] == ["token", "delete"]}
+    assert len(installer_tokens) == 1 and not installer_tokens & set(state["tokens"])
+    if ha:
+        assert world.parameter("%s/%s/control-plane-join" % (prefix, world.cluster), decrypt=False) is None, \
+            "the certificate key stays in Parameter Store after the peers joined"
+
+    # Files: logs 0600 in a 0700 folder, installer output captured there, the node scripts.
+    cp = results[0]
+    assert mode(cp.path("/var/log/joinkeeper")) == 0o700
+    for name in os.listdir(cp.path("/var/log/joinkeeper")):
+        assert mode(cp.path("/var/log/joinkeeper/" + name)) == 0o600, name
+    installer_log = "kurl-install.log" if kurl else "kubeadm-init.log"
+    assert os.path.exists(cp.path("/var/log/joinkeeper/" + installer_log))
+    assert "--- %s: exit 0" % installer_log[:-4] in cp.console
+    assert mode(cp.path("/opt/joinkeeper/bin/joinkeeper-regenerate")) == 0o755
+    assert cp.read("/etc/joinkeeper/joinkeeper.conf").startswith("JOINKEEPER_MODE=%s\n" % source)
+    assert cp.read("/etc/default/kubelet").strip() == "KUBELET_EXTRA_ARGS=--provider-id=aws:///%s/%s" % (
+        cp0["Placement"]["AvailabilityZone"], control_planes[0])
+    if not kurl:
+        assert mode(cp.path("/etc/apt/keyrings/kubernetes-apt-keyring.gpg")) == 0o644
+        init = argv_of(world, control_planes[0], "kubeadm")
+        init = [a for a in init if a[1] == "init" and a[2] != "phase"]
+        assert len(init) == 1 and "--skip-token-print" in init[0]
+        assert ("--skip-certificate-key-print" in init[0]) == ha
+    else:
+        assert not os.path.exists(cp.path("/opt/replicated/kubeadm.conf"))
+        flags = argv_of(world, control_planes[0], "kurl-install")[0][1:]
+        assert flags == (["ha", "load-balancer-address=%s:6443" % world.values.api_dns_name] if ha else [])
+
+    # The order of the first control plane's boot, as its stand-ins saw it.
+    steps = [step_of(argv) for _, inst, argv in world.calls() if inst == control_planes[0]]
+    expected = ["apt-get update -q", "apt-get install -y", "snap install aws-cli", "hostnamectl set-hostname",
+                "aws s3 cp"]
+    if kurl:
+        expected += ["curl -fsSL https://kurl.sh/latest", "kurl-install"]
+    else:
+        expected += ["modprobe overlay", "sysctl --system", "swapoff -a", "apt-get install -y", "containerd config default",
+                     "systemctl restart containerd", "gpg --dearmor --yes", "apt-get install -y", "apt-mark hold kubelet",
+                     "systemctl enable --now", "kubeadm init --config", "kubectl apply -f"]
+    expected += ["aws ssm put-parameter", "kubeadm token delete", "curl -fsS -X"]
+    assert subsequence(expected, steps), "\n".join(steps)
+
+    # A worker of the shipped launch template joins.
+    group, worker, wresult = launch_worker(world)
+    assert wresult.exit_code == 0, wresult.console[-3000:]
+    assert world.user_data[worker] == variant.user_data(variant.node("worker"), world.values)
+    winst = world.instance(worker)
+    wnode = world.cluster_state()["nodes"][winst["PrivateDnsName"]]
+    assert wnode["ready"] == "True" and wnode["role"] == "worker"
+    assert wnode["providerID"] == "aws:///%s/%s" % (winst["Placement"]["AvailabilityZone"], worker)
+    assert "joined cluster=%s node=%s token_id=%s" % (world.cluster, winst["PrivateDnsName"], record["token_id"]) \
+        in wresult.console
+    joins = [a for a in argv_of(world, worker, "kubeadm") if a[1] == "join"]
+    assert len(joins) == 1 and joins[0][2] == "--config"
+    # The launch hook holds it: the functions (not run here) complete it once the Node is Ready.
+    assert world.group_instances(group)[0]["LifecycleState"] == "Pending:Wait"
+
+    # This machine was not touched.
+    assert host_snapshot() == before
+
+    boot_world.print_counts("\n%s control planes (%d)" % (variant_name, len(control_planes)),
+                            world.call_counts(set(control_planes)))
+    boot_world.print_counts("%s control plane 0" % variant_name, world.call_counts({control_planes[0]}))
+    boot_world.print_counts("%s worker" % variant_name, world.call_counts({worker}))
+    print("%s boot times: control planes %s s, worker %.1f s" % (
+        variant_name, "/".join("%.1f" % r.seconds for r in results), wresult.seconds))
+
+
+def test_failed_package_install_signals_failure_and_joins_nothing(synth_dir, emulator):
+    variant = Variant(synth_dir, "single-kubeadm")
+
+    # A control plane whose kubelet package cannot be installed.
+    world = boot_world.BootWorld(emulator, variant, "100000000201", fail=["apt-get:kubelet"])
+    (cp0,), (result,) = boot_all(world)
+    failing_cp_counts = world.call_counts({cp0})
+    assert result.exit_code != 0
+    (signal,) = world.signals()
+    body = json.loads(signal["body"])
+    assert body["Status"] == "FAILURE" and body["UniqueId"] == "control-plane-0"
+    assert "/var/log/joinkeeper/user-data.log" in body["Reason"]
+    assert world.instance(cp0)["PrivateDnsName"] in body["Reason"]
+    log = result.read("/var/log/joinkeeper/user-data.log")
+    assert "E: Unable to locate package kubelet" in log and "giving up after 6 tries" in log
+    assert world.parameter("/joinkeeper/%s/join-record" % world.cluster) is None
+    assert argv_of(world, cp0, "kubeadm") == [], "kubeadm ran although it was never installed"
+    assert not os.path.exists(os.path.join(world.kube_state(), "state.json")) or not world.cluster_state()["nodes"]
+
+    # A worker whose kubeadm package cannot be installed, next to a healthy control plane.
+    world = boot_world.BootWorld(emulator, variant, "100000000202")
+    (cp0,), (result,) = boot_all(world)
+    assert result.exit_code == 0, result.console[-2000:]
+    group, worker, wresult = launch_worker(world, fail=["apt-get:kubeadm"])
+    assert wresult.exit_code != 0
+    assert "E: Unable to locate package kubeadm" in wresult.read("/var/log/joinkeeper/user-data.log")
+    assert argv_of(world, worker, "kubeadm") == [], "no join was attempted"
+    assert not os.path.exists(wresult.path("/var/log/joinkeeper/joinkeeper-join.log"))
+    assert [n["role"] for n in world.cluster_state()["nodes"].values()] == ["control-plane"]
+    assert world.group_instances(group)[0]["LifecycleState"] == "Pending:Wait"  # ABANDONed at the deadline
+    boot_world.print_counts("\nfailing control plane (apt-get install kubelet fails)", failing_cp_counts)
+    boot_world.print_counts("failing worker (apt-get install kubeadm fails)", world.call_counts({worker}))
+
+
+def test_boot_stand_ins_are_shellcheck_clean_and_never_use_the_network():
+    import shutil
+    import subprocess
+    shellcheck = shutil.which("shellcheck")
+    assert shellcheck, "shellcheck is not installed"
+    scripts = [os.path.join(BOOT, "sandbox.sh"), os.path.join(BOOT, "cloud-init.sh")]
+    standins = os.path.join(os.path.dirname(BOOT), "standins")
+    for folder in ("boot", "boot/pkg", "kurl"):
+        for name in sorted(os.listdir(os.path.join(standins, folder))):
+            path = os.path.join(standins, folder, name)
+            if os.path.isfile(path) and open(path).read(40).startswith(("#!/usr/bin/env bash", "# shellcheck")):
+                scripts.append(path)
+    assert len(scripts) >= 14
+    proc = subprocess.run([shellcheck, "-x", "-S", "style"] + scripts, cwd=standins, stdout=subprocess.PIPE,
+                          stderr=subprocess.STDOUT, text=True)
+    assert proc.returncode == 0, proc.stdout
+    # No stand-in calls a networking program or the real curl.
+    for path in scripts + [os.path.join(standins, "boot", "curl")]:
+        text = open(path).read()
+        assert not re.search(r"\b(wget|nc|ncat|socat|ssh|/usr/bin/curl|urllib|http\.client|socket\.)\b", text), path
+    assert set(HOST_PATHS)
