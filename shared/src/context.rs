@@ -38,18 +38,47 @@ impl Context {
     }
 }
 
-/// What one invocation brings: who it is (for "held by …" answers) and when it must end.
+/// What started the work: a lifecycle event, the schedule, or an operator (the CLI). Metrics
+/// tell actions completed by the schedule's sweep from those completed by their own event.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Trigger {
+    #[default]
+    Event,
+    Schedule,
+    Operator,
+}
+
+impl Trigger {
+    pub fn label(self) -> &'static str {
+        match self {
+            Trigger::Event => "event",
+            Trigger::Schedule => "schedule",
+            Trigger::Operator => "operator",
+        }
+    }
+}
+
+/// What one invocation brings: who it is (for "held by …" answers), when it must end, and what
+/// started it.
 #[derive(Clone, Debug)]
 pub struct Invocation {
     pub request_id: String,
     pub deadline: Deadline,
+    pub trigger: Trigger,
 }
 
 impl Invocation {
+    /// An invocation started by an event (see [`Invocation::with_trigger`]).
     pub fn new(request_id: impl Into<String>, deadline: Deadline) -> Self {
         Invocation {
             request_id: request_id.into(),
             deadline,
+            trigger: Trigger::Event,
         }
+    }
+
+    pub fn with_trigger(mut self, trigger: Trigger) -> Self {
+        self.trigger = trigger;
+        self
     }
 }

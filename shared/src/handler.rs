@@ -127,6 +127,8 @@ pub async fn handle_schedule(
     let event = crate::events::parse_scheduled(payload)
         .map_err(|e| HandlerError::BadEvent(e.to_string()))?;
     info!(event_id = %event.id, event_time = %event.time, "scheduled run started");
+    // What this run completes, it completes as the sweep (metrics tell it from events).
+    let inv = &inv.clone().with_trigger(crate::context::Trigger::Schedule);
     let refresh = refresh_all(ctx, inv).await?;
     let mut clusters: Vec<ClusterName> = ctx
         .asg

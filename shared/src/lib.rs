@@ -15,6 +15,7 @@ pub mod handler;
 pub mod lease;
 pub mod lifecycle;
 pub mod meta;
+pub mod metrics;
 pub mod names;
 pub mod reconcile;
 pub mod record;
@@ -26,4 +27,4 @@ pub mod telemetry;
 pub mod timefmt;
 
 pub use config::Config;
-pub use context::{Context, Invocation};
+pub use context::{Context, Invocation, Trigger};

@@ -86,12 +86,15 @@ pub async fn refresh_cluster(
         duration_ms,
         error: None,
     };
+    // What the metric says is left: `None` only when not even the meta could be read.
+    let mut metric_remaining = None;
     match result {
         Ok(ensured) => {
             let s = ensured.summary();
             report.token_id = Some(s.token_id.clone());
             report.expires_at = Some(timefmt::rfc3339(s.expires_at));
             report.remaining_seconds = Some(s.remaining.as_secs());
+            metric_remaining = report.remaining_seconds;
             match &ensured {
                 Ensured::AlreadyFresh(_) => {}
                 Ensured::Regenerated { reason, .. } => {
@@ -120,10 +123,13 @@ pub async fn refresh_cluster(
             // What is left of the last known record: the near-expiry alarm must see it most of
             // all when refreshing fails.
             if let Ok(state) = record_state(ctx, cluster, margin).await {
+                // No valid record at all: nothing is left of it.
+                metric_remaining = Some(0);
                 if let Some(s) = state.summary {
                     report.token_id = Some(s.token_id);
                     report.expires_at = Some(timefmt::rfc3339(s.expires_at));
                     report.remaining_seconds = Some(s.remaining.as_secs());
+                    metric_remaining = report.remaining_seconds;
                 }
             }
             error!(
@@ -137,6 +143,13 @@ pub async fn refresh_cluster(
             );
         }
     }
+    crate::metrics::refresh_pass(
+        &report.cluster,
+        report.outcome.label(),
+        metric_remaining,
+        duration_ms,
+    )
+    .emit();
     report
 }
 

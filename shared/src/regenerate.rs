@@ -14,10 +14,16 @@
 //! 6. **Release.** A holder whose invocation ran out of time keeps the lease (its command may
 //!    still finish); whoever takes the lease over after it expires cancels that command if it is
 //!    still running, past its own deadline.
+//!
+//! An operator's rotation ([`force_regenerate`], `joinkeeper rotate`) takes the same lease and
+//! skips the freshness checks; with revocation it then runs the revoke document on the control
+//! plane that regenerated, still holding the lease, so no other regeneration can mint a token
+//! between the new record and the revocation.
 
 use std::time::Duration;
 
 use time::OffsetDateTime;
+use tokio::time::Instant;
 use tracing::{info, warn};
 
 use crate::aws::run_command::{CommandRequest, Progress, RunCommandError};
@@ -76,6 +82,43 @@ pub enum RegenerateError {
         cluster: ClusterName,
         source: AwsCallError,
     },
+    #[error("cluster {cluster}: the new record was written (token {token_id}), but revoking the older tokens failed on {instance}: {detail}")]
+    RevokeFailed {
+        cluster: ClusterName,
+        token_id: String,
+        instance: InstanceId,
+        detail: String,
+    },
+}
+
+/// An operator's rotation: the new record, where it was minted, and what was revoked.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Rotation {
+    pub summary: RecordSummary,
+    pub instance: InstanceId,
+    /// The record's state before the rotation.
+    pub before: Freshness,
+    /// With revocation: the older joinkeeper tokens deleted on the control plane.
+    pub revoked: Option<Revoked>,
+}
+
+/// What the revoke document reported.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Revoked {
+    /// The current record's token, kept.
+    pub kept: String,
+    pub token_ids: Vec<String>,
+}
+
+/// What a regeneration under the lease is asked to do.
+#[derive(Clone, Copy, Debug)]
+struct Job<'a> {
+    /// The new record must stay valid at least this long.
+    required: Duration,
+    /// Regenerate even when the record is fresh (skip the double check).
+    force: bool,
+    /// Then run this revoke document on the same control plane.
+    revoke_document: Option<&'a str>,
 }
 
 /// The record's state, from its meta: the verdict and a summary when there is a record.
@@ -135,7 +178,6 @@ pub async fn ensure_fresh(
         cluster: cluster.clone(),
         source,
     };
-    let lease_name = ctx.config.lease_parameter(cluster, "regenerate");
     let mut waited = false;
     loop {
         let state = record_state(ctx, cluster, required).await.map_err(aws)?;
@@ -149,30 +191,108 @@ pub async fn ensure_fresh(
         if !waited {
             info!(cluster = %cluster, reason = state.verdict.label(), detail = ?state.verdict, "join record needs regeneration");
         }
-        let value = LeaseValue {
-            request_id: inv.request_id.clone(),
-            ..Default::default()
-        };
-        match ctx
-            .leases
-            .try_acquire(&lease_name, lease_ttl(ctx), value)
-            .await
-            .map_err(aws)?
-        {
-            Acquire::Held(held) => {
-                return regenerate_holding(ctx, cluster, held, required, state, inv).await;
+        match acquire_or_wait(ctx, cluster, inv).await? {
+            Some(held) => {
+                let job = Job {
+                    required,
+                    force: false,
+                    revoke_document: None,
+                };
+                return regenerate_holding(ctx, cluster, held, job, state, inv)
+                    .await
+                    .map(|(ensured, _)| ensured);
             }
-            Acquire::Busy(holder) => {
-                waited = true;
-                let by = holder.map(|h| h.request_id).unwrap_or_default();
-                if !inv.deadline.sleep(ctx.config.command_poll).await {
-                    return Err(RegenerateError::OutOfTime {
-                        cluster: cluster.clone(),
-                        detail: format!("another caller ({by}) was still regenerating"),
-                    });
-                }
-            }
+            None => waited = true,
         }
+    }
+}
+
+/// One attempt at the regenerate lease. `None`: another caller holds it and this one waited a
+/// poll interval (try again); out of time when the invocation's deadline comes first.
+async fn acquire_or_wait(
+    ctx: &Context,
+    cluster: &ClusterName,
+    inv: &Invocation,
+) -> Result<Option<Held>, RegenerateError> {
+    let value = LeaseValue {
+        request_id: inv.request_id.clone(),
+        ..Default::default()
+    };
+    let name = ctx.config.lease_parameter(cluster, "regenerate");
+    match ctx
+        .leases
+        .try_acquire(&name, lease_ttl(ctx), value)
+        .await
+        .map_err(|source| RegenerateError::Aws {
+            cluster: cluster.clone(),
+            source,
+        })? {
+        Acquire::Held(held) => Ok(Some(held)),
+        Acquire::Busy(holder) => {
+            if inv.deadline.sleep(ctx.config.command_poll).await {
+                return Ok(None);
+            }
+            let by = holder.map(|h| h.request_id).unwrap_or_default();
+            Err(RegenerateError::OutOfTime {
+                cluster: cluster.clone(),
+                detail: format!("another caller ({by}) was still regenerating"),
+            })
+        }
+    }
+}
+
+/// Regenerates now, whatever the record's freshness (an operator's rotation after a suspected
+/// leak), under the same lease as [`ensure_fresh`]: a caller holding it is waited for, bounded by
+/// the invocation's deadline. With `revoke_document`, that document then runs on the control
+/// plane that regenerated, still under the lease, and deletes every older joinkeeper token.
+pub async fn force_regenerate(
+    ctx: &Context,
+    cluster: &ClusterName,
+    inv: &Invocation,
+    revoke_document: Option<&str>,
+) -> Result<Rotation, RegenerateError> {
+    let aws = |source| RegenerateError::Aws {
+        cluster: cluster.clone(),
+        source,
+    };
+    let held = loop {
+        if let Some(held) = acquire_or_wait(ctx, cluster, inv).await? {
+            break held;
+        }
+    };
+    let job = Job {
+        required: ctx.config.refresh_margin,
+        force: true,
+        revoke_document,
+    };
+    let before = match record_state(ctx, cluster, job.required).await {
+        Ok(b) => b,
+        Err(err) => {
+            let _ = ctx.leases.release(held).await;
+            return Err(aws(err));
+        }
+    };
+    let verdict = before.verdict.clone();
+    match regenerate_holding(ctx, cluster, held, job, before, inv).await? {
+        (
+            Ensured::Regenerated {
+                summary, instance, ..
+            },
+            revoked,
+        ) => Ok(Rotation {
+            summary,
+            instance,
+            before: verdict,
+            revoked,
+        }),
+        // A forced run never stops at "fresh"; kept total without a panic.
+        (other, _) => Err(RegenerateError::AllCandidatesFailed {
+            cluster: cluster.clone(),
+            attempts: vec![format!(
+                "unexpected: no regeneration ran (token {})",
+                other.summary().token_id
+            )],
+        }),
     }
 }
 
@@ -180,10 +300,10 @@ async fn regenerate_holding(
     ctx: &Context,
     cluster: &ClusterName,
     mut held: Held,
-    required: Duration,
+    job: Job<'_>,
     before: RecordState,
     inv: &Invocation,
-) -> Result<Ensured, RegenerateError> {
+) -> Result<(Ensured, Option<Revoked>), RegenerateError> {
     let aws = |source| RegenerateError::Aws {
         cluster: cluster.clone(),
         source,
@@ -192,7 +312,35 @@ async fn regenerate_holding(
     if let Some(previous) = held.previous.take() {
         stop_orphaned_command(ctx, &previous).await;
     }
-    let result = run_on_candidates(ctx, cluster, &mut held, required, before, inv).await;
+    let started = Instant::now();
+    let reason = if job.force {
+        "forced"
+    } else {
+        before.verdict.label()
+    };
+    let result = run_on_candidates(ctx, cluster, &mut held, job, before, inv).await;
+    match &result {
+        Ok(Ensured::Regenerated { instance, .. }) => crate::metrics::regeneration(
+            cluster.as_str(),
+            Some(started.elapsed().as_millis() as u64),
+            reason,
+            inv.trigger,
+            Some(instance.as_str()),
+        )
+        .emit(),
+        Ok(_) | Err(RegenerateError::OutOfTime { .. }) => {}
+        Err(_) => {
+            crate::metrics::regeneration(cluster.as_str(), None, reason, inv.trigger, None).emit()
+        }
+    }
+    let result = match (result, job.revoke_document) {
+        (Ok(ensured @ Ensured::Regenerated { .. }), Some(document)) => {
+            revoke_older(ctx, cluster, &mut held, &ensured, document, inv)
+                .await
+                .map(|revoked| (ensured, Some(revoked)))
+        }
+        (other, _) => other.map(|ensured| (ensured, None)),
+    };
     let keep = matches!(result, Err(RegenerateError::OutOfTime { .. }));
     if !keep {
         if let Err(err) = ctx.leases.release(held).await {
@@ -223,7 +371,7 @@ async fn run_on_candidates(
     ctx: &Context,
     cluster: &ClusterName,
     held: &mut Held,
-    required: Duration,
+    job: Job<'_>,
     before: RecordState,
     inv: &Invocation,
 ) -> Result<Ensured, RegenerateError> {
@@ -231,9 +379,12 @@ async fn run_on_candidates(
         cluster: cluster.clone(),
         source,
     };
-    // Double check under the lease.
+    let required = job.required;
+    // Double check under the lease (an operator's rotation regenerates whatever it finds).
     let now = record_state(ctx, cluster, required).await.map_err(aws)?;
-    if let (Freshness::Fresh { .. }, Some(s)) = (&now.verdict, now.summary.clone()) {
+    if let (Freshness::Fresh { .. }, Some(s), false) =
+        (&now.verdict, now.summary.clone(), job.force)
+    {
         return Ok(Ensured::RegeneratedElsewhere(s));
     }
     let candidates = ctx
@@ -258,6 +409,7 @@ async fn run_on_candidates(
             return Err(out_of_time("before trying the next control plane".into()));
         }
         let request = CommandRequest {
+            cluster: cluster.as_str(),
             instance,
             document: &ctx.config.documents.regenerate,
             parameters: vec![
@@ -317,6 +469,106 @@ async fn run_on_candidates(
     })
 }
 
+/// Runs the revoke document on the control plane that just regenerated, still under the lease:
+/// every joinkeeper token of the cluster except the new record's is deleted.
+async fn revoke_older(
+    ctx: &Context,
+    cluster: &ClusterName,
+    held: &mut Held,
+    ensured: &Ensured,
+    document: &str,
+    inv: &Invocation,
+) -> Result<Revoked, RegenerateError> {
+    let Ensured::Regenerated {
+        summary, instance, ..
+    } = ensured
+    else {
+        return Ok(Revoked::default());
+    };
+    let failed = |detail: String| RegenerateError::RevokeFailed {
+        cluster: cluster.clone(),
+        token_id: summary.token_id.clone(),
+        instance: instance.clone(),
+        detail,
+    };
+    match ctx.leases.renew(held, lease_ttl(ctx)).await {
+        Ok(true) => {}
+        Ok(false) => {
+            return Err(failed(
+                "the regenerate lease ran out before revoking".into(),
+            ))
+        }
+        Err(err) => return Err(failed(err.to_string())),
+    }
+    let request = CommandRequest {
+        cluster: cluster.as_str(),
+        instance,
+        document,
+        parameters: vec![
+            ("ClusterName", cluster.to_string()),
+            ("ParameterPrefix", ctx.config.parameter_prefix.clone()),
+            ("KeepTokenId", summary.token_id.clone()),
+        ],
+        comment: format!("joinkeeper: revoke the older join tokens of {cluster}"),
+    };
+    let lease_left =
+        Duration::from_millis((held.value.expires_at_ms - crate::lease::now_ms()).max(0) as u64)
+            .saturating_sub(crate::lease::GUARD);
+    let out = ctx
+        .runner
+        .run(request, &inv.deadline.within(lease_left))
+        .await
+        .map_err(|e| failed(e.to_string()))?;
+    let revoked = parse_revoke_output(&out.stdout).map_err(failed)?;
+    if revoked.kept != summary.token_id {
+        return Err(failed(format!(
+            "the control plane kept token {} instead of {}",
+            revoked.kept, summary.token_id
+        )));
+    }
+    info!(cluster = %cluster, instance = %instance, kept = %revoked.kept, revoked = ?revoked.token_ids, "older join tokens revoked");
+    Ok(revoked)
+}
+
+/// The revoke document's output: `revoked token_id=<id>` lines, then the last line
+/// `revoke-tokens cluster=<C> kept=<id> revoked=<n>` (never a secret).
+pub fn parse_revoke_output(stdout: &str) -> Result<Revoked, String> {
+    let is_id = |s: &str| {
+        s.len() == 6
+            && s.bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
+    };
+    let mut token_ids = Vec::new();
+    let mut summary = None;
+    for line in stdout.lines() {
+        if let Some(id) = line.strip_prefix("revoked token_id=") {
+            if is_id(id.trim()) {
+                token_ids.push(id.trim().to_owned());
+            }
+        } else if line.starts_with("revoke-tokens ") {
+            let field = |key: &str| {
+                line.split_whitespace()
+                    .find_map(|w| w.strip_prefix(key))
+                    .map(str::to_owned)
+            };
+            summary = Some((field("kept="), field("revoked=")));
+        }
+    }
+    let Some((Some(kept), Some(count))) = summary else {
+        return Err("the revoke document printed no summary line".into());
+    };
+    if !is_id(&kept) {
+        return Err("the revoke document named no valid kept token".into());
+    }
+    if count.parse::<usize>().ok() != Some(token_ids.len()) {
+        return Err(format!(
+            "the revoke document reported {count} revoked tokens but listed {}",
+            token_ids.len()
+        ));
+    }
+    Ok(Revoked { kept, token_ids })
+}
+
 /// A new version of the record was written, and its meta says it is fresh for `required`.
 async fn verify(
     ctx: &Context,
@@ -334,4 +586,22 @@ async fn verify(
         (Freshness::Fresh { .. }, Some(s)) => Ok(s),
         (other, _) => Err(format!("the new record is not fresh: {}", other.label())),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn revoke_output() {
+        let out = "revoked token_id=aaaaaa\nrevoked token_id=bbbbbb\nrevoke-tokens cluster=demo kept=cccccc revoked=2\n";
+        let r = parse_revoke_output(out).expect("valid");
+        assert_eq!(r.kept, "cccccc");
+        assert_eq!(r.token_ids, vec!["aaaaaa", "bbbbbb"]);
+        let none = parse_revoke_output("revoke-tokens cluster=demo kept=cccccc revoked=0\n");
+        assert_eq!(none.map(|r| r.token_ids.len()), Ok(0));
+        assert!(parse_revoke_output("revoked token_id=aaaaaa\n").is_err());
+        assert!(parse_revoke_output("revoke-tokens cluster=demo kept=cccccc revoked=3\n").is_err());
+        assert!(parse_revoke_output("revoke-tokens cluster=demo kept=ABC;rm revoked=0\n").is_err());
+    }
 }

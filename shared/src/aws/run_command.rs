@@ -18,9 +18,10 @@ pub struct CommandRunner {
     deadline: Duration,
 }
 
-/// One document to run on one instance.
+/// One document to run on one instance, on behalf of one cluster (the metric's dimension).
 #[derive(Clone, Debug)]
 pub struct CommandRequest<'a> {
+    pub cluster: &'a str,
     pub instance: &'a InstanceId,
     pub document: &'a str,
     pub parameters: Vec<(&'static str, String)>,
@@ -173,17 +174,19 @@ impl CommandRunner {
             send = send.parameters(*name, vec![value.clone()]);
         }
         match send.send().await {
-            Ok(out) => out
-                .command()
-                .and_then(|c| c.command_id())
-                .map(str::to_owned)
-                .ok_or_else(|| {
-                    RunCommandError::Aws(AwsCallError {
-                        operation: "ssm:SendCommand",
-                        code: None,
-                        message: "response had no command id".into(),
+            Ok(out) => {
+                crate::metrics::command_sent(request.cluster, request.document).emit();
+                out.command()
+                    .and_then(|c| c.command_id())
+                    .map(str::to_owned)
+                    .ok_or_else(|| {
+                        RunCommandError::Aws(AwsCallError {
+                            operation: "ssm:SendCommand",
+                            code: None,
+                            message: "response had no command id".into(),
+                        })
                     })
-                }),
+            }
             Err(err) => {
                 let err = err.into_service_error();
                 if err.is_invalid_instance_id() {

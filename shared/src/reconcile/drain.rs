@@ -91,6 +91,7 @@ pub async fn start(
     }
     for cp in candidates {
         let request = CommandRequest {
+            cluster: cluster.as_str(),
             instance: cp,
             document: &ctx.config.documents.drain,
             parameters: vec![
@@ -117,10 +118,15 @@ pub async fn start(
     Ok(to_record(&value))
 }
 
+/// How long since the drain started.
+pub fn running_for(record: &DrainRecord) -> Duration {
+    Duration::from_millis((now_ms() - record.started_at_ms).max(0) as u64)
+}
+
 /// Where a recorded drain stands. A record without a command (no control plane took it) is
 /// finished as failed, so the action completes rather than waiting on nothing.
 pub async fn status(ctx: &Context, record: &DrainRecord) -> (DrainStatus, Vec<String>) {
-    let running_for = Duration::from_millis((now_ms() - record.started_at_ms).max(0) as u64);
+    let running_for = running_for(record);
     let Some(cp) = &record.control_plane else {
         return (
             DrainStatus::Finished {

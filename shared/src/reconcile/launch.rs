@@ -63,7 +63,7 @@ pub async fn launch(
         LaunchDecision::Abandon { reason } => {
             let tail = if mem.join_logs < JOIN_LOGS_PER_PASS {
                 mem.join_logs += 1;
-                Some(join_log_tail(ctx, w, deadline).await)
+                Some(join_log_tail(ctx, cluster, w, deadline).await)
             } else {
                 None
             };
@@ -71,6 +71,7 @@ pub async fn launch(
                 Completion::Completed => {
                     warn!(cluster, instance = %w.instance, reason = %reason, join_log = tail.as_deref().unwrap_or("(not fetched)"), "abandoning a worker that could not join");
                     let mut r = report(ActionOutcome::Abandon, reason);
+                    r.reason_class = Some(crate::metrics::abandon_class(node));
                     r.join_log_last_line = tail.and_then(|t| {
                         t.lines()
                             .rev()
@@ -98,6 +99,54 @@ pub async fn launch(
     })
 }
 
+/// Completes CONTINUE for every instance whose Node is Ready, a few at a time (a burst of
+/// hundreds must not wait for hundreds of sequential calls).
+pub async fn continue_ready(
+    ctx: &Context,
+    mem: &Memory,
+    cluster: &str,
+    ready: &[Waiting],
+) -> Vec<(Waiting, Result<ActionReport, AwsCallError>)> {
+    use futures_util::StreamExt;
+    let one = |w: &Waiting| {
+        let w = w.clone();
+        let hooks: Vec<Hook> = mem
+            .hooks
+            .get(&w.group)
+            .map(|h| h.for_state(w.state).into_iter().cloned().collect())
+            .unwrap_or_default();
+        let launched = mem.facts.get(&w.instance).and_then(|f| f.launched);
+        async move {
+            let hooks: Vec<&Hook> = hooks.iter().collect();
+            let age = launched.map(|l| {
+                Duration::try_from(OffsetDateTime::now_utc() - l).unwrap_or(Duration::ZERO)
+            });
+            let result = act::complete(ctx, &w, &hooks, HookResult::Continue)
+                .await
+                .map(|done| {
+                    let (outcome, reason) = match done {
+                        Completion::Completed => (ActionOutcome::Continue, "Node is Ready"),
+                        Completion::AlreadyDone => (
+                            ActionOutcome::Skipped,
+                            "already completed (by another invocation, or timed out)",
+                        ),
+                    };
+                    let mut r =
+                        ActionReport::new(cluster, &w.group, &w.instance, w.state, outcome, reason);
+                    if outcome == ActionOutcome::Continue {
+                        r.join_seconds = age.map(|a| a.as_secs());
+                    }
+                    r
+                });
+            (w, result)
+        }
+    };
+    futures_util::stream::iter(ready.iter().map(one))
+        .buffer_unordered(16)
+        .collect()
+        .await
+}
+
 /// An instance entering the warm pool from EC2: no Node to wait for, CONTINUE at once.
 pub async fn enter_warm_pool(
     ctx: &Context,
@@ -121,8 +170,9 @@ pub async fn enter_warm_pool(
 }
 
 /// The tail of the worker's own join log, through Run Command, tokens redacted.
-async fn join_log_tail(ctx: &Context, w: &Waiting, deadline: &Deadline) -> String {
+async fn join_log_tail(ctx: &Context, cluster: &str, w: &Waiting, deadline: &Deadline) -> String {
     let request = CommandRequest {
+        cluster,
         instance: &w.instance,
         document: &ctx.config.documents.join_log,
         parameters: vec![("Lines", "20".into())],

@@ -116,6 +116,7 @@ async fn ask(
             return None;
         }
         let request = CommandRequest {
+            cluster: cluster.as_str(),
             instance: cp,
             document: &ctx.config.documents.node_status,
             parameters: vec![

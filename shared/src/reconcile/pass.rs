@@ -94,31 +94,43 @@ pub async fn run_pass(
     };
     // Ask EC2 and SSM again next pass when no control plane answered.
     mem.candidates = states.as_ref().map(|_| candidates.clone());
+    // Ready Nodes, the bulk of a burst: complete them concurrently, not one by one.
+    let (ready, waiting): (Vec<Waiting>, Vec<Waiting>) = waiting.into_iter().partition(|w| {
+        w.state == WaitState::PendingWait
+            && states.as_ref().and_then(|s| s.get(&w.instance)) == Some(&NodeState::Ready)
+    });
     let mut result = PassResult::default();
+    for (w, report) in launch::continue_ready(ctx, mem, cluster.as_str(), &ready).await {
+        settle(&mut result, mem, inv, cluster, &w, report);
+    }
     for w in &waiting {
         let node = states.as_ref().and_then(|s| s.get(&w.instance).copied());
-        let report = match act_on(ctx, mem, cluster, w, node, &candidates, inv, bound).await {
-            Ok(r) => r,
-            Err(err) => {
-                warn!(cluster = %cluster, instance = %w.instance, error = %err, "handling this lifecycle action failed; the others go on");
-                ActionReport::new(
-                    cluster.as_str(),
-                    &w.group,
-                    &w.instance,
-                    w.state,
-                    ActionOutcome::Failed,
-                    err.to_string(),
-                )
-            }
-        };
-        if report.outcome.is_final() && report.outcome != ActionOutcome::Failed {
-            mem.done.insert((w.instance.clone(), w.state));
-        } else {
-            result.pending += 1;
-        }
-        result.reports.push(report.log());
+        let report = act_on(ctx, mem, cluster, w, node, &candidates, inv, bound).await;
+        settle(&mut result, mem, inv, cluster, w, report);
     }
     Ok(result)
+}
+
+/// Records one action's outcome in the pass result (and the run's memory), and logs it.
+fn settle(
+    result: &mut PassResult,
+    mem: &mut Memory,
+    inv: &Invocation,
+    cluster: &ClusterName,
+    w: &Waiting,
+    report: Result<ActionReport, AwsCallError>,
+) {
+    let mut report = report.unwrap_or_else(|err| {
+        warn!(cluster = %cluster, instance = %w.instance, error = %err, "handling this lifecycle action failed; the others go on");
+        ActionReport::new(cluster.as_str(), &w.group, &w.instance, w.state, ActionOutcome::Failed, err.to_string())
+    });
+    if report.outcome.is_final() && report.outcome != ActionOutcome::Failed {
+        mem.done.insert((w.instance.clone(), w.state));
+    } else {
+        result.pending += 1;
+    }
+    report.by_schedule = inv.trigger == crate::context::Trigger::Schedule;
+    result.reports.push(report.log());
 }
 
 #[allow(clippy::too_many_arguments)]

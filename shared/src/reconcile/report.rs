@@ -73,6 +73,15 @@ pub struct ActionReport {
     /// Instance launch → hook completed, for launches completed CONTINUE.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub join_seconds: Option<u64>,
+    /// For an abandoned launch: why, as one word of [`crate::metrics::abandon_class`].
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason_class: Option<&'static str>,
+    /// Drain started → action completed, for terminations completed after a drain ran.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub drain_seconds: Option<u64>,
+    /// Decided by the scheduled reconcile (the sweep), not by the action's own event.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub by_schedule: bool,
 }
 
 impl ActionReport {
@@ -95,11 +104,18 @@ impl ActionReport {
             left_pods: Vec::new(),
             join_log_last_line: None,
             join_seconds: None,
+            reason_class: None,
+            drain_seconds: None,
+            by_schedule: false,
         }
     }
 
-    /// Logs the decision (only final ones and starts of drains at info; waits at debug).
+    /// Logs the decision (only final ones and starts of drains at info; waits at debug) and emits
+    /// its metrics.
     pub fn log(self) -> Self {
+        for record in crate::metrics::action(&self) {
+            record.emit();
+        }
         if self.outcome == ActionOutcome::Waiting || self.outcome == ActionOutcome::Draining {
             tracing::debug!(cluster = %self.cluster, instance = %self.instance, outcome = self.outcome.label(), reason = %self.reason, "lifecycle action waits");
         } else {
@@ -112,6 +128,7 @@ impl ActionReport {
                 reason = %self.reason,
                 left_pods = ?self.left_pods,
                 join_seconds = self.join_seconds.unwrap_or(0),
+                by_schedule = self.by_schedule,
                 "lifecycle action decided"
             );
         }

@@ -103,6 +103,9 @@ pub async fn terminate(
     };
     let mut r = report(outcome, reason);
     r.left_pods = left;
+    if matches!(outcome, ActionOutcome::Drained | ActionOutcome::Completed) {
+        r.drain_seconds = record.as_ref().map(|d| drain::running_for(d).as_secs());
+    }
     Ok(r)
 }
 
