@@ -2,7 +2,7 @@
 # The whole test suite, on a fresh machine: installs what it needs (Python venv with the emulator,
 # AWS CLI, pytest, cfn-lint and cargo-lambda; shellcheck; npm packages for infra/), then runs
 # the Rust unit and integration tests, the emulator's and node scripts' tests, the infra checks
-# and the end-to-end demo scenario.
+# and the end-to-end demo scenario; last, the IAM check evaluates every AWS call those recorded.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
@@ -15,6 +15,11 @@ if ! command -v shellcheck >/dev/null 2>&1; then
   (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq shellcheck) >/dev/null
 fi
 export PATH="$root/.venv/bin:$PATH"
+
+# Every suite that runs the emulator records the AWS calls it served in .calls/<suite>.jsonl; the
+# IAM check at the end evaluates exactly this run's calls.
+rm -rf .calls
+mkdir -p .calls
 
 step "formatting"
 cargo fmt --all -- --check
@@ -49,5 +54,8 @@ fi
 
 step "end-to-end demo scenario"
 bash scripts/demo.sh --ci
+
+step "IAM check: every recorded AWS call against the synthesized policies; must-deny cases; README table"
+(cd infra && npx tsx scripts/iam-check.ts --calls "$root/.calls")
 
 printf '\nall test suites passed\n'

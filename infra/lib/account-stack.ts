@@ -105,13 +105,14 @@ export class JoinkeeperAccountStack extends Stack {
     });
 
     // Every function runs the same reconciler (any trigger reconciles the whole cluster: launch,
-    // terminate, drain, heartbeats); only the refresher also regenerates join records. No
-    // function gets the upload-certs document: control planes ask each other for it.
-    const reconcile = [names.nodes, names.nodeStatus, names.drain, names.cordon, names.joinLog];
+    // terminate, drain, heartbeats, and a join record that would expire before a worker could
+    // join is regenerated first), so all three run the same documents. No function gets the
+    // upload-certs document: control planes ask each other for it.
+    const documents = [names.regenerate, names.nodes, names.nodeStatus, names.drain, names.cordon, names.joinLog];
     const grants: Record<FunctionName, { documents: string[] }> = {
-      'token-refresher': { documents: [names.regenerate, ...reconcile] },
-      'launch-hook': { documents: reconcile },
-      'terminate-hook': { documents: reconcile },
+      'token-refresher': { documents },
+      'launch-hook': { documents },
+      'terminate-hook': { documents },
     };
     const descriptions: Record<FunctionName, string> = {
       'token-refresher': 'joinkeeper: keeps every cluster join record fresh; sweeps lifecycle hooks whose event was lost',

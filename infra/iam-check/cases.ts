@@ -1,0 +1,139 @@
+// Requests the policies must deny (issue: "least privilege, proven") and, as a control that the
+// evaluation is not denying everything, requests the design needs them to allow. Evaluated the
+// same way as the recorded calls, for a caller in cluster `demo`; `other` is another cluster.
+import { Request } from './evaluate';
+import { DEFAULT_ACCOUNT as A, DEFAULT_REGION as R, Principal } from './policies';
+
+export type Variant = 'default' | 'clusterKey';
+
+export interface Case {
+  readonly name: string;
+  /** Which synthesis: the default one, or with clusterKmsKey=true (the cluster's own key). */
+  readonly variant: Variant;
+  readonly request: Request;
+}
+
+const FUNCTIONS: Principal[] = ['token-refresher', 'launch-hook', 'terminate-hook'];
+const param = (cluster: string, name: string) => `arn:aws:ssm:${R}:${A}:parameter/joinkeeper/${cluster}/${name}`;
+const doc = (name: string) => `arn:aws:ssm:${R}:${A}:document/${name}`;
+// AWS's own documents have no account in their ARN (arn:aws:ssm:R::document/AWS-...), which
+// iam-simulate cannot match against a resource type; the same name in the account stands in.
+const awsDoc = (name: string) => `arn:aws:ssm:${R}:${A}:document/${name}`;
+const instance = `arn:aws:ec2:${R}:${A}:instance/i-0123456789abcdef0`;
+const group = `arn:aws:autoscaling:${R}:${A}:autoScalingGroup:11111111-2222-3333-4444-555555555555:autoScalingGroupName/workers`;
+const awsSsmKey = `arn:aws:kms:${R}:${A}:key/aws-ssm`;
+
+function req(principal: Principal, action: string, resource: string, context: Record<string, string | string[]> = {}, cluster = 'demo'): Request {
+  return { principal, cluster, action, resource, account: A, region: R, context: { 'aws:RequestedRegion': R, ...context } };
+}
+
+function viaSsm(parameterArn: string): Record<string, string | string[]> {
+  return {
+    'kms:ViaService': `ssm.${R}.amazonaws.com`,
+    'kms:CallerAccount': A,
+    'kms:EncryptionContext:PARAMETER_ARN': parameterArn,
+    'kms:EncryptionContextKeys': ['PARAMETER_ARN'],
+    'kms:ResourceAliases': ['alias/aws/ssm'],
+  };
+}
+
+function instanceTags(tags: Record<string, string>): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const [k, v] of Object.entries(tags)) {
+    out[`aws:ResourceTag/${k}`] = v;
+    out[`ssm:resourceTag/${k}`] = v;
+    out[`ec2:ResourceTag/${k}`] = v;
+  }
+  return out;
+}
+
+function groupTags(tags: Record<string, string>): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const [k, v] of Object.entries(tags)) {
+    out[`aws:ResourceTag/${k}`] = v;
+    out[`autoscaling:ResourceTag/${k}`] = v;
+  }
+  return out;
+}
+
+/** `keyArn(cluster)`: the ARN of that cluster's own key in the clusterKey synthesis. */
+export function mustDeny(keyArn: (cluster: string) => string): Case[] {
+  const cases: Case[] = [];
+  const add = (name: string, request: Request, variant: Variant = 'default') => cases.push({ name, variant, request });
+  const worker = (action: string, resource: string, context = {}) => req('worker', action, resource, context);
+  const cp = (action: string, resource: string, context = {}) => req('control-plane', action, resource, context);
+
+  // Workers: their own cluster's record only.
+  add('a worker reads another cluster\'s join record', worker('ssm:GetParameter', param('other', 'join-record')));
+  add('a worker reads its own cluster\'s certificate key (control-plane-join)', worker('ssm:GetParameter', param('demo', 'control-plane-join')));
+  add('a worker reads another cluster\'s certificate key', worker('ssm:GetParameter', param('other', 'control-plane-join')));
+  add('a worker writes its own join record', worker('ssm:PutParameter', param('demo', 'join-record')));
+  add('a worker writes a lease', worker('ssm:PutParameter', param('demo', 'leases/regenerate')));
+  add('a worker runs a command on a control plane', worker('ssm:SendCommand', instance, instanceTags({ 'joinkeeper:cluster': 'demo', 'joinkeeper:role': 'control-plane' })));
+  add("a worker decrypts another cluster's record with that cluster's key", worker('kms:Decrypt', keyArn('other'), { ...viaSsm(param('other', 'join-record')), 'kms:ResourceAliases': [] }), 'clusterKey');
+  add("a worker decrypts its own cluster's certificate key with the cluster key", worker('kms:Decrypt', keyArn('demo'), { ...viaSsm(param('demo', 'control-plane-join')), 'kms:ResourceAliases': [] }), 'clusterKey');
+
+  // Control planes: their own cluster's parameters only.
+  for (const name of ['join-record', 'join-record-meta', 'control-plane-join']) {
+    add(`a control plane writes another cluster's ${name}`, cp('ssm:PutParameter', param('other', name)));
+    add(`a control plane deletes another cluster's ${name}`, cp('ssm:DeleteParameter', param('other', name)));
+  }
+  add("a control plane reads another cluster's certificate key", cp('ssm:GetParameter', param('other', 'control-plane-join')));
+  add("a control plane reads another cluster's record history", cp('ssm:GetParameterHistory', param('other', 'join-record')));
+  add("a control plane asks another cluster's control plane to upload certificates", cp('ssm:SendCommand', instance, instanceTags({ 'joinkeeper:cluster': 'other', 'joinkeeper:role': 'control-plane' })));
+  add('a control plane runs a command on a worker of its cluster', cp('ssm:SendCommand', instance, instanceTags({ 'joinkeeper:cluster': 'demo', 'joinkeeper:role': 'worker' })));
+  add('a control plane sends AWS-RunShellScript', cp('ssm:SendCommand', awsDoc('AWS-RunShellScript')));
+  add('a control plane sends the regenerate document', cp('ssm:SendCommand', doc('joinkeeper-regenerate')));
+  add("a control plane encrypts with another cluster's key", cp('kms:Encrypt', keyArn('other'), { ...viaSsm(param('other', 'join-record')), 'kms:ResourceAliases': [] }), 'clusterKey');
+
+  for (const f of FUNCTIONS) {
+    const fn = (action: string, resource: string, context = {}) => req(f, action, resource, context);
+    add(`${f} writes a join record`, fn('ssm:PutParameter', param('demo', 'join-record')));
+    add(`${f} deletes a join record`, fn('ssm:DeleteParameter', param('demo', 'join-record')));
+    add(`${f} writes a join record's meta`, fn('ssm:PutParameter', param('demo', 'join-record-meta')));
+    add(`${f} decrypts a join record (aws/ssm key)`, fn('kms:Decrypt', awsSsmKey, viaSsm(param('demo', 'join-record'))));
+    add(`${f} decrypts a join record (the cluster's key)`, fn('kms:Decrypt', keyArn('demo'), { ...viaSsm(param('demo', 'join-record')), 'kms:ResourceAliases': [] }), 'clusterKey');
+    add(`${f} reads a certificate key`, fn('ssm:GetParameter', param('demo', 'control-plane-join')));
+    add(`${f} writes a parameter outside leases`, fn('ssm:PutParameter', param('demo', 'regenerate-lock')));
+    add(`${f} sends AWS-RunShellScript`, fn('ssm:SendCommand', awsDoc('AWS-RunShellScript')));
+    add(`${f} sends a document of the account that is not joinkeeper's`, fn('ssm:SendCommand', doc('ops-admin-shell')));
+    add(`${f} sends another account's joinkeeper document`, fn('ssm:SendCommand', `arn:aws:ssm:${R}:210987654321:document/joinkeeper-node-status`));
+    add(`${f} sends the control planes' upload-certs document`, fn('ssm:SendCommand', doc('joinkeeper-upload-certs')));
+    add(`${f} sends a command to an untagged instance`, fn('ssm:SendCommand', instance));
+    add(`${f} sends a command to an instance with a cluster tag but no role`, fn('ssm:SendCommand', instance, instanceTags({ 'joinkeeper:cluster': 'demo' })));
+    add(`${f} sends a command to an instance with a role but no cluster tag`, fn('ssm:SendCommand', instance, instanceTags({ 'joinkeeper:role': 'worker' })));
+    add(`${f} completes a lifecycle action of an untagged group`, fn('autoscaling:CompleteLifecycleAction', group));
+    add(`${f} completes a lifecycle action of a group tagged for a cluster but not role=worker`, fn('autoscaling:CompleteLifecycleAction', group, groupTags({ 'joinkeeper:cluster': 'demo', 'joinkeeper:role': 'control-plane' })));
+    add(`${f} completes a lifecycle action of a worker group without a cluster tag`, fn('autoscaling:CompleteLifecycleAction', group, groupTags({ 'joinkeeper:role': 'worker' })));
+    add(`${f} records a heartbeat on an untagged group`, fn('autoscaling:RecordLifecycleActionHeartbeat', group));
+  }
+  return cases;
+}
+
+/** What the design needs allowed: if these were denied, a "denied" above would prove nothing. */
+export function mustAllow(keyArn: (cluster: string) => string): Case[] {
+  const cases: Case[] = [];
+  const add = (name: string, request: Request, variant: Variant = 'default') => cases.push({ name, variant, request });
+  const workerGroup = groupTags({ 'joinkeeper:cluster': 'demo', 'joinkeeper:role': 'worker' });
+  for (const f of FUNCTIONS) {
+    add(`${f} takes a lease`, req(f, 'ssm:PutParameter', param('demo', 'leases/drain-i-0123456789abcdef0'), { 'ssm:Overwrite': 'false' }));
+    add(`${f} lists the leases`, req(f, 'ssm:GetParametersByPath', param('demo', 'leases')));
+    add(`${f} reads the record's version`, req(f, 'ssm:GetParameter', param('demo', 'join-record')));
+    add(`${f} reads the record's meta`, req(f, 'ssm:GetParameter', param('demo', 'join-record-meta')));
+    add(`${f} completes a worker's lifecycle action`, req(f, 'autoscaling:CompleteLifecycleAction', group, workerGroup));
+    add(`${f} lists a warm pool`, req(f, 'autoscaling:DescribeWarmPool', '*'));
+    add(`${f} drains on a control plane`, req(f, 'ssm:SendCommand', instance, instanceTags({ 'joinkeeper:cluster': 'demo', 'joinkeeper:role': 'control-plane' })));
+    add(`${f} sends node-status`, req(f, 'ssm:SendCommand', doc('joinkeeper-node-status')));
+    add(`${f} sends regenerate`, req(f, 'ssm:SendCommand', doc('joinkeeper-regenerate')));
+  }
+  add('a worker reads its own join record', req('worker', 'ssm:GetParameter', param('demo', 'join-record')));
+  add('a worker decrypts it (aws/ssm key)', req('worker', 'kms:Decrypt', awsSsmKey, viaSsm(param('demo', 'join-record'))));
+  add("a worker decrypts it (the cluster's key)", req('worker', 'kms:Decrypt', keyArn('demo'), { ...viaSsm(param('demo', 'join-record')), 'kms:ResourceAliases': [] }), 'clusterKey');
+  add('a control plane writes its record meta', req('control-plane', 'ssm:PutParameter', param('demo', 'join-record-meta')));
+  add('a control plane deletes its certificate key', req('control-plane', 'ssm:DeleteParameter', param('demo', 'control-plane-join')));
+  add("a control plane encrypts with the cluster's key", req('control-plane', 'kms:Encrypt', keyArn('demo'), { ...viaSsm(param('demo', 'control-plane-join')), 'kms:ResourceAliases': [] }), 'clusterKey');
+  add('a control plane asks a peer to upload certificates', req('control-plane', 'ssm:SendCommand', doc('joinkeeper-upload-certs')));
+  add('…on a control plane of its cluster', req('control-plane', 'ssm:SendCommand', instance, instanceTags({ 'joinkeeper:cluster': 'demo', 'joinkeeper:role': 'control-plane' })));
+  add('the SSM agent reports in', req('worker', 'ssm:UpdateInstanceInformation', instance));
+  return cases;
+}
