@@ -22,6 +22,7 @@ CONTRACT = {
     "joinkeeper-nodes": {"StartAfter"},
     "joinkeeper-cordon": {"NodeName", "Delete"},
     "joinkeeper-upload-certs": {"ClusterName", "ParameterPrefix"},
+    "joinkeeper-revoke-tokens": {"ClusterName", "ParameterPrefix", "KeepTokenId"},
 }
 GOOD = {
     "ClusterName": ["demo", "prod-eu.1", "A", "a" * 63],
@@ -39,6 +40,7 @@ GOOD = {
     "StartAfter": ["-", "ip-10-0-1-5.ec2.internal", "a"],
     "NodeName": ["ip-10-0-1-5.ec2.internal", "a", "node-1", "a" * 253],
     "Delete": ["true", "false"],
+    "KeepTokenId": ["abcdef", "0a1b2c", "zzzzzz"],
 }
 # Shell text that must never get through any parameter.
 HOSTILE = ["'; rm -rf /", "$(id)", "`id`", "demo\nrm -rf /", "demo\n", "\ndemo", "demo'", "demo;id",
@@ -62,6 +64,7 @@ BAD = {
     "StartAfter": ["--", "A", "-a", "a-", "a" * 254],
     "NodeName": ["Node1", "-node", "node-", "a" * 254, "-"],
     "Delete": ["yes", "True", "1", "-"],
+    "KeepTokenId": ["abcde", "abcdefg", "ABCDEF", "abc-ef", "abcdef.0123456789abcdef"],
 }
 
 BASH_SCRIPTS = sorted(
