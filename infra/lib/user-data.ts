@@ -86,14 +86,14 @@ retry() {
   done
 }
 run_logged() {
-  # run_logged NAME CMD... : an installer's whole output (it may show join commands, tokens and
-  # certificate keys) goes to the 0600 file /var/log/joinkeeper/NAME.log; only its last lines,
-  # through the node scripts' redaction filter, reach this log and the console.
+  # run_logged NAME CMD... : an installer's whole output (it shows join commands, tokens and
+  # certificate keys) goes through the node scripts' redaction filter into the 0600 file
+  # /var/log/joinkeeper/NAME.log; only its last lines reach this log and the console.
   local name=$1 rc=0
   shift
-  "$@" >"/var/log/joinkeeper/$name.log" 2>&1 </dev/null || rc=$?
-  echo "--- $name: exit $rc; whole output in /var/log/joinkeeper/$name.log; last lines, redacted:"
-  tail -n 15 "/var/log/joinkeeper/$name.log" | /opt/joinkeeper/bin/joinkeeper-redact
+  "$@" 2>&1 </dev/null | /opt/joinkeeper/bin/joinkeeper-redact >"/var/log/joinkeeper/$name.log" || rc=$?
+  echo "--- $name: exit $rc; whole output (redacted) in /var/log/joinkeeper/$name.log; last lines:"
+  tail -n 15 "/var/log/joinkeeper/$name.log"
   return "$rc"
 }
 kubelet_provider_id() {

@@ -144,7 +144,7 @@ class ProcessSampler(threading.Thread):
         self.seen = {}  # pid -> argv (first sighting)
         self.argvs = set()
         self.samples = 0
-        self._stop = threading.Event()
+        self._halt = threading.Event()
 
     def snapshot(self):
         parents, ns = {}, {}
@@ -179,12 +179,12 @@ class ProcessSampler(threading.Thread):
         self.samples += 1
 
     def run(self):
-        while not self._stop.is_set():
+        while not self._halt.is_set():
             self.snapshot()
-            self._stop.wait(self.interval)
+            self._halt.wait(self.interval)
 
     def stop(self):
-        self._stop.set()
+        self._halt.set()
         self.join(timeout=5)
 
 
@@ -474,6 +474,40 @@ class BootWorld:
             return self.ssm.get_parameter(Name=name, WithDecryption=decrypt)["Parameter"]
         except self.ssm.exceptions.ParameterNotFound:
             return None
+
+    def parameter_names(self):
+        names = []
+        for page in self.ssm.get_paginator("describe_parameters").paginate():
+            names += [p["Name"] for p in page["Parameters"]]
+        return names
+
+    def parameter_history(self, name):
+        try:
+            pages = self.ssm.get_paginator("get_parameter_history").paginate(Name=name, WithDecryption=True)
+            return [p for page in pages for p in page["Parameters"]]
+        except self.ssm.exceptions.ParameterNotFound:
+            return []
+
+    def run_command(self, instance_id, document, parameters, timeout=300):
+        """SendCommand with one of node-scripts/documents (registered on first use, as the account
+        stack registers them), waits for the end; returns GetCommandInvocation's answer."""
+        try:
+            self.ssm.describe_document(Name=document)
+        except self.ssm.exceptions.InvalidDocument:
+            with open(os.path.join(NODE_SCRIPTS, "documents", document + ".json")) as fh:
+                self.ssm.create_document(Name=document, Content=fh.read(), DocumentType="Command",
+                                         DocumentFormat="JSON")
+        command = self.ssm.send_command(InstanceIds=[instance_id], DocumentName=document,
+                                        Parameters={k: [v] for k, v in parameters.items()})["Command"]
+        deadline = time.time() + timeout
+        while True:
+            time.sleep(0.3)
+            try:
+                inv = self.ssm.get_command_invocation(CommandId=command["CommandId"], InstanceId=instance_id)
+            except self.ssm.exceptions.InvocationDoesNotExist:
+                continue
+            if inv["Status"] not in ("Pending", "InProgress", "Delayed") or time.time() > deadline:
+                return inv
 
     def call_counts(self, instance_ids=None):
         counts = {}

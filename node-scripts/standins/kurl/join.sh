@@ -38,7 +38,8 @@ fi
 if jk_should_fail kurl-join join; then echo "Error: host preflight checks failed (stand-in)" >&2; exit 1; fi
 echo "⚙  Installing host packages containerd, kubelet, kubeadm, kubectl (stand-in)"
 for tool in containerd kubelet kubeadm kubectl; do jk_install_tool "$tool"; done
-mkdir -p /opt/replicated
+mkdir -p /opt/replicated /var/lib/kurl
+cp "$JOINKEEPER_BOOT_STANDINS/kurl/tasks.sh" /var/lib/kurl/tasks.sh # kURL's install directory, on every node
 (
   umask 077
   echo "apiVersion: kubeadm.k8s.io/v1beta3"

@@ -14,6 +14,7 @@ import pytest
 from boot.conftest import BOOT, HOST_PATHS, boot_all, host_snapshot, launch_worker, subsequence
 from contract import check_record
 
+import scan as boot_scan  # noqa: E402
 import world as boot_world  # noqa: E402
 from userdata import VARIANTS, Variant  # noqa: E402
 
@@ -37,8 +38,16 @@ def argv_of(world, instance_id, tool):
     return [argv for _, inst, argv in world.calls() if inst == instance_id and argv[0] == tool]
 
 
+@pytest.fixture
+def sampler(emulator):
+    watcher = boot_world.ProcessSampler(emulator.proc.pid)
+    watcher.start()
+    yield watcher
+    watcher.stop()
+
+
 @pytest.mark.parametrize("variant_name", VARIANTS)
-def test_variant_boots_end_to_end(variant_name, synth_dir, emulator):
+def test_variant_boots_end_to_end(variant_name, synth_dir, emulator, sampler):
     before = host_snapshot()
     variant = Variant(synth_dir, variant_name)
     region = "eu-west-1" if variant_name.startswith("arm64") else "us-east-1"
@@ -146,6 +155,25 @@ def test_variant_boots_end_to_end(variant_name, synth_dir, emulator):
     assert len(joins) == 1 and joins[0][2] == "--config"
     # The launch hook holds it: the functions (not run here) complete it once the Node is Ready.
     assert world.group_instances(group)[0]["LifecycleState"] == "Pending:Wait"
+
+    # Regenerate on the first control plane through Run Command, in its mode (kubeadm or kURL),
+    # as the token refresher does.
+    inv = world.run_command(control_planes[0], "joinkeeper-regenerate",
+                            {"ClusterName": world.cluster, "ParameterPrefix": prefix, "TokenTtlSeconds": "7200"})
+    assert inv["Status"] == "Success", inv["StandardErrorContent"]
+    assert inv["StandardOutputContent"].splitlines()[-1].startswith("published cluster=%s token_id=" % world.cluster)
+    assert json.loads(world.parameter(record_param["Name"])["Value"])["source"] == source
+
+    # The secrets (every token and certificate key minted) appear nowhere: no file any instance
+    # wrote, no console, no Run Command output, no command line.
+    report = boot_scan.scan(world, control_planes + [worker], sampler=sampler,
+                            outputs=[("regenerate stdout", inv["StandardOutputContent"]),
+                                     ("regenerate stderr", inv["StandardErrorContent"])])
+    print("\nsecret scan %s: %s" % (variant_name, report.summary()))
+    assert report.secrets >= (6 if ha else 4) and report.files > 50 and report.processes > 100
+    assert report.hits == [], report.hits
+    # kURL's own join_token task is the one place a token is on a command line (kURL's code).
+    assert (report.kurl_task_lines > 0) == kurl
 
     # This machine was not touched.
     assert host_snapshot() == before
