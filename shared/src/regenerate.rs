@@ -127,6 +127,8 @@ pub struct RecordState {
     pub verdict: Freshness,
     pub summary: Option<RecordSummary>,
     pub version: Option<i64>,
+    /// The meta itself, when it is valid and describes the current record.
+    pub meta: Option<crate::meta::RecordMeta>,
 }
 
 /// Reads the cluster's record meta and judges it against `required`.
@@ -157,6 +159,10 @@ pub async fn record_state(
         verdict,
         summary,
         version: read.version,
+        meta: match read.stored {
+            StoredRecord::Present(m) => Some(m),
+            _ => None,
+        },
     })
 }
 

@@ -101,26 +101,39 @@ impl Emulator {
     }
 
     async fn clients_of(&self, app: Option<&str>) -> AwsClients {
-        let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest());
-        if let Some(app) = app {
-            loader = loader.app_name(aws_config::AppName::new(app.to_owned()).expect("app name"));
-        }
-        let config = loader
-            .region(aws_config::Region::new(REGION))
-            .endpoint_url(&self.endpoint)
-            .credentials_provider(aws_sdk_ssm::config::Credentials::new(
-                "testing", "testing", None, None, "tests",
-            ))
-            .retry_config(
-                aws_config::retry::RetryConfig::standard()
-                    .with_max_attempts(2)
-                    .with_initial_backoff(Duration::from_millis(10)),
-            )
-            .load()
-            .await;
-        AwsClients::from_conf(&config)
+        AwsClients::from_conf(&self.sdk_config(app).await)
     }
 
+    /// The SDK configuration of [`Emulator::function_clients`], for code that takes an
+    /// `SdkConfig` (the CLI).
+    pub async fn sdk_config(&self, app: Option<&str>) -> aws_config::SdkConfig {
+        sdk_config_for(&self.endpoint, app).await
+    }
+}
+
+/// An SDK configuration for `endpoint`: the test region, dummy credentials, fast retries, and
+/// `app` as the app id (the principal of its calls).
+pub async fn sdk_config_for(endpoint: &str, app: Option<&str>) -> aws_config::SdkConfig {
+    let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest());
+    if let Some(app) = app {
+        loader = loader.app_name(aws_config::AppName::new(app.to_owned()).expect("app name"));
+    }
+    loader
+        .region(aws_config::Region::new(REGION))
+        .endpoint_url(endpoint)
+        .credentials_provider(aws_sdk_ssm::config::Credentials::new(
+            "testing", "testing", None, None, "tests",
+        ))
+        .retry_config(
+            aws_config::retry::RetryConfig::standard()
+                .with_max_attempts(2)
+                .with_initial_backoff(Duration::from_millis(10)),
+        )
+        .load()
+        .await
+}
+
+impl Emulator {
     /// The emulator's state folder (node and cluster folders of the stand-ins).
     pub fn state_dir(&self) -> &std::path::Path {
         &self.state_dir

@@ -140,19 +140,20 @@ impl Fleet {
         Ok(scan)
     }
 
-    /// The cluster's control-plane instances that are running and whose SSM agent is Online,
-    /// in failover order.
-    pub async fn control_plane_candidates(
+    /// The cluster's control-plane instances in one of `states` (EC2 state names), with their
+    /// state.
+    pub async fn control_planes(
         &self,
         cluster: &ClusterName,
-    ) -> Result<Vec<InstanceId>, AwsCallError> {
-        let mut running = Vec::new();
+        states: &[&str],
+    ) -> Result<Vec<(InstanceId, String)>, AwsCallError> {
+        let mut found = Vec::new();
         let mut pages = self
             .ec2
             .describe_instances()
             .filters(filter(&format!("tag:{CLUSTER_TAG}"), &[cluster.as_str()]))
             .filters(filter(&format!("tag:{ROLE_TAG}"), &[CONTROL_PLANE_ROLE]))
-            .filters(filter("instance-state-name", &["running"]))
+            .filters(filter("instance-state-name", states))
             .into_paginator()
             .send();
         while let Some(page) = pages.next().await {
@@ -160,10 +161,30 @@ impl Fleet {
                 .map_err(|e| AwsCallError::new("ec2:DescribeInstances", &e.into_service_error()))?;
             for instance in page.reservations().iter().flat_map(|r| r.instances()) {
                 if let Some(Ok(id)) = instance.instance_id().map(InstanceId::parse) {
-                    running.push(id);
+                    let state = instance
+                        .state()
+                        .and_then(|s| s.name())
+                        .map(|n| n.as_str().to_owned())
+                        .unwrap_or_default();
+                    found.push((id, state));
                 }
             }
         }
+        Ok(found)
+    }
+
+    /// The cluster's control-plane instances that are running and whose SSM agent is Online,
+    /// in failover order.
+    pub async fn control_plane_candidates(
+        &self,
+        cluster: &ClusterName,
+    ) -> Result<Vec<InstanceId>, AwsCallError> {
+        let running: Vec<InstanceId> = self
+            .control_planes(cluster, &["running"])
+            .await?
+            .into_iter()
+            .map(|(id, _)| id)
+            .collect();
         if running.is_empty() {
             return Ok(Vec::new());
         }

@@ -22,11 +22,17 @@ impl AwsClients {
     /// `app` (the function's name) goes into every request's User-Agent as `app/<app>`, so
     /// CloudTrail and the local IAM check can tell which function made a call.
     pub async fn from_env(app: &str) -> Self {
+        Self::from_conf(&Self::load_config(app).await)
+    }
+
+    /// The SDK configuration [`AwsClients::from_env`] builds its clients from (the command-line
+    /// tool checks its credentials before any call).
+    pub async fn load_config(app: &str) -> aws_config::SdkConfig {
         let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest());
         if let Ok(name) = aws_config::AppName::new(app.to_owned()) {
             loader = loader.app_name(name);
         }
-        Self::from_conf(&loader.load().await)
+        loader.load().await
     }
 
     pub fn from_conf(config: &aws_config::SdkConfig) -> Self {
