@@ -97,16 +97,19 @@ def _pdeathsig():
 
 
 class Emulator:
-    """emulator/joinkeeper_emulator.py on a free loopback port, state in <workdir>/state."""
+    """emulator/joinkeeper_emulator.py on a free loopback port, state in <workdir>/state, every
+    AWS request it serves recorded in <workdir>/aws-calls.jsonl (caller, action, resources)."""
 
     def __init__(self, workdir):
         self.workdir = workdir
         self.state = os.path.join(workdir, "state")
         os.makedirs(self.state, exist_ok=True)
         self.log = open(os.path.join(workdir, "emulator.log"), "ab")
+        self.calls_file = os.path.join(workdir, "aws-calls.jsonl")
         self.proc = subprocess.Popen(
             [VENV_PYTHON, os.path.join(REPO, "emulator", "joinkeeper_emulator.py"), "--host", "127.0.0.1",
-             "--port", "0", "--state-dir", self.state, "--scripts-dir", NODE_SCRIPTS],
+             "--port", "0", "--state-dir", self.state, "--scripts-dir", NODE_SCRIPTS,
+             "--record-calls", self.calls_file],
             stdout=subprocess.PIPE, stderr=self.log, text=True, preexec_fn=_pdeathsig)
         line = self.proc.stdout.readline().strip()
         if not line.startswith("ready "):
@@ -119,6 +122,14 @@ class Emulator:
         sep = "&" if "?" in path else "?"
         with urllib.request.urlopen("%s/_joinkeeper/%s%saccount=%s" % (self.url, path, sep, account)) as resp:
             return json.loads(resp.read())
+
+    def aws_calls(self, account=None):
+        """The AWS requests served so far (one dict each), optionally of one account."""
+        if not os.path.exists(self.calls_file):
+            return []
+        with open(self.calls_file) as fh:
+            calls = [json.loads(line) for line in fh if line.strip()]
+        return [c for c in calls if account is None or c.get("account") == account]
 
     def stop(self):
         if self.proc.poll() is None:

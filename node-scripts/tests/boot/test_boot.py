@@ -241,3 +241,51 @@ def test_boot_stand_ins_are_shellcheck_clean_and_never_use_the_network():
         text = open(path).read()
         assert not re.search(r"\b(wget|nc|ncat|socat|ssh|/usr/bin/curl|urllib|http\.client|socket\.)\b", text), path
     assert set(HOST_PATHS)
+
+
+def test_rogue_node_is_listed_and_cordoned_through_run_command(synth_dir, emulator):
+    # A booted single control plane and worker; then a Node that no instance stands behind
+    # (registered with a token by someone else), listed and cordoned through the documents.
+    world = boot_world.BootWorld(emulator, Variant(synth_dir, "single-kubeadm"), "100000000301")
+    (cp0,), (result,) = boot_all(world)
+    assert result.exit_code == 0, result.console[-2000:]
+    _, worker, wresult = launch_worker(world)
+    assert wresult.exit_code == 0, wresult.console[-2000:]
+    import subprocess
+    subprocess.run([boot_world.system_python(), os.path.join(os.path.dirname(BOOT), "standins", "kubectl"),
+                    "x-standin", "add-node", "rogue-1", "--provider-id", "aws:///us-east-1a/i-0fffffffffffffff1",
+                    "--age-seconds", "1800"],
+                   env=dict(os.environ, JOINKEEPER_KUBE_STATE=world.kube_state()), check=True, stdout=subprocess.DEVNULL)
+
+    inv = world.run_command(cp0, "joinkeeper-nodes", {})
+    assert inv["Status"] == "Success", inv["StandardErrorContent"]
+    lines = {line.split()[0]: line.split() for line in inv["StandardOutputContent"].splitlines()}
+    cp_inst, w_inst = world.instance(cp0), world.instance(worker)
+    assert set(lines) == {cp_inst["PrivateDnsName"], w_inst["PrivateDnsName"], "rogue-1"}
+    assert lines["rogue-1"][1:] == ["aws:///us-east-1a/i-0fffffffffffffff1", lines["rogue-1"][2], "Ready", "no"]
+    assert lines[w_inst["PrivateDnsName"]][1] == "aws:///%s/%s" % (w_inst["Placement"]["AvailabilityZone"], worker)
+
+    inv = world.run_command(cp0, "joinkeeper-cordon", {"NodeName": "rogue-1"})
+    assert inv["Status"] == "Success", inv["StandardErrorContent"]
+    assert inv["StandardOutputContent"].splitlines()[-1] == "cordon node=rogue-1 result=cordoned"
+    inv = world.run_command(cp0, "joinkeeper-nodes", {"StartAfter": "-"})
+    rogue = [line for line in inv["StandardOutputContent"].splitlines() if line.startswith("rogue-1 ")]
+    assert rogue and rogue[0].endswith(" Ready yes")
+
+    # node-status, given the private DNS names and asked about an instance whose Node is gone:
+    # no EC2 call from the control plane.
+    def ec2_calls():
+        return [c for c in emulator.aws_calls(world.account)
+                if c.get("principal") == "control-plane" and c.get("service") == "ec2"]
+    before = len(ec2_calls())
+    pairs = "%s=%s i-0aaaaaaaaaaaaaaa1=ip-10-9-9-9.ec2.internal" % (worker, w_inst["PrivateDnsName"])
+    inv = world.run_command(cp0, "joinkeeper-node-status",
+                            {"InstanceIds": worker + " i-0aaaaaaaaaaaaaaa1", "PrivateDnsNames": pairs})
+    assert inv["Status"] == "Success", inv["StandardErrorContent"]
+    assert inv["StandardOutputContent"] == "%s %s Ready\ni-0aaaaaaaaaaaaaaa1 - Absent\n" % (
+        worker, w_inst["PrivateDnsName"])
+    assert len(ec2_calls()) == before
+
+    inv = world.run_command(cp0, "joinkeeper-cordon", {"NodeName": "rogue-1", "Delete": "true"})
+    assert inv["StandardOutputContent"].splitlines()[-1] == "cordon node=rogue-1 result=deleted"
+    assert "rogue-1" not in world.cluster_state()["nodes"]
