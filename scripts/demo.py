@@ -86,10 +86,13 @@ class Services:
 
     def start_emulator(self):
         log = open(STATE / "emulator.log", "w")
+        # Every AWS call is recorded for the IAM check of the test suite (.calls/).
+        (ROOT / ".calls").mkdir(exist_ok=True)
+        env = dict(os.environ, JOINKEEPER_RECORD_CALLS=str(ROOT / ".calls" / f"demo-{os.getpid()}.jsonl"))
         proc = subprocess.Popen(
             [str(ROOT / ".venv/bin/python"), str(ROOT / "emulator/joinkeeper_emulator.py"), "--host", "127.0.0.1",
              "--port", "0", "--state-dir", str(STATE / "emulator"), "--scripts-dir", str(ROOT / "node-scripts")],
-            stdout=subprocess.PIPE, stderr=log, text=True)
+            stdout=subprocess.PIPE, stderr=log, text=True, env=env)
         self.procs.append(proc)
         line = proc.stdout.readline().strip()
         if not line.startswith("ready "):
@@ -199,7 +202,11 @@ class Demo:
                "token_secret": "0ld0ld0ld0ld0ld0", "ca_cert_hash": "sha256:" + "ab" * 32,
                "created_at": created.strftime("%Y-%m-%dT%H:%M:%SZ"),
                "expires_at": (created + timedelta(hours=24)).strftime("%Y-%m-%dT%H:%M:%SZ")}
-        self.ssm.put_parameter(Name=f"/joinkeeper/{CLUSTER}/join-record", Value=json.dumps(old), Type="SecureString")
+        version = self.ssm.put_parameter(Name=f"/joinkeeper/{CLUSTER}/join-record", Value=json.dumps(old), Type="SecureString")["Version"]
+        # As the control-plane scripts do: the non-secret meta the functions decide on.
+        meta = {"version": 1, "cluster": CLUSTER, "token_id": old["token_id"], "created_at": old["created_at"],
+                "expires_at": old["expires_at"], "record_version": version, "written_by": cp}
+        self.ssm.put_parameter(Name=f"/joinkeeper/{CLUSTER}/join-record-meta", Value=json.dumps(meta), Type="String")
         user_data = f"#!/bin/bash\n/opt/joinkeeper/bin/joinkeeper-join --cluster {CLUSTER} --prefix /joinkeeper --deadline-seconds 60\n"
         self.ec2.create_launch_template(LaunchTemplateName=f"{GROUP}-lt", LaunchTemplateData={
             "ImageId": "ami-12c6146b", "InstanceType": "t3.medium", "UserData": base64.b64encode(user_data.encode()).decode()})
@@ -238,12 +245,21 @@ class Demo:
             t.start()
         for t in threads:
             t.join()
+        # One invocation reconciles the cluster and decides every action; the others find it held.
+        decided = {}
+        for res, _ in results.values():
+            for action in (res or {}).get("actions", []):
+                decided[action["instance"]] = action
+        holders = sorted({res.get("request_id", "") for res, _ in results.values() if res and res.get("result") == "held-elsewhere"})
+        if holders:
+            say(f"  {len(holders)} invocation(s) found the cluster reconciled by another and returned at once")
         for iid, (res, err) in sorted(results.items()):
-            outcome = res["outcome"] if res else "error"
-            if res and res.get("join_log_last_line"):
-                say(f"  worker {iid} join log: {res['join_log_last_line']}")
+            action = decided.get(iid, {})
+            outcome = action.get("outcome", "error" if res is None else "undecided")
+            if action.get("join_log_last_line"):
+                say(f"  worker {iid} join log: {action['join_log_last_line']}")
             state = self.states().get(iid, "terminated")
-            record(f"launch lifecycle event {iid}", f"{outcome}: {(res or {}).get('reason', err)[:60]}", state,
+            record(f"launch lifecycle event {iid}", f"{outcome}: {action.get('reason', err)[:60]}", state,
                    outcome == expect and state == ("InService" if expect == "continue" else "terminated"))
 
     def run(self):
@@ -273,10 +289,11 @@ class Demo:
         if term:
             victim = term[0]["detail"]["EC2InstanceId"]
             res, err = self.invoke("terminate-hook", term[0], f"terminate-{victim}")
+            action = next((a for a in (res or {}).get("actions", []) if a["instance"] == victim), {})
             nodes = self.kube_nodes()
             gone = not any(v.get("providerID", "").endswith("/" + victim) for v in nodes.values())
-            record(f"scale-in by 1: {victim}", f"{(res or {}).get('outcome', 'error')}: {(res or {}).get('reason', err)[:50]}",
-                   f"Node deleted: {gone}, {len(nodes)} Nodes left", bool(res) and res["outcome"] == "drained" and gone and len(nodes) == 2)
+            record(f"scale-in by 1: {victim}", f"{action.get('outcome', 'error')}: {action.get('reason', err)[:50]}",
+                   f"Node deleted: {gone}, {len(nodes)} Nodes left", action.get("outcome") == "drained" and gone and len(nodes) == 2)
         else:
             record("scale-in", "no terminate event", "", ok=False)
 
@@ -316,7 +333,7 @@ def main():
         port = free_port()
         services.start_watch(endpoint, port, {
             "JOINKEEPER_COMMAND_POLL_MILLIS": "200", "JOINKEEPER_COMMAND_DEADLINE_SECONDS": "60",
-            "JOINKEEPER_JOIN_DEADLINE_SECONDS": "15", "JOINKEEPER_HOOK_CHECK_SECONDS": "60",
+            "JOINKEEPER_JOIN_DEADLINE_SECONDS": "15", "JOINKEEPER_FUNCTION_TIMEOUT_SECONDS": "120",
             "JOINKEEPER_NODE_POLL_SECONDS": "2", "JOINKEEPER_DRAIN_TIMEOUT_SECONDS": "60",
         })
         say(f"functions served by cargo lambda watch on 127.0.0.1:{port}\n")

@@ -34,8 +34,8 @@ else
   cargo test --workspace --no-fail-fast
 fi
 
-step "benchmark: AWS calls per launched worker and per sweep (figures, not a pass/fail test)"
-cargo run -q -p joinkeeper-tests --example aws_calls
+step "benchmark: a burst of 10, 100 and 500 workers through the reconciler (figures, not a pass/fail test)"
+cargo run -q -p joinkeeper-tests --example burst -- 10 100 500 --join-seconds 20 --arrival-seconds 8
 
 if [[ -d emulator/tests ]]; then
   step "emulator tests"

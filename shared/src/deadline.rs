@@ -32,6 +32,21 @@ impl Deadline {
         Self::after(left.saturating_sub(SAFETY_MARGIN))
     }
 
+    /// From the Lambda `Context`'s deadline, bounded by the function's timeout. A deadline that
+    /// has already passed when the invocation starts cannot come from Lambda (local runtime
+    /// emulators such as `cargo lambda watch` send one): the function timeout applies then.
+    pub fn for_invocation(deadline: SystemTime, function_timeout: Duration) -> Self {
+        let left = deadline
+            .duration_since(SystemTime::now())
+            .unwrap_or(Duration::ZERO);
+        let budget = if left.is_zero() {
+            function_timeout
+        } else {
+            left.min(function_timeout)
+        };
+        Self::after(budget.saturating_sub(SAFETY_MARGIN))
+    }
+
     /// No deadline worth the name: for command-line use and tests of long flows.
     pub fn unbounded() -> Self {
         Self::after(Duration::from_secs(24 * 3600))
@@ -85,5 +100,15 @@ mod tests {
         assert!(inner.remaining() <= ms(20));
         let past = Deadline::from_system_time(SystemTime::now() - Duration::from_secs(1));
         assert_eq!(past.remaining(), Duration::ZERO);
+        let local = Deadline::for_invocation(SystemTime::UNIX_EPOCH, Duration::from_secs(60));
+        assert!(
+            local.remaining() > Duration::from_secs(50),
+            "a past deadline falls back to the timeout"
+        );
+        let lambda = Deadline::for_invocation(
+            SystemTime::now() + Duration::from_secs(30),
+            Duration::from_secs(900),
+        );
+        assert!(lambda.remaining() <= Duration::from_secs(25));
     }
 }

@@ -14,7 +14,11 @@ use crate::deadline::Deadline;
 use crate::handler::HandlerError;
 
 /// Serves `handler` until the runtime stops. Build clients before calling this, once per process.
-pub async fn serve<F, Fut, R>(function: &'static str, handler: F) -> Result<(), Error>
+pub async fn serve<F, Fut, R>(
+    function: &'static str,
+    function_timeout: std::time::Duration,
+    handler: F,
+) -> Result<(), Error>
 where
     F: Fn(Value, Invocation) -> Fut,
     Fut: Future<Output = Result<R, HandlerError>>,
@@ -26,8 +30,11 @@ where
             tracing::info_span!("invocation", function, request_id = %event.context.request_id);
         let inv = Invocation::new(
             event.context.request_id.clone(),
-            Deadline::from_system_time(event.context.deadline()),
+            Deadline::for_invocation(event.context.deadline(), function_timeout),
         );
+        span.in_scope(|| {
+            tracing::debug!(remaining_ms = inv.deadline.remaining().as_millis() as u64, "invocation started")
+        });
         let result = handler(event.payload, inv).instrument(span.clone()).await;
         result.map_err(|err| {
             span.in_scope(|| tracing::error!(error = %err, error_type = err.error_type(), "invocation failed"));

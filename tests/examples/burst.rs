@@ -2,8 +2,8 @@
 //! Lambda would (one concurrent invocation per event, each with its own 895 s deadline), Nodes
 //! becoming Ready J seconds after the events. Prints figures; asserts nothing.
 //!
-//! Run: `cargo run -p joinkeeper-tests --example burst -- [N ...] [--join-seconds J]`
-//! (default N = 10 100 500, J = 20, node poll 5 s).
+//! Run: `cargo run -p joinkeeper-tests --example burst -- [N ...] [--join-seconds J]
+//! [--arrival-seconds A]` (default N = 10 100 500, J = 20, A = 3, node poll 5 s).
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
@@ -59,7 +59,7 @@ fn ms(v: &Value) -> Option<i64> {
     ms_of(v.as_str()?)
 }
 
-async fn run(n: usize, join_seconds: u64) {
+async fn run(n: usize, join_seconds: u64, arrival: Duration) {
     let emulator = Emulator::start();
     let setup = emulator.clients().await;
     create_documents(&setup).await;
@@ -97,6 +97,10 @@ async fn run(n: usize, join_seconds: u64) {
 
     let ctx = &ctx;
     let invocations = events.iter().enumerate().map(|(i, e)| async move {
+        // Events arrive spread over a few seconds, as a group's launches are; the local
+        // emulator also cannot take hundreds of new connections in the same instant.
+        let spread = arrival.as_millis() as u64 * (i as u64 * 7919 % n as u64) / n as u64;
+        tokio::time::sleep(Duration::from_millis(spread)).await;
         let t = Instant::now();
         let inv = Invocation::new(
             format!("req-{i}"),
@@ -180,14 +184,19 @@ async fn run(n: usize, join_seconds: u64) {
         .sum();
     let per = |x: usize| x as f64 / n as f64;
 
-    println!("\nN = {n} workers, Nodes Ready {join_seconds} s after the events, node poll {POLL_SECONDS} s");
+    println!(
+        "\nN = {n} workers, events arriving over {:.0} s, Nodes Ready {join_seconds} s after the first, node poll {POLL_SECONDS} s",
+        arrival.as_secs_f64()
+    );
     println!("  outcomes                                {outcomes:?}; {elsewhere} invocations found the cluster reconciled elsewhere");
     println!(
         "  node-status commands per poll interval  max {} (per interval: {:?})",
         per_interval.values().max().unwrap_or(&0),
         per_interval.values().collect::<Vec<_>>()
     );
-    println!("  node-status commands in flight at once  peak {peak_in_flight} on the control plane");
+    println!(
+        "  node-status commands in flight at once  peak {peak_in_flight} on the control plane"
+    );
     println!(
         "  AWS calls per worker                    {:.2} ({total} in all)",
         per(total)
@@ -220,8 +229,15 @@ async fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let mut sizes = Vec::new();
     let mut join_seconds = 20;
+    let mut arrival = Duration::from_secs(3);
     let mut i = 0;
     while i < args.len() {
+        if args[i] == "--arrival-seconds" {
+            arrival =
+                Duration::from_secs(args.get(i + 1).and_then(|v| v.parse().ok()).unwrap_or(3));
+            i += 2;
+            continue;
+        }
         if args[i] == "--join-seconds" {
             join_seconds = args.get(i + 1).and_then(|v| v.parse().ok()).unwrap_or(20);
             i += 2;
@@ -236,6 +252,6 @@ async fn main() {
         sizes = vec![10, 100, 500];
     }
     for n in sizes {
-        run(n, join_seconds).await;
+        run(n, join_seconds, arrival).await;
     }
 }

@@ -45,7 +45,9 @@ async fn holders_killed_mid_hold_and_racing_waiters_never_hold_one_lease_at_once
             .with_guard(guard)
             .with_injected_delay(move |_step| {
                 // Widen every window between the protocol's calls.
-                let mut seed = 0x9E37_79B9_7F4A_7C15u64 ^ (w + 1) ^ std::process::id() as u64
+                let mut seed = 0x9E37_79B9_7F4A_7C15u64
+                    ^ (w + 1)
+                    ^ std::process::id() as u64
                     ^ (std::time::SystemTime::now()
                         .duration_since(std::time::UNIX_EPOCH)
                         .map(|d| d.subsec_nanos() as u64)
@@ -123,5 +125,8 @@ async fn holders_killed_mid_hold_and_racing_waiters_never_hold_one_lease_at_once
         "{} holds by {waiters} waiters, {takeovers} takeovers of expired leases, no overlap",
         holds.len()
     );
-    assert!(takeovers >= 3, "holders did die and were taken over ({takeovers})");
+    assert!(
+        takeovers >= 3,
+        "holders did die and were taken over ({takeovers})"
+    );
 }

@@ -15,9 +15,10 @@ async fn main() -> Result<(), Error> {
     joinkeeper::telemetry::init();
     let config = joinkeeper::Config::from_env()?;
     let clients = joinkeeper::aws::AwsClients::from_env("terminate-hook").await;
+    let timeout = config.function_timeout;
     let ctx = joinkeeper::Context::new(config, &clients);
     let ctx = &ctx;
-    joinkeeper::runtime::serve("terminate-hook", |event, inv| async move {
+    joinkeeper::runtime::serve("terminate-hook", timeout, |event, inv| async move {
         handle_lifecycle(ctx, &event, Transition::Terminating, &inv).await
     })
     .await

@@ -14,9 +14,10 @@ async fn main() -> Result<(), Error> {
     joinkeeper::telemetry::init();
     let config = joinkeeper::Config::from_env()?;
     let clients = joinkeeper::aws::AwsClients::from_env("token-refresher").await;
+    let timeout = config.function_timeout;
     let ctx = joinkeeper::Context::new(config, &clients);
     let ctx = &ctx;
-    joinkeeper::runtime::serve("token-refresher", |event, inv| async move {
+    joinkeeper::runtime::serve("token-refresher", timeout, |event, inv| async move {
         handle_schedule(ctx, &event, &inv).await
     })
     .await

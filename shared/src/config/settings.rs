@@ -124,3 +124,18 @@ pub const SETTINGS: &[&Setting] = &[
     &NODES_DOCUMENT,
     &CORDON_DOCUMENT,
 ];
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_readme_table_lists_every_setting_with_its_default() {
+        let path = format!("{}/../README.md", env!("CARGO_MANIFEST_DIR"));
+        let readme = std::fs::read_to_string(path).expect("README");
+        for s in SETTINGS {
+            let row = format!("| `{}` | `{}` |", s.variable, s.default);
+            assert!(readme.contains(&row), "README lacks the row {row}");
+        }
+    }
+}

@@ -22,6 +22,9 @@ pub const MAX_LINE: usize = 19 + 1 + 63 + 1 + 8 + 1;
 /// What the node-status document accepts in one `InstanceIds` parameter.
 pub const DOCUMENT_MAX_IDS: usize = 100;
 
+/// Node-status commands sent to the control plane at once.
+pub const COMMANDS_IN_FLIGHT: usize = 3;
+
 /// How many ids one command may ask about so that its answer fits in the output limit.
 pub fn batch_size() -> usize {
     (OUTPUT_LIMIT / MAX_LINE).min(DOCUMENT_MAX_IDS)
@@ -71,20 +74,34 @@ pub async fn node_states(
     if ids.is_empty() {
         return Some(states);
     }
-    for chunk in ids.chunks(batch_size()) {
-        let answered = ask(ctx, cluster, candidates, chunk, dns, deadline).await?;
-        states.extend(answered);
+    // Batches go out together, at most COMMANDS_IN_FLIGHT at once: the control plane's SSM
+    // agent runs 5 commands at a time by default, and a drain or regeneration may need a slot.
+    let batches = ids.chunks(batch_size()).map(|chunk| async move {
+        let mut answered: HashMap<InstanceId, NodeState> =
+            ask(ctx, cluster, candidates, chunk, dns, deadline)
+                .await?
+                .into_iter()
+                .collect();
         // A truncated answer: ask once more for exactly the ids it did not cover.
         let missing: Vec<InstanceId> = chunk
             .iter()
-            .filter(|i| !states.contains_key(*i))
+            .filter(|i| !answered.contains_key(*i))
             .cloned()
             .collect();
         if !missing.is_empty() && missing.len() < chunk.len() {
             if let Some(more) = ask(ctx, cluster, candidates, &missing, dns, deadline).await {
-                states.extend(more);
+                answered.extend(more);
             }
         }
+        Some(answered)
+    });
+    use futures_util::StreamExt;
+    let answers: Vec<Option<HashMap<InstanceId, NodeState>>> = futures_util::stream::iter(batches)
+        .buffer_unordered(COMMANDS_IN_FLIGHT)
+        .collect()
+        .await;
+    for answer in answers {
+        states.extend(answer?);
     }
     Some(states)
 }
