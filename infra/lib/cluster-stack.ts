@@ -159,10 +159,19 @@ export class JoinkeeperClusterStack extends Stack {
         role: cpRole,
         securityGroup: nodesSg,
         userData: ud,
-        requireImdsv2: true,
         blockDevices: [rootVolume(c.installer === 'kurl' ? 100 : 40)],
         detailedMonitoring: false,
       });
+      // IMDSv2 only, hop limit 1: a pod on a control plane cannot fetch the control-plane role
+      // (which writes the join record and the certificate key) whatever the AMI's default is.
+      const metadata = new ec2.CfnLaunchTemplate(this, `ControlPlane${i}Metadata`, {
+        launchTemplateName: `${this.stackName}-control-plane-${i}-metadata`,
+        launchTemplateData: { metadataOptions: { httpEndpoint: 'enabled', httpTokens: 'required', httpPutResponseHopLimit: 1 } },
+      });
+      (instance.node.defaultChild as ec2.CfnInstance).launchTemplate = {
+        launchTemplateName: metadata.launchTemplateName,
+        version: metadata.attrLatestVersionNumber,
+      };
       Tags.of(instance).add(TAG_ROLE, ROLE_CONTROL_PLANE);
       Tags.of(instance).add('Name', `${c.clusterName}-control-plane-${i}`);
       this.controlPlane.push(instance);

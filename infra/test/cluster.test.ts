@@ -67,6 +67,12 @@ for (const mode of ['single', 'ha'] as const) {
         cluster.allResourcesProperties('AWS::EC2::LaunchTemplate', {
           LaunchTemplateData: Match.objectLike({ MetadataOptions: Match.objectLike({ HttpTokens: 'required' }) }),
         });
+        // Control planes: hop limit 1 (no pod gets the control-plane role), whatever the AMI says.
+        const cpTemplates = Object.values(cluster.findResources('AWS::EC2::LaunchTemplate')).filter(
+          (t) => !(t as Res).Properties.LaunchTemplateData.UserData,
+        ) as Res[];
+        assert.equal(cpTemplates.length, cpCount);
+        for (const t of cpTemplates) assert.deepEqual(t.Properties.LaunchTemplateData.MetadataOptions, { HttpEndpoint: 'enabled', HttpTokens: 'required', HttpPutResponseHopLimit: 1 });
       });
 
       it(mode === 'ha' ? 'puts the API servers behind an internal NLB on 6443' : 'has no load balancer', () => {
