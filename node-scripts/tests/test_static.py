@@ -18,7 +18,7 @@ CONTRACT = {
     "joinkeeper-regenerate": {"ClusterName", "ParameterPrefix", "TokenTtlSeconds"},
     "joinkeeper-drain": {"InstanceId", "DrainTimeoutSeconds"},
     "joinkeeper-join-log": {"Lines"},
-    "joinkeeper-node-status": {"InstanceIds", "PrivateDnsNames"},
+    "joinkeeper-node-status": {"InstanceIds", "PrivateDnsNames", "Output"},
     "joinkeeper-nodes": {"StartAfter"},
     "joinkeeper-cordon": {"NodeName", "Delete"},
     "joinkeeper-upload-certs": {"ClusterName", "ParameterPrefix"},
@@ -29,18 +29,19 @@ GOOD = {
     "ParameterPrefix": ["/joinkeeper", "/org/team/joinkeeper", "/a.b_c-d"],
     "TokenTtlSeconds": ["600", "86400", "604800"],
     "InstanceIds": ["i-0123456789abcdef0", "i-01234567", "i-0123456789abcdef0 i-01234567 i-fedcba9876543210f",
-                    " ".join(["i-0123456789abcdef0"] * 100)],
+                    " ".join(["i-0123456789abcdef0"] * 600)],
     "InstanceId": ["i-0123456789abcdef0", "i-01234567"],
     "DrainTimeoutSeconds": ["1", "300", "9999"],
     "Lines": ["1", "100", "999"],
     "PrivateDnsNames": ["-", "i-0123456789abcdef0=ip-10-0-1-5.ec2.internal",
                         "i-01234567=ip-10-0-1-5.eu-west-1.compute.internal "
                         "i-0123456789abcdef0=i-0123456789abcdef0.us-east-1.compute.internal",
-                        " ".join(["i-0123456789abcdef0=ip-10-0-1-5.ec2.internal"] * 100)],
+                        " ".join(["i-0123456789abcdef0=ip-10-0-1-5.ec2.internal"] * 600)],
     "StartAfter": ["-", "ip-10-0-1-5.ec2.internal", "a"],
     "NodeName": ["ip-10-0-1-5.ec2.internal", "a", "node-1", "a" * 253],
     "Delete": ["true", "false"],
     "KeepTokenId": ["abcdef", "0a1b2c", "zzzzzz"],
+    "Output": ["full", "brief"],
 }
 # Shell text that must never get through any parameter.
 HOSTILE = ["'; rm -rf /", "$(id)", "`id`", "demo\nrm -rf /", "demo\n", "\ndemo", "demo'", "demo;id",
@@ -53,22 +54,23 @@ BAD = {
     "ParameterPrefix": ["joinkeeper", "/joinkeeper/", "//x", "/a b", "/../x/" + "y" * 70],
     "TokenTtlSeconds": ["0", "-1", "60", "0600", "1e5", "10000000"],
     "InstanceIds": ["i-0123456789ABCDEF0", "i-0123", "i-0123456789abcdef0  i-01234567", " i-01234567",
-                    " ".join(["i-0123456789abcdef0"] * 101)],
+                    " ".join(["i-0123456789abcdef0"] * 601)],
     "InstanceId": ["i-0123456789ABCDEF0", "i-0123", "i-0123456789abcdef0 i-01234567", "0123456789abcdef0"],
     "DrainTimeoutSeconds": ["0", "-1", "10000", "05"],
     "Lines": ["0", "1000", "-5", "01"],
     "PrivateDnsNames": ["i-0123=ip-1", "i-0123456789abcdef0=IP-10-0-1-5.ec2.internal", "i-0123456789abcdef0",
                         "=ip-10-0-1-5", "i-0123456789abcdef0=ip-10-0-1-5.ec2.internal ", "--",
                         "i-0123456789abcdef0=ip-10-0-1-5.ec2.internal  i-01234567=ip-1",
-                        " ".join(["i-0123456789abcdef0=ip-10-0-1-5.ec2.internal"] * 101)],
+                        " ".join(["i-0123456789abcdef0=ip-10-0-1-5.ec2.internal"] * 601)],
     "StartAfter": ["--", "A", "-a", "a-", "a" * 254],
     "NodeName": ["Node1", "-node", "node-", "a" * 254, "-"],
     "Delete": ["yes", "True", "1", "-"],
     "KeepTokenId": ["abcde", "abcdefg", "ABCDEF", "abc-ef", "abcdef.0123456789abcdef"],
+    "Output": ["Full", "short", "-", "fullbrief"],
 }
 
 BASH_SCRIPTS = sorted(
-    [p for p in glob.glob(os.path.join(BIN, "*")) if not p.endswith(".py")]
+    [p for p in glob.glob(os.path.join(BIN, "*")) if not p.endswith(".py") and os.path.isfile(p)]
     + [os.path.join(STANDINS, "kurl", "tasks.sh")])
 
 
