@@ -17,6 +17,7 @@ import * as sqs from 'aws-cdk-lib/aws-sqs';
 import * as ssm from 'aws-cdk-lib/aws-ssm';
 import { Construct } from 'constructs';
 import { AccountConfig, documentNames } from './config';
+import { JoinkeeperOperations } from './dashboard';
 import { functionStatements } from './iam';
 import { DOCUMENT_FILES, DocumentKey, FunctionName, functionsArchitecture, functionsDir, loadDocument } from './sources';
 
@@ -265,6 +266,9 @@ export class JoinkeeperAccountStack extends Stack {
       comparisonOperator: cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
       treatMissingData: cloudwatch.TreatMissingData.NOT_BREACHING,
     }).addAlarmAction(notify);
+
+    // Dashboard and per-cluster alarms on the functions' embedded metrics (lib/dashboard.ts).
+    new JoinkeeperOperations(this, 'Operations', { failedEvents: failed, functions: fns, notify, period, expiryAlarmSeconds: cfg.expiryAlarmSeconds });
 
     // ---- Outputs ------------------------------------------------------------------------------
     for (const name of Object.keys(fns) as FunctionName[]) {

@@ -253,6 +253,8 @@ export function documentNames(documentPrefix: string) {
     nodes: `${documentPrefix}-nodes`,
     cordon: `${documentPrefix}-cordon`,
     uploadCerts: `${documentPrefix}-upload-certs`,
+    // Operators only (`joinkeeper rotate --revoke-all`, with their own credentials).
+    revokeTokens: `${documentPrefix}-revoke-tokens`,
   } as const;
 }
 

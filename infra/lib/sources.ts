@@ -25,6 +25,7 @@ export const DOCUMENT_FILES = {
   nodes: 'joinkeeper-nodes.json',
   cordon: 'joinkeeper-cordon.json',
   uploadCerts: 'joinkeeper-upload-certs.json',
+  revokeTokens: 'joinkeeper-revoke-tokens.json',
 } as const;
 export type DocumentKey = keyof typeof DOCUMENT_FILES;
 
@@ -37,6 +38,7 @@ export const DOCUMENT_PARAMETERS: Record<DocumentKey, readonly string[]> = {
   nodes: ['StartAfter'],
   cordon: ['NodeName', 'Delete'],
   uploadCerts: ['ClusterName', 'ParameterPrefix'],
+  revokeTokens: ['ClusterName', 'ParameterPrefix', 'KeepTokenId'],
 };
 
 export function resolveFromInfra(p: string): string {

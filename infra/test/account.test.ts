@@ -31,6 +31,7 @@ const DOCUMENTS = [
   'joinkeeper-nodes',
   'joinkeeper-cordon',
   'joinkeeper-upload-certs',
+  'joinkeeper-revoke-tokens',
 ];
 
 const ROLES = { refresher: 'TokenRefresherRole', launch: 'LaunchHookRole', terminate: 'TerminateHookRole' } as const;
@@ -110,8 +111,8 @@ describe('account stack: functions', () => {
     account.allResources('AWS::Logs::LogGroup', { DeletionPolicy: 'Retain' });
   });
 
-  it('creates the seven versioned SSM Command documents under their contract names', () => {
-    account.resourceCountIs('AWS::SSM::Document', 7);
+  it('creates the eight versioned SSM Command documents under their contract names', () => {
+    account.resourceCountIs('AWS::SSM::Document', 8);
     for (const name of DOCUMENTS) {
       account.hasResourceProperties('AWS::SSM::Document', {
         Name: name,
