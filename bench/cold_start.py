@@ -1,0 +1,581 @@
+#!/usr/bin/env python3
+"""Cold-start benchmark: the release token-refresher against a boto3 peer. Prints figures and
+asserts nothing (exit 0 unless it could not run at all).
+
+Both run under one fake Lambda Runtime API (the documented /2018-06-01/runtime endpoints and
+headers, below) and against one local emulator seeded with a cluster whose join record is fresh,
+so every scheduled run is a no-op refresh. They are run alternately, `--rounds` times each, each
+run a new process: spawn, first invocation, then `--warm` warm invocations.
+
+Figures per function:
+  start-up        spawn -> its first GET .../invocation/next
+  first, warm     handing the event over (the /next answer) -> its POST .../response
+  own time        the same minus the time its AWS requests spent in the emulator: the functions
+                  talk to the emulator through a proxy here that times each request from its
+                  arrival to the end of the answer (proxy + emulator), and that time is subtracted
+  CPU             from /proc/<pid>/task/*/schedstat (ns) at first poll and after the first
+                  invocation; in total from wait4() when the process has been stopped
+  peak memory     VmHWM from /proc/<pid>/status before the process is stopped
+and the size of each function's bootstrap and zip (target/lambda/<function>/bootstrap.zip from
+`cargo lambda build --release --output-format zip`, else the bootstrap zipped here).
+
+Usage: bash bench/run.sh [--rounds N] [--warm N] [--functions-dir DIR] [--peer-python PY]
+"""
+import argparse
+import http.client
+import json
+import os
+import platform
+import queue
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+import zipfile
+from datetime import datetime, timedelta, timezone
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from urllib.parse import parse_qs, urlsplit
+
+ROOT = Path(__file__).resolve().parent.parent
+FUNCTIONS = ["token-refresher", "launch-hook", "terminate-hook"]
+REGION = "us-east-1"
+CLUSTER = "bench"
+PREFIX = "/joinkeeper"
+TTL_SECONDS, MARGIN_SECONDS = 7200, 3600
+ARN = f"arn:aws:lambda:{REGION}:123456789012:function:"
+ELF_MACHINES = {0x3E: "x86_64", 0xB7: "aarch64"}
+
+now = time.perf_counter
+
+
+# ---- fake Lambda Runtime API ----------------------------------------------------------------------
+
+
+class QuietServer(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def handle_error(self, request, client_address):
+        if not isinstance(sys.exc_info()[1], (BrokenPipeError, ConnectionResetError)):
+            super().handle_error(request, client_address)
+
+
+class RuntimeApi(QuietServer):
+    """One function process's Runtime API: events are queued with `invoke`, answers collected."""
+
+    def __init__(self, function):
+        super().__init__(("127.0.0.1", 0), RuntimeHandler)
+        self.function = function
+        self.events = queue.Queue()
+        self.first_next = None
+        self.handed = {}
+        self.answers = {}
+        self.answered = threading.Condition()
+        self.init_error = None
+        threading.Thread(target=self.serve_forever, daemon=True).start()
+
+    @property
+    def address(self):
+        return f"127.0.0.1:{self.server_address[1]}"
+
+    def invoke(self, event, timeout=120):
+        """Queues one event; returns (handed over at, answered at, kind, body)."""
+        request_id = str(uuid.uuid4())
+        self.events.put((request_id, event))
+        with self.answered:
+            self.answered.wait_for(lambda: request_id in self.answers or self.init_error, timeout)
+        if request_id not in self.answers:
+            raise RuntimeError(f"{self.function}: no answer ({self.init_error or 'timeout'})")
+        done, kind, body = self.answers[request_id]
+        return self.handed[request_id], done, kind, body
+
+    def wait_first_poll(self, proc, timeout=60):
+        deadline = now() + timeout
+        while self.first_next is None and self.init_error is None and now() < deadline:
+            if proc.poll() is not None:
+                raise RuntimeError(f"{self.function} exited with {proc.returncode} before polling")
+            time.sleep(0.0002)
+        if self.first_next is None:
+            raise RuntimeError(f"{self.function}: no poll ({self.init_error or 'timeout'})")
+        return self.first_next
+
+    def stop(self):
+        self.events.put(None)
+        self.shutdown()
+        self.server_close()
+
+
+class RuntimeHandler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    # Headers and body go out in two writes: without TCP_NODELAY, Nagle's algorithm and the
+    # client's delayed ACK would add ~40 ms to an answer and count it as the function's time.
+    disable_nagle_algorithm = True
+    BASE = "/2018-06-01/runtime"
+
+    def log_message(self, *args):
+        pass
+
+    def do_GET(self):
+        api = self.server
+        if self.path != f"{self.BASE}/invocation/next":
+            return self.reply(404, {"errorType": "NotFound"})
+        if api.first_next is None:
+            api.first_next = now()
+        item = api.events.get()
+        if item is None:  # stopping: the process is gone
+            self.close_connection = True
+            return
+        request_id, event = item
+        body = json.dumps(event).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.send_header("Lambda-Runtime-Aws-Request-Id", request_id)
+        self.send_header("Lambda-Runtime-Deadline-Ms", str(int(time.time() * 1000) + 900_000))
+        self.send_header("Lambda-Runtime-Invoked-Function-Arn", ARN + api.function)
+        self.send_header("Lambda-Runtime-Trace-Id", f"Root=1-{int(time.time()):08x}-{uuid.uuid4().hex[:24]};Sampled=0")
+        self.end_headers()
+        self.wfile.write(body)
+        self.wfile.flush()
+        api.handed[request_id] = now()
+
+    def do_POST(self):
+        api = self.server
+        body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        at = now()
+        parts = self.path[len(self.BASE):].strip("/").split("/")
+        if parts == ["init", "error"]:
+            self.reply(202, {"status": "OK"})
+            with api.answered:
+                api.init_error = body.decode(errors="replace") or "init error"
+                api.answered.notify_all()
+            return
+        if len(parts) == 3 and parts[0] == "invocation" and parts[2] in ("response", "error"):
+            self.reply(202, {"status": "OK"})
+            with api.answered:
+                api.answers[parts[1]] = (at, parts[2], body)
+                api.answered.notify_all()
+            return
+        self.reply(404, {"errorType": "NotFound"})
+
+    def reply(self, status, obj):
+        body = json.dumps(obj).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+
+# ---- timing proxy in front of the emulator ------------------------------------------------------
+
+
+class Proxy(QuietServer):
+    """Forwards every request to the emulator and records (start, end, operation) for each."""
+
+    def __init__(self, upstream):
+        super().__init__(("127.0.0.1", 0), ProxyHandler)
+        self.upstream = urlsplit(upstream)
+        self.lock = threading.Lock()
+        self.calls = []
+        threading.Thread(target=self.serve_forever, daemon=True).start()
+
+    @property
+    def url(self):
+        return f"http://127.0.0.1:{self.server_address[1]}"
+
+    def settled(self, end):
+        """The calls that started before `end`, once each has been answered (the function can
+        read an answer before the proxy thread notes the time it finished writing it)."""
+        deadline = now() + 1.0
+        while True:
+            with self.lock:
+                calls = [tuple(c) for c in self.calls if c[0] < end]
+            if all(c[1] is not None for c in calls) or now() > deadline:
+                return [c for c in calls if c[1] is not None]
+            time.sleep(0.0002)
+
+    def outside(self, start, end):
+        """Seconds of [start, end] during which at least one request was in the proxy/emulator."""
+        spans = sorted((max(s, start), min(e, end)) for s, e, _ in self.settled(end) if e > start)
+        total, cur_s, cur_e = 0.0, None, None
+        for s, e in spans:
+            if cur_e is None or s > cur_e:
+                total += (cur_e - cur_s) if cur_e is not None else 0.0
+                cur_s, cur_e = s, e
+            else:
+                cur_e = max(cur_e, e)
+        return total + ((cur_e - cur_s) if cur_e is not None else 0.0)
+
+    def operations(self, start, end):
+        return [op for s, _, op in self.settled(end) if s >= start]
+
+
+class ProxyHandler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    disable_nagle_algorithm = True  # as RuntimeHandler
+
+    def log_message(self, *args):
+        pass
+
+    def forward(self):
+        body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        call = [now(), None, operation(self.headers, body)]
+        with self.server.lock:
+            self.server.calls.append(call)
+        up = self.server.upstream
+        conn = http.client.HTTPConnection(up.hostname, up.port, timeout=60)
+        headers = {k: v for k, v in self.headers.items() if k.lower() not in ("connection", "keep-alive")}
+        conn.request(self.command, self.path, body=body, headers=headers)
+        resp = conn.getresponse()
+        data = resp.read()
+        conn.close()
+        self.send_response_only(resp.status, resp.reason)
+        for k, v in resp.getheaders():
+            if k.lower() not in ("connection", "keep-alive", "transfer-encoding", "content-length", "date", "server"):
+                self.send_header(k, v)
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+        self.wfile.flush()
+        call[1] = now()
+
+    do_GET = do_POST = do_PUT = do_DELETE = forward
+
+
+def operation(headers, body):
+    """`service:Action` of an AWS request (JSON protocol target header, else query `Action`)."""
+    auth = headers.get("Authorization", "")
+    service = auth.split("Credential=", 1)[1].split("/")[3] if "Credential=" in auth else "?"
+    target = headers.get("X-Amz-Target")
+    if target:
+        return f"{service}:{target.rsplit('.', 1)[-1]}"
+    action = parse_qs(body.decode(errors="replace")).get("Action", ["?"])[0]
+    return f"{service}:{action}"
+
+
+# ---- emulator -------------------------------------------------------------------------------------
+
+
+def start_emulator(state):
+    log = open(state / "emulator.log", "w")
+    proc = subprocess.Popen(
+        [str(ROOT / ".venv/bin/python"), str(ROOT / "emulator/joinkeeper_emulator.py"), "--host", "127.0.0.1",
+         "--port", "0", "--state-dir", str(state / "emulator"), "--scripts-dir", str(ROOT / "node-scripts")],
+        stdout=subprocess.PIPE, stderr=log, text=True)
+    line = proc.stdout.readline().strip()
+    if not line.startswith("ready "):
+        proc.kill()
+        sys.exit(f"emulator did not start: {line!r}; see {state / 'emulator.log'}")
+    return proc, line.split(" ", 1)[1]
+
+
+def seed(endpoint):
+    """A cluster with a control plane and a fresh join record (+ meta, docs/contracts.md)."""
+    import boto3
+    kw = dict(endpoint_url=endpoint, region_name=REGION, aws_access_key_id="testing", aws_secret_access_key="testing")
+    ec2, ssm = boto3.client("ec2", **kw), boto3.client("ssm", **kw)
+    ec2.run_instances(ImageId="ami-12c6146b", MinCount=1, MaxCount=1, InstanceType="t3.medium", TagSpecifications=[
+        {"ResourceType": "instance", "Tags": [{"Key": "joinkeeper:cluster", "Value": CLUSTER},
+                                              {"Key": "joinkeeper:role", "Value": "control-plane"}]}])
+    created = datetime.now(timezone.utc).replace(microsecond=0)
+    stamp = lambda t: t.strftime("%Y-%m-%dT%H:%M:%SZ")  # noqa: E731
+    record = {"version": 1, "cluster": CLUSTER, "source": "kubeadm", "endpoint": "10.0.0.10:6443", "token_id": "benchk",
+              "token_secret": "0123456789abcdef", "ca_cert_hash": "sha256:" + "ab" * 32,
+              "created_at": stamp(created), "expires_at": stamp(created + timedelta(seconds=TTL_SECONDS))}
+    version = ssm.put_parameter(Name=f"{PREFIX}/{CLUSTER}/join-record", Value=json.dumps(record), Type="SecureString")["Version"]
+    meta = {"version": 1, "cluster": CLUSTER, "token_id": record["token_id"], "created_at": record["created_at"],
+            "expires_at": record["expires_at"], "record_version": version, "written_by": "i-bench"}
+    ssm.put_parameter(Name=f"{PREFIX}/{CLUSTER}/join-record-meta", Value=json.dumps(meta), Type="String")
+
+
+# ---- one function process -------------------------------------------------------------------------
+
+
+def cpu_seconds(pid):
+    """CPU time of every live thread of pid, from schedstat (ns resolution)."""
+    total = 0
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        try:
+            total += int((task / "schedstat").read_text().split()[0])
+        except (OSError, ValueError, IndexError):
+            pass
+    return total / 1e9
+
+
+def status_kib(pid, field):
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1])
+    return 0
+
+
+def scheduled_event():
+    return {"version": "0", "id": str(uuid.uuid4()), "detail-type": "Scheduled Event", "source": "aws.events",
+            "account": "123456789012", "time": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+            "region": REGION, "resources": [f"arn:aws:events:{REGION}:123456789012:rule/joinkeeper-refresh"], "detail": {}}
+
+
+def run_once(name, cmd, function, proxy, state, warm, invoke=True):
+    """Spawns one function process and measures it; returns a dict of figures."""
+    api = RuntimeApi(function)
+    home = state / "home"
+    home.mkdir(exist_ok=True)
+    env = {
+        "PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(home), "LANG": "C.UTF-8", "TZ": "UTC",
+        "AWS_LAMBDA_RUNTIME_API": api.address, "AWS_LAMBDA_FUNCTION_NAME": function,
+        "AWS_LAMBDA_FUNCTION_VERSION": "$LATEST", "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": "128",
+        "AWS_LAMBDA_LOG_GROUP_NAME": f"/aws/lambda/{function}", "AWS_LAMBDA_LOG_STREAM_NAME": "bench",
+        "AWS_REGION": REGION, "AWS_DEFAULT_REGION": REGION, "AWS_ENDPOINT_URL": proxy.url,
+        "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_EC2_METADATA_DISABLED": "true",
+        "AWS_SDK_UA_APP_ID": function, "RUST_LOG": "info",
+        "JOINKEEPER_PARAMETER_PREFIX": PREFIX, "JOINKEEPER_TOKEN_TTL_SECONDS": str(TTL_SECONDS),
+        "JOINKEEPER_REFRESH_MARGIN_SECONDS": str(MARGIN_SECONDS),
+    }
+    log = open(state / f"{name}.log", "a")
+    spawned = now()
+    proc = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT)
+    out = {"ok": False}
+    try:
+        polled = api.wait_first_poll(proc)
+        out["startup"] = polled - spawned
+        out["startup_outside"] = proxy.outside(spawned, polled)
+        out["cpu_startup"] = cpu_seconds(proc.pid)
+        out["rss_startup"] = status_kib(proc.pid, "VmRSS")
+        if invoke:
+            times, owns, ops, outcomes = [], [], [], []
+            for i in range(1 + warm):
+                handed, done, kind, body = api.invoke(scheduled_event())
+                times.append(done - handed)
+                owns.append(done - handed - proxy.outside(handed, done))
+                ops.append(proxy.operations(handed, done))
+                outcomes.append(outcome(kind, body))
+                if i == 0:
+                    out["cpu_first"] = cpu_seconds(proc.pid) - out["cpu_startup"]
+                    cpu_after_first = cpu_seconds(proc.pid)
+            out.update(first=times[0], first_own=owns[0], warm=times[1:], warm_own=owns[1:], ops=ops[0],
+                       outcome=outcomes[0], warm_outcomes=set(outcomes[1:]))
+            if warm:
+                out["cpu_warm"] = (cpu_seconds(proc.pid) - cpu_after_first) / warm
+        out["hwm"] = status_kib(proc.pid, "VmHWM")
+        out["ok"] = True
+    except RuntimeError as err:
+        out["error"] = str(err)
+    finally:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+        _, _, usage = os.wait4(proc.pid, 0)
+        proc.returncode = 0
+        out["cpu_total"] = usage.ru_utime + usage.ru_stime
+        out["maxrss"] = usage.ru_maxrss
+        api.stop()
+        log.close()
+    return out
+
+
+def outcome(kind, body):
+    if kind == "error":
+        return "error: " + body.decode(errors="replace")[:200]
+    try:
+        result = json.loads(body)
+        clusters = result["refresh"]["clusters"]
+        return ",".join(f"{c['cluster']}={c['outcome']}" for c in clusters) or "no clusters"
+    except (ValueError, KeyError, TypeError):
+        return "answer: " + body.decode(errors="replace")[:200]
+
+
+# ---- reporting ----------------------------------------------------------------------------------
+
+
+def elf_machine(path):
+    with open(path, "rb") as f:
+        head = f.read(20)
+    if head[:4] != b"\x7fELF":
+        return None
+    return ELF_MACHINES.get(int.from_bytes(head[18:20], "little" if head[5] == 1 else "big"), "other")
+
+
+def sizes(functions_dir):
+    rows = []
+    for fn in FUNCTIONS:
+        d = functions_dir / fn
+        boot, zipped = d / "bootstrap", d / "bootstrap.zip"
+        if zipped.exists():
+            how, zsize = "bootstrap.zip", zipped.stat().st_size
+        elif boot.exists():
+            tmp = Path(tempfile.mkstemp(suffix=".zip")[1])
+            with zipfile.ZipFile(tmp, "w", zipfile.ZIP_DEFLATED) as z:
+                z.write(boot, "bootstrap")
+            how, zsize = "zipped here (deflate)", tmp.stat().st_size
+            tmp.unlink()
+        else:
+            rows.append((fn, None, None, "not built"))
+            continue
+        bsize = boot.stat().st_size if boot.exists() else zipfile.ZipFile(zipped).getinfo("bootstrap").file_size
+        rows.append((fn, bsize, zsize, how))
+    return rows
+
+
+def binary_of(functions_dir, fn, scratch):
+    """The function's bootstrap, extracted from bootstrap.zip when only the zip was built."""
+    boot = functions_dir / fn / "bootstrap"
+    if boot.exists():
+        return boot
+    zipped = functions_dir / fn / "bootstrap.zip"
+    if not zipped.exists():
+        return None
+    (scratch / fn).mkdir(parents=True, exist_ok=True)
+    with zipfile.ZipFile(zipped) as z:
+        z.extract("bootstrap", scratch / fn)
+    out = scratch / fn / "bootstrap"
+    out.chmod(0o755)
+    return out
+
+
+def ms(x):
+    return f"{x * 1000:.1f} ms" if x is not None else "-"
+
+
+def med(values):
+    values = [v for v in values if v is not None]
+    return statistics.median(values) if values else None
+
+
+def mib(kib):
+    return f"{kib / 1024:.1f} MiB" if kib else "-"
+
+
+def summarize(runs):
+    ok = [r for r in runs if r["ok"]]
+    if not ok:
+        return None
+    warm = [w for r in ok for w in r.get("warm", [])]
+    warm_own = [w for r in ok for w in r.get("warm_own", [])]
+    return {
+        "runs": f"{len(ok)}/{len(runs)}",
+        "start-up (spawn -> first poll)": ms(med(r["startup"] for r in ok)),
+        "  AWS calls during start-up": ms(med(r["startup_outside"] for r in ok)),
+        "first invocation": ms(med(r.get("first") for r in ok)),
+        "  its own time (minus emulator)": ms(med(r.get("first_own") for r in ok)),
+        "warm invocation": ms(med(warm)),
+        "  own time (minus emulator)": ms(med(warm_own)),
+        "  own time, fastest warm one": ms(min(warm_own) if warm_own else None),
+        "CPU at start-up": ms(med(r["cpu_startup"] for r in ok)),
+        "CPU of the first invocation": ms(med(r.get("cpu_first") for r in ok)),
+        "CPU per warm invocation": ms(med(r.get("cpu_warm") for r in ok)),
+        "CPU in total (wait4)": ms(med(r["cpu_total"] for r in ok)),
+        "RSS at first poll": mib(med(r["rss_startup"] for r in ok)),
+        "peak memory (VmHWM)": mib(max(r["hwm"] for r in ok)),
+    }
+
+
+def print_table(title, columns):
+    names = list(columns)
+    keys = []
+    for col in columns.values():
+        for k in (col or {}):
+            if k not in keys:
+                keys.append(k)
+    width = max(len(k) for k in keys) + 2
+    print(f"\n{title}")
+    print(" " * width + "".join(f"{n:>22}" for n in names))
+    for i, k in enumerate(keys):
+        cells = [(c or {}).get(k, "-") if not isinstance(c, list) else c[i] for c in columns.values()]
+        print(f"{k:<{width}}" + "".join(f"{str(v):>22}" for v in cells))
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--rounds", type=int, default=5, help="cold starts of each function (default 5)")
+    parser.add_argument("--warm", type=int, default=20, help="warm invocations after each cold start (default 20)")
+    parser.add_argument("--functions-dir", type=Path, default=ROOT / "target/lambda")
+    parser.add_argument("--peer-python", default=str(ROOT / ".venv/bin/python"), help="interpreter of the boto3 peer")
+    args = parser.parse_args()
+
+    print(f"functions: {args.functions_dir}")
+    print(f"{'function':<18}{'bootstrap':>14}{'zip':>14}  zip from")
+    for fn, bsize, zsize, how in sizes(args.functions_dir):
+        b = f"{bsize / 1e6:.2f} MB" if bsize else "-"
+        z = f"{zsize / 1e6:.2f} MB" if zsize else "-"
+        print(f"{fn:<18}{b:>14}{z:>14}  {how}")
+
+    state = Path(tempfile.mkdtemp(prefix="joinkeeper-bench-"))
+    host = {"x86_64": "x86_64", "amd64": "x86_64", "aarch64": "aarch64", "arm64": "aarch64"}.get(platform.machine().lower())
+    binaries = {fn: binary_of(args.functions_dir, fn, state / "bin") for fn in FUNCTIONS}
+    runnable = {fn: b for fn, b in binaries.items() if b and elf_machine(b) == host}
+    for fn, b in binaries.items():
+        if fn not in runnable:
+            why = "not built" if not b else f"built for {elf_machine(b)}, this machine is {host}"
+            print(f"skipping {fn}: {why} (cargo lambda build --release builds for this machine's x86_64)")
+    peer_ok = subprocess.run([args.peer_python, "-c", "import boto3"], capture_output=True).returncode == 0
+    if not peer_ok:
+        print(f"skipping the boto3 peer: `import boto3` fails with {args.peer_python}")
+    if "token-refresher" not in runnable and not peer_ok:
+        print("nothing to run")
+        return
+
+    emulator, endpoint = start_emulator(state)
+    proxy = Proxy(endpoint)
+    try:
+        seed(endpoint)
+        candidates = []
+        if "token-refresher" in runnable:
+            candidates.append(("token-refresher", [str(runnable["token-refresher"])]))
+        if peer_ok:
+            candidates.append(("boto3 peer", [args.peer_python, str(ROOT / "bench/peer_refresher.py")]))
+        runs = {name: [] for name, _ in candidates}
+        for r in range(args.rounds):
+            order = candidates if r % 2 == 0 else list(reversed(candidates))
+            for name, cmd in order:
+                res = run_once(name.replace(" ", "-"), cmd, "token-refresher", proxy, state, args.warm)
+                runs[name].append(res)
+                status = res.get("outcome", res.get("error", "?"))
+                print(f"round {r + 1} {name:<16} start-up {ms(res.get('startup')):>10}  first {ms(res.get('first')):>10}  "
+                      f"VmHWM {mib(res.get('hwm')):>9}  {status}", flush=True)
+        hooks = {fn: [run_once(fn, [str(b)], fn, proxy, state, 0, invoke=False) for _ in range(args.rounds)]
+                 for fn, b in runnable.items() if fn != "token-refresher"}
+    finally:
+        proxy.shutdown()
+        emulator.terminate()
+        emulator.wait(timeout=10)
+        shutil.rmtree(state / "emulator", ignore_errors=True)
+        shutil.rmtree(state / "bin", ignore_errors=True)
+
+    table = {name: summarize(rs) for name, rs in runs.items()}
+    print_table(f"token-refresher, no-op scheduled refresh ({args.rounds} cold starts, {args.warm} warm invocations each; "
+                f"medians)", table)
+    for name, rs in runs.items():
+        good = [r for r in rs if r["ok"]]
+        if good:
+            print(f"{name}: AWS calls of the first invocation: {', '.join(good[0]['ops']) or 'none'}; "
+                  f"outcome {good[0]['outcome']}; warm outcomes {', '.join(sorted(good[0]['warm_outcomes'])) or '-'}")
+        for r in rs:
+            if not r["ok"]:
+                print(f"{name}: failed run: {r.get('error')}")
+    rust, peer = (summarize(runs.get(k, [])) for k in ("token-refresher", "boto3 peer"))
+    if rust and peer:
+        def ratio(key, raw):
+            a = med(raw("token-refresher")), med(raw("boto3 peer"))
+            return f"{a[1] / a[0]:.1f}x" if a[0] and a[1] else "-"
+        per = lambda k: lambda n: [r.get(k) for r in runs[n] if r["ok"]]  # noqa: E731
+        warm_own = lambda n: [w for r in runs[n] if r["ok"] for w in r.get("warm_own", [])]  # noqa: E731
+        print(f"peer / token-refresher: start-up {ratio('startup', per('startup'))}, "
+              f"first invocation own time {ratio('first_own', per('first_own'))}, "
+              f"warm own time {ratio('warm_own', warm_own)}, "
+              f"peak memory {max(r['hwm'] for r in runs['boto3 peer'] if r['ok']) / max(r['hwm'] for r in runs['token-refresher'] if r['ok']):.1f}x")
+        same = [r["ops"] for r in runs["token-refresher"] if r["ok"]][:1] == [r["ops"] for r in runs["boto3 peer"] if r["ok"]][:1]
+        print(f"same AWS calls in the first invocation: {'yes' if same else 'NO (see the lists above)'}")
+    if hooks:
+        print_table("hooks: start-up only (spawn -> first poll; medians)",
+                    {fn: {k: v for k, v in (summarize(rs) or {}).items()
+                          if k.startswith(("runs", "start-up", "CPU at", "RSS", "peak"))} for fn, rs in hooks.items()})
+    print(f"\nfunction and emulator logs: {state}")
+
+
+if __name__ == "__main__":
+    main()
