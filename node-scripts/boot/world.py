@@ -528,7 +528,10 @@ class BootWorld:
         return counts
 
 
-def print_counts(title, counts):
+def format_counts(title, counts):
     order = [t for t in BOOT_TOOLS if t in counts] + sorted(t for t in counts if t not in BOOT_TOOLS)
-    sys.stdout.write("%s: %s (total %d)\n" % (title, ", ".join("%s %d" % (t, counts[t]) for t in order),
-                                              sum(counts.values())))
+    return "%s: %s (total %d)" % (title, ", ".join("%s %d" % (t, counts[t]) for t in order), sum(counts.values()))
+
+
+def print_counts(title, counts):
+    sys.stdout.write(format_counts(title, counts) + "\n")

@@ -23,6 +23,23 @@ HOST_PATHS = ("/etc/joinkeeper", "/opt/joinkeeper", "/var/log/joinkeeper", "/etc
               "/etc/hostname")
 
 
+# Figures the boot tests print (stand-in calls per variant and role, secret scans): repeated in
+# the terminal summary, so a quiet run (`pytest -q`, as scripts/test.sh runs it) shows them too.
+FIGURES = []
+
+
+def figure(line):
+    FIGURES.append(line.strip("\n"))
+    print(line)
+
+
+def pytest_terminal_summary(terminalreporter):
+    if FIGURES:
+        terminalreporter.section("joinkeeper boot figures")
+        for line in FIGURES:
+            terminalreporter.write_line(line)
+
+
 def host_snapshot():
     out = {}
     for path in HOST_PATHS:

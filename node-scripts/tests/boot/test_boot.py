@@ -11,7 +11,7 @@ import re
 import stat
 import pytest
 
-from boot.conftest import BOOT, HOST_PATHS, boot_all, host_snapshot, launch_worker, subsequence
+from boot.conftest import BOOT, HOST_PATHS, boot_all, figure, host_snapshot, launch_worker, subsequence
 from contract import check_record
 
 import scan as boot_scan  # noqa: E402
@@ -169,7 +169,7 @@ def test_variant_boots_end_to_end(variant_name, synth_dir, emulator, sampler):
     report = boot_scan.scan(world, control_planes + [worker], sampler=sampler,
                             outputs=[("regenerate stdout", inv["StandardOutputContent"]),
                                      ("regenerate stderr", inv["StandardErrorContent"])])
-    print("\nsecret scan %s: %s" % (variant_name, report.summary()))
+    figure("secret scan %s: %s" % (variant_name, report.summary()))
     assert report.secrets >= (6 if ha else 4) and report.files > 50 and report.processes > 100
     assert report.hits == [], report.hits
     # kURL's own join_token task is the one place a token is on a command line (kURL's code).
@@ -178,11 +178,12 @@ def test_variant_boots_end_to_end(variant_name, synth_dir, emulator, sampler):
     # This machine was not touched.
     assert host_snapshot() == before
 
-    boot_world.print_counts("\n%s control planes (%d)" % (variant_name, len(control_planes)),
-                            world.call_counts(set(control_planes)))
-    boot_world.print_counts("%s control plane 0" % variant_name, world.call_counts({control_planes[0]}))
-    boot_world.print_counts("%s worker" % variant_name, world.call_counts({worker}))
-    print("%s boot times: control planes %s s, worker %.1f s" % (
+    figure(boot_world.format_counts("%s stand-in calls, control planes (%d)" % (variant_name, len(control_planes)),
+                                    world.call_counts(set(control_planes))))
+    figure(boot_world.format_counts("%s stand-in calls, control plane 0" % variant_name,
+                                    world.call_counts({control_planes[0]})))
+    figure(boot_world.format_counts("%s stand-in calls, worker" % variant_name, world.call_counts({worker})))
+    figure("%s boot times: control planes %s s, worker %.1f s" % (
         variant_name, "/".join("%.1f" % r.seconds for r in results), wresult.seconds))
 
 
@@ -216,8 +217,10 @@ def test_failed_package_install_signals_failure_and_joins_nothing(synth_dir, emu
     assert not os.path.exists(wresult.path("/var/log/joinkeeper/joinkeeper-join.log"))
     assert [n["role"] for n in world.cluster_state()["nodes"].values()] == ["control-plane"]
     assert world.group_instances(group)[0]["LifecycleState"] == "Pending:Wait"  # ABANDONed at the deadline
-    boot_world.print_counts("\nfailing control plane (apt-get install kubelet fails)", failing_cp_counts)
-    boot_world.print_counts("failing worker (apt-get install kubeadm fails)", world.call_counts({worker}))
+    figure(boot_world.format_counts("failing control plane (apt-get install kubelet fails), stand-in calls",
+                                    failing_cp_counts))
+    figure(boot_world.format_counts("failing worker (apt-get install kubeadm fails), stand-in calls",
+                                    world.call_counts({worker})))
 
 
 def test_boot_stand_ins_are_shellcheck_clean_and_never_use_the_network():
