@@ -35,7 +35,7 @@ else
 fi
 
 step "benchmark: a burst of 10, 100 and 500 workers through the reconciler (figures, not a pass/fail test)"
-cargo run -q -p joinkeeper-tests --example burst -- 10 100 500 --join-seconds 20 --arrival-seconds 8
+cargo run -q -p joinkeeper-tests --example burst -- 10 100 500 --join-seconds 20 --arrival-seconds 10
 
 if [[ -d emulator/tests ]]; then
   step "emulator tests"

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 from typing import Callable
 
-from moto.autoscaling.exceptions import ValidationError
+from moto.autoscaling.exceptions import ResourceContentionError, ValidationError
+from moto.ec2.models import ec2_backends
 from moto.autoscaling.responses import AutoScalingResponse
 from moto.core.responses import ActionResult, EmptyResult
 
@@ -85,6 +86,12 @@ def lifecycle_call(response: AutoScalingResponse, kind: str) -> LifecycleAction:
         if token:
             raise ValidationError(f"No active Lifecycle Action found with token {token}")
         raise ValidationError(f"No active Lifecycle Action found with instance ID {instance_id}")
+    # Test behaviour: the instance tag emulator:lifecycle-api=fail makes every completion and
+    # heartbeat for it fail (as AWS can, e.g. ResourceContention), so tests can show that one
+    # failing action does not stop the others.
+    tags = ec2_backends[account][region].tags.get(action.instance_id, {})
+    if tags.get("emulator:lifecycle-api") == "fail":
+        raise ResourceContentionError()
     return action
 
 

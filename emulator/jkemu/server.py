@@ -23,6 +23,7 @@ from moto.moto_server.werkzeug_app import (
     create_backend_app,
 )
 from moto.ssm.responses import SimpleSystemManagerResponse
+import werkzeug.serving
 from werkzeug.serving import make_server
 
 from . import __doc__ as PACKAGE_DOC
@@ -159,6 +160,9 @@ def main(argv: list[str] | None = None) -> None:
     RECORDER.open(args.record_calls)
 
     app = EmulatorApp(DomainDispatcherApplication(create_backend_app))
+    # A burst of hundreds of Lambda invocations opens hundreds of connections at once; werkzeug's
+    # default listen queue (128) would refuse them. Keep them waiting instead, as AWS does.
+    werkzeug.serving.BaseWSGIServer.request_queue_size = 4096
     server = make_server(
         args.host, args.port, app, threaded=True, request_handler=MotoRequestHandler
     )

@@ -114,6 +114,8 @@ pub async fn handle_lifecycle(
 pub struct ScheduledResponse {
     pub refresh: RefreshSummary,
     pub reconcile: Vec<ReconcileOutcome>,
+    /// Nodes no instance of their cluster stands behind (cordoned and reported).
+    pub rogue_nodes: Vec<crate::rogue::RogueNode>,
     pub leftovers_removed: usize,
 }
 
@@ -154,6 +156,17 @@ pub async fn handle_schedule(
         .into_iter()
         .flatten()
         .collect();
+    let mut rogue_nodes = Vec::new();
+    for c in refresh
+        .clusters
+        .iter()
+        .filter_map(|r| ClusterName::parse(&r.cluster).ok())
+    {
+        if inv.deadline.is_near(std::time::Duration::from_secs(30)) {
+            break;
+        }
+        rogue_nodes.extend(crate::rogue::check(ctx, &c, inv).await.unwrap_or_default());
+    }
     let mut leftovers_removed = 0;
     for c in refresh
         .clusters
@@ -182,6 +195,7 @@ pub async fn handle_schedule(
     Ok(ScheduledResponse {
         refresh,
         reconcile: reconciled,
+        rogue_nodes,
         leftovers_removed,
     })
 }

@@ -22,6 +22,7 @@ pub mod record;
 pub mod redact;
 pub mod refresh;
 pub mod regenerate;
+pub mod rogue;
 pub mod runtime;
 pub mod telemetry;
 pub mod timefmt;

@@ -28,27 +28,6 @@ fn config() -> Config {
     .expect("config")
 }
 
-/// Registers every instance's Node as Ready in the stand-in control plane at once.
-fn nodes_ready(emulator: &Emulator, ids: &[String]) {
-    let script = format!(
-        "import sys; sys.path.insert(0, {standins:?})\nimport joinkeeper_standin as s\nwith s.locked_state() as st:\n    for i in {ids:?}:\n        s.add_node(st, 'ip-' + i[2:] + '.ec2.internal', provider_id='aws:///us-east-1a/' + i)\n",
-        standins = repo_root()
-            .join("node-scripts/standins")
-            .display()
-            .to_string(),
-        ids = ids,
-    );
-    let status = std::process::Command::new(repo_root().join(".venv/bin/python"))
-        .env(
-            "JOINKEEPER_KUBE_STATE",
-            emulator.state_dir().join("clusters/demo"),
-        )
-        .args(["-c", &script])
-        .status()
-        .expect("python");
-    assert!(status.success(), "could not register the Nodes");
-}
-
 fn ms_of(text: &str) -> Option<i64> {
     let t =
         time::OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339).ok()?;
@@ -95,23 +74,39 @@ async fn run(n: usize, join_seconds: u64, arrival: Duration) {
     let started = Instant::now();
     let started_ms = joinkeeper::lease::now_ms();
 
-    let ctx = &ctx;
+    // Every invocation runs in a container of its own, as Lambda's concurrent invocations do:
+    // its own clients (connection pool), counted, and timed to tell the emulator's answer time
+    // from the function's own.
+    let base = emulator.function_clients("launch-hook").await;
+    let base = &base;
+    let counter = &counter;
     let invocations = events.iter().enumerate().map(|(i, e)| async move {
         // Events arrive spread over a few seconds, as a group's launches are; the local
         // emulator also cannot take hundreds of new connections in the same instant.
         let spread = arrival.as_millis() as u64 * (i as u64 * 7919 % n as u64) / n as u64;
         tokio::time::sleep(Duration::from_millis(spread)).await;
+        let timer = CallTimer::default();
+        let ctx = Context::new(config(), &container_clients(base, counter, &timer));
         let t = Instant::now();
         let inv = Invocation::new(
             format!("req-{i}"),
             Deadline::after(Duration::from_secs(895)),
         );
-        let r = handle_lifecycle(ctx, e, Transition::Launching, &inv).await;
-        (t.elapsed(), r)
+        let r = handle_lifecycle(&ctx, e, Transition::Launching, &inv).await;
+        (t.elapsed(), timer.waited(), r)
     });
     let ready_at = async {
         tokio::time::sleep(Duration::from_secs(join_seconds)).await;
-        nodes_ready(&emulator, &ids);
+        let nodes: Vec<(String, String)> = ids
+            .iter()
+            .map(|i| {
+                (
+                    format!("ip-{}.ec2.internal", &i[2..]),
+                    format!("aws:///us-east-1a/{i}"),
+                )
+            })
+            .collect();
+        emulator.add_ready_nodes("demo", &nodes);
         joinkeeper::lease::now_ms()
     };
     let (results, ready_ms) = tokio::join!(futures_util::future::join_all(invocations), ready_at);
@@ -119,7 +114,7 @@ async fn run(n: usize, join_seconds: u64, arrival: Duration) {
 
     let mut outcomes: BTreeMap<String, usize> = BTreeMap::new();
     let mut elsewhere = 0;
-    for (_, r) in &results {
+    for (_, _, r) in &results {
         match r {
             Ok(LifecycleResponse::Reconciled {
                 outcome: ReconcileOutcome::Ran(run),
@@ -137,8 +132,9 @@ async fn run(n: usize, join_seconds: u64, arrival: Duration) {
             Err(e) => *outcomes.entry(format!("error {e}")).or_default() += 1,
         }
     }
-    let invocation_seconds: f64 = results.iter().map(|(d, _)| d.as_secs_f64()).sum();
-    let longest = results.iter().map(|(d, _)| *d).max().unwrap_or_default();
+    let invocation_seconds: f64 = results.iter().map(|(d, _, _)| d.as_secs_f64()).sum();
+    let aws_seconds: f64 = results.iter().map(|(_, w, _)| w.as_secs_f64()).sum();
+    let longest = results.iter().map(|(d, _, _)| *d).max().unwrap_or_default();
 
     // node-status commands per poll interval, and in flight at once on the control plane.
     let commands: Vec<Value> =
@@ -206,9 +202,10 @@ async fn run(n: usize, join_seconds: u64, arrival: Duration) {
         per(send)
     );
     println!(
-        "  invocation-seconds per worker           {:.3} (longest invocation {:.1} s)",
+        "  invocation-seconds per worker           {:.3} (longest invocation {:.1} s), of which waiting for the emulator's answers {:.3}",
         invocation_seconds / n as f64,
-        longest.as_secs_f64()
+        longest.as_secs_f64(),
+        aws_seconds / n as f64
     );
     match last_continue {
         Some(c) => println!(

@@ -675,3 +675,135 @@ impl Emulator {
         }
     }
 }
+
+/// Time spent waiting for AWS answers by one set of clients: the sum of every attempt's duration
+/// (Σ ends − Σ starts, so concurrent calls add up correctly).
+#[derive(Clone, Debug, Default)]
+pub struct CallTimer(Arc<Mutex<(i128, i128)>>);
+
+static TIMER_EPOCH: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
+
+fn since_epoch_nanos() -> i128 {
+    TIMER_EPOCH
+        .get_or_init(std::time::Instant::now)
+        .elapsed()
+        .as_nanos() as i128
+}
+
+impl CallTimer {
+    pub fn waited(&self) -> Duration {
+        let (starts, ends) = self.0.lock().map(|g| *g).unwrap_or_default();
+        Duration::from_nanos((ends - starts).max(0) as u64)
+    }
+}
+
+impl aws_smithy_runtime_api::client::interceptors::Intercept for CallTimer {
+    fn name(&self) -> &'static str {
+        "CallTimer"
+    }
+
+    fn read_before_attempt(
+        &self,
+        _ctx: &aws_smithy_runtime_api::client::interceptors::context::BeforeTransmitInterceptorContextRef<'_>,
+        _rc: &aws_smithy_runtime_api::client::runtime_components::RuntimeComponents,
+        _cfg: &mut aws_smithy_types::config_bag::ConfigBag,
+    ) -> Result<(), aws_smithy_runtime_api::box_error::BoxError> {
+        if let Ok(mut g) = self.0.lock() {
+            g.0 += since_epoch_nanos();
+        }
+        Ok(())
+    }
+
+    fn read_after_attempt(
+        &self,
+        _ctx: &aws_smithy_runtime_api::client::interceptors::context::FinalizerInterceptorContextRef<'_>,
+        _rc: &aws_smithy_runtime_api::client::runtime_components::RuntimeComponents,
+        _cfg: &mut aws_smithy_types::config_bag::ConfigBag,
+    ) -> Result<(), aws_smithy_runtime_api::box_error::BoxError> {
+        if let Ok(mut g) = self.0.lock() {
+            g.1 += since_epoch_nanos();
+        }
+        Ok(())
+    }
+}
+
+/// Clients of one simulated Lambda container: the same endpoint, their own connection pool,
+/// counted into `counter` and timed by `timer`.
+pub fn container_clients(
+    base: &AwsClients,
+    counter: &CallCounter,
+    timer: &CallTimer,
+) -> AwsClients {
+    let retry = aws_config::retry::RetryConfig::standard()
+        .with_max_attempts(5)
+        .with_initial_backoff(Duration::from_millis(200));
+    AwsClients {
+        ssm: aws_sdk_ssm::Client::from_conf(
+            base.ssm
+                .config()
+                .to_builder()
+                .retry_config(retry.clone())
+                .interceptor(counter.clone())
+                .interceptor(timer.clone())
+                .build(),
+        ),
+        ec2: aws_sdk_ec2::Client::from_conf(
+            base.ec2
+                .config()
+                .to_builder()
+                .retry_config(retry.clone())
+                .interceptor(counter.clone())
+                .interceptor(timer.clone())
+                .build(),
+        ),
+        autoscaling: aws_sdk_autoscaling::Client::from_conf(
+            base.autoscaling
+                .config()
+                .to_builder()
+                .retry_config(retry)
+                .interceptor(counter.clone())
+                .interceptor(timer.clone())
+                .build(),
+        ),
+    }
+}
+
+impl Emulator {
+    /// Registers Nodes (name, providerID; `""` for none) as Ready in the stand-in control plane
+    /// of `cluster`, in one step, as kubelets would.
+    pub fn add_ready_nodes(&self, cluster: &str, nodes: &[(String, String)]) {
+        let script = format!(
+            "import sys; sys.path.insert(0, {standins:?})\nimport joinkeeper_standin as s\nwith s.locked_state() as st:\n    for name, provider in {nodes:?}:\n        s.add_node(st, name, provider_id=provider)\n",
+            standins = repo_root().join("node-scripts/standins").display().to_string(),
+            nodes = nodes,
+        );
+        let status = std::process::Command::new(repo_root().join(".venv/bin/python"))
+            .env(
+                "JOINKEEPER_KUBE_STATE",
+                self.state_dir.join("clusters").join(cluster),
+            )
+            .args(["-c", &script])
+            .status()
+            .expect("python");
+        assert!(status.success(), "could not register the Nodes");
+    }
+
+    /// Every instance of every group with its lifecycle state, warm pools included.
+    pub fn instance_states(&self) -> std::collections::BTreeMap<String, String> {
+        let v = self.control("/_joinkeeper/instances");
+        v.get("instances")
+            .cloned()
+            .unwrap_or(v)
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
+            .iter()
+            .filter_map(|i| {
+                Some((
+                    i["instance_id"].as_str()?.to_owned(),
+                    i["lifecycle_state"].as_str()?.to_owned(),
+                ))
+            })
+            .collect()
+    }
+}

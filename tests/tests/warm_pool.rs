@@ -1,0 +1,240 @@
+//! Warm pools, other tools' hooks and failures, against the emulator: every warm-pool transition
+//! through the reconciler, a Node that belongs to another instance never lends its Ready
+//! condition, and one failing action does not stop the others.
+
+use std::time::Duration;
+
+use joinkeeper::names::ClusterName;
+use joinkeeper::reconcile::{reconcile, ActionOutcome, ReconcileOutcome, ReconcileReport};
+use joinkeeper::{deadline::Deadline, Context, Invocation};
+use joinkeeper_tests::*;
+
+struct World {
+    emulator: Emulator,
+    clients: joinkeeper::aws::AwsClients,
+    ctx: Context,
+}
+
+async fn world() -> World {
+    let emulator = Emulator::start();
+    let clients = emulator.clients().await;
+    create_documents(&clients).await;
+    launch_instance(&clients, "demo", "control-plane", &[]).await;
+    let ctx = Context::new(
+        hook_config(600),
+        &emulator.function_clients("launch-hook").await,
+    );
+    let cluster = ClusterName::parse("demo").expect("name");
+    joinkeeper::regenerate::ensure_fresh(&ctx, &cluster, Duration::from_secs(3600), &inv(60))
+        .await
+        .expect("record");
+    create_worker_group(
+        &clients,
+        "demo",
+        "demo-workers",
+        300,
+        &[("emulator:user-data", "skip")],
+    )
+    .await;
+    World {
+        emulator,
+        clients,
+        ctx,
+    }
+}
+
+fn inv(seconds: u64) -> Invocation {
+    Invocation::new("test", Deadline::after(Duration::from_secs(seconds)))
+}
+
+async fn run(w: &World, seconds: u64) -> ReconcileReport {
+    let cluster = ClusterName::parse("demo").expect("name");
+    match reconcile(&w.ctx, &cluster, &inv(seconds))
+        .await
+        .expect("reconciled")
+    {
+        ReconcileOutcome::Ran(r) => r,
+        other => panic!("{other:?}"),
+    }
+}
+
+fn outcomes(r: &ReconcileReport, outcome: ActionOutcome) -> Vec<String> {
+    r.actions
+        .iter()
+        .filter(|a| a.outcome == outcome)
+        .map(|a| a.instance.clone())
+        .collect()
+}
+
+async fn states_with(w: &World, state: &str, n: usize) -> Vec<String> {
+    let mut found = Vec::new();
+    let ok = eventually(Duration::from_secs(20), || {
+        found = w
+            .emulator
+            .instance_states()
+            .into_iter()
+            .filter(|(_, s)| s == state)
+            .map(|(i, _)| i)
+            .collect();
+        let done = found.len() >= n;
+        async move { done }
+    })
+    .await;
+    assert!(
+        ok,
+        "expected {n} instances in {state}: {:?}",
+        w.emulator.instance_states()
+    );
+    found
+}
+
+fn node_of(id: &str) -> (String, String) {
+    (
+        format!("ip-{}.ec2.internal", &id[2..]),
+        format!("aws:///us-east-1a/{id}"),
+    )
+}
+
+#[tokio::test]
+async fn warm_pool_instances_enter_leave_return_and_retire_through_the_reconciler() {
+    let w = world().await;
+    w.clients
+        .autoscaling
+        .put_warm_pool()
+        .auto_scaling_group_name("demo-workers")
+        .min_size(1)
+        .max_group_prepared_capacity(2)
+        .pool_state(aws_sdk_autoscaling::types::WarmPoolState::Stopped)
+        .instance_reuse_policy(
+            aws_sdk_autoscaling::types::InstanceReusePolicy::builder()
+                .reuse_on_scale_in(true)
+                .build(),
+        )
+        .send()
+        .await
+        .expect("warm pool");
+
+    // EC2 -> WarmPool: CONTINUE at once, no Node is waited for.
+    let mut warming = states_with(&w, "Warmed:Pending:Wait", 2).await;
+    warming.sort();
+    let r = run(&w, 20).await;
+    let mut continued = outcomes(&r, ActionOutcome::Continue);
+    continued.sort();
+    assert_eq!(continued, warming, "{r:#?}");
+    assert_eq!(r.passes, 1, "completed in the first pass: {r:#?}");
+    states_with(&w, "Warmed:Stopped", 2).await;
+
+    // WarmPool -> AutoScalingGroup: a launch like any other, CONTINUE once its Node is Ready.
+    set_capacity(&w.clients, "demo-workers", 1).await;
+    let serving = states_with(&w, "Pending:Wait", 1).await;
+    let waiting = run(&w, 4).await;
+    assert_eq!(waiting.pending, 1, "no Node yet: {waiting:#?}");
+    w.emulator.add_ready_nodes("demo", &[node_of(&serving[0])]);
+    let r = run(&w, 20).await;
+    assert_eq!(outcomes(&r, ActionOutcome::Continue), serving, "{r:#?}");
+    states_with(&w, "InService", 1).await;
+
+    // AutoScalingGroup -> WarmPool (scale-in with reuse): drained and deleted, then completed.
+    set_capacity(&w.clients, "demo-workers", 0).await;
+    assert_eq!(states_with(&w, "Warmed:Pending:Wait", 1).await, serving);
+    let r = run(&w, 30).await;
+    assert_eq!(
+        outcomes(&r, ActionOutcome::Drained),
+        serving,
+        "{r:#?}\n{}",
+        w.emulator.log()
+    );
+    assert_eq!(w.emulator.commands(Some("joinkeeper-drain")).len(), 1);
+    let nodes = w.emulator.kube_state("demo")["nodes"].clone();
+    assert!(
+        nodes.as_object().is_none_or(|n| n.is_empty()),
+        "Node deleted: {nodes}"
+    );
+    let log = w.emulator.lifecycle_log();
+    assert!(
+        log.iter().any(|a| a["hook"] == "joinkeeper-terminate"
+            && a["action"] == "CONTINUE"
+            && a["result"] == "ok"),
+        "completed on the terminate hook: {log:?}"
+    );
+    states_with(&w, "Warmed:Stopped", 2).await;
+
+    // WarmPool -> terminated: nothing to drain, completed at once.
+    w.clients
+        .autoscaling
+        .delete_warm_pool()
+        .auto_scaling_group_name("demo-workers")
+        .send()
+        .await
+        .expect("delete pool");
+    let mut retiring = states_with(&w, "Warmed:Terminating:Wait", 2).await;
+    retiring.sort();
+    let r = run(&w, 20).await;
+    let mut done = outcomes(&r, ActionOutcome::Drained);
+    done.sort();
+    assert_eq!(done, retiring, "{r:#?}");
+    assert_eq!(
+        w.emulator.commands(Some("joinkeeper-drain")).len(),
+        1,
+        "no second drain"
+    );
+}
+
+#[tokio::test]
+async fn a_node_whose_provider_id_names_another_instance_never_lends_its_ready_condition() {
+    let w = world().await;
+    set_capacity(&w.clients, "demo-workers", 1).await;
+    let ids = states_with(&w, "Pending:Wait", 1).await;
+    let dns = w
+        .clients
+        .ec2
+        .describe_instances()
+        .instance_ids(&ids[0])
+        .send()
+        .await
+        .expect("describe")
+        .reservations()[0]
+        .instances()[0]
+        .private_dns_name()
+        .unwrap_or_default()
+        .to_owned();
+    // A Node named like our instance (its IP reused), but registered by another instance.
+    w.emulator.add_ready_nodes(
+        "demo",
+        &[(dns.clone(), "aws:///us-east-1a/i-0fedcba987654321f".into())],
+    );
+    let r = run(&w, 4).await;
+    assert_eq!(r.pending, 1, "still waiting: {r:#?}");
+    assert!(outcomes(&r, ActionOutcome::Continue).is_empty());
+    // The same name without a providerID is the instance's own Node (DNS fallback).
+    w.emulator.add_ready_nodes("demo", &[(dns, String::new())]);
+    let r = run(&w, 20).await;
+    assert_eq!(outcomes(&r, ActionOutcome::Continue), ids, "{r:#?}");
+}
+
+#[tokio::test]
+async fn one_failing_action_is_reported_and_the_others_are_still_served() {
+    let w = world().await;
+    set_capacity(&w.clients, "demo-workers", 2).await;
+    let good = states_with(&w, "Pending:Wait", 2).await;
+    tag_group(&w.clients, "demo-workers", "emulator:lifecycle-api", "fail").await;
+    set_capacity(&w.clients, "demo-workers", 3).await;
+    let all = states_with(&w, "Pending:Wait", 3).await;
+    let bad: Vec<String> = all.iter().filter(|i| !good.contains(i)).cloned().collect();
+    let nodes: Vec<(String, String)> = all.iter().map(|i| node_of(i)).collect();
+    w.emulator.add_ready_nodes("demo", &nodes);
+
+    let r = run(&w, 6).await;
+
+    let mut continued = outcomes(&r, ActionOutcome::Continue);
+    continued.sort();
+    let mut good = good;
+    good.sort();
+    assert_eq!(continued, good, "{r:#?}");
+    assert_eq!(r.pending, 1, "the failing one is still pending: {r:#?}");
+    let states = w.emulator.instance_states();
+    assert_eq!(
+        states.get(&bad[0]).map(String::as_str),
+        Some("Pending:Wait")
+    );
+}
