@@ -31,11 +31,6 @@ export interface AccountStackProps extends StackProps {
   readonly config: AccountConfig;
 }
 
-/** A JSON log field, whether the tracing layer flattens event fields or nests them under `fields`. */
-function fieldSelectors(name: string): string[] {
-  return [`$.${name}`, `$.fields.${name}`];
-}
-
 export class JoinkeeperAccountStack extends Stack {
   public readonly functions: Record<FunctionName, lambda.Function>;
   public readonly documentNames: ReturnType<typeof documentNames>;
@@ -204,60 +199,8 @@ export class JoinkeeperAccountStack extends Stack {
       }).addAlarmAction(notify);
     }
 
-    // The refresher logs one JSON line per cluster: cluster, outcome (fresh|rotated|failed),
-    // remaining_seconds. The smallest remaining_seconds of any cluster is the metric.
-    fieldSelectors('remaining_seconds').forEach((sel, i) => {
-      new logs.MetricFilter(this, `JoinRecordRemainingFilter${i}`, {
-        logGroup: logGroups['token-refresher'],
-        filterPattern: logs.FilterPattern.all(
-          logs.FilterPattern.exists(sel.replace('remaining_seconds', 'cluster')),
-          logs.FilterPattern.numberValue(sel, '>=', -1_000_000_000),
-        ),
-        metricNamespace: METRIC_NAMESPACE,
-        metricName: 'JoinRecordRemainingSeconds',
-        metricValue: sel,
-        unit: cloudwatch.Unit.SECONDS,
-      });
-    });
-    new cloudwatch.Alarm(this, 'JoinRecordNearExpiry', {
-      alarmDescription:
-        `a cluster's join record has less than ${cfg.expiryAlarmSeconds} s left: the refresher is not rotating it ` +
-        '(see the token-refresher log lines with outcome "failed")',
-      metric: new cloudwatch.Metric({
-        namespace: METRIC_NAMESPACE,
-        metricName: 'JoinRecordRemainingSeconds',
-        statistic: cloudwatch.Stats.MINIMUM,
-        period,
-        unit: cloudwatch.Unit.SECONDS,
-      }),
-      threshold: cfg.expiryAlarmSeconds,
-      evaluationPeriods: 1,
-      comparisonOperator: cloudwatch.ComparisonOperator.LESS_THAN_THRESHOLD,
-      treatMissingData: cloudwatch.TreatMissingData.NOT_BREACHING,
-    }).addAlarmAction(notify);
-
-    // The launch hook (and the refresher's sweep) log outcome=abandon when a worker could not join.
-    const abandoned = logs.FilterPattern.any(...fieldSelectors('outcome').map((sel) => logs.FilterPattern.stringValue(sel, '=', 'abandon')));
-    for (const name of ['launch-hook', 'token-refresher'] as const) {
-      new logs.MetricFilter(this, `HooksAbandonedFilter${pascal(name)}`, {
-        logGroup: logGroups[name],
-        filterPattern: abandoned,
-        metricNamespace: METRIC_NAMESPACE,
-        metricName: 'HooksAbandoned',
-        metricValue: '1',
-        defaultValue: 0,
-        unit: cloudwatch.Unit.COUNT,
-      });
-    }
-    new cloudwatch.Alarm(this, 'HooksAbandonedAlarm', {
-      alarmDescription: 'joinkeeper ABANDONed a worker that did not join by its deadline (the launch-hook log has the reason and the join log tail)',
-      metric: new cloudwatch.Metric({ namespace: METRIC_NAMESPACE, metricName: 'HooksAbandoned', statistic: cloudwatch.Stats.SUM, period, unit: cloudwatch.Unit.COUNT }),
-      threshold: 1,
-      evaluationPeriods: 1,
-      comparisonOperator: cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
-      treatMissingData: cloudwatch.TreatMissingData.NOT_BREACHING,
-    }).addAlarmAction(notify);
-
+    // Record expiry and abandoned launches alarm per cluster on the functions' embedded metrics
+    // (lib/dashboard.ts); only the failed-events queue is alarmed here.
     new cloudwatch.Alarm(this, 'FailedEventsAlarm', {
       alarmDescription: 'lifecycle or schedule events joinkeeper could not handle are waiting in the failed-events queue',
       metric: failed.metricApproximateNumberOfMessagesVisible({ period, statistic: cloudwatch.Stats.MAXIMUM }),

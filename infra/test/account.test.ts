@@ -193,41 +193,6 @@ describe('account stack: alarms', () => {
     }
   });
 
-  it('measures remaining_seconds of each cluster record from the refresher JSON log', () => {
-    account.hasResourceProperties('AWS::Logs::MetricFilter', {
-      LogGroupName: { Ref: Match.stringLikeRegexp('^TokenRefresherLogs') },
-      FilterPattern: '{ ($.cluster = "*") && ($.remaining_seconds >= -1000000000) }',
-      MetricTransformations: [{ MetricName: 'JoinRecordRemainingSeconds', MetricNamespace: 'Joinkeeper', MetricValue: '$.remaining_seconds', Unit: 'Seconds' }],
-    });
-    account.hasResourceProperties('AWS::CloudWatch::Alarm', {
-      MetricName: 'JoinRecordRemainingSeconds',
-      Namespace: 'Joinkeeper',
-      Statistic: 'Minimum',
-      ComparisonOperator: 'LessThanThreshold',
-      Threshold: 1800,
-    });
-  });
-
-  it('counts abandoned hooks from the outcome field of the launch hook (and sweep) logs', () => {
-    for (const lg of ['LaunchHookLogs', 'TokenRefresherLogs']) {
-      account.hasResourceProperties('AWS::Logs::MetricFilter', {
-        LogGroupName: { Ref: Match.stringLikeRegexp(`^${lg}`) },
-        FilterPattern: '{ ($.outcome = "abandon") || ($.fields.outcome = "abandon") }',
-        MetricTransformations: [Match.objectLike({ MetricName: 'HooksAbandoned', MetricValue: '1' })],
-      });
-    }
-    account.hasResourceProperties('AWS::CloudWatch::Alarm', {
-      MetricName: 'HooksAbandoned',
-      Statistic: 'Sum',
-      ComparisonOperator: 'GreaterThanOrEqualToThreshold',
-      Threshold: 1,
-    });
-  });
-});
-
-describe('account stack: IAM', () => {
-  const { account } = synth();
-
   it('never allows ssm:SendCommand on "*"', () => {
     for (const role of Object.values(ROLES)) {
       for (const s of statementsOfRole(account, role).filter((x) => actionsOf(x).some((a) => /^ssm:(SendCommand|\*|Send\*)$|^\*$/.test(a)))) {
