@@ -31,6 +31,14 @@ REGION = "us-east-1"
 CLUSTER = "demo"
 GROUP = "demo-workers"
 FUNCTIONS = ["token-refresher", "launch-hook", "terminate-hook"]
+# The operator's command (status, rotate); built with the functions.
+CLI = "joinkeeper-cli"
+# The settings the functions get; the operator's command gets the same.
+FUNCTION_ENV = {
+    "JOINKEEPER_COMMAND_POLL_MILLIS": "200", "JOINKEEPER_COMMAND_DEADLINE_SECONDS": "60",
+    "JOINKEEPER_JOIN_DEADLINE_SECONDS": "15", "JOINKEEPER_FUNCTION_TIMEOUT_SECONDS": "120",
+    "JOINKEEPER_NODE_POLL_SECONDS": "2", "JOINKEEPER_DRAIN_TIMEOUT_SECONDS": "60",
+}
 START = time.monotonic()
 TIMELINE = []
 FAILURES = []
@@ -61,7 +69,7 @@ def free_port():
 def build_functions():
     """Builds the three functions, showing progress while the first (slow) build runs."""
     say("building the functions (the first build compiles the AWS SDK: a few minutes)")
-    cmd = ["cargo", "build", "--message-format", "short"] + sum([["-p", f] for f in FUNCTIONS], [])
+    cmd = ["cargo", "build", "--message-format", "short"] + sum([["-p", f] for f in FUNCTIONS + [CLI]], [])
     proc = subprocess.Popen(cmd, cwd=ROOT, stderr=subprocess.PIPE, text=True)
     compiled = 0
     last = time.monotonic()
@@ -231,6 +239,8 @@ class Demo:
         ok = (c.get("outcome") == ("rotated" if expect_rotation else "fresh")) and rotated == expect_rotation
         record(f"schedule tick ({label})", f"{c.get('outcome')}: {c.get('reason', 'valid for ' + str(c.get('remaining_seconds', 0) // 3600) + ' h')}",
                f"token {rec['token_id']} expires {rec['expires_at']}", ok)
+        if self.kube_nodes().get("ip-10-66-6-6.ec2.internal"):
+            self.check_rogue(result)
         return rec["token_id"]
 
     def launch(self, events, expect):
@@ -264,6 +274,7 @@ class Demo:
 
     def run(self):
         old = self.setup()
+        self.status("before")
         token = self.schedule_tick("1", True, old["token_id"])
 
         self.asg.set_desired_capacity(AutoScalingGroupName=GROUP, DesiredCapacity=3)
@@ -297,7 +308,10 @@ class Demo:
         else:
             record("scale-in", "no terminate event", "", ok=False)
 
+        self.rogue_node()
         self.schedule_tick("2", False, token)
+        self.rotate_revoke_all()
+        self.status("after")
 
         _, version = self.record()
         bad = {"source": "aws.ec2", "detail-type": "Scheduled Event", "time": "not a time"}
@@ -306,6 +320,54 @@ class Demo:
         reason = next((line.strip() for line in err.splitlines() if "expected" in line), "rejected") if err else "accepted"
         record("malformed scheduled event", "rejected" if res is None else "ACCEPTED", f"record version {version} -> {after}; {reason[:70]}",
                res is None and after == version)
+
+    # --- the operator's view ------------------------------------------------------------------
+    def cli(self, *args):
+        """Runs `joinkeeper ARGS --json` against the emulator; (exit code, parsed JSON or None)."""
+        env = dict(os.environ, AWS_ENDPOINT_URL=self.endpoint, AWS_REGION=REGION, AWS_ACCESS_KEY_ID="testing",
+                   AWS_SECRET_ACCESS_KEY="testing", RUST_LOG="warn", **FUNCTION_ENV)
+        proc = subprocess.run([str(ROOT / "target/debug/joinkeeper"), *args, "--json"], cwd=ROOT, env=env,
+                              capture_output=True, text=True, timeout=300)
+        (STATE / "cli.log").open("a").write(f"$ joinkeeper {' '.join(args)} --json\n{proc.stdout}{proc.stderr}\n")
+        try:
+            return proc.returncode, json.loads(proc.stdout)
+        except ValueError:
+            return proc.returncode, None
+
+    def status(self, label):
+        code, out = self.cli("status", "--cluster", CLUSTER)
+        text = json.dumps(out or {})
+        token = self.record()[0]["token_id"]
+        record(f"joinkeeper status ({label})", f"exit {code}", f"token {token} shown: {token in text}; secret shown: "
+               f"{self.record()[0]['token_secret'] in text}", code == 0 and token in text and self.record()[0]["token_secret"] not in text)
+
+    def rotate_revoke_all(self):
+        before, _ = self.record()
+        tokens_before = set(self.kube_tokens())
+        code, out = self.cli("rotate", "--cluster", CLUSTER, "--revoke-all")
+        after, _ = self.record()
+        left = set(self.kube_tokens())
+        record("joinkeeper rotate --revoke-all (suspected leak)", f"exit {code}: {before['token_id']} -> {after['token_id']}",
+               f"tokens on the control plane: {len(tokens_before)} -> {len(left)}",
+               code == 0 and after["token_id"] != before["token_id"] and after["token_id"] in left and before["token_id"] not in left)
+
+    def kube_tokens(self):
+        path = STATE / "emulator" / "clusters" / CLUSTER / "state.json"
+        return json.loads(path.read_text()).get("tokens", {}) if path.exists() else {}
+
+    def rogue_node(self):
+        """A Node registered with a valid token by something that is no instance of the cluster."""
+        env = dict(os.environ, JOINKEEPER_KUBE_STATE=str(STATE / "emulator" / "clusters" / CLUSTER))
+        subprocess.run([str(ROOT / "node-scripts/standins/kubectl"), "x-standin", "add-node", "ip-10-66-6-6.ec2.internal",
+                        "--provider-id", "aws:///us-east-1a/i-0badc0ffee0badc0f", "--age-seconds", "3600"],
+                       env=env, check=True, capture_output=True)
+        record("a Node appears with no instance behind it", "registered 1 h ago", "ip-10-66-6-6.ec2.internal")
+
+    def check_rogue(self, result):
+        rogues = (result or {}).get("rogue_nodes", [])
+        node = self.kube_nodes().get("ip-10-66-6-6.ec2.internal", {})
+        record("rogue Node found by the schedule", f"{len(rogues)} reported: {(rogues[0]['reason'] if rogues else '')[:40]}",
+               f"cordoned: {bool(node.get('unschedulable'))}", len(rogues) == 1 and bool(node.get("unschedulable")))
 
     def check_logs(self):
         state = STATE / "emulator" / "clusters" / CLUSTER / "state.json"
@@ -331,11 +393,7 @@ def main():
         endpoint = services.start_emulator()
         say(f"local AWS API emulator at {endpoint}")
         port = free_port()
-        services.start_watch(endpoint, port, {
-            "JOINKEEPER_COMMAND_POLL_MILLIS": "200", "JOINKEEPER_COMMAND_DEADLINE_SECONDS": "60",
-            "JOINKEEPER_JOIN_DEADLINE_SECONDS": "15", "JOINKEEPER_FUNCTION_TIMEOUT_SECONDS": "120",
-            "JOINKEEPER_NODE_POLL_SECONDS": "2", "JOINKEEPER_DRAIN_TIMEOUT_SECONDS": "60",
-        })
+        services.start_watch(endpoint, port, FUNCTION_ENV)
         say(f"functions served by cargo lambda watch on 127.0.0.1:{port}\n")
         print(f"{'time':>7}  {'':6} {'event':<44} {'decision':<34} outcome")
         demo = Demo(endpoint, port)
