@@ -109,15 +109,31 @@ jk_root_path() { printf '%s%s\n' "${JOINKEEPER_NODE_DIR:-}" "$1"; }
 
 # --- instance metadata (IMDSv2), overridable by the emulator -----------------------------------
 JK_IMDS_TOKEN=""
-jk_imds() {
-  local path=$1
+jk_imds_token() {
   if [[ -z "$JK_IMDS_TOKEN" ]]; then
     JK_IMDS_TOKEN=$(curl -sS -f --max-time 5 --retry 3 -X PUT \
       -H "X-aws-ec2-metadata-token-ttl-seconds: 300" \
       "http://169.254.169.254/latest/api/token") || jk_die "instance metadata service (IMDSv2) unreachable"
   fi
+}
+jk_imds() {
+  local path=$1
+  jk_imds_token
   curl -sS -f --max-time 5 --retry 3 -H "X-aws-ec2-metadata-token: $JK_IMDS_TOKEN" \
     "http://169.254.169.254/latest/meta-data/$path" || jk_die "instance metadata $path unavailable"
+}
+# jk_imds_optional PATH : like jk_imds, but metadata this instance does not have (HTTP 404)
+# prints nothing and returns 3 instead of failing.
+jk_imds_optional() {
+  local path=$1 out
+  jk_imds_token
+  if out=$(curl -sS -f --max-time 5 --retry 3 -H "X-aws-ec2-metadata-token: $JK_IMDS_TOKEN" \
+      "http://169.254.169.254/latest/meta-data/$path" 2>&1); then
+    printf '%s\n' "$out"
+    return 0
+  fi
+  [[ "$out" == *"error: 404"* ]] && return 3
+  jk_die "instance metadata $path unavailable"
 }
 
 jk_instance_id() {
@@ -139,6 +155,30 @@ jk_availability_zone() {
   local v=${JOINKEEPER_AVAILABILITY_ZONE:-}
   [[ -n "$v" ]] || v=$(jk_imds placement/availability-zone) || exit 1
   [[ "$v" =~ ^[a-z]{2}(-[a-z0-9]+)+[a-z]?$ ]] || jk_die "availability zone from metadata is not valid"
+  printf '%s\n' "$v"
+}
+
+# Where Auto Scaling is taking this instance: InService (bound for service), Warmed:Stopped,
+# Warmed:Running or Warmed:Hibernated (entering or going back to the warm pool), Terminated.
+# IMDS latest/meta-data/autoscaling/target-lifecycle-state; in local emulation
+# (JOINKEEPER_NODE_DIR set) the emulator's stand-in, the file
+# <node dir>/imds/autoscaling/target-lifecycle-state (current), else
+# JOINKEEPER_TARGET_LIFECYCLE_STATE (its value when the script started). An instance that is not
+# in an Auto Scaling group has no such metadata: InService (nothing to wait for).
+jk_target_lifecycle_state() {
+  local v="" file rc=0
+  if [[ -n "${JOINKEEPER_NODE_DIR:-}" ]]; then
+    file="${JOINKEEPER_NODE_DIR%/}/imds/autoscaling/target-lifecycle-state"
+    if [[ -r "$file" ]]; then v=$(<"$file"); fi
+    v=${v//[[:space:]]/}
+    [[ -n "$v" ]] || v=${JOINKEEPER_TARGET_LIFECYCLE_STATE:-InService}
+  elif [[ -n "${JOINKEEPER_TARGET_LIFECYCLE_STATE:-}" ]]; then
+    v=$JOINKEEPER_TARGET_LIFECYCLE_STATE
+  else
+    v=$(jk_imds_optional autoscaling/target-lifecycle-state) || rc=$?
+    if ((rc == 3)); then v=InService; elif ((rc != 0)); then exit 1; fi
+  fi
+  [[ "$v" =~ ^[A-Za-z]{1,32}(:[A-Za-z]{1,32}){0,2}$ ]] || jk_die "target lifecycle state from metadata is not valid"
   printf '%s\n' "$v"
 }
 
