@@ -209,6 +209,9 @@ export class JoinkeeperClusterStack extends Stack {
       // credentials; workerImdsHopLimit=2 opts out (README.md, "Instance metadata").
       httpPutResponseHopLimit: c.workerImdsHopLimit,
       blockDevices: [rootVolume(c.installer === 'kurl' ? 100 : 40)],
+      // A Hibernated warm pool needs instances launched with hibernation enabled (the encrypted
+      // root volume above holds the memory image).
+      hibernationConfigured: c.warmPoolMinSize > 0 && c.warmPoolState === 'Hibernated' ? true : undefined,
     });
     const hooks = hookNames(c.hookNamePrefix);
     const timeouts = hookTimeouts(c);
@@ -247,6 +250,18 @@ export class JoinkeeperClusterStack extends Stack {
         notificationMetadata: metadata,
       },
     ];
+    if (c.warmPoolMinSize > 0) {
+      // Optional warm pool: its instances run the user data (packages, node scripts, the boot
+      // unit) but join only when they leave the pool for service. The launch hook fires on
+      // entering the pool (joinkeeper completes it at once) and again on leaving it (held until
+      // the Node is Ready); with reuse, scale-in drains and deletes the Node through the
+      // terminate hook and the instance goes back to the pool.
+      workers.addWarmPool({
+        minSize: c.warmPoolMinSize,
+        poolState: { Stopped: autoscaling.PoolState.STOPPED, Running: autoscaling.PoolState.RUNNING, Hibernated: autoscaling.PoolState.HIBERNATED }[c.warmPoolState],
+        reuseOnScaleIn: c.warmPoolReuseOnScaleIn,
+      });
+    }
     this.workers = workers;
 
     // ---- Outputs ------------------------------------------------------------------------------

@@ -14,6 +14,7 @@ export const DOCUMENT_PREFIX_PATTERN = /^[A-Za-z0-9_.-]{3,100}$/;
 export type Architecture = 'arm64' | 'x86_64';
 export type ControlPlaneMode = 'single' | 'ha';
 export type Installer = 'kubeadm' | 'kurl';
+export type WarmPoolState = 'Stopped' | 'Running' | 'Hibernated';
 
 /** Settings both stacks share (the functions and the lifecycle hooks must agree on them). */
 export interface CommonConfig {
@@ -95,6 +96,15 @@ export interface ClusterConfig extends CommonConfig {
    * policy admits only this cluster's instance roles; default false (the account's `aws/ssm` key).
    */
   readonly clusterKmsKey: boolean;
+  /**
+   * Minimum size of the worker group's warm pool; default 0: no warm pool. Its instances are
+   * prepared (packages, node scripts) but join only when they leave the pool for service.
+   */
+  readonly warmPoolMinSize: number;
+  /** State of the warm pool's instances; default Stopped. Hibernated configures hibernation. */
+  readonly warmPoolState: WarmPoolState;
+  /** Scale-in returns instances to the pool (drained, Node deleted) instead of terminating them; default false. */
+  readonly warmPoolReuseOnScaleIn: boolean;
 }
 
 export class ConfigError extends Error {}
@@ -216,6 +226,12 @@ export function clusterConfig(node: Node): ClusterConfig {
   const workerMinCapacity = int(node, 'workerMinCapacity', 1, 0, 1000);
   const workerMaxCapacity = int(node, 'workerMaxCapacity', 5, 1, 1000);
   if (workerMaxCapacity < workerMinCapacity) throw new ConfigError('context workerMaxCapacity: below workerMinCapacity');
+  const warmPoolMinSize = int(node, 'warmPoolMinSize', 0, 0, 1000);
+  for (const key of ['warmPoolState', 'warmPoolReuseOnScaleIn']) {
+    if (warmPoolMinSize === 0 && raw(node, key) !== undefined) {
+      throw new ConfigError(`context ${key}: needs a warm pool (warmPoolMinSize of 1 or more)`);
+    }
+  }
   return {
     ...c,
     clusterName: matching(node, 'clusterName', 'demo', CLUSTER_NAME_PATTERN),
@@ -240,6 +256,9 @@ export function clusterConfig(node: Node): ClusterConfig {
     nodeScriptsDir: str(node, 'nodeScriptsDir', '../node-scripts'),
     workerImdsHopLimit: int(node, 'workerImdsHopLimit', 1, 1, 3),
     clusterKmsKey: bool(node, 'clusterKmsKey', false),
+    warmPoolMinSize,
+    warmPoolState: oneOf(node, 'warmPoolState', ['Stopped', 'Running', 'Hibernated'] as const, 'Stopped')!,
+    warmPoolReuseOnScaleIn: bool(node, 'warmPoolReuseOnScaleIn', false),
   };
 }
 

@@ -393,7 +393,15 @@ export function workerUserData(p: CommonUserDataProps): string[] {
     // needs containerd, kubelet and kubeadm first (in kURL mode: kubernetesVersion must be the
     // kURL installer's Kubernetes minor version).
     'kubernetes_packages',
-    // The launch lifecycle hook holds this instance in Pending:Wait until its Node is Ready.
+    // User data runs only at the first boot: for an instance of a warm pool (the group's, or one
+    // added to it later) that is while it is prepared for the pool. The systemd unit
+    // joinkeeper-join.service joins when the instance leaves the pool for service, and again
+    // after a round trip through the pool (its Node was deleted on the way back); after a plain
+    // reboot it finds its Node and does nothing. A Running or Hibernated pool's instance never
+    // boots again: there the unit is started now and waits.
+    '/opt/joinkeeper/bin/joinkeeper-boot-unit --cluster "$JK_CLUSTER" --prefix "$JK_PREFIX" --deadline-seconds "$JK_JOIN_DEADLINE"',
+    // The launch lifecycle hook holds this instance in Pending:Wait until its Node is Ready. Bound
+    // for the warm pool (target lifecycle state Warmed:*), it logs that and does not join now.
     '/opt/joinkeeper/bin/joinkeeper-join --cluster "$JK_CLUSTER" --prefix "$JK_PREFIX" --deadline-seconds "$JK_JOIN_DEADLINE"',
   ];
 }

@@ -25,6 +25,9 @@ export const VARIANTS: Record<string, Record<string, string>> = {
     clusterKmsKey: 'true',
     workerImdsHopLimit: '2',
     alarmEmail: 'ops@example.com',
+    warmPoolMinSize: '1',
+    warmPoolState: 'Running',
+    warmPoolReuseOnScaleIn: 'true',
   },
 };
 
