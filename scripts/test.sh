@@ -18,7 +18,7 @@ export PATH="$root/.venv/bin:$PATH"
 
 # Every suite that runs the emulator records the AWS calls it served in .calls/<suite>.jsonl; the
 # IAM check at the end evaluates exactly this run's calls.
-rm -rf .calls
+rm -rf .calls 2>/dev/null || rm -rf .calls
 mkdir -p .calls
 
 step "formatting"

@@ -4,7 +4,7 @@
 
 use serde::Serialize;
 use serde_json::Value;
-use tracing::{info, warn};
+use tracing::{info, warn, Instrument};
 
 use crate::aws::AwsCallError;
 use crate::context::{Context, Invocation};
@@ -80,7 +80,14 @@ pub async fn handle_lifecycle(
         LifecycleEvent::Action(a) => a,
     };
     let span = tracing::info_span!("lifecycle", group = %action.group, instance = %action.instance);
-    let _ = span.enter(); // fields for the lines below; the reconcile has its own span
+    lifecycle_for(ctx, &action, inv).instrument(span).await
+}
+
+async fn lifecycle_for(
+    ctx: &Context,
+    action: &crate::lifecycle::LifecycleAction,
+    inv: &Invocation,
+) -> Result<LifecycleResponse, HandlerError> {
     let group = match ctx.asg.group(&action.group).await? {
         None => {
             return Ok(LifecycleResponse::Ignored {
