@@ -6,7 +6,9 @@ The functions run under `cargo lambda watch` (the real Lambda runtime client) an
 emulator (moto plus joinkeeper's extension), which executes Run Command documents and user data
 with the real node scripts and a stand-in `kubeadm`/`kubectl` (a test double, not a Kubernetes).
 
-Scenario: cluster `demo` with one control plane and a 23 h old join record -> the schedule rotates
+Scenario: cluster `demo` booted from the cluster stack's own user data (the synthesized
+single-kubeadm variant; the emulator hands each launched instance's user data to a sandboxed boot,
+node-scripts/boot): the control plane publishes the first record, aged 23 h -> the schedule rotates
 it; the worker group scales out by 3 -> every worker joins with the fresh record -> hooks CONTINUE;
 a 4th worker whose join fails -> ABANDON with its reason; scale-in of one worker -> drained and
 deleted; a second schedule tick -> no change. Prints a timeline and a summary; exit 1 on any miss.
@@ -99,7 +101,9 @@ class Services:
         env = dict(os.environ, JOINKEEPER_RECORD_CALLS=str(ROOT / ".calls" / f"demo-{os.getpid()}.jsonl"))
         proc = subprocess.Popen(
             [str(ROOT / ".venv/bin/python"), str(ROOT / "emulator/joinkeeper_emulator.py"), "--host", "127.0.0.1",
-             "--port", "0", "--state-dir", str(STATE / "emulator"), "--scripts-dir", str(ROOT / "node-scripts")],
+             "--port", "0", "--state-dir", str(STATE / "emulator"), "--scripts-dir", str(ROOT / "node-scripts"),
+             # Launched instances boot their user data in sandboxes (node-scripts/boot), not on this machine.
+             "--user-data-runner", f"{ROOT / '.venv/bin/python'} {ROOT / 'node-scripts/boot/world.py'} run-user-data"],
             stdout=subprocess.PIPE, stderr=log, text=True, env=env)
         self.procs.append(proc)
         line = proc.stdout.readline().strip()
@@ -195,27 +199,64 @@ class Demo:
         return event
 
     def kube_nodes(self):
+        """The cluster's Nodes but the control plane's."""
         path = STATE / "emulator" / "clusters" / CLUSTER / "state.json"
-        return json.loads(path.read_text()).get("nodes", {}) if path.exists() else {}
+        nodes = json.loads(path.read_text()).get("nodes", {}) if path.exists() else {}
+        return {n: v for n, v in nodes.items() if v.get("role") != "control-plane"}
 
     # --- scenario ------------------------------------------------------------------------------
+    def shipped_cluster(self):
+        """The cluster stack's single-kubeadm variant, synthesized once per run into .demo/synth
+        (cluster `demo`), its node-scripts asset uploaded to the account's asset bucket as CDK
+        publishes it; returns the variant and the values its references resolve to."""
+        sys.path.insert(0, str(ROOT / "node-scripts/boot"))
+        import userdata
+        import world
+        say("synthesizing the cluster stack (its user data boots the demo's instances)")
+        variant = userdata.Variant(userdata.synth(str(STATE / "synth")), "single-kubeadm")
+        emulator = type("Emulator", (), {"url": self.endpoint, "state": str(STATE / "emulator")})
+        shipped = world.BootWorld.existing(emulator, variant, "123456789012", REGION, CLUSTER, str(STATE / "emulator" / "boot"))
+        shipped.upload_asset()
+        return variant, shipped.values
+
     def setup(self):
         for doc in sorted((ROOT / "node-scripts/documents").glob("*.json")):
             self.ssm.create_document(Name=doc.stem, Content=doc.read_text(), DocumentType="Command", DocumentFormat="JSON")
-        cp = self.ec2.run_instances(ImageId="ami-12c6146b", MinCount=1, MaxCount=1, InstanceType="t3.medium", TagSpecifications=[
-            {"ResourceType": "instance", "Tags": [{"Key": "joinkeeper:cluster", "Value": CLUSTER},
-                                                  {"Key": "joinkeeper:role", "Value": "control-plane"}]}])["Instances"][0]["InstanceId"]
+        variant, values = self.shipped_cluster()
+        node = variant.node("control-plane")
+        cp = self.ec2.run_instances(ImageId="ami-12c6146b", MinCount=1, MaxCount=1, InstanceType="t3.medium",
+                                    UserData=variant.user_data(node, values), Placement={"AvailabilityZone": f"{REGION}a"},
+                                    TagSpecifications=[{"ResourceType": "instance", "Tags": [
+                                        {"Key": k, "Value": v} for k, v in node.tags.items()]}])["Instances"][0]["InstanceId"]
+        deadline = time.monotonic() + 300
+        while time.monotonic() < deadline:
+            run = next((r for r in self.control("user-data") if r["instance_id"] == cp), {})
+            if run.get("status") == "done":
+                break
+            time.sleep(0.5)
+        signals = STATE / "emulator" / "boot" / "shared" / "records" / "signals.jsonl"
+        signalled = [json.loads(json.loads(line)["body"])["Status"] for line in signals.read_text().splitlines()] if signals.exists() else []
+        try:
+            first, version = self.record()
+        except self.ssm.exceptions.ParameterNotFound:
+            first, version = {}, 0
+        record(f"control plane {cp} boots the shipped user data", f"exit {run.get('exit_code')}, wait condition {'/'.join(signalled) or 'not signalled'}",
+               f"first record published: token {first.get('token_id')}", run.get("exit_code") == 0 and signalled == ["SUCCESS"] and bool(first))
+        if not first:
+            sys.exit(f"the control plane published no record; see {STATE / 'emulator/nodes' / cp / 'var/log/cloud-init-output.log'}")
+        # A day goes by: the record (the token stays on the control plane) is 23 h old, as the
+        # control-plane scripts would have written it then.
         created = datetime.now(timezone.utc) - timedelta(hours=23)
-        old = {"version": 1, "cluster": CLUSTER, "source": "kubeadm", "endpoint": "10.0.0.10:6443", "token_id": "oldtok",
-               "token_secret": "0ld0ld0ld0ld0ld0", "ca_cert_hash": "sha256:" + "ab" * 32,
-               "created_at": created.strftime("%Y-%m-%dT%H:%M:%SZ"),
-               "expires_at": (created + timedelta(hours=24)).strftime("%Y-%m-%dT%H:%M:%SZ")}
-        version = self.ssm.put_parameter(Name=f"/joinkeeper/{CLUSTER}/join-record", Value=json.dumps(old), Type="SecureString")["Version"]
+        old = dict(first, created_at=created.strftime("%Y-%m-%dT%H:%M:%SZ"),
+                   expires_at=(created + timedelta(hours=24)).strftime("%Y-%m-%dT%H:%M:%SZ"))
+        version = self.ssm.put_parameter(Name=f"/joinkeeper/{CLUSTER}/join-record", Value=json.dumps(old), Type="SecureString",
+                                         Overwrite=True)["Version"]
         # As the control-plane scripts do: the non-secret meta the functions decide on.
         meta = {"version": 1, "cluster": CLUSTER, "token_id": old["token_id"], "created_at": old["created_at"],
                 "expires_at": old["expires_at"], "record_version": version, "written_by": cp}
-        self.ssm.put_parameter(Name=f"/joinkeeper/{CLUSTER}/join-record-meta", Value=json.dumps(meta), Type="String")
-        user_data = f"#!/bin/bash\n/opt/joinkeeper/bin/joinkeeper-join --cluster {CLUSTER} --prefix /joinkeeper --deadline-seconds 60\n"
+        self.ssm.put_parameter(Name=f"/joinkeeper/{CLUSTER}/join-record-meta", Value=json.dumps(meta), Type="String", Overwrite=True)
+        # The worker group's launch template carries the shipped worker user data.
+        user_data = variant.user_data(variant.node("worker"), values)
         self.ec2.create_launch_template(LaunchTemplateName=f"{GROUP}-lt", LaunchTemplateData={
             "ImageId": "ami-12c6146b", "InstanceType": "t3.medium", "UserData": base64.b64encode(user_data.encode()).decode()})
         tags = [{"Key": k, "Value": v, "PropagateAtLaunch": True, "ResourceId": GROUP, "ResourceType": "auto-scaling-group"}
@@ -225,7 +266,7 @@ class Demo:
         for name, transition in (("joinkeeper-launch", "autoscaling:EC2_INSTANCE_LAUNCHING"), ("joinkeeper-terminate", "autoscaling:EC2_INSTANCE_TERMINATING")):
             self.asg.put_lifecycle_hook(AutoScalingGroupName=GROUP, LifecycleHookName=name, LifecycleTransition=transition,
                                         HeartbeatTimeout=300, DefaultResult="ABANDON")
-        record("cluster demo: control plane " + cp, "join record written 23 h ago", f"token {old['token_id']}")
+        record("a day later: the record is 23 h old", "worker launch template: shipped user data", f"token {old['token_id']}")
         return old
 
     def schedule_tick(self, label, expect_rotation, before_token):

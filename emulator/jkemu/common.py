@@ -51,6 +51,8 @@ class Config:
     scripts_dir: Path = Path(__file__).resolve().parents[2] / "node-scripts"
     endpoint: str = "http://127.0.0.1:5000"
     venv_bin: Path = Path(sys.prefix) / "bin"
+    # argv that runs user data instead of bash (its last argument: the saved user data file)
+    user_data_runner: list[str] = dataclasses.field(default_factory=list)
 
 
 CONFIG = Config()

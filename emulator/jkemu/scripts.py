@@ -92,6 +92,9 @@ def script_environment(instance: Any, account: str, region: str) -> dict[str, st
     kube_dir = CONFIG.state_dir / "clusters" / (tags.get("joinkeeper:cluster") or "_none")
     for folder in (node_dir / "log", node_dir / "lock", kube_dir):
         folder.mkdir(parents=True, exist_ok=True)
+    # An instance booted in a sandbox (--user-data-runner) keeps its logs where a real node does.
+    booted = node_dir / "var" / "log" / "joinkeeper"
+    log_dir = booted if booted.is_dir() else node_dir / "log"
     env = {
         k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "JOINKEEPER_", "MOTO_"))
     }
@@ -116,7 +119,7 @@ def script_environment(instance: Any, account: str, region: str) -> dict[str, st
         JOINKEEPER_AVAILABILITY_ZONE=instance.placement.zone,
         JOINKEEPER_NODE_DIR=f"{node_dir}/",
         JOINKEEPER_KUBE_STATE=f"{kube_dir}/",
-        JOINKEEPER_LOG_DIR=str(node_dir / "log"),
+        JOINKEEPER_LOG_DIR=str(log_dir),
         JOINKEEPER_LOCK_DIR=str(node_dir / "lock"),
     )
     role = role_of(instance, tags, account, region)
@@ -163,17 +166,25 @@ def die_with_parent(parent: int) -> Callable[[], None] | None:
 
 
 def start_script(
-    script: Path, env: dict[str, str], cwd: Path, stdout: Any, stderr: Any, owner: str | None = None
+    script: Path,
+    env: dict[str, str],
+    cwd: Path,
+    stdout: Any,
+    stderr: Any,
+    owner: str | None = None,
+    runner: list[str] | None = None,
 ) -> subprocess.Popen:
     """Start a script file in its own process group (so a timeout kills all it started). A file
-    with a shebang line runs by it; anything else runs with bash. `owner`: the instance it runs
-    on (its processes die when the instance stops)."""
+    with a shebang line runs by it; anything else runs with bash; with `runner` (an argv), the
+    runner runs, the script's path its last argument. `owner`: the instance it runs on (its
+    processes die when the instance stops)."""
     script.chmod(0o755)
-    argv = (
-        [str(script)]
-        if script.read_text(errors="replace").startswith("#!")
-        else ["bash", str(script)]
-    )
+    if runner:
+        argv = [*runner, str(script)]
+    elif script.read_text(errors="replace").startswith("#!"):
+        argv = [str(script)]
+    else:
+        argv = ["bash", str(script)]
     proc = subprocess.Popen(
         ["bash", "-c", GUARD, "joinkeeper-script", *argv],
         cwd=cwd,

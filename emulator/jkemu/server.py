@@ -7,6 +7,7 @@ import argparse
 import json
 import logging
 import os
+import shlex
 import signal
 import sys
 from pathlib import Path
@@ -143,6 +144,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         metavar="PATH",
         help="append one JSON line per AWS request served (env JOINKEEPER_RECORD_CALLS)",
     )
+    parser.add_argument(
+        "--user-data-runner",
+        default="",
+        metavar="CMD",
+        help="run each launched instance's user data with CMD (split like a shell command line; "
+        "the saved user data file is its last argument) instead of running it directly",
+    )
     return parser.parse_args(argv)
 
 
@@ -154,6 +162,7 @@ def main(argv: list[str] | None = None) -> None:
     CONFIG.state_dir = Path(args.state_dir).resolve()
     CONFIG.state_dir.mkdir(parents=True, exist_ok=True)
     CONFIG.scripts_dir = Path(args.scripts_dir).resolve()
+    CONFIG.user_data_runner = shlex.split(args.user_data_runner)
     if not (CONFIG.venv_bin / "aws").exists():
         CONFIG.venv_bin = Path(sys.executable).parent
     install_patches()

@@ -10,7 +10,7 @@ from typing import Any, Callable
 
 from moto.ec2.models import EC2Backend
 
-from .common import LOG, STATE, iso_z, utcnow
+from .common import CONFIG, LOG, STATE, iso_z, utcnow
 from .imds import LAUNCH, launching_target, set_target_state
 from .scripts import (
     forget_process,
@@ -39,7 +39,13 @@ def run_user_data(record: dict[str, Any], script: Path, env: dict[str, str]) -> 
     """Background thread: run the user data, output appended to cloud-init-output.log."""
     with open(record["log"], "ab") as log:
         proc = start_script(
-            script, env, script.parent, log, subprocess.STDOUT, owner=record["instance_id"]
+            script,
+            env,
+            script.parent,
+            log,
+            subprocess.STDOUT,
+            owner=record["instance_id"],
+            runner=CONFIG.user_data_runner,
         )
         code = proc.wait()
         forget_process(proc)
@@ -60,7 +66,8 @@ def schedule_user_data(instance: Any, account: str, region: str) -> None:
         )
         return
     script = node_dir / "user-data"
-    script.write_text(map_paths(text))
+    # A runner (--user-data-runner) gets the text as the instance would, paths not mapped.
+    script.write_text(text if CONFIG.user_data_runner else map_paths(text))
     record = {
         "instance_id": instance.id,
         "account": account,

@@ -22,14 +22,18 @@ mount --rbind /dev "$root/dev"
 mount --rbind /sys "$root/sys"
 IFS=: read -r -a rw <<<"${JK_SANDBOX_BINDS:-}"
 IFS=: read -r -a ro <<<"${JK_SANDBOX_RO_BINDS:-}"
-for dir in "${rw[@]}" "${ro[@]}"; do
+# Read-only folders first, then the writable ones: a writable folder inside a read-only one (the
+# demo's state under the repository) is mounted over it and stays writable.
+for dir in "${ro[@]}"; do
   [[ -n "$dir" ]] || continue
   mkdir -p "$root$dir"
   mount --bind "$dir" "$root$dir"
-done
-for dir in "${ro[@]}"; do
-  [[ -n "$dir" ]] || continue
   mount -o remount,bind,ro "$root$dir"
+done
+for dir in "${rw[@]}"; do
+  [[ -n "$dir" ]] || continue
+  mkdir -p "$root$dir"
+  mount --bind "$dir" "$root$dir"
 done
 hostname "$JK_SANDBOX_HOSTNAME"
 init=$JK_SANDBOX_INIT

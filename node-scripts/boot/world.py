@@ -239,8 +239,31 @@ class BootWorld:
     """One variant of the cluster stack in one emulator account."""
 
     def __init__(self, emulator, variant, account, region="us-east-1", workdir=None, fail=(), time_scale=0.05):
+        self._open(emulator, variant, account, region, workdir, fail, time_scale)
+        self.cluster = next(n.tags["joinkeeper:cluster"] for n in variant.nodes())
+        # The emulator keeps one stand-in cluster per cluster name (<state>/clusters/<name>, where
+        # its Run Commands look too), whatever the account: a new world starts it afresh, so
+        # worlds of the same cluster name run one after the other.
+        shutil.rmtree(self.kube_state(), ignore_errors=True)
+        self.kms = self.session.client("kms", endpoint_url=emulator.url, config=self.config)
+        # The stack's own KMS keys (a customer managed key for the cluster's parameters), made
+        # in the emulator so the SecureStrings the nodes write can use them.
+        for logical in variant.resources("AWS::KMS::Key"):
+            key = self.kms.create_key(Description="%s %s" % (variant.stack, logical))["KeyMetadata"]
+            self.values.attributes["%s.Arn" % logical] = key["Arn"]
+
+    @classmethod
+    def existing(cls, emulator, variant, account, region, cluster, workdir, time_scale=0.05):
+        """A world someone else set up (its stand-in cluster and keys kept as they are): to boot
+        the instances it launches, as the emulator's user-data runner does."""
+        self = cls.__new__(cls)
+        self._open(emulator, variant, account, region, workdir, (), time_scale)
+        self.cluster = cluster
+        return self
+
+    def _open(self, emulator, variant, account, region, workdir, fail, time_scale):
         self.emulator, self.variant, self.account, self.region = emulator, variant, account, region
-        self.values = Values(account, region, variant.stack)
+        self.values = Values(account, region, variant.stack if variant else "JoinkeeperCluster-demo")
         self.fail = list(fail)
         self.time_scale = time_scale
         self.workdir = workdir or os.path.join(emulator.workdir, "worlds", account)
@@ -251,23 +274,13 @@ class BootWorld:
         self.signal_file = os.path.join(self.shared, "records", "signals.jsonl")
         open(self.record_file, "a").close()
         open(self.signal_file, "a").close()
-        session = boto3.Session(aws_access_key_id=account, aws_secret_access_key="testing", region_name=region)
-        config = Config(retries={"max_attempts": 2}, user_agent_appid="test-harness")
+        self.session = session = boto3.Session(aws_access_key_id=account, aws_secret_access_key="testing",
+                                               region_name=region)
+        self.config = config = Config(retries={"max_attempts": 2}, user_agent_appid="test-harness")
         self.ec2 = session.client("ec2", endpoint_url=emulator.url, config=config)
         self.s3 = session.client("s3", endpoint_url=emulator.url, config=config)
         self.ssm = session.client("ssm", endpoint_url=emulator.url, config=config)
         self.asg = session.client("autoscaling", endpoint_url=emulator.url, config=config)
-        self.cluster = next(n.tags["joinkeeper:cluster"] for n in variant.nodes())
-        # The emulator keeps one stand-in cluster per cluster name (<state>/clusters/<name>, where
-        # its Run Commands look too), whatever the account: a new world starts it afresh, so
-        # worlds of the same cluster name run one after the other.
-        shutil.rmtree(self.kube_state(), ignore_errors=True)
-        self.kms = session.client("kms", endpoint_url=emulator.url, config=config)
-        # The stack's own KMS keys (a customer managed key for the cluster's parameters), made
-        # in the emulator so the SecureStrings the nodes write can use them.
-        for logical in variant.resources("AWS::KMS::Key"):
-            key = self.kms.create_key(Description="%s %s" % (variant.stack, logical))["KeyMetadata"]
-            self.values.attributes["%s.Arn" % logical] = key["Arn"]
         self.user_data = {}
         self.roles = {}
         self.boot_logs = {}
@@ -387,12 +400,13 @@ class BootWorld:
                 fh.write(value)
         return base
 
-    def boot(self, instance_id, fail=None):
-        """Starts the instance's first boot in its sandbox; returns a BootRun (call .wait())."""
+    def boot(self, instance_id, fail=None, text=None):
+        """Starts the instance's first boot in its sandbox (its user data, or `text`); returns a
+        BootRun (call .wait())."""
         inst = self.instance(instance_id)
         role = self.roles.get(instance_id) or {t["Key"]: t["Value"] for t in inst.get("Tags", [])}.get(
             "joinkeeper:role", "worker")
-        text = self.instance_user_data(instance_id)
+        text = self.instance_user_data(instance_id) if text is None else text
         self.user_data[instance_id] = text
         upper = self.node_dir(instance_id)
         scripts = os.path.join(upper, "var", "lib", "cloud", "instance", "scripts")
@@ -535,3 +549,41 @@ def format_counts(title, counts):
 
 def print_counts(title, counts):
     sys.stdout.write(format_counts(title, counts) + "\n")
+
+
+def run_user_data(argv=None):
+    """The emulator's user-data runner (`--user-data-runner "python3 world.py run-user-data"`):
+    boots the launched instance's user data (the file the emulator saved, last argument) in its
+    sandbox, with the environment the emulator gives a script on that instance; prints the
+    instance's console and exits with the user data's exit status. Boot files of every instance
+    (records, metadata, overlay mounts) go to <state>/boot/."""
+    import argparse
+    import types
+    parser = argparse.ArgumentParser(prog="world.py run-user-data")
+    parser.add_argument("--time-scale", type=float, default=0.05)
+    parser.add_argument("user_data")
+    args = parser.parse_args(argv)
+    env = os.environ
+    state = env["JOINKEEPER_STATE"]
+    emulator = types.SimpleNamespace(url=env["AWS_ENDPOINT_URL"], state=state, workdir=state)
+    account = env["AWS_ACCESS_KEY_ID"] if env["AWS_ACCESS_KEY_ID"].isdigit() else "123456789012"
+    cluster = os.path.basename(env["JOINKEEPER_KUBE_STATE"].rstrip("/"))
+    world = BootWorld.existing(emulator, None, account, env["AWS_REGION"], cluster,
+                               os.path.join(state, "boot"), time_scale=args.time_scale)
+    with open(args.user_data) as fh:
+        text = fh.read()
+    # The wait condition handle the control plane signals is the one its user data names.
+    handle = re.search(r'^JK_WAIT_HANDLE="([^"]*)"$', text, re.M)
+    world.values.wait_handle_url = handle.group(1) if handle else ""
+    instance_id = env["JOINKEEPER_INSTANCE_ID"]
+    if env.get("AWS_SDK_UA_APP_ID"):
+        world.roles[instance_id] = env["AWS_SDK_UA_APP_ID"]
+    result = world.boot(instance_id, text=text).wait()
+    sys.stdout.write(result.console if os.path.exists(result.path("/var/log/cloud-init-output.log")) else "")
+    return result.exit_code
+
+
+if __name__ == "__main__":
+    if sys.argv[1:2] != ["run-user-data"]:
+        sys.exit("usage: world.py run-user-data [--time-scale X] USER_DATA_FILE")
+    sys.exit(run_user_data(sys.argv[2:]))
