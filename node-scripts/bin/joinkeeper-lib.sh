@@ -169,8 +169,15 @@ jk_target_lifecycle_state() {
   local v="" file rc=0
   if [[ -n "${JOINKEEPER_NODE_DIR:-}" ]]; then
     file="${JOINKEEPER_NODE_DIR%/}/imds/autoscaling/target-lifecycle-state"
-    if [[ -r "$file" ]]; then v=$(<"$file"); fi
-    v=${v//[[:space:]]/}
+    if [[ -e "$file" ]]; then
+      # The emulator rewrites the file at each move: an empty read is a write in progress.
+      for _ in 1 2 3 4 5 6 7 8 9 10; do
+        v=$(<"$file") || v=""
+        v=${v//[[:space:]]/}
+        [[ -z "$v" ]] || break
+        sleep 0.1
+      done
+    fi
     [[ -n "$v" ]] || v=${JOINKEEPER_TARGET_LIFECYCLE_STATE:-InService}
   elif [[ -n "${JOINKEEPER_TARGET_LIFECYCLE_STATE:-}" ]]; then
     v=$JOINKEEPER_TARGET_LIFECYCLE_STATE

@@ -7,6 +7,7 @@ functions complete them (CONTINUE into the pool at once; out of it once the Node
 import base64
 import json
 import os
+import re
 import time
 import urllib.request
 import uuid
@@ -35,7 +36,8 @@ class WarmPoolGroup:
         # The worker's user data: the boot unit first (it starts waiting at once in a Running or
         # Hibernated pool), then the join, which is deferred while the instance warms.
         args = "--cluster %s --prefix %s --deadline-seconds 60" % (jk.cluster, jk.prefix)
-        user_data = ("#!/bin/bash\nset -euo pipefail\nexport JOINKEEPER_JOIN_TARGET_POLL_SECONDS=1\n"
+        user_data = ("#!/bin/bash\nset -euo pipefail\n"
+                     "export JOINKEEPER_JOIN_TARGET_POLL_SECONDS=1 JOINKEEPER_JOIN_SERVICE_POLL_SECONDS=1\n"
                      "/opt/joinkeeper/bin/joinkeeper-boot-unit %s\n/opt/joinkeeper/bin/joinkeeper-join %s\n"
                      % (args, args))
         self.ec2.create_launch_template(LaunchTemplateName=self.name, LaunchTemplateData={
@@ -109,6 +111,12 @@ class WarmPoolGroup:
         _, node = self.node_of(instance_id)
         return node is not None and node.get("ready") == "True"
 
+    def joined(self, instance_id, times=1):
+        """Its Node is Ready and its join log says it joined (with a token) `times` times."""
+        joins = re.findall(r"joined cluster=%s node=\S+ token_id=[a-z0-9]{6}$" % self.jk.cluster,
+                           self.join_log(instance_id), re.M)
+        return self.ready(instance_id) and len(joins) == times
+
     def kubeadm_calls(self, verb):
         """The instances that ran `kubeadm <verb>` (the stand-in cluster's record of every call)."""
         path = os.path.join(self.jk.kube, "calls.jsonl")
@@ -171,7 +179,7 @@ def test_pool_instance_joins_only_when_it_leaves_the_pool_and_again_after_return
         leaving = next(i for i in pool if g.instances()[i]["lifecycle_state"] == "Pending:Wait")
         staying = second if leaving == first else first
         assert g.instances()[leaving]["target_lifecycle_state"] == "InService"
-        g.wait("the Node of %s Ready" % leaving, lambda: g.ready(leaving))
+        g.wait("%s joined" % leaving, lambda: g.joined(leaving))
         name, node = g.node_of(leaving)
         assert name == g.dns(leaving) and node["providerID"] == "aws:///us-east-1a/%s" % leaving
         runs = [r for r in g.control("boot-units") if r["instance_id"] == leaving]
@@ -201,7 +209,7 @@ def test_pool_instance_joins_only_when_it_leaves_the_pool_and_again_after_return
         # other joins for the first time.
         g.asg.set_desired_capacity(AutoScalingGroupName=g.name, DesiredCapacity=2)
         for iid in pool:
-            g.wait("the Node of %s Ready" % iid, lambda iid=iid: g.ready(iid))
+            g.wait("%s joined" % iid, lambda iid=iid: g.joined(iid, 2 if iid == leaving else 1))
         log = g.join_log(leaving)
         assert "Node %s is gone (deleted when the instance went back to the warm pool): kubeadm reset -f, then join again" \
             % name in log
@@ -239,7 +247,7 @@ def test_running_pool_instance_is_joined_by_the_unit_started_at_first_boot(jk, e
         g.asg.set_desired_capacity(AutoScalingGroupName=g.name, DesiredCapacity=1)
         g.wait("an instance leaving the pool", lambda: [i for i in pool if g.instances()[i]["lifecycle_state"] == "Pending:Wait"])
         leaving = next(i for i in pool if g.instances()[i]["lifecycle_state"] == "Pending:Wait")
-        g.wait("the Node of %s Ready" % leaving, lambda: g.ready(leaving))
+        g.wait("%s joined" % leaving, lambda: g.joined(leaving))
         assert [r for r in g.control("boot-units") if r["instance_id"] in pool] == [], "no restart, no boot unit run"
         g.complete(leaving, "launch")
         g.wait_states("InService", 1)
@@ -257,7 +265,7 @@ def test_running_pool_instance_is_joined_by_the_unit_started_at_first_boot(jk, e
 
         g.asg.set_desired_capacity(AutoScalingGroupName=g.name, DesiredCapacity=2)
         for iid in pool:
-            g.wait("the Node of %s Ready" % iid, lambda iid=iid: g.ready(iid))
+            g.wait("%s joined" % iid, lambda iid=iid: g.joined(iid, 2 if iid == leaving else 1))
         log = g.join_log(leaving)
         assert "Node %s is gone (deleted when the instance went back to the warm pool)" % name in log
         assert log.count("joined cluster=%s node=%s token_id=" % (jk.cluster, name)) == 2
