@@ -153,6 +153,15 @@ def test_variant_boots_end_to_end(variant_name, synth_dir, emulator, sampler):
         in wresult.console
     joins = [a for a in argv_of(world, worker, "kubeadm") if a[1] == "join"]
     assert len(joins) == 1 and joins[0][2] == "--config"
+    # Bound for service (IMDS target lifecycle state InService), with its boot unit enabled for
+    # a later start (leaving a warm pool), which the emulator would run as a boot unit.
+    assert "join deferred" not in wresult.console
+    unit = wresult.read("/etc/systemd/system/joinkeeper-join.service")
+    assert "ExecStart=/opt/joinkeeper/bin/joinkeeper-join --watch --cluster %s --prefix %s --deadline-seconds " \
+        % (world.cluster, prefix) in unit
+    assert [a[1:] for a in argv_of(world, worker, "systemctl") if a[1] in ("daemon-reload", "enable")][-2:] == \
+        [["daemon-reload"], ["enable", "joinkeeper-join.service"]]
+    assert os.access(wresult.path("/boot-units/joinkeeper-join"), os.X_OK)
     # The launch hook holds it: the functions (not run here) complete it once the Node is Ready.
     assert world.group_instances(group)[0]["LifecycleState"] == "Pending:Wait"
 
