@@ -454,7 +454,8 @@ class Demo:
         """Runs `joinkeeper ARGS --json` against the emulator; (exit code, parsed JSON or None)."""
         env = dict(os.environ, AWS_ENDPOINT_URL=self.endpoint, AWS_REGION=REGION, AWS_ACCESS_KEY_ID="testing",
                    AWS_SECRET_ACCESS_KEY="testing", RUST_LOG="warn", **FUNCTION_ENV)
-        proc = subprocess.run([str(ROOT / "target/debug/joinkeeper"), *args, "--json"], cwd=ROOT, env=env,
+        target = Path(os.environ.get("CARGO_TARGET_DIR") or ROOT / "target")
+        proc = subprocess.run([str(target / "debug" / "joinkeeper"), *args, "--json"], cwd=ROOT, env=env,
                               capture_output=True, text=True, timeout=300)
         (STATE / "cli.log").open("a").write(f"$ joinkeeper {' '.join(args)} --json\n{proc.stdout}{proc.stderr}\n")
         try:
