@@ -419,7 +419,7 @@ class Demo:
             action = actions.get(iid, {})
             has_node = any(v.get("providerID", "").endswith("/" + iid) for v in nodes.values())
             last = join_log_last_line(iid)
-            record(f"enters the warm pool: {iid}", f"{action.get('outcome', 'error')} at once (EC2 → WarmPool)",
+            record(f"enters the warm pool: {iid}", f"{action.get('outcome', 'error')} once prepared (EC2 → WarmPool)",
                    f"{states.get(iid)}; Node: {has_node}; {' '.join(last.split()[:2]) or 'no join log'}",
                    action.get("outcome") == "continue" and states.get(iid) == "Warmed:Stopped" and not has_node
                    and last.startswith("join deferred"))

@@ -16,6 +16,11 @@ struct World {
 }
 
 async fn world() -> World {
+    world_with(&[("emulator:user-data", "skip")]).await
+}
+
+/// The world, with these extra tags on the worker group.
+async fn world_with(tags: &[(&str, &str)]) -> World {
     let emulator = Emulator::start();
     let clients = emulator.clients().await;
     create_documents(&clients).await;
@@ -114,14 +119,38 @@ async fn warm_pool_instances_enter_leave_return_and_retire_through_the_reconcile
         .await
         .expect("warm pool");
 
-    // EC2 -> WarmPool: CONTINUE at once, no Node is waited for.
+    // EC2 -> WarmPool: CONTINUE once the worker is prepared, never waiting for a Node.
     let mut warming = states_with(&w, "Warmed:Pending:Wait", 2).await;
     warming.sort();
+    // Still preparing (no join log yet): held, so Auto Scaling does not stop it mid-install.
+    let early = run(&w, 4).await;
+    assert_eq!(early.pending, 2, "{early:#?}");
+    assert!(early.actions.is_empty());
+    // Each worker's first boot, bound for the pool, ends by deferring its join (node-scripts'
+    // joinkeeper-join writes this line; its own tests cover that side).
+    for id in &warming {
+        let log = w.emulator.state_dir().join("nodes").join(id).join("log");
+        std::fs::create_dir_all(&log).expect("log dir");
+        std::fs::write(
+            log.join("joinkeeper-join.log"),
+            format!("2026-11-27T00:00:00Z joinkeeper-join: join deferred cluster=demo node=ip-{} target=Warmed:Stopped\n", &id[2..]),
+        )
+        .expect("join log");
+    }
     let r = run(&w, 20).await;
     let mut continued = outcomes(&r, ActionOutcome::Continue);
     continued.sort();
     assert_eq!(continued, warming, "{r:#?}");
-    assert_eq!(r.passes, 1, "completed in the first pass: {r:#?}");
+    assert!(
+        r.actions.iter().all(|a| a.reason.contains("prepared")),
+        "completed because the workers said they were prepared: {r:#?}"
+    );
+    assert!(
+        w.emulator.kube_state("demo")["nodes"]
+            .as_object()
+            .is_none_or(|n| n.is_empty()),
+        "no worker joined"
+    );
     states_with(&w, "Warmed:Stopped", 2).await;
 
     // WarmPool -> AutoScalingGroup: a launch like any other, CONTINUE once its Node is Ready.

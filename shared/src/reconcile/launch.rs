@@ -147,26 +147,89 @@ pub async fn continue_ready(
         .await
 }
 
-/// An instance entering the warm pool from EC2: no Node to wait for, CONTINUE at once.
+/// An instance entering the warm pool from EC2. Auto Scaling stops it as soon as the action is
+/// completed, whatever its user data is still doing, so CONTINUE waits until the worker says it
+/// is prepared (its join log ends with `join deferred`: packages in, boot unit installed) — or,
+/// past the join deadline, completes anyway rather than hold the pool. It never waits for a
+/// Node: the worker joins when it leaves the pool for service.
 pub async fn enter_warm_pool(
     ctx: &Context,
+    mem: &mut Memory,
     cluster: &str,
     w: &Waiting,
     hooks: &[&Hook],
+    deadline: &Deadline,
 ) -> Result<ActionReport, AwsCallError> {
     debug_assert_eq!(w.state, WaitState::WarmedPendingWait);
-    let outcome = match act::complete(ctx, w, hooks, HookResult::Continue).await? {
-        Completion::Completed => ActionOutcome::Continue,
-        Completion::AlreadyDone => ActionOutcome::Skipped,
+    let age = mem
+        .facts
+        .get(&w.instance)
+        .and_then(|f| f.launched)
+        .map(|l| Duration::try_from(OffsetDateTime::now_utc() - l).unwrap_or(Duration::ZERO));
+    let log = join_log_tail(ctx, cluster, w, deadline).await;
+    let prepared = log
+        .lines()
+        .rev()
+        .find(|l| !l.trim().is_empty())
+        .is_some_and(|l| l.contains("join deferred"));
+    let decision = warm_pool_entry(prepared, age, ctx.config.join_deadline);
+    let report = |outcome, reason: &str| {
+        ActionReport::new(cluster, &w.group, &w.instance, w.state, outcome, reason)
     };
-    Ok(ActionReport::new(
-        cluster,
-        &w.group,
-        &w.instance,
-        w.state,
-        outcome,
-        "entering the warm pool: it joins when it leaves the pool for service",
-    ))
+    let Some(reason) = decision else {
+        let beat = act::heartbeat_if_due(ctx, mem, w, hooks, age).await?;
+        let mut r = report(
+            ActionOutcome::Waiting,
+            "entering the warm pool: its user data is still preparing it",
+        );
+        r.heartbeat = beat;
+        return Ok(r);
+    };
+    Ok(
+        match act::complete(ctx, w, hooks, HookResult::Continue).await? {
+            Completion::Completed => report(ActionOutcome::Continue, reason),
+            Completion::AlreadyDone => report(ActionOutcome::Skipped, "already completed"),
+        },
+    )
+}
+
+/// Pure: complete an instance entering the warm pool now (with the reason), or wait (`None`).
+pub fn warm_pool_entry(
+    prepared: bool,
+    age: Option<Duration>,
+    join_deadline: Duration,
+) -> Option<&'static str> {
+    if prepared {
+        Some("entering the warm pool prepared: it joins when it leaves the pool for service")
+    } else if age.is_none_or(|a| a >= join_deadline) {
+        Some("entering the warm pool: preparation not confirmed by the join deadline, completed anyway")
+    } else {
+        None
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn warm_pool_entry_waits_for_the_worker_to_be_prepared() {
+        let d = Duration::from_secs(900);
+        let min = |m: u64| Some(Duration::from_secs(m * 60));
+        assert!(warm_pool_entry(true, min(1), d).is_some());
+        assert!(
+            warm_pool_entry(false, min(1), d).is_none(),
+            "still preparing: wait"
+        );
+        assert!(
+            warm_pool_entry(false, min(15), d).is_some(),
+            "past the deadline: complete"
+        );
+        assert!(
+            warm_pool_entry(false, None, d).is_some(),
+            "unknown instance: do not hold it"
+        );
+    }
 }
 
 /// The tail of the worker's own join log, through Run Command, tokens redacted.

@@ -164,7 +164,9 @@ async fn act_on(
             launch::launch(ctx, mem, cluster.as_str(), w, &hooks, node, bound).await
         }
         WaitState::WarmedPendingWait if !draining => match warm_pool_entry_has_node(node) {
-            Some(false) => launch::enter_warm_pool(ctx, cluster.as_str(), w, &hooks).await,
+            Some(false) => {
+                launch::enter_warm_pool(ctx, mem, cluster.as_str(), w, &hooks, bound).await
+            }
             Some(true) => {
                 terminate::terminate(
                     ctx,
