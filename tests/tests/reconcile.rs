@@ -431,7 +431,7 @@ async fn a_drain_outlives_its_invocation_and_the_next_one_follows_it_by_command_
     assert_eq!(run.pending, 1, "{run:?}");
     assert_eq!(w.emulator.commands(Some("joinkeeper-drain")).len(), 1);
     assert!(
-        w.actions("HEARTBEAT").len() >= 1,
+        !w.actions("HEARTBEAT").is_empty(),
         "heartbeated while the drain runs"
     );
 

@@ -280,7 +280,7 @@ async fn fails_over_to_the_next_control_plane_when_one_cannot_take_the_command()
         .filter_map(|v| v.as_str().map(str::to_owned))
         .collect();
     // Tried in instance-id order until one succeeded.
-    let mut order = vec![a.clone(), b.clone(), c.clone()];
+    let mut order = [a.clone(), b.clone(), c.clone()];
     order.sort();
     let upto = order
         .iter()

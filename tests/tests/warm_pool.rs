@@ -16,11 +16,6 @@ struct World {
 }
 
 async fn world() -> World {
-    world_with(&[("emulator:user-data", "skip")]).await
-}
-
-/// The world, with these extra tags on the worker group.
-async fn world_with(tags: &[(&str, &str)]) -> World {
     let emulator = Emulator::start();
     let clients = emulator.clients().await;
     create_documents(&clients).await;

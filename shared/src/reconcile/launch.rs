@@ -208,6 +208,26 @@ pub fn warm_pool_entry(
     }
 }
 
+/// The tail of the worker's own join log, through Run Command, tokens redacted.
+async fn join_log_tail(ctx: &Context, cluster: &str, w: &Waiting, deadline: &Deadline) -> String {
+    let request = CommandRequest {
+        cluster,
+        instance: &w.instance,
+        document: &ctx.config.documents.join_log,
+        parameters: vec![("Lines", "20".into())],
+        comment: "joinkeeper: join log of a worker that did not join".into(),
+    };
+    let bound = deadline.within(Duration::from_secs(30));
+    match ctx.runner.run(request, &bound).await {
+        Ok(out) => {
+            let redacted = crate::redact::redact_tokens(&out.stdout);
+            let chars: Vec<char> = redacted.chars().collect();
+            chars[chars.len().saturating_sub(2000)..].iter().collect()
+        }
+        Err(err) => format!("(join log unavailable: {err})"),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -229,25 +249,5 @@ mod tests {
             warm_pool_entry(false, None, d).is_some(),
             "unknown instance: do not hold it"
         );
-    }
-}
-
-/// The tail of the worker's own join log, through Run Command, tokens redacted.
-async fn join_log_tail(ctx: &Context, cluster: &str, w: &Waiting, deadline: &Deadline) -> String {
-    let request = CommandRequest {
-        cluster,
-        instance: &w.instance,
-        document: &ctx.config.documents.join_log,
-        parameters: vec![("Lines", "20".into())],
-        comment: "joinkeeper: join log of a worker that did not join".into(),
-    };
-    let bound = deadline.within(Duration::from_secs(30));
-    match ctx.runner.run(request, &bound).await {
-        Ok(out) => {
-            let redacted = crate::redact::redact_tokens(&out.stdout);
-            let chars: Vec<char> = redacted.chars().collect();
-            chars[chars.len().saturating_sub(2000)..].iter().collect()
-        }
-        Err(err) => format!("(join log unavailable: {err})"),
     }
 }
