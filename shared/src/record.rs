@@ -213,13 +213,14 @@ pub fn parse_join_command(text: &str) -> Result<JoinCommand, RecordError> {
                     .map(str::to_owned)
                     .or_else(|| words.next().map(str::to_owned))
             }
-            f if f.starts_with('-') => {
-                // Other flags (kURL adds some); a value, if any, follows without a dash.
-                if inline_value.is_none() && words.peek().is_some_and(|next| !next.starts_with('-'))
-                {
-                    words.next();
-                }
+            // Other flags (kURL adds some); a value, if any, follows without a dash.
+            f if f.starts_with('-')
+                && inline_value.is_none()
+                && words.peek().is_some_and(|next| !next.starts_with('-')) =>
+            {
+                words.next();
             }
+            f if f.starts_with('-') => {}
             positional if endpoint.is_none() => endpoint = Some(positional.to_owned()),
             _ => {}
         }
