@@ -17,7 +17,8 @@ Figures per function:
                   invocation; in total from wait4() when the process has been stopped
   peak memory     VmHWM from /proc/<pid>/status before the process is stopped
 and the size of each function's bootstrap and zip (target/lambda/<function>/bootstrap.zip from
-`cargo lambda build --release --output-format zip`, else the bootstrap zipped here).
+`cargo lambda build --release --output-format zip` unless older than the bootstrap, else the
+bootstrap zipped here with deflate).
 
 Usage: bash bench/run.sh [--rounds N] [--warm N] [--functions-dir DIR] [--peer-python PY]
 """
@@ -405,7 +406,7 @@ def sizes(functions_dir):
     for fn in FUNCTIONS:
         d = functions_dir / fn
         boot, zipped = d / "bootstrap", d / "bootstrap.zip"
-        if zipped.exists():
+        if zipped.exists() and (not boot.exists() or zipped.stat().st_mtime >= boot.stat().st_mtime):
             how, zsize = "bootstrap.zip", zipped.stat().st_size
         elif boot.exists():
             tmp = Path(tempfile.mkstemp(suffix=".zip")[1])
@@ -464,7 +465,7 @@ def summarize(runs):
         "  its own time (minus emulator)": ms(med(r.get("first_own") for r in ok)),
         "warm invocation": ms(med(warm)),
         "  own time (minus emulator)": ms(med(warm_own)),
-        "  own time, fastest warm one": ms(min(warm_own) if warm_own else None),
+        "  own time, 90th percentile": ms(statistics.quantiles(warm_own, n=10)[-1] if len(warm_own) > 1 else None),
         "CPU at start-up": ms(med(r["cpu_startup"] for r in ok)),
         "CPU of the first invocation": ms(med(r.get("cpu_first") for r in ok)),
         "CPU per warm invocation": ms(med(r.get("cpu_warm") for r in ok)),
@@ -512,7 +513,10 @@ def main():
         if fn not in runnable:
             why = "not built" if not b else f"built for {elf_machine(b)}, this machine is {host}"
             print(f"skipping {fn}: {why} (cargo lambda build --release builds for this machine's x86_64)")
-    peer_ok = subprocess.run([args.peer_python, "-c", "import boto3"], capture_output=True).returncode == 0
+    try:
+        peer_ok = subprocess.run([args.peer_python, "-c", "import boto3"], capture_output=True).returncode == 0
+    except OSError:
+        peer_ok = False
     if not peer_ok:
         print(f"skipping the boto3 peer: `import boto3` fails with {args.peer_python}")
     if "token-refresher" not in runnable and not peer_ok:
