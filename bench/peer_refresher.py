@@ -3,15 +3,20 @@
 
 A Python Lambda function as one would write it: boto3 imported and clients made at init, outside
 the handler, and a plain Runtime API loop (GET .../invocation/next, POST .../response or
-.../error, POST .../init/error). Its handler makes the refresher's AWS calls for a scheduled
-run where every record is fresh (the no-op path the benchmark seeds):
-  ec2:DescribeInstances (tag-key joinkeeper:cluster)   \\ discover the clusters
-  autoscaling:DescribeTags (key joinkeeper:cluster)    /
+.../error, POST .../init/error). Its handler makes the refresher's AWS calls for a scheduled run where every record is fresh and
+no lifecycle action waits (the no-op path the benchmark seeds), in the refresher's order:
+  ec2:DescribeInstances (tag-key joinkeeper:cluster)      \ discover the clusters
+  autoscaling:DescribeTags (key joinkeeper:cluster)       /
   per cluster: ssm:GetParameter <prefix>/<c>/join-record-meta, then
-               ssm:GetParameter <prefix>/<c>/join-record WithDecryption=false (version only)
-  autoscaling:DescribeAutoScalingGroups (tag-key joinkeeper:cluster)   the lifecycle sweep
-It never regenerates: a record that is not fresh is reported as `stale`. The benchmark prints the
-calls both functions made, so a drift between the two shows.
+               ssm:GetParameter <prefix>/<c>/join-record WithDecryption=false (its version only)
+  autoscaling:DescribeAutoScalingGroups (tag-key joinkeeper:cluster): the worker groups to reconcile
+  per cluster, the rogue-Node check: ec2:DescribeInstances (its running control planes), then
+               ssm:DescribeInstanceInformation (which are online); none is online in the benchmark,
+               so the Node listing (Run Command) is skipped, as the refresher skips it
+  per cluster: ssm:GetParametersByPath <prefix>/<c>/leases (leftover leases to clean up)
+It never regenerates nor reconciles: a record that is not fresh is reported as `stale`, a group
+with waiting instances as `waiting`. The benchmark prints the calls both functions made, so a
+drift between the two shows.
 """
 import json
 import os
@@ -79,19 +84,50 @@ def refresh_cluster(cluster):
     return report
 
 
-def sweep():
+def worker_groups():
     groups = []
     pages = ASG.get_paginator("describe_auto_scaling_groups").paginate(Filters=[{"Name": "tag-key", "Values": [CLUSTER_TAG]}])
     for page in pages:
-        groups += [g["AutoScalingGroupName"] for g in page["AutoScalingGroups"]]
-    return [{"group": g, "waiting": 0} for g in groups]
+        for g in page["AutoScalingGroups"]:
+            tags = {t["Key"]: t["Value"] for t in g.get("Tags", [])}
+            if tags.get("joinkeeper:role") == "worker":
+                waiting = [i["InstanceId"] for i in g.get("Instances", []) if i["LifecycleState"].endswith(":Wait")]
+                groups.append({"group": g["AutoScalingGroupName"], "waiting": len(waiting)})
+    return groups
+
+
+def online_control_planes(cluster):
+    running = []
+    pages = EC2.get_paginator("describe_instances").paginate(Filters=[
+        {"Name": f"tag:{CLUSTER_TAG}", "Values": [cluster]},
+        {"Name": "tag:joinkeeper:role", "Values": ["control-plane"]},
+        {"Name": "instance-state-name", "Values": ["running"]}])
+    for page in pages:
+        running += [i["InstanceId"] for r in page["Reservations"] for i in r["Instances"]]
+    if not running:
+        return []
+    info = SSM.describe_instance_information(Filters=[{"Key": "InstanceIds", "Values": running[:50]}])
+    online = {i["InstanceId"] for i in info["InstanceInformationList"] if i.get("PingStatus") == "Online"}
+    return sorted(i for i in running if i in online)
+
+
+def leftover_leases(cluster):
+    names = []
+    for page in SSM.get_paginator("get_parameters_by_path").paginate(
+            Path=f"{PREFIX}/{cluster}/leases", Recursive=True, WithDecryption=False):
+        names += [p["Name"] for p in page["Parameters"]]
+    return names
 
 
 def handler(event):
     if event.get("detail-type") != "Scheduled Event":
         raise ValueError("expected a scheduled event")
     clusters = [refresh_cluster(c) for c in discover_clusters()]
-    return {"refresh": {"clusters": clusters, "rejected_tags": []}, "sweep": sweep()}
+    groups = worker_groups()
+    listed = {c["cluster"]: bool(online_control_planes(c["cluster"])) for c in clusters}
+    leases = {c["cluster"]: len(leftover_leases(c["cluster"])) for c in clusters}
+    return {"refresh": {"clusters": clusters, "rejected_tags": []}, "reconcile": groups,
+            "nodes_listed": listed, "leases": leases}
 
 
 def main():
