@@ -163,38 +163,27 @@ async fn act_on(
         WaitState::PendingWait => {
             launch::launch(ctx, mem, cluster.as_str(), w, &hooks, node, bound).await
         }
-        WaitState::WarmedPendingWait if !draining => match warm_pool_entry_has_node(node) {
-            Some(false) => {
-                launch::enter_warm_pool(ctx, mem, cluster.as_str(), w, &hooks, bound).await
-            }
-            Some(true) => {
-                terminate::terminate(
-                    ctx,
-                    mem,
-                    cluster,
-                    w,
-                    &hooks,
-                    node,
-                    candidates,
-                    &inv.request_id,
-                )
-                .await
-            }
-            None => {
-                let beat =
-                    crate::reconcile::act::heartbeat_if_due(ctx, mem, w, &hooks, None).await?;
-                let mut r = ActionReport::new(
-                    cluster.as_str(),
-                    &w.group,
-                    &w.instance,
-                    w.state,
-                    ActionOutcome::Waiting,
-                    "control plane unreachable: cannot tell whether it has a Node",
-                );
-                r.heartbeat = beat;
-                Ok(r)
-            }
-        },
+        // Entering the warm pool, no Node: wait for the worker to be prepared.
+        WaitState::WarmedPendingWait
+            if !draining && warm_pool_entry_has_node(node) == Some(false) =>
+        {
+            launch::enter_warm_pool(ctx, mem, cluster.as_str(), w, &hooks, bound).await
+        }
+        // Cannot tell whether it has a Node yet.
+        WaitState::WarmedPendingWait if !draining && node.is_none() => {
+            let beat = crate::reconcile::act::heartbeat_if_due(ctx, mem, w, &hooks, None).await?;
+            let mut r = ActionReport::new(
+                cluster.as_str(),
+                &w.group,
+                &w.instance,
+                w.state,
+                ActionOutcome::Waiting,
+                "control plane unreachable: cannot tell whether it has a Node",
+            );
+            r.heartbeat = beat;
+            Ok(r)
+        }
+        // Leaving service (terminated, or back to the pool with a Node, or a drain in flight).
         _ => {
             terminate::terminate(
                 ctx,
