@@ -17,6 +17,7 @@ import argparse
 import base64
 import json
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -41,6 +42,9 @@ FUNCTION_ENV = {
     "JOINKEEPER_JOIN_DEADLINE_SECONDS": "15", "JOINKEEPER_FUNCTION_TIMEOUT_SECONDS": "120",
     "JOINKEEPER_NODE_POLL_SECONDS": "2", "JOINKEEPER_DRAIN_TIMEOUT_SECONDS": "60",
 }
+# `cargo lambda invoke` waits this long before the invocation counts as timed out (the functions
+# stop themselves before JOINKEEPER_FUNCTION_TIMEOUT_SECONDS).
+INVOKE_TIMEOUT = int(FUNCTION_ENV["JOINKEEPER_FUNCTION_TIMEOUT_SECONDS"]) + 60
 START = time.monotonic()
 TIMELINE = []
 FAILURES = []
@@ -111,17 +115,31 @@ class Services:
             sys.exit(f"emulator did not start: {line!r}; see {STATE / 'emulator.log'}")
         return line.split(" ", 1)[1]
 
+    def restart_watch(self):
+        """Stops `cargo lambda watch` and its function processes, and starts it again."""
+        proc = self.watch
+        for sig in (15, 9):  # a function process that hangs may ignore SIGTERM
+            try:
+                os.killpg(proc.pid, sig)
+                proc.wait(timeout=10)
+            except (ProcessLookupError, PermissionError, subprocess.TimeoutExpired):
+                pass
+        self.procs.remove(proc)
+        self.start_watch(*self.watch_args)
+
     def start_watch(self, endpoint, port, env_overrides):
+        self.watch_args = (endpoint, port, env_overrides)
         env = dict(os.environ)
         env.update({
             "AWS_ENDPOINT_URL": endpoint, "AWS_REGION": REGION, "AWS_DEFAULT_REGION": REGION,
             "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "RUST_LOG": "info",
         })
         env.update(env_overrides)
-        log = open(STATE / "functions.log", "w")
+        log = open(STATE / "functions.log", "a")
         proc = subprocess.Popen(["cargo", "lambda", "watch", "--invoke-port", str(port), "--ignore-changes"],
                                 cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
         self.procs.append(proc)
+        self.watch = proc
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline:
             with socket.socket() as s:
@@ -145,8 +163,9 @@ class Services:
 
 
 class Demo:
-    def __init__(self, endpoint, port):
+    def __init__(self, endpoint, port, services):
         import boto3
+        self.services = services
         self.endpoint = endpoint
         self.port = port
         kw = dict(endpoint_url=endpoint, region_name=REGION, aws_access_key_id="testing", aws_secret_access_key="testing")
@@ -162,10 +181,23 @@ class Demo:
             return json.loads(r.read())
 
     def invoke(self, function, event, name):
+        """Invokes `function` with `event` through `cargo lambda invoke`. An invocation that has not
+        returned well after the function timeout is treated as Lambda treats it: timed out, and
+        the asynchronous event retried once, by a fresh runtime (the log tails are printed first)."""
         path = STATE / "events" / f"{name}.json"
         path.write_text(json.dumps(event, indent=2))
-        proc = subprocess.run(["cargo", "lambda", "invoke", function, "--invoke-port", str(self.port), "--data-file", str(path)],
-                              cwd=ROOT, capture_output=True, text=True, timeout=600)
+        for attempt in (1, 2):
+            try:
+                proc = subprocess.run(["cargo", "lambda", "invoke", function, "--invoke-port", str(self.port), "--data-file", str(path)],
+                                      cwd=ROOT, capture_output=True, text=True, timeout=INVOKE_TIMEOUT)
+                break
+            except subprocess.TimeoutExpired:
+                say(f"  {function} invocation {name} (attempt {attempt}) did not return within {INVOKE_TIMEOUT} s")
+                print_log_tails()
+                if attempt == 2:
+                    return None, f"timed out twice after {INVOKE_TIMEOUT} s"
+                self.services.restart_watch()
+                say(f"  runtime restarted; the event is sent again, as Lambda retries an asynchronous invocation")
         if proc.returncode != 0:
             return None, (proc.stdout + proc.stderr).strip()[-600:]
         try:
@@ -509,6 +541,19 @@ class Demo:
         record("function logs checked for token secrets", f"{len(secrets)} secrets searched", "none found" if not leaked else "LEAKED", not leaked)
 
 
+def print_log_tails(lines=40):
+    """The end of the functions' and the emulator's logs (its HTTP access lines left out), so that
+    a failure on a CI machine can be read from its output alone. Token shapes are masked anyway."""
+    token = re.compile(r"\b([a-z0-9]{6})\.[a-z0-9]{16}\b")
+    for name in ("functions.log", "emulator.log"):
+        path = STATE / name
+        text = path.read_text(errors="replace").splitlines() if path.exists() else []
+        tail = [line for line in text if " werkzeug " not in line][-lines:]
+        print(f"--- last {len(tail)} lines of {path}")
+        for line in tail:
+            print("    " + token.sub(r"\1.<secret>", line)[:400])
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--ci", action="store_true", help="no difference in behaviour; marks runs made by the test suite")
@@ -525,11 +570,16 @@ def main():
         services.start_watch(endpoint, port, FUNCTION_ENV)
         say(f"functions served by cargo lambda watch on 127.0.0.1:{port}\n")
         print(f"{'time':>7}  {'':6} {'event':<44} {'decision':<34} outcome")
-        demo = Demo(endpoint, port)
+        demo = Demo(endpoint, port, services)
         demo.run()
         demo.check_logs()
+    except BaseException:
+        print_log_tails()
+        raise
     finally:
         services.stop()
+    if FAILURES:
+        print_log_tails()
     print("\nsummary")
     print(f"  steps: {len(TIMELINE)}, as expected: {sum(1 for t in TIMELINE if t[4])}, missed: {len(FAILURES)}")
     for f in FAILURES:

@@ -28,7 +28,8 @@ impl AwsClients {
     /// The SDK configuration [`AwsClients::from_env`] builds its clients from (the command-line
     /// tool checks its credentials before any call).
     pub async fn load_config(app: &str) -> aws_config::SdkConfig {
-        let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest());
+        let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest())
+            .timeout_config(call_timeouts());
         if let Ok(name) = aws_config::AppName::new(app.to_owned()) {
             loader = loader.app_name(name);
         }
@@ -43,6 +44,22 @@ impl AwsClients {
         }
     }
 }
+
+/// The SDK sets no read timeout by default: one request left unanswered (a dropped connection, a
+/// stuck endpoint) would hold an invocation until Lambda kills it, with every wait after it lost.
+/// Each attempt is cut instead, and the standard retry policy tries again.
+pub fn call_timeouts() -> aws_config::timeout::TimeoutConfig {
+    aws_config::timeout::TimeoutConfig::builder()
+        .connect_timeout(CONNECT_TIMEOUT)
+        .operation_attempt_timeout(ATTEMPT_TIMEOUT)
+        .build()
+}
+
+/// How long one connection attempt may take.
+pub const CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_millis(3100);
+/// How long one request attempt may take, answer included. AWS answers these APIs in well under a
+/// second; the margin is for a busy local emulator under a burst.
+pub const ATTEMPT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
 
 /// A failed AWS call, after the SDK's own retries, reduced to what an operator needs.
 #[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
@@ -78,5 +95,18 @@ impl AwsCallError {
                     | "ThrottledException"
             )
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn every_request_attempt_of_the_functions_is_bounded() {
+        let config = AwsClients::load_config("launch-hook").await;
+        let timeouts = config.timeout_config().expect("timeouts set");
+        assert_eq!(timeouts.operation_attempt_timeout(), Some(ATTEMPT_TIMEOUT));
+        assert_eq!(timeouts.connect_timeout(), Some(CONNECT_TIMEOUT));
     }
 }
