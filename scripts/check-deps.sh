@@ -4,9 +4,10 @@
 #   - two semver-incompatible versions (0.14 vs 1, 0.21 vs 0.23) of an HTTP/TLS crate: hyper,
 #     http, http-body, h2, rustls, hyper-rustls, tokio-rustls;
 #   - two crypto providers: ring next to aws-lc-rs.
-# aws-lc-rs is the provider kept: the SDK's `default-https-client` feature selects it (rustls 0.23
-# with aws-lc-rs); ring only ever came with the legacy hyper 0.14 / rustls 0.21 client (the SDK's
-# `rustls` feature), and keeping ring instead would mean building the HTTP client by hand in code.
+# ring is the provider kept: `joinkeeper::aws::https_client` builds the SDK's hyper 1 / rustls 0.23
+# client on ring (aws-smithy-http-client's `rustls-ring` feature), instead of the SDK's
+# `default-https-client` feature, which selects aws-lc-rs: a larger library and a slower build. Any
+# crate that enables `default-https-client` again brings aws-lc-rs back, and this check fails.
 #
 # Edges read: normal and build (everything `cargo lambda build --release` compiles). Dev
 # dependencies are left out: the SDK's `test-util` features pull http 0.2 into test builds only

@@ -115,6 +115,7 @@ impl Emulator {
 /// `app` as the app id (the principal of its calls).
 pub async fn sdk_config_for(endpoint: &str, app: Option<&str>) -> aws_config::SdkConfig {
     let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .http_client(joinkeeper::aws::https_client())
         .timeout_config(joinkeeper::aws::call_timeouts());
     if let Some(app) = app {
         loader = loader.app_name(aws_config::AppName::new(app.to_owned()).expect("app name"));
