@@ -17,9 +17,7 @@ import argparse
 import base64
 import json
 import os
-import re
 import shutil
-import socket
 import subprocess
 import sys
 import threading
@@ -28,138 +26,8 @@ import urllib.request
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-STATE = ROOT / ".demo"
-REGION = "us-east-1"
-CLUSTER = "demo"
-GROUP = "demo-workers"
-FUNCTIONS = ["token-refresher", "launch-hook", "terminate-hook"]
-# The operator's command (status, rotate); built with the functions.
-CLI = "joinkeeper-cli"
-# The settings the functions get; the operator's command gets the same.
-FUNCTION_ENV = {
-    "JOINKEEPER_COMMAND_POLL_MILLIS": "200", "JOINKEEPER_COMMAND_DEADLINE_SECONDS": "60",
-    "JOINKEEPER_JOIN_DEADLINE_SECONDS": "15", "JOINKEEPER_FUNCTION_TIMEOUT_SECONDS": "120",
-    "JOINKEEPER_NODE_POLL_SECONDS": "2", "JOINKEEPER_DRAIN_TIMEOUT_SECONDS": "60",
-}
-# `cargo lambda invoke` waits this long before the invocation counts as timed out (the functions
-# stop themselves before JOINKEEPER_FUNCTION_TIMEOUT_SECONDS).
-INVOKE_TIMEOUT = int(FUNCTION_ENV["JOINKEEPER_FUNCTION_TIMEOUT_SECONDS"]) + 60
-START = time.monotonic()
-TIMELINE = []
-FAILURES = []
-
-
-def elapsed():
-    return f"{time.monotonic() - START:6.1f}s"
-
-
-def say(text):
-    print(f"{elapsed()}  {text}", flush=True)
-
-
-def record(event, decision, outcome, ok=True):
-    TIMELINE.append((elapsed(), event, decision, outcome, ok))
-    mark = "ok  " if ok else "MISS"
-    print(f"{elapsed()}  [{mark}] {event:<44} {decision:<34} {outcome}", flush=True)
-    if not ok:
-        FAILURES.append(f"{event}: {outcome}")
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def build_functions():
-    """Builds the three functions, showing progress while the first (slow) build runs."""
-    say("building the functions (the first build compiles the AWS SDK: a few minutes)")
-    cmd = ["cargo", "build", "--message-format", "short"] + sum([["-p", f] for f in FUNCTIONS + [CLI]], [])
-    proc = subprocess.Popen(cmd, cwd=ROOT, stderr=subprocess.PIPE, text=True)
-    compiled = 0
-    last = time.monotonic()
-    for line in proc.stderr:
-        if line.strip().startswith("Compiling"):
-            compiled += 1
-            if time.monotonic() - last > 5:
-                say(f"  ... {compiled} crates compiled ({line.strip().split()[1]})")
-                last = time.monotonic()
-        elif "error" in line:
-            print(line, end="", file=sys.stderr)
-    if proc.wait() != 0:
-        sys.exit("build failed")
-    say(f"functions built ({compiled} crates compiled this time)")
-
-
-class Services:
-    """The emulator and `cargo lambda watch`, stopped on exit."""
-
-    def __init__(self):
-        self.procs = []
-
-    def start_emulator(self):
-        log = open(STATE / "emulator.log", "w")
-        # Every AWS call is recorded for the IAM check of the test suite (.calls/).
-        (ROOT / ".calls").mkdir(exist_ok=True)
-        env = dict(os.environ, JOINKEEPER_RECORD_CALLS=str(ROOT / ".calls" / f"demo-{os.getpid()}.jsonl"))
-        proc = subprocess.Popen(
-            [str(ROOT / ".venv/bin/python"), str(ROOT / "emulator/joinkeeper_emulator.py"), "--host", "127.0.0.1",
-             "--port", "0", "--state-dir", str(STATE / "emulator"), "--scripts-dir", str(ROOT / "node-scripts"),
-             # Launched instances boot their user data in sandboxes (node-scripts/boot), not on this machine.
-             "--user-data-runner", f"{ROOT / '.venv/bin/python'} {ROOT / 'node-scripts/boot/world.py'} run-user-data"],
-            stdout=subprocess.PIPE, stderr=log, text=True, env=env)
-        self.procs.append(proc)
-        line = proc.stdout.readline().strip()
-        if not line.startswith("ready "):
-            sys.exit(f"emulator did not start: {line!r}; see {STATE / 'emulator.log'}")
-        return line.split(" ", 1)[1]
-
-    def restart_watch(self):
-        """Stops `cargo lambda watch` and its function processes, and starts it again."""
-        proc = self.watch
-        for sig in (15, 9):  # a function process that hangs may ignore SIGTERM
-            try:
-                os.killpg(proc.pid, sig)
-                proc.wait(timeout=10)
-            except (ProcessLookupError, PermissionError, subprocess.TimeoutExpired):
-                pass
-        self.procs.remove(proc)
-        self.start_watch(*self.watch_args)
-
-    def start_watch(self, endpoint, port, env_overrides):
-        self.watch_args = (endpoint, port, env_overrides)
-        env = dict(os.environ)
-        env.update({
-            "AWS_ENDPOINT_URL": endpoint, "AWS_REGION": REGION, "AWS_DEFAULT_REGION": REGION,
-            "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "RUST_LOG": "info",
-        })
-        env.update(env_overrides)
-        log = open(STATE / "functions.log", "a")
-        proc = subprocess.Popen(["cargo", "lambda", "watch", "--invoke-port", str(port), "--ignore-changes"],
-                                cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-        self.procs.append(proc)
-        self.watch = proc
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline:
-            with socket.socket() as s:
-                if s.connect_ex(("127.0.0.1", port)) == 0:
-                    return
-            if proc.poll() is not None:
-                sys.exit(f"cargo lambda watch exited; see {STATE / 'functions.log'}")
-            time.sleep(0.3)
-        sys.exit("cargo lambda watch did not start")
-
-    def stop(self):
-        for proc in reversed(self.procs):
-            try:
-                os.killpg(proc.pid, 15) if proc.args[0] == "cargo" else proc.terminate()
-            except (ProcessLookupError, PermissionError):
-                pass
-            try:
-                proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
+from demo_services import (CLUSTER, FAILURES, FUNCTION_ENV, GROUP, INVOKE_TIMEOUT, REGION, ROOT, STATE, TIMELINE,
+                           Services, build_functions, free_port, print_log_tails, record, say)
 
 
 class Demo:
@@ -197,7 +65,7 @@ class Demo:
                 if attempt == 2:
                     return None, f"timed out twice after {INVOKE_TIMEOUT} s"
                 self.services.restart_watch()
-                say(f"  runtime restarted; the event is sent again, as Lambda retries an asynchronous invocation")
+                say("  runtime restarted; the event is sent again, as Lambda retries an asynchronous invocation")
         if proc.returncode != 0:
             return None, (proc.stdout + proc.stderr).strip()[-600:]
         try:
@@ -539,19 +407,6 @@ class Demo:
         logs = (STATE / "functions.log").read_text(errors="replace")
         leaked = [s for s in secrets if s and s in logs]
         record("function logs checked for token secrets", f"{len(secrets)} secrets searched", "none found" if not leaked else "LEAKED", not leaked)
-
-
-def print_log_tails(lines=40):
-    """The end of the functions' and the emulator's logs (its HTTP access lines left out), so that
-    a failure on a CI machine can be read from its output alone. Token shapes are masked anyway."""
-    token = re.compile(r"\b([a-z0-9]{6})\.[a-z0-9]{16}\b")
-    for name in ("functions.log", "emulator.log"):
-        path = STATE / name
-        text = path.read_text(errors="replace").splitlines() if path.exists() else []
-        tail = [line for line in text if " werkzeug " not in line][-lines:]
-        print(f"--- last {len(tail)} lines of {path}")
-        for line in tail:
-            print("    " + token.sub(r"\1.<secret>", line)[:400])
 
 
 def main():

@@ -251,6 +251,12 @@ class BootWorld:
         for logical in variant.resources("AWS::KMS::Key"):
             key = self.kms.create_key(Description="%s %s" % (variant.stack, logical))["KeyMetadata"]
             self.values.attributes["%s.Arn" % logical] = key["Arn"]
+        # The account stack is deployed before any cluster stack: its SSM documents exist when the
+        # instances boot. Control planes run them on each other (an HA peer that finds the first
+        # certificate key gone, deleted by a faster peer, asks a healthy one to upload a fresh key).
+        for name in sorted(os.listdir(os.path.join(NODE_SCRIPTS, "documents"))):
+            if name.endswith(".json"):
+                self.ensure_document(name[: -len(".json")])
 
     @classmethod
     def existing(cls, emulator, variant, account, region, cluster, workdir, time_scale=0.05):
@@ -513,15 +519,20 @@ class BootWorld:
         except self.ssm.exceptions.ParameterNotFound:
             return []
 
-    def run_command(self, instance_id, document, parameters, timeout=300):
-        """SendCommand with one of node-scripts/documents (registered on first use, as the account
-        stack registers them), waits for the end; returns GetCommandInvocation's answer."""
+    def ensure_document(self, document):
+        """Registers one of node-scripts/documents under its default name, as the account stack
+        does, unless it exists."""
         try:
             self.ssm.describe_document(Name=document)
         except self.ssm.exceptions.InvalidDocument:
             with open(os.path.join(NODE_SCRIPTS, "documents", document + ".json")) as fh:
                 self.ssm.create_document(Name=document, Content=fh.read(), DocumentType="Command",
                                          DocumentFormat="JSON")
+
+    def run_command(self, instance_id, document, parameters, timeout=300):
+        """SendCommand with one of node-scripts/documents, waits for the end; returns
+        GetCommandInvocation's answer."""
+        self.ensure_document(document)
         command = self.ssm.send_command(InstanceIds=[instance_id], DocumentName=document,
                                         Parameters={k: [v] for k, v in parameters.items()})["Command"]
         deadline = time.time() + timeout

@@ -255,6 +255,36 @@ def test_boot_stand_ins_are_shellcheck_clean_and_never_use_the_network():
     assert set(HOST_PATHS)
 
 
+def test_a_control_plane_that_finds_the_key_gone_gets_a_fresh_one_from_a_peer(synth_dir, emulator):
+    # HA kubeadm: the first two control planes boot and join; the joined peer deletes the
+    # certificate key. The third boots only then (a slow instance, or a control plane added on a
+    # later day): it runs joinkeeper-upload-certs on a healthy peer through Run Command, the
+    # account stack's document, and joins as a control plane with the fresh key.
+    variant = Variant(synth_dir, "ha-kubeadm")
+    world = boot_world.BootWorld(emulator, variant, "100000000401")
+    world.upload_asset()
+    nodes = [n for n in variant.nodes() if n.role == "control-plane"]
+    assert len(nodes) == 3
+    first = [world.launch_control_plane(n) for n in nodes[:2]]
+    for r in [world.boot(i) for i in first]:
+        assert r.wait(600).exit_code == 0, r.console[-2000:]
+    prefix = re.search(r"^JK_PREFIX='([^']*)'$", world.user_data[first[0]], re.M).group(1)
+    key_name = "%s/%s/control-plane-join" % (prefix, world.cluster)
+    assert world.parameter(key_name, decrypt=False) is None, "the joined peer left the first key behind"
+
+    late = world.launch_control_plane(nodes[2])
+    result = world.boot(late).wait(600)
+    assert result.exit_code == 0, result.console[-3000:]
+    assert "for a fresh certificate key (joinkeeper-upload-certs)" in result.console
+    sent = [c for c in emulator.aws_calls(world.account)
+            if c.get("action") == "ssm:SendCommand" and c.get("principal") == "control-plane"]
+    assert sent, "no Run Command was sent by the late control plane"
+    inst = world.instance(late)
+    node = world.cluster_state()["nodes"][inst["PrivateDnsName"]]
+    assert node["role"] == "control-plane" and node["ready"] == "True"
+    assert world.parameter(key_name, decrypt=False) is None, "the fresh key stays in Parameter Store"
+
+
 def test_rogue_node_is_listed_and_cordoned_through_run_command(synth_dir, emulator):
     # A booted single control plane and worker; then a Node that no instance stands behind
     # (registered with a token by someone else), listed and cordoned through the documents.
