@@ -98,14 +98,8 @@ class Services:
 
     def restart_watch(self):
         """Stops `cargo lambda watch` and its function processes, and starts it again."""
-        proc = self.watch
-        for sig in (15, 9):  # a function process that hangs may ignore SIGTERM
-            try:
-                os.killpg(proc.pid, sig)
-                proc.wait(timeout=10)
-            except (ProcessLookupError, PermissionError, subprocess.TimeoutExpired):
-                pass
-        self.procs.remove(proc)
+        stop_process(self.watch)
+        self.procs.remove(self.watch)
         self.start_watch(*self.watch_args)
 
     def start_watch(self, endpoint, port, env_overrides):
@@ -133,14 +127,26 @@ class Services:
 
     def stop(self):
         for proc in reversed(self.procs):
-            try:
-                os.killpg(proc.pid, 15) if proc.args[0] == "cargo" else proc.terminate()
-            except (ProcessLookupError, PermissionError):
-                pass
-            try:
-                proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
+            stop_process(proc)
+
+
+def stop_process(proc):
+    """Stops one service. `cargo lambda watch` runs in its own process group with the function
+    processes: the whole group gets SIGTERM, then SIGKILL (a function that hangs, or was stopped,
+    ignores SIGTERM)."""
+    if proc.args[0] != "cargo":
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+        return
+    for sig in (15, 9):
+        try:
+            os.killpg(proc.pid, sig)
+            proc.wait(timeout=10)
+        except (ProcessLookupError, PermissionError, subprocess.TimeoutExpired):
+            pass
 
 
 def print_log_tails(lines=40):

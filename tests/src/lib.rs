@@ -640,6 +640,27 @@ impl aws_smithy_runtime_api::client::interceptors::Intercept for CallCounter {
     }
 }
 
+/// `base`'s three clients rebuilt with `$configure` applied to each one's config builder (the three
+/// SDK builder types share these method names, but no trait).
+macro_rules! rebuild_clients {
+    ($base:expr, |$config:ident| $configure:expr) => {
+        AwsClients {
+            ssm: aws_sdk_ssm::Client::from_conf({
+                let $config = $base.ssm.config().to_builder();
+                $configure.build()
+            }),
+            ec2: aws_sdk_ec2::Client::from_conf({
+                let $config = $base.ec2.config().to_builder();
+                $configure.build()
+            }),
+            autoscaling: aws_sdk_autoscaling::Client::from_conf({
+                let $config = $base.autoscaling.config().to_builder();
+                $configure.build()
+            }),
+        }
+    };
+}
+
 impl Emulator {
     /// SDK clients pointed at this emulator that count every request into `counter`.
     pub async fn counted_clients(&self, counter: &CallCounter) -> AwsClients {
@@ -652,29 +673,7 @@ impl Emulator {
     }
 
     fn counted(&self, counter: &CallCounter, base: AwsClients) -> AwsClients {
-        AwsClients {
-            ssm: aws_sdk_ssm::Client::from_conf(
-                base.ssm
-                    .config()
-                    .to_builder()
-                    .interceptor(counter.clone())
-                    .build(),
-            ),
-            ec2: aws_sdk_ec2::Client::from_conf(
-                base.ec2
-                    .config()
-                    .to_builder()
-                    .interceptor(counter.clone())
-                    .build(),
-            ),
-            autoscaling: aws_sdk_autoscaling::Client::from_conf(
-                base.autoscaling
-                    .config()
-                    .to_builder()
-                    .interceptor(counter.clone())
-                    .build(),
-            ),
-        }
+        rebuild_clients!(base, |config| config.interceptor(counter.clone()))
     }
 }
 
@@ -739,35 +738,10 @@ pub fn container_clients(
     let retry = aws_config::retry::RetryConfig::standard()
         .with_max_attempts(5)
         .with_initial_backoff(Duration::from_millis(200));
-    AwsClients {
-        ssm: aws_sdk_ssm::Client::from_conf(
-            base.ssm
-                .config()
-                .to_builder()
-                .retry_config(retry.clone())
-                .interceptor(counter.clone())
-                .interceptor(timer.clone())
-                .build(),
-        ),
-        ec2: aws_sdk_ec2::Client::from_conf(
-            base.ec2
-                .config()
-                .to_builder()
-                .retry_config(retry.clone())
-                .interceptor(counter.clone())
-                .interceptor(timer.clone())
-                .build(),
-        ),
-        autoscaling: aws_sdk_autoscaling::Client::from_conf(
-            base.autoscaling
-                .config()
-                .to_builder()
-                .retry_config(retry)
-                .interceptor(counter.clone())
-                .interceptor(timer.clone())
-                .build(),
-        ),
-    }
+    rebuild_clients!(base, |config| config
+        .retry_config(retry.clone())
+        .interceptor(counter.clone())
+        .interceptor(timer.clone()))
 }
 
 impl Emulator {
