@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """joinkeeper's local end-to-end demo: the whole join flow on one machine, no AWS account.
 
-The functions run under `cargo lambda watch` (the real Lambda runtime client) and are invoked with
+The functions run as their own processes under the real Lambda runtime client, polling cargo lambda's
+Lambda Runtime API (`cargo lambda watch --only-lambda-apis`), and are invoked with
 `cargo lambda invoke` and events in the documented EventBridge shapes. The AWS APIs are the local
 emulator (moto plus joinkeeper's extension), which executes Run Command documents and user data
 with the real node scripts and a stand-in `kubeadm`/`kubectl` (a test double, not a Kubernetes).
@@ -24,10 +25,9 @@ import threading
 import time
 import urllib.request
 from datetime import datetime, timedelta, timezone
-from pathlib import Path
 
 from demo_services import (CLUSTER, FAILURES, FUNCTION_ENV, GROUP, INVOKE_TIMEOUT, REGION, ROOT, STATE, TIMELINE,
-                           Services, build_functions, free_port, print_log_tails, record, say)
+                           Services, binary, build_functions, free_port, print_log_tails, record, say)
 
 
 class Demo:
@@ -64,7 +64,7 @@ class Demo:
                 print_log_tails()
                 if attempt == 2:
                     return None, f"timed out twice after {INVOKE_TIMEOUT} s"
-                self.services.restart_watch()
+                self.services.restart_runtime()
                 say("  runtime restarted; the event is sent again, as Lambda retries an asynchronous invocation")
         if proc.returncode != 0:
             return None, (proc.stdout + proc.stderr).strip()[-600:]
@@ -354,8 +354,7 @@ class Demo:
         """Runs `joinkeeper ARGS --json` against the emulator; (exit code, parsed JSON or None)."""
         env = dict(os.environ, AWS_ENDPOINT_URL=self.endpoint, AWS_REGION=REGION, AWS_ACCESS_KEY_ID="testing",
                    AWS_SECRET_ACCESS_KEY="testing", RUST_LOG="warn", **FUNCTION_ENV)
-        target = Path(os.environ.get("CARGO_TARGET_DIR") or ROOT / "target")
-        proc = subprocess.run([str(target / "debug" / "joinkeeper"), *args, "--json"], cwd=ROOT, env=env,
+        proc = subprocess.run([str(binary("joinkeeper")), *args, "--json"], cwd=ROOT, env=env,
                               capture_output=True, text=True, timeout=300)
         (STATE / "cli.log").open("a").write(f"$ joinkeeper {' '.join(args)} --json\n{proc.stdout}{proc.stderr}\n")
         try:
@@ -422,8 +421,8 @@ def main():
         endpoint = services.start_emulator()
         say(f"local AWS API emulator at {endpoint}")
         port = free_port()
-        services.start_watch(endpoint, port, FUNCTION_ENV)
-        say(f"functions served by cargo lambda watch on 127.0.0.1:{port}\n")
+        services.start_runtime(endpoint, port, FUNCTION_ENV)
+        say(f"functions polling cargo lambda's runtime API on 127.0.0.1:{port}\n")
         print(f"{'time':>7}  {'':6} {'event':<44} {'decision':<34} outcome")
         demo = Demo(endpoint, port, services)
         demo.run()

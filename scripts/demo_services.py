@@ -1,5 +1,5 @@
 """The demo's harness: the timeline it prints, the build of the functions, and the services it runs
-(the local AWS API emulator and `cargo lambda watch`), with their logs for a failure's diagnosis.
+(the local AWS API emulator, cargo lambda's Lambda Runtime API and the functions), with their logs for a failure's diagnosis.
 The scenario itself is scripts/demo.py."""
 import os
 import re
@@ -73,8 +73,13 @@ def build_functions():
     say(f"functions built ({compiled} crates compiled this time)")
 
 
+def binary(name):
+    """A binary of the debug build (honours CARGO_TARGET_DIR, as cargo does)."""
+    return Path(os.environ.get("CARGO_TARGET_DIR") or ROOT / "target") / "debug" / name
+
+
 class Services:
-    """The emulator and `cargo lambda watch`, stopped on exit."""
+    """The emulator, cargo lambda's runtime API and the function processes, stopped on exit."""
 
     def __init__(self):
         self.procs = []
@@ -96,34 +101,49 @@ class Services:
             sys.exit(f"emulator did not start: {line!r}; see {STATE / 'emulator.log'}")
         return line.split(" ", 1)[1]
 
-    def restart_watch(self):
-        """Stops `cargo lambda watch` and its function processes, and starts it again."""
-        stop_process(self.watch)
-        self.procs.remove(self.watch)
-        self.start_watch(*self.watch_args)
+    def restart_runtime(self):
+        """Stops the runtime API and the function processes, and starts them again."""
+        for proc in self.runtime:
+            stop_process(proc)
+            self.procs.remove(proc)
+        self.start_runtime(*self.runtime_args)
 
-    def start_watch(self, endpoint, port, env_overrides):
-        self.watch_args = (endpoint, port, env_overrides)
-        env = dict(os.environ)
-        env.update({
-            "AWS_ENDPOINT_URL": endpoint, "AWS_REGION": REGION, "AWS_DEFAULT_REGION": REGION,
-            "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "RUST_LOG": "info",
-        })
-        env.update(env_overrides)
+    def start_runtime(self, endpoint, port, env_overrides):
+        """cargo lambda's Lambda Runtime API (`cargo lambda watch --only-lambda-apis`, which
+        `cargo lambda invoke` talks to) and one process per function, each polling it through the
+        real runtime client. The demo starts the functions itself: when `cargo lambda watch` starts
+        them, its file watcher restarts every function on a file event that names no path (an
+        inotify queue overflow while the sandboxes write their files), `--ignore-changes` or
+        not, and the invocation in flight is lost."""
+        self.runtime_args = (endpoint, port, env_overrides)
         log = open(STATE / "functions.log", "a")
-        proc = subprocess.Popen(["cargo", "lambda", "watch", "--invoke-port", str(port), "--ignore-changes"],
-                                cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-        self.procs.append(proc)
-        self.watch = proc
+        watch = subprocess.Popen(["cargo", "lambda", "watch", "--invoke-port", str(port), "--only-lambda-apis"],
+                                 cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        self.runtime = [watch]
+        self.procs.append(watch)
         deadline = time.monotonic() + 120
-        while time.monotonic() < deadline:
+        while True:
             with socket.socket() as s:
                 if s.connect_ex(("127.0.0.1", port)) == 0:
-                    return
-            if proc.poll() is not None:
+                    break
+            if watch.poll() is not None:
                 sys.exit(f"cargo lambda watch exited; see {STATE / 'functions.log'}")
+            if time.monotonic() > deadline:
+                sys.exit("cargo lambda watch did not start")
             time.sleep(0.3)
-        sys.exit("cargo lambda watch did not start")
+        for function in FUNCTIONS:
+            env = dict(os.environ)
+            env.update({
+                "AWS_ENDPOINT_URL": endpoint, "AWS_REGION": REGION, "AWS_DEFAULT_REGION": REGION,
+                "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "RUST_LOG": "info",
+                "AWS_LAMBDA_RUNTIME_API": f"http://127.0.0.1:{port}/.rt/{function}",
+                "AWS_LAMBDA_FUNCTION_NAME": function, "AWS_LAMBDA_FUNCTION_VERSION": "1",
+                "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": "128",
+            })
+            env.update(env_overrides)
+            proc = subprocess.Popen([str(binary(function))], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+            self.runtime.append(proc)
+            self.procs.append(proc)
 
     def stop(self):
         for proc in reversed(self.procs):
@@ -132,8 +152,8 @@ class Services:
 
 def stop_process(proc):
     """Stops one service. `cargo lambda watch` runs in its own process group with the function
-    processes: the whole group gets SIGTERM, then SIGKILL (a function that hangs, or was stopped,
-    ignores SIGTERM)."""
+    process group: the whole group gets SIGTERM, then SIGKILL. Other processes get SIGTERM, then
+    SIGKILL after 10 s (a function that hangs, or was stopped, ignores SIGTERM)."""
     if proc.args[0] != "cargo":
         proc.terminate()
         try:
