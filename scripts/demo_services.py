@@ -112,9 +112,9 @@ class Services:
         """cargo lambda's Lambda Runtime API (`cargo lambda watch --only-lambda-apis`, which
         `cargo lambda invoke` talks to) and one process per function, each polling it through the
         real runtime client. The demo starts the functions itself: when `cargo lambda watch` starts
-        them, its file watcher restarts every function on a file event that names no path (an
-        inotify queue overflow while the sandboxes write their files), `--ignore-changes` or
-        not, and the invocation in flight is lost."""
+        them, its file watcher restarts every function on a file event that names no path (seen
+        while the sandboxes write their files; an inotify queue overflow produces such events),
+        `--ignore-changes` or not, and the invocation in flight is lost."""
         self.runtime_args = (endpoint, port, env_overrides)
         log = open(STATE / "functions.log", "a")
         watch = subprocess.Popen(["cargo", "lambda", "watch", "--invoke-port", str(port), "--only-lambda-apis"],
