@@ -10,11 +10,13 @@ use joinkeeper::handler::handle_lifecycle;
 use joinkeeper::lifecycle::Transition;
 use lambda_runtime::Error;
 
-#[tokio::main]
+// One thread: an invocation waits on AWS, it does not compute, and Lambda gives a small function
+// a fraction of one vCPU; worker threads would only add to start-up and memory.
+#[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), Error> {
     joinkeeper::telemetry::init();
     let config = joinkeeper::Config::from_env()?;
-    let clients = joinkeeper::aws::AwsClients::from_env("launch-hook").await;
+    let clients = joinkeeper::aws::AwsClients::for_lambda("launch-hook")?;
     let timeout = config.function_timeout;
     let ctx = joinkeeper::Context::new(config, &clients);
     let ctx = &ctx;

@@ -3,6 +3,7 @@
 
 pub mod autoscaling;
 pub mod fleet;
+pub mod lambda_env;
 pub mod parameters;
 pub mod run_command;
 
@@ -18,9 +19,15 @@ pub struct AwsClients {
 }
 
 impl AwsClients {
-    /// Loads region, credentials, retry policy and endpoint (`AWS_ENDPOINT_URL`) the standard way.
-    /// `app` (the function's name) goes into every request's User-Agent as `app/<app>`, so
-    /// CloudTrail and the local IAM check can tell which function made a call.
+    /// The functions' clients: region, credentials and endpoint from the Lambda environment
+    /// ([`lambda_env`]). `app` (the function's name) goes into every request's User-Agent as
+    /// `app/<app>`, so CloudTrail and the local IAM check can tell which function made a call.
+    pub fn for_lambda(app: &str) -> Result<Self, lambda_env::LambdaEnvError> {
+        Ok(Self::from_conf(&lambda_env::LambdaEnv::from_process()?.sdk_config(app)))
+    }
+
+    /// The command-line tool's and the tests' clients: region, credentials, retry policy and
+    /// endpoint (`AWS_ENDPOINT_URL`) through the SDK's standard chain (profiles, SSO, ...).
     pub async fn from_env(app: &str) -> Self {
         Self::from_conf(&Self::load_config(app).await)
     }
