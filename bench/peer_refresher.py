@@ -5,14 +5,14 @@ A Python Lambda function as one would write it: boto3 imported and clients made 
 the handler, and a plain Runtime API loop (GET .../invocation/next, POST .../response or
 .../error, POST .../init/error). Its handler makes the refresher's AWS calls for a scheduled run where every record is fresh and
 no lifecycle action waits (the no-op path the benchmark seeds), in the refresher's order:
-  ec2:DescribeInstances (tag-key joinkeeper:cluster)      \ discover the clusters
-  autoscaling:DescribeTags (key joinkeeper:cluster)       /
+  autoscaling:DescribeAutoScalingGroups (tag-key joinkeeper:cluster): the tagged groups, for
+               discovery and the worker groups to reconcile
+  ec2:DescribeInstances (tag-key joinkeeper:cluster): the clusters, and their running control planes
   per cluster: ssm:GetParameter <prefix>/<c>/join-record-meta, then
                ssm:GetParameter <prefix>/<c>/join-record WithDecryption=false (its version only)
-  autoscaling:DescribeAutoScalingGroups (tag-key joinkeeper:cluster): the worker groups to reconcile
-  per cluster, the rogue-Node check: ec2:DescribeInstances (its running control planes), then
-               ssm:DescribeInstanceInformation (which are online); none is online in the benchmark,
-               so the Node listing (Run Command) is skipped, as the refresher skips it
+  per cluster, the rogue-Node check: ssm:DescribeInstanceInformation (which running control
+               planes are online); none is online in the benchmark, so the Node listing (Run
+               Command) is skipped, as the refresher skips it
   per cluster: ssm:GetParametersByPath <prefix>/<c>/leases (leftover leases to clean up)
 It never regenerates nor reconciles: a record that is not fresh is reported as `stale`, a group
 with waiting instances as `waiting`. The benchmark prints the calls both functions made, so a
@@ -53,18 +53,27 @@ def parse_time(text):
     return datetime.strptime(text, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=timezone.utc)
 
 
-def discover_clusters():
-    names = set()
+def tagged_groups():
+    pages = ASG.get_paginator("describe_auto_scaling_groups").paginate(Filters=[{"Name": "tag-key", "Values": [CLUSTER_TAG]}])
+    return [g for page in pages for g in page["AutoScalingGroups"]]
+
+
+def discover_clusters(groups):
+    """The cluster names, and each cluster's running control planes."""
+    names, control_planes = set(), {}
     pages = EC2.get_paginator("describe_instances").paginate(Filters=[
         {"Name": "tag-key", "Values": [CLUSTER_TAG]},
         {"Name": "instance-state-name", "Values": ["pending", "running", "stopping", "stopped"]}])
     for page in pages:
         for reservation in page["Reservations"]:
             for instance in reservation["Instances"]:
-                names |= {t["Value"] for t in instance.get("Tags", []) if t["Key"] == CLUSTER_TAG}
-    for page in ASG.get_paginator("describe_tags").paginate(Filters=[{"Name": "key", "Values": [CLUSTER_TAG]}]):
-        names |= {t["Value"] for t in page["Tags"]}
-    return sorted(names)
+                tags = {t["Key"]: t["Value"] for t in instance.get("Tags", [])}
+                names.add(tags[CLUSTER_TAG])
+                if tags.get("joinkeeper:role") == "control-plane" and instance["State"]["Name"] == "running":
+                    control_planes.setdefault(tags[CLUSTER_TAG], []).append(instance["InstanceId"])
+    for g in groups:
+        names |= {t["Value"] for t in g.get("Tags", []) if t["Key"] == CLUSTER_TAG}
+    return sorted(names), control_planes
 
 
 def refresh_cluster(cluster):
@@ -84,26 +93,17 @@ def refresh_cluster(cluster):
     return report
 
 
-def worker_groups():
-    groups = []
-    pages = ASG.get_paginator("describe_auto_scaling_groups").paginate(Filters=[{"Name": "tag-key", "Values": [CLUSTER_TAG]}])
-    for page in pages:
-        for g in page["AutoScalingGroups"]:
-            tags = {t["Key"]: t["Value"] for t in g.get("Tags", [])}
-            if tags.get("joinkeeper:role") == "worker":
-                waiting = [i["InstanceId"] for i in g.get("Instances", []) if i["LifecycleState"].endswith(":Wait")]
-                groups.append({"group": g["AutoScalingGroupName"], "waiting": len(waiting)})
-    return groups
+def worker_groups(groups):
+    found = []
+    for g in groups:
+        tags = {t["Key"]: t["Value"] for t in g.get("Tags", [])}
+        if tags.get("joinkeeper:role") == "worker":
+            waiting = [i["InstanceId"] for i in g.get("Instances", []) if i["LifecycleState"].endswith(":Wait")]
+            found.append({"group": g["AutoScalingGroupName"], "waiting": len(waiting)})
+    return found
 
 
-def online_control_planes(cluster):
-    running = []
-    pages = EC2.get_paginator("describe_instances").paginate(Filters=[
-        {"Name": f"tag:{CLUSTER_TAG}", "Values": [cluster]},
-        {"Name": "tag:joinkeeper:role", "Values": ["control-plane"]},
-        {"Name": "instance-state-name", "Values": ["running"]}])
-    for page in pages:
-        running += [i["InstanceId"] for r in page["Reservations"] for i in r["Instances"]]
+def online_control_planes(running):
     if not running:
         return []
     info = SSM.describe_instance_information(Filters=[{"Key": "InstanceIds", "Values": running[:50]}])
@@ -122,11 +122,13 @@ def leftover_leases(cluster):
 def handler(event):
     if event.get("detail-type") != "Scheduled Event":
         raise ValueError("expected a scheduled event")
-    clusters = [refresh_cluster(c) for c in discover_clusters()]
-    groups = worker_groups()
-    listed = {c["cluster"]: bool(online_control_planes(c["cluster"])) for c in clusters}
+    groups = tagged_groups()
+    names, control_planes = discover_clusters(groups)
+    clusters = [refresh_cluster(c) for c in names]
+    reconciled = worker_groups(groups)
+    listed = {c["cluster"]: bool(online_control_planes(control_planes.get(c["cluster"], []))) for c in clusters}
     leases = {c["cluster"]: len(leftover_leases(c["cluster"])) for c in clusters}
-    return {"refresh": {"clusters": clusters, "rejected_tags": []}, "reconcile": groups,
+    return {"refresh": {"clusters": clusters, "rejected_tags": []}, "reconcile": reconciled,
             "nodes_listed": listed, "leases": leases}
 
 

@@ -197,7 +197,6 @@ async fn execute(
             let clusters = match cluster {
                 Some(name) => vec![known_cluster(&ctx, name).await?],
                 None => ctx
-                    .fleet
                     .discover_clusters()
                     .await?
                     .clusters
@@ -267,7 +266,7 @@ fn error_chain(e: &dyn std::error::Error) -> String {
 /// it, or it has a join record.
 pub async fn known_cluster(ctx: &Context, name: &str) -> Result<ClusterName, CliError> {
     let cluster = ClusterName::parse(name).map_err(|e| CliError::Usage(e.to_string()))?;
-    let scan = ctx.fleet.discover_clusters().await?;
+    let scan = ctx.discover_clusters().await?;
     if scan.clusters.contains(&cluster)
         || ctx
             .parameters

@@ -131,11 +131,9 @@ export function functionStatements(stack: Stack, g: FunctionGrants): iam.PolicyS
       sid: 'DiscoverClusters',
       actions: [
         'ec2:DescribeInstances',
-        'ec2:DescribeTags',
         'autoscaling:DescribeAutoScalingGroups',
         'autoscaling:DescribeAutoScalingInstances',
         'autoscaling:DescribeLifecycleHooks',
-        'autoscaling:DescribeTags',
         'autoscaling:DescribeWarmPool',
       ],
       resources: ['*'],

@@ -281,11 +281,9 @@ describe('account stack: alarms', () => {
       'ssm:CancelCommand',
       'ssm:DescribeInstanceInformation',
       'ec2:DescribeInstances',
-      'ec2:DescribeTags',
       'autoscaling:DescribeAutoScalingGroups',
       'autoscaling:DescribeAutoScalingInstances',
       'autoscaling:DescribeLifecycleHooks',
-      'autoscaling:DescribeTags',
       'autoscaling:DescribeWarmPool',
     ]);
     for (const role of Object.values(ROLES)) {

@@ -21,6 +21,15 @@ pub struct Context {
 }
 
 impl Context {
+    /// Every cluster joinkeeper knows by tag: one listing of the tagged groups, one of the
+    /// tagged instances.
+    pub async fn discover_clusters(
+        &self,
+    ) -> Result<crate::aws::fleet::ClusterScan, crate::aws::AwsCallError> {
+        let groups = self.asg.tagged_groups().await?;
+        self.fleet.discover_clusters(&groups.cluster_tags).await
+    }
+
     pub fn new(config: Config, clients: &AwsClients) -> Self {
         let parameters = ParameterStore::new(clients.ssm.clone());
         Context {

@@ -11,7 +11,7 @@ use crate::context::{Context, Invocation};
 use crate::lifecycle::{parse_event, LifecycleEvent, Transition};
 use crate::names::ClusterName;
 use crate::reconcile::{reconcile, ReconcileOutcome};
-use crate::refresh::{refresh_all, RefreshSummary};
+use crate::refresh::{refresh_clusters, RefreshSummary};
 
 /// Why an invocation failed, one class per cause (Lambda's `errorType`).
 #[derive(Debug, thiserror::Error)]
@@ -138,11 +138,13 @@ pub async fn handle_schedule(
     info!(event_id = %event.id, event_time = %event.time, "scheduled run started");
     // What this run completes, it completes as the sweep (metrics tell it from events).
     let inv = &inv.clone().with_trigger(crate::context::Trigger::Schedule);
-    let refresh = refresh_all(ctx, inv).await?;
-    let mut clusters: Vec<ClusterName> = ctx
-        .asg
-        .managed_groups(None)
-        .await?
+    // One listing of the groups and one of the instances serve discovery, the reconcilers and
+    // the rogue check's choice of control plane.
+    let groups = ctx.asg.tagged_groups().await?;
+    let scan = ctx.fleet.discover_clusters(&groups.cluster_tags).await?;
+    let refresh = refresh_clusters(ctx, &scan, inv).await;
+    let mut clusters: Vec<ClusterName> = groups
+        .groups
         .into_iter()
         .filter(|g| g.is_worker_group)
         .filter_map(|g| g.cluster.ok())
@@ -172,7 +174,16 @@ pub async fn handle_schedule(
         if inv.deadline.is_near(std::time::Duration::from_secs(30)) {
             break;
         }
-        rogue_nodes.extend(crate::rogue::check(ctx, &c, inv).await.unwrap_or_default());
+        let running = scan
+            .running_control_planes
+            .get(&c)
+            .cloned()
+            .unwrap_or_default();
+        rogue_nodes.extend(
+            crate::rogue::check(ctx, &c, running, inv)
+                .await
+                .unwrap_or_default(),
+        );
     }
     let mut leftovers_removed = 0;
     for c in refresh

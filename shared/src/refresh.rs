@@ -7,6 +7,7 @@ use serde::Serialize;
 use tokio::time::Instant;
 use tracing::{error, info, warn};
 
+use crate::aws::fleet::ClusterScan;
 use crate::context::{Context, Invocation};
 use crate::names::ClusterName;
 use crate::regenerate::{ensure_fresh, record_state, Ensured};
@@ -159,7 +160,16 @@ pub async fn refresh_all(
     ctx: &Context,
     inv: &Invocation,
 ) -> Result<RefreshSummary, crate::aws::AwsCallError> {
-    let scan = ctx.fleet.discover_clusters().await?;
+    let scan = ctx.discover_clusters().await?;
+    Ok(refresh_clusters(ctx, &scan, inv).await)
+}
+
+/// Refreshes every cluster of `scan`, concurrently.
+pub async fn refresh_clusters(
+    ctx: &Context,
+    scan: &ClusterScan,
+    inv: &Invocation,
+) -> RefreshSummary {
     let rejected_tags: Vec<String> = scan.rejected.iter().map(|e| e.to_string()).collect();
     for rejected in &rejected_tags {
         warn!(error = %rejected, "skipping a joinkeeper:cluster tag that is not a valid cluster name");
@@ -169,8 +179,8 @@ pub async fn refresh_all(
         .iter()
         .map(|cluster| refresh_cluster(ctx, cluster, inv));
     let clusters = futures_util::future::join_all(futures).await;
-    Ok(RefreshSummary {
+    RefreshSummary {
         clusters,
         rejected_tags,
-    })
+    }
 }

@@ -107,13 +107,16 @@ pub struct RogueNode {
 /// At most this many Nodes are cordoned per pass: a mass of rogues is an incident for people.
 const CORDONS_PER_PASS: usize = 20;
 
-/// Lists, decides, cordons. `None` when no control plane could be asked.
+/// Lists, decides, cordons. `None` when no control plane could be asked. `running`: the cluster's
+/// running control planes as the scheduled run's discovery listed them; the instances the Nodes
+/// are judged against are listed afresh, after the Nodes.
 pub async fn check(
     ctx: &Context,
     cluster: &ClusterName,
+    running: Vec<InstanceId>,
     inv: &Invocation,
 ) -> Option<Vec<RogueNode>> {
-    let candidates = ctx.fleet.control_plane_candidates(cluster).await.ok()?;
+    let candidates = ctx.fleet.reachable_among(running).await.ok()?;
     let cp = candidates.first()?;
     let mut nodes = Vec::new();
     let mut after = "-".to_owned();

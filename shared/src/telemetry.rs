@@ -20,7 +20,10 @@ pub fn log_filter(rust_log: Option<&str>) -> (Targets, Option<String>) {
         None | Some("") => (default(), None),
         Some(spec) => match Targets::from_str(spec) {
             Ok(targets) => (targets, None),
-            Err(err) => (default(), Some(format!("RUST_LOG ignored ({err}); logging at info"))),
+            Err(err) => (
+                default(),
+                Some(format!("RUST_LOG ignored ({err}); logging at info")),
+            ),
         },
     }
 }
@@ -36,7 +39,11 @@ pub fn init() {
         .with_span_list(false)
         .with_target(false)
         .without_time();
-    let installed = tracing_subscriber::registry().with(format).with(filter).try_init().is_ok();
+    let installed = tracing_subscriber::registry()
+        .with(format)
+        .with(filter)
+        .try_init()
+        .is_ok();
     if let (true, Some(problem)) = (installed, problem) {
         tracing::warn!("{problem}");
     }

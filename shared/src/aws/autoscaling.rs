@@ -26,6 +26,13 @@ pub struct ManagedGroup {
     pub instances: Vec<(InstanceId, String)>,
 }
 
+/// The groups tagged `joinkeeper:cluster` and every value of that tag, valid or not.
+#[derive(Clone, Debug, Default)]
+pub struct TaggedGroups {
+    pub groups: Vec<ManagedGroup>,
+    pub cluster_tags: Vec<String>,
+}
+
 /// One lifecycle hook of a group.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Hook {
@@ -91,7 +98,28 @@ impl AutoScaling {
                 .values(CLUSTER_TAG)
                 .build(),
         };
-        let mut groups = Vec::new();
+        let mut groups = self.list(filter).await?.groups;
+        if let Some(c) = cluster {
+            groups.retain(|g| g.cluster.as_ref().is_ok_and(|gc| gc == c));
+        }
+        Ok(groups)
+    }
+
+    /// Every group tagged `joinkeeper:cluster`, with the tag values as found, those of groups
+    /// whose name or tag is not valid included: one listing serves cluster discovery and the
+    /// reconcilers of a scheduled run.
+    pub async fn tagged_groups(&self) -> Result<TaggedGroups, AwsCallError> {
+        self.list(
+            Filter::builder()
+                .name("tag-key")
+                .values(CLUSTER_TAG)
+                .build(),
+        )
+        .await
+    }
+
+    async fn list(&self, filter: Filter) -> Result<TaggedGroups, AwsCallError> {
+        let mut listing = TaggedGroups::default();
         let mut pages = self
             .client
             .describe_auto_scaling_groups()
@@ -100,12 +128,15 @@ impl AutoScaling {
             .send();
         while let Some(page) = pages.next().await {
             let page = page.map_err(asg_error("autoscaling:DescribeAutoScalingGroups"))?;
-            groups.extend(page.auto_scaling_groups().iter().filter_map(to_managed));
+            for g in page.auto_scaling_groups() {
+                let tag = g.tags().iter().find(|t| t.key() == Some(CLUSTER_TAG));
+                if let Some(value) = tag.and_then(|t| t.value()) {
+                    listing.cluster_tags.push(value.to_owned());
+                }
+                listing.groups.extend(to_managed(g));
+            }
         }
-        if let Some(c) = cluster {
-            groups.retain(|g| g.cluster.as_ref().is_ok_and(|gc| gc == c));
-        }
-        Ok(groups)
+        Ok(listing)
     }
 
     /// The instances of the group's warm pool and their lifecycle states (`Warmed:*`).

@@ -1,6 +1,6 @@
 //! Fleet adapter: finds clusters by tag and the control-plane instances Run Command can reach.
 
-use std::collections::{BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
 use aws_sdk_ec2::types::Filter;
 use aws_sdk_ssm::types::{InstanceInformationStringFilter, PingStatus};
@@ -43,14 +43,15 @@ fn facts(i: &aws_sdk_ec2::types::Instance) -> Option<InstanceFacts> {
 pub struct Fleet {
     ec2: aws_sdk_ec2::Client,
     ssm: aws_sdk_ssm::Client,
-    autoscaling: aws_sdk_autoscaling::Client,
 }
 
-/// Clusters found by tag, and tag values rejected as cluster names.
+/// Clusters found by tag, tag values rejected as cluster names, and the running control planes
+/// seen while listing.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct ClusterScan {
     pub clusters: BTreeSet<ClusterName>,
     pub rejected: Vec<NameError>,
+    pub running_control_planes: BTreeMap<ClusterName, Vec<InstanceId>>,
 }
 
 impl ClusterScan {
@@ -89,13 +90,16 @@ impl Fleet {
         Fleet {
             ec2: clients.ec2.clone(),
             ssm: clients.ssm.clone(),
-            autoscaling: clients.autoscaling.clone(),
         }
     }
 
-    /// Every cluster named by a `joinkeeper:cluster` tag on a live instance or an Auto Scaling
-    /// group.
-    pub async fn discover_clusters(&self) -> Result<ClusterScan, AwsCallError> {
+    /// Every cluster named by a `joinkeeper:cluster` tag on a live instance or, through
+    /// `group_tags` (the values [`super::autoscaling::AutoScaling::tagged_groups`] found), on an
+    /// Auto Scaling group; and each cluster's running control planes, from the same listing.
+    pub async fn discover_clusters(
+        &self,
+        group_tags: &[String],
+    ) -> Result<ClusterScan, AwsCallError> {
         let mut scan = ClusterScan::default();
         let mut pages = self
             .ec2
@@ -111,31 +115,36 @@ impl Fleet {
             let page = page
                 .map_err(|e| AwsCallError::new("ec2:DescribeInstances", &e.into_service_error()))?;
             for instance in page.reservations().iter().flat_map(|r| r.instances()) {
-                for tag in instance.tags() {
-                    if tag.key() == Some(CLUSTER_TAG) {
-                        scan.add(tag.value().unwrap_or_default());
+                let tag = |key: &str| {
+                    instance
+                        .tags()
+                        .iter()
+                        .find(|t| t.key() == Some(key))
+                        .and_then(|t| t.value())
+                };
+                let Some(cluster) = tag(CLUSTER_TAG) else {
+                    continue;
+                };
+                scan.add(cluster);
+                let running = instance
+                    .state()
+                    .and_then(|s| s.name())
+                    .is_some_and(|n| n.as_str() == "running");
+                if running && tag(ROLE_TAG) == Some(CONTROL_PLANE_ROLE) {
+                    if let (Ok(name), Some(Ok(id))) = (
+                        ClusterName::parse(cluster),
+                        instance.instance_id().map(InstanceId::parse),
+                    ) {
+                        scan.running_control_planes
+                            .entry(name)
+                            .or_default()
+                            .push(id);
                     }
                 }
             }
         }
-        let mut pages = self
-            .autoscaling
-            .describe_tags()
-            .filters(
-                aws_sdk_autoscaling::types::Filter::builder()
-                    .name("key")
-                    .values(CLUSTER_TAG)
-                    .build(),
-            )
-            .into_paginator()
-            .send();
-        while let Some(page) = pages.next().await {
-            let page = page.map_err(|e| {
-                AwsCallError::new("autoscaling:DescribeTags", &e.into_service_error())
-            })?;
-            for tag in page.tags() {
-                scan.add(tag.value().unwrap_or_default());
-            }
+        for value in group_tags {
+            scan.add(value);
         }
         Ok(scan)
     }
@@ -185,6 +194,15 @@ impl Fleet {
             .into_iter()
             .map(|(id, _)| id)
             .collect();
+        self.reachable_among(running).await
+    }
+
+    /// Those of `running` (control planes listed moments ago) whose agent is Online, in
+    /// [`order_candidates`] order.
+    pub async fn reachable_among(
+        &self,
+        running: Vec<InstanceId>,
+    ) -> Result<Vec<InstanceId>, AwsCallError> {
         if running.is_empty() {
             return Ok(Vec::new());
         }

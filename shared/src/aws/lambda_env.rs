@@ -13,6 +13,8 @@ use aws_config::retry::RetryConfig;
 use aws_config::{AppName, BehaviorVersion, Region, SdkConfig};
 use aws_sdk_ssm::config::SharedCredentialsProvider;
 
+use super::trust::TrustRoots;
+
 /// What the functions take from their environment to reach AWS. Lambda sets `AWS_REGION` and the
 /// role's `AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY` and `AWS_SESSION_TOKEN`; `AWS_ENDPOINT_URL`
 /// and `AWS_MAX_ATTEMPTS` are the SDK's usual optional settings (a local emulator, a retry budget).
@@ -21,6 +23,8 @@ pub struct LambdaEnv {
     pub region: String,
     pub endpoint_url: Option<String>,
     pub max_attempts: u32,
+    /// The certificate authorities TLS to AWS trusts ([`super::trust`]).
+    pub trust_roots: TrustRoots,
 }
 
 /// Why the functions cannot reach AWS with this environment. Says which variable, never its value.
@@ -42,14 +46,21 @@ pub const MAX_ATTEMPTS_LIMIT: u32 = 10;
 impl LambdaEnv {
     /// Reads the variables through `var` (the process environment in [`LambdaEnv::from_process`]).
     pub fn from_vars(var: impl Fn(&str) -> Option<String>) -> Result<Self, LambdaEnvError> {
-        let set = |name: &str| var(name).map(|v| v.trim().to_owned()).filter(|v| !v.is_empty());
-        let region = set("AWS_REGION").or_else(|| set("AWS_DEFAULT_REGION")).ok_or(LambdaEnvError::MissingRegion)?;
+        let set = |name: &str| {
+            var(name)
+                .map(|v| v.trim().to_owned())
+                .filter(|v| !v.is_empty())
+        };
+        let region = set("AWS_REGION")
+            .or_else(|| set("AWS_DEFAULT_REGION"))
+            .ok_or(LambdaEnvError::MissingRegion)?;
         for name in ["AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"] {
             if set(name).is_none() {
                 return Err(LambdaEnvError::MissingCredentials(name));
             }
         }
-        let ignore_endpoints = set("AWS_IGNORE_CONFIGURED_ENDPOINT_URLS").is_some_and(|v| v.eq_ignore_ascii_case("true"));
+        let ignore_endpoints = set("AWS_IGNORE_CONFIGURED_ENDPOINT_URLS")
+            .is_some_and(|v| v.eq_ignore_ascii_case("true"));
         let endpoint_url = set("AWS_ENDPOINT_URL").filter(|_| !ignore_endpoints);
         let max_attempts = match set("AWS_MAX_ATTEMPTS") {
             None => DEFAULT_MAX_ATTEMPTS,
@@ -59,7 +70,13 @@ impl LambdaEnv {
                 .filter(|n| (1..=MAX_ATTEMPTS_LIMIT).contains(n))
                 .ok_or(LambdaEnvError::InvalidMaxAttempts(raw))?,
         };
-        Ok(LambdaEnv { region, endpoint_url, max_attempts })
+        let trust_roots = super::trust::choose(&region, endpoint_url.as_deref(), &var);
+        Ok(LambdaEnv {
+            region,
+            endpoint_url,
+            max_attempts,
+            trust_roots,
+        })
     }
 
     pub fn from_process() -> Result<Self, LambdaEnvError> {
@@ -73,8 +90,10 @@ impl LambdaEnv {
         let mut config = SdkConfig::builder()
             .behavior_version(BehaviorVersion::latest())
             .region(Region::new(self.region.clone()))
-            .credentials_provider(SharedCredentialsProvider::new(EnvironmentVariableCredentialsProvider::new()))
-            .http_client(super::https_client())
+            .credentials_provider(SharedCredentialsProvider::new(
+                EnvironmentVariableCredentialsProvider::new(),
+            ))
+            .http_client(super::trust::https_client(self.trust_roots))
             .timeout_config(super::call_timeouts())
             .retry_config(RetryConfig::standard().with_max_attempts(self.max_attempts));
         if let Some(url) = &self.endpoint_url {
@@ -93,7 +112,10 @@ mod tests {
     use std::collections::HashMap;
 
     fn env(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
-        let map: HashMap<String, String> = pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        let map: HashMap<String, String> = pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
         move |name| map.get(name).cloned()
     }
 
@@ -108,36 +130,87 @@ mod tests {
     #[test]
     fn lambdas_own_variables_are_enough() {
         let got = LambdaEnv::from_vars(env(LAMBDA)).expect("valid");
-        assert_eq!(got, LambdaEnv { region: "eu-west-1".into(), endpoint_url: None, max_attempts: 3 });
+        assert_eq!(
+            got,
+            LambdaEnv {
+                region: "eu-west-1".into(),
+                endpoint_url: None,
+                max_attempts: 3,
+                trust_roots: TrustRoots::AmazonTrustServices
+            }
+        );
     }
 
     #[test]
     fn a_missing_region_or_credential_is_named_and_no_value_is_shown() {
-        let without = |skip: &str| LAMBDA.iter().copied().filter(|(k, _)| *k != skip).collect::<Vec<_>>();
-        let no_region: Vec<_> = without("AWS_REGION").into_iter().filter(|(k, _)| *k != "AWS_DEFAULT_REGION").collect();
-        assert_eq!(LambdaEnv::from_vars(env(&no_region)), Err(LambdaEnvError::MissingRegion));
-        let err = LambdaEnv::from_vars(env(&without("AWS_SECRET_ACCESS_KEY"))).expect_err("no secret");
-        assert_eq!(err, LambdaEnvError::MissingCredentials("AWS_SECRET_ACCESS_KEY"));
+        let without = |skip: &str| {
+            LAMBDA
+                .iter()
+                .copied()
+                .filter(|(k, _)| *k != skip)
+                .collect::<Vec<_>>()
+        };
+        let no_region: Vec<_> = without("AWS_REGION")
+            .into_iter()
+            .filter(|(k, _)| *k != "AWS_DEFAULT_REGION")
+            .collect();
+        assert_eq!(
+            LambdaEnv::from_vars(env(&no_region)),
+            Err(LambdaEnvError::MissingRegion)
+        );
+        let err =
+            LambdaEnv::from_vars(env(&without("AWS_SECRET_ACCESS_KEY"))).expect_err("no secret");
+        assert_eq!(
+            err,
+            LambdaEnvError::MissingCredentials("AWS_SECRET_ACCESS_KEY")
+        );
         assert!(!err.to_string().contains("ASIAEXAMPLE"));
-        let blank_key: Vec<_> = LAMBDA.iter().map(|&(k, v)| if k == "AWS_ACCESS_KEY_ID" { (k, " ") } else { (k, v) }).collect();
-        assert_eq!(LambdaEnv::from_vars(env(&blank_key)), Err(LambdaEnvError::MissingCredentials("AWS_ACCESS_KEY_ID")));
+        let blank_key: Vec<_> = LAMBDA
+            .iter()
+            .map(|&(k, v)| {
+                if k == "AWS_ACCESS_KEY_ID" {
+                    (k, " ")
+                } else {
+                    (k, v)
+                }
+            })
+            .collect();
+        assert_eq!(
+            LambdaEnv::from_vars(env(&blank_key)),
+            Err(LambdaEnvError::MissingCredentials("AWS_ACCESS_KEY_ID"))
+        );
     }
 
     #[test]
     fn the_default_region_stands_in_for_a_missing_region() {
-        let vars: Vec<_> = LAMBDA.iter().copied().filter(|(k, _)| *k != "AWS_REGION").collect();
-        assert_eq!(LambdaEnv::from_vars(env(&vars)).expect("valid").region, "eu-west-1");
+        let vars: Vec<_> = LAMBDA
+            .iter()
+            .copied()
+            .filter(|(k, _)| *k != "AWS_REGION")
+            .collect();
+        assert_eq!(
+            LambdaEnv::from_vars(env(&vars)).expect("valid").region,
+            "eu-west-1"
+        );
     }
 
     #[test]
     fn endpoint_and_attempts_are_the_sdks_usual_settings() {
         let mut vars = LAMBDA.to_vec();
-        vars.extend([("AWS_ENDPOINT_URL", "http://127.0.0.1:5000"), ("AWS_MAX_ATTEMPTS", "5")]);
+        vars.extend([
+            ("AWS_ENDPOINT_URL", "http://127.0.0.1:5000"),
+            ("AWS_MAX_ATTEMPTS", "5"),
+        ]);
         let got = LambdaEnv::from_vars(env(&vars)).expect("valid");
         assert_eq!(got.endpoint_url.as_deref(), Some("http://127.0.0.1:5000"));
         assert_eq!(got.max_attempts, 5);
         vars.push(("AWS_IGNORE_CONFIGURED_ENDPOINT_URLS", "TRUE"));
-        assert_eq!(LambdaEnv::from_vars(env(&vars)).expect("valid").endpoint_url, None);
+        assert_eq!(
+            LambdaEnv::from_vars(env(&vars))
+                .expect("valid")
+                .endpoint_url,
+            None
+        );
     }
 
     #[test]
@@ -145,7 +218,10 @@ mod tests {
         for bad in ["0", "11", "-1", "three", "4294967296"] {
             let mut vars = LAMBDA.to_vec();
             vars.push(("AWS_MAX_ATTEMPTS", bad));
-            assert_eq!(LambdaEnv::from_vars(env(&vars)), Err(LambdaEnvError::InvalidMaxAttempts(bad.into())));
+            assert_eq!(
+                LambdaEnv::from_vars(env(&vars)),
+                Err(LambdaEnvError::InvalidMaxAttempts(bad.into()))
+            );
         }
     }
 
@@ -153,13 +229,18 @@ mod tests {
     async fn the_sdk_configuration_carries_every_setting() {
         let mut vars = LAMBDA.to_vec();
         vars.push(("AWS_ENDPOINT_URL", "http://127.0.0.1:5000"));
-        let config = LambdaEnv::from_vars(env(&vars)).expect("valid").sdk_config("launch-hook");
+        let config = LambdaEnv::from_vars(env(&vars))
+            .expect("valid")
+            .sdk_config("launch-hook");
         assert_eq!(config.region().map(|r| r.as_ref()), Some("eu-west-1"));
         assert_eq!(config.endpoint_url(), Some("http://127.0.0.1:5000"));
         assert_eq!(config.app_name().map(|a| a.as_ref()), Some("launch-hook"));
         assert_eq!(config.retry_config().map(|r| r.max_attempts()), Some(3));
         let timeouts = config.timeout_config().expect("timeouts set");
-        assert_eq!(timeouts.operation_attempt_timeout(), Some(super::super::ATTEMPT_TIMEOUT));
+        assert_eq!(
+            timeouts.operation_attempt_timeout(),
+            Some(super::super::ATTEMPT_TIMEOUT)
+        );
         assert!(config.credentials_provider().is_some() && config.http_client().is_some());
     }
 }

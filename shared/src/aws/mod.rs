@@ -6,6 +6,7 @@ pub mod fleet;
 pub mod lambda_env;
 pub mod parameters;
 pub mod run_command;
+pub mod trust;
 
 use aws_smithy_types::error::display::DisplayErrorContext;
 use aws_smithy_types::error::metadata::ProvideErrorMetadata;
@@ -23,7 +24,9 @@ impl AwsClients {
     /// ([`lambda_env`]). `app` (the function's name) goes into every request's User-Agent as
     /// `app/<app>`, so CloudTrail and the local IAM check can tell which function made a call.
     pub fn for_lambda(app: &str) -> Result<Self, lambda_env::LambdaEnvError> {
-        Ok(Self::from_conf(&lambda_env::LambdaEnv::from_process()?.sdk_config(app)))
+        let env = lambda_env::LambdaEnv::from_process()?;
+        tracing::debug!(trust_roots = ?env.trust_roots, "TLS roots chosen");
+        Ok(Self::from_conf(&env.sdk_config(app)))
     }
 
     /// The command-line tool's and the tests' clients: region, credentials, retry policy and
@@ -53,7 +56,8 @@ impl AwsClients {
     }
 }
 
-/// The one HTTP client of every binary: hyper 1 with rustls on ring, the system's CA certificates.
+/// The HTTP client of the command-line tool and the tests: hyper 1 with rustls on ring, the
+/// system's CA certificates (the functions choose theirs: [`trust`]).
 /// (The SDK's `default-https-client` feature would bring aws-lc-rs, a larger library and a
 /// slower build, for the same TLS 1.2/1.3 to AWS endpoints.)
 pub fn https_client() -> aws_smithy_runtime_api::client::http::SharedHttpClient {
