@@ -156,10 +156,23 @@ pub async fn main_with(
             exit::OK
         }
         command => {
-            let sdk = AwsClients::load_config(APP_ID).await;
+            let sdk = load_config(APP_ID).await;
             run(&command, &sdk, env, out, err).await
         }
     }
+}
+
+/// The operator's AWS configuration through the SDK's standard chain (profiles after `aws sso
+/// login`, environment keys, a role, IMDS; `AWS_REGION`; `AWS_ENDPOINT_URL`), with the same HTTP
+/// client and bounded attempts as the functions, and `app/<app>` in every User-Agent.
+pub async fn load_config(app: &str) -> SdkConfig {
+    let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .http_client(joinkeeper::aws::https_client())
+        .timeout_config(joinkeeper::aws::call_timeouts());
+    if let Ok(name) = aws_config::AppName::new(app.to_owned()) {
+        loader = loader.app_name(name);
+    }
+    loader.load().await
 }
 
 /// Runs a parsed command with the given AWS configuration; prints the error and returns the
@@ -311,6 +324,21 @@ pub fn human(seconds: u64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn every_request_attempt_of_the_cli_is_bounded() {
+        let config = load_config(APP_ID).await;
+        let timeouts = config.timeout_config().expect("timeouts set");
+        assert_eq!(
+            timeouts.operation_attempt_timeout(),
+            Some(joinkeeper::aws::ATTEMPT_TIMEOUT)
+        );
+        assert_eq!(
+            timeouts.connect_timeout(),
+            Some(joinkeeper::aws::CONNECT_TIMEOUT)
+        );
+        assert_eq!(config.app_name().map(|a| a.as_ref()), Some(APP_ID));
+    }
 
     #[test]
     fn durations_for_people() {

@@ -5,13 +5,16 @@
 //! hands a function its execution role's credentials and its region as environment variables,
 //! always, so the functions read those and nothing else. The chain's other links were a fifth of
 //! each function's binary (an STS client among them) for code Lambda never reaches. The
-//! command-line tool, run by operators with profiles and SSO, keeps the full chain
-//! ([`super::AwsClients::load_config`]).
+//! command-line tool, run by operators with profiles and SSO, keeps the full chain (`aws-config`,
+//! a dependency of the CLI only: the functions' build compiles neither it nor the STS client).
 
-use aws_config::environment::EnvironmentVariableCredentialsProvider;
-use aws_config::retry::RetryConfig;
-use aws_config::{AppName, BehaviorVersion, Region, SdkConfig};
-use aws_sdk_ssm::config::SharedCredentialsProvider;
+use aws_credential_types::provider::{error::CredentialsError, future, ProvideCredentials};
+use aws_credential_types::Credentials;
+use aws_sdk_ssm::config::{BehaviorVersion, SharedCredentialsProvider};
+use aws_smithy_types::retry::RetryConfig;
+use aws_types::app_name::AppName;
+use aws_types::region::Region;
+use aws_types::SdkConfig;
 
 use super::trust::TrustRoots;
 
@@ -90,9 +93,7 @@ impl LambdaEnv {
         let mut config = SdkConfig::builder()
             .behavior_version(BehaviorVersion::latest())
             .region(Region::new(self.region.clone()))
-            .credentials_provider(SharedCredentialsProvider::new(
-                EnvironmentVariableCredentialsProvider::new(),
-            ))
+            .credentials_provider(SharedCredentialsProvider::new(LambdaCredentials))
             .http_client(super::trust::https_client(self.trust_roots))
             .timeout_config(super::call_timeouts())
             .retry_config(RetryConfig::standard().with_max_attempts(self.max_attempts));
@@ -103,6 +104,39 @@ impl LambdaEnv {
             config = config.app_name(name);
         }
         config.build()
+    }
+}
+
+/// The execution role's credentials as Lambda sets them, read when a request is signed (the
+/// identity cache keeps them between requests).
+#[derive(Debug, Clone, Copy)]
+pub struct LambdaCredentials;
+
+impl LambdaCredentials {
+    fn read(var: impl Fn(&str) -> Option<String>) -> Result<Credentials, CredentialsError> {
+        let set = |name: &str| var(name).filter(|v| !v.trim().is_empty());
+        let missing = |name: &str| {
+            CredentialsError::not_loaded(format!("{name} is not set in the function's environment"))
+        };
+        let key = set("AWS_ACCESS_KEY_ID").ok_or_else(|| missing("AWS_ACCESS_KEY_ID"))?;
+        let secret =
+            set("AWS_SECRET_ACCESS_KEY").ok_or_else(|| missing("AWS_SECRET_ACCESS_KEY"))?;
+        Ok(Credentials::new(
+            key,
+            secret,
+            set("AWS_SESSION_TOKEN"),
+            None,
+            "LambdaEnvironment",
+        ))
+    }
+}
+
+impl ProvideCredentials for LambdaCredentials {
+    fn provide_credentials<'a>(&'a self) -> future::ProvideCredentials<'a>
+    where
+        Self: 'a,
+    {
+        future::ProvideCredentials::ready(Self::read(|name| std::env::var(name).ok()))
     }
 }
 
@@ -242,5 +276,22 @@ mod tests {
             Some(super::super::ATTEMPT_TIMEOUT)
         );
         assert!(config.credentials_provider().is_some() && config.http_client().is_some());
+    }
+
+    #[test]
+    fn the_role_credentials_are_read_with_their_session_token() {
+        let creds = LambdaCredentials::read(env(LAMBDA)).expect("credentials");
+        assert_eq!(creds.access_key_id(), "ASIAEXAMPLE");
+        assert_eq!(creds.session_token(), Some("token"));
+        let without: Vec<_> = LAMBDA
+            .iter()
+            .copied()
+            .filter(|(k, _)| *k != "AWS_SECRET_ACCESS_KEY")
+            .collect();
+        let err = LambdaCredentials::read(env(&without)).expect_err("no secret");
+        assert!(
+            format!("{err:?}").contains("AWS_SECRET_ACCESS_KEY"),
+            "{err:?}"
+        );
     }
 }

@@ -29,25 +29,7 @@ impl AwsClients {
         Ok(Self::from_conf(&env.sdk_config(app)))
     }
 
-    /// The command-line tool's and the tests' clients: region, credentials, retry policy and
-    /// endpoint (`AWS_ENDPOINT_URL`) through the SDK's standard chain (profiles, SSO, ...).
-    pub async fn from_env(app: &str) -> Self {
-        Self::from_conf(&Self::load_config(app).await)
-    }
-
-    /// The SDK configuration [`AwsClients::from_env`] builds its clients from (the command-line
-    /// tool checks its credentials before any call).
-    pub async fn load_config(app: &str) -> aws_config::SdkConfig {
-        let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest())
-            .http_client(https_client())
-            .timeout_config(call_timeouts());
-        if let Ok(name) = aws_config::AppName::new(app.to_owned()) {
-            loader = loader.app_name(name);
-        }
-        loader.load().await
-    }
-
-    pub fn from_conf(config: &aws_config::SdkConfig) -> Self {
+    pub fn from_conf(config: &aws_types::SdkConfig) -> Self {
         AwsClients {
             ssm: aws_sdk_ssm::Client::new(config),
             ec2: aws_sdk_ec2::Client::new(config),
@@ -70,8 +52,8 @@ pub fn https_client() -> aws_smithy_runtime_api::client::http::SharedHttpClient 
 /// The SDK sets no read timeout by default: one request left unanswered (a dropped connection, a
 /// stuck endpoint) would hold an invocation until Lambda kills it, with every wait after it lost.
 /// Each attempt is cut instead, and the standard retry policy tries again.
-pub fn call_timeouts() -> aws_config::timeout::TimeoutConfig {
-    aws_config::timeout::TimeoutConfig::builder()
+pub fn call_timeouts() -> aws_smithy_types::timeout::TimeoutConfig {
+    aws_smithy_types::timeout::TimeoutConfig::builder()
         .connect_timeout(CONNECT_TIMEOUT)
         .operation_attempt_timeout(ATTEMPT_TIMEOUT)
         .build()
@@ -124,10 +106,9 @@ impl AwsCallError {
 mod tests {
     use super::*;
 
-    #[tokio::test]
-    async fn every_request_attempt_of_the_functions_is_bounded() {
-        let config = AwsClients::load_config("launch-hook").await;
-        let timeouts = config.timeout_config().expect("timeouts set");
+    #[test]
+    fn every_request_attempt_is_bounded() {
+        let timeouts = call_timeouts();
         assert_eq!(timeouts.operation_attempt_timeout(), Some(ATTEMPT_TIMEOUT));
         assert_eq!(timeouts.connect_timeout(), Some(CONNECT_TIMEOUT));
     }
