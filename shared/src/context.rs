@@ -26,8 +26,23 @@ impl Context {
     pub async fn discover_clusters(
         &self,
     ) -> Result<crate::aws::fleet::ClusterScan, crate::aws::AwsCallError> {
+        Ok(self.discover().await?.1)
+    }
+
+    /// [`Context::discover_clusters`], with the tagged groups it listed (a scheduled run
+    /// reconciles the worker groups among them).
+    pub async fn discover(
+        &self,
+    ) -> Result<
+        (
+            crate::aws::autoscaling::TaggedGroups,
+            crate::aws::fleet::ClusterScan,
+        ),
+        crate::aws::AwsCallError,
+    > {
         let groups = self.asg.tagged_groups().await?;
-        self.fleet.discover_clusters(&groups.cluster_tags).await
+        let scan = self.fleet.discover_clusters(&groups.cluster_tags).await?;
+        Ok((groups, scan))
     }
 
     pub fn new(config: Config, clients: &AwsClients) -> Self {

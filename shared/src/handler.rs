@@ -140,8 +140,7 @@ pub async fn handle_schedule(
     let inv = &inv.clone().with_trigger(crate::context::Trigger::Schedule);
     // One listing of the groups and one of the instances serve discovery, the reconcilers and
     // the rogue check's choice of control plane.
-    let groups = ctx.asg.tagged_groups().await?;
-    let scan = ctx.fleet.discover_clusters(&groups.cluster_tags).await?;
+    let (groups, scan) = ctx.discover().await?;
     let refresh = refresh_clusters(ctx, &scan, inv).await;
     let mut clusters: Vec<ClusterName> = groups
         .groups

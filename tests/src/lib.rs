@@ -27,6 +27,12 @@ pub fn repo_root() -> PathBuf {
         .unwrap_or_default()
 }
 
+/// The EventBridge scheduled event the demo sends (`events/scheduled-refresh.json`).
+pub fn scheduled_event() -> Value {
+    let path = repo_root().join("events/scheduled-refresh.json");
+    serde_json::from_str(&std::fs::read_to_string(path).expect("event")).expect("JSON")
+}
+
 /// A running emulator. Killed on drop.
 pub struct Emulator {
     child: Child,

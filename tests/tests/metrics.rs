@@ -99,10 +99,7 @@ async fn a_schedule_run_reports_regeneration_join_drain_and_sweep_per_cluster() 
         hook_config(60),
         &e.function_clients("token-refresher").await,
     );
-    let schedule: Value = serde_json::from_str(
-        &std::fs::read_to_string(repo_root().join("events/scheduled-refresh.json")).expect("event"),
-    )
-    .expect("JSON");
+    let schedule = scheduled_event();
     let capture = Capture::start();
 
     // No record yet: the run regenerates it. A worker launched afterwards joins.

@@ -7,7 +7,6 @@ use std::time::Duration;
 use joinkeeper::handler::handle_schedule;
 use joinkeeper::{deadline::Deadline, Context, Invocation};
 use joinkeeper_tests::*;
-use serde_json::Value;
 
 fn inv() -> Invocation {
     Invocation::new("calls-test", Deadline::after(Duration::from_secs(120)))
@@ -35,10 +34,7 @@ async fn a_scheduled_run_lists_the_groups_and_the_instances_once_each() {
         hook_config(60),
         &e.counted_clients_as(&counter, "token-refresher").await,
     );
-    let schedule: Value = serde_json::from_str(
-        &std::fs::read_to_string(repo_root().join("events/scheduled-refresh.json")).expect("event"),
-    )
-    .expect("JSON");
+    let schedule = scheduled_event();
     // The first run writes the record; the second finds it fresh, as most scheduled runs do.
     handle_schedule(&ctx, &schedule, &inv())
         .await

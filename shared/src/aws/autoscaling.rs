@@ -83,25 +83,17 @@ impl AutoScaling {
         Ok(out.auto_scaling_groups().first().and_then(to_managed))
     }
 
-    /// Every group tagged `joinkeeper:cluster` (optionally: with this value).
+    /// Every group tagged `joinkeeper:cluster` with this value.
     pub async fn managed_groups(
         &self,
-        cluster: Option<&ClusterName>,
+        cluster: &ClusterName,
     ) -> Result<Vec<ManagedGroup>, AwsCallError> {
-        let filter = match cluster {
-            Some(c) => Filter::builder()
-                .name(format!("tag:{CLUSTER_TAG}"))
-                .values(c.as_str())
-                .build(),
-            None => Filter::builder()
-                .name("tag-key")
-                .values(CLUSTER_TAG)
-                .build(),
-        };
+        let filter = Filter::builder()
+            .name(format!("tag:{CLUSTER_TAG}"))
+            .values(cluster.as_str())
+            .build();
         let mut groups = self.list(filter).await?.groups;
-        if let Some(c) = cluster {
-            groups.retain(|g| g.cluster.as_ref().is_ok_and(|gc| gc == c));
-        }
+        groups.retain(|g| g.cluster.as_ref().is_ok_and(|gc| gc == cluster));
         Ok(groups)
     }
 

@@ -55,13 +55,19 @@ pub struct ClusterScan {
 }
 
 impl ClusterScan {
-    fn add(&mut self, value: &str) {
+    /// Records a tag value; the cluster it names, when it is a valid name.
+    fn add(&mut self, value: &str) -> Option<ClusterName> {
         match ClusterName::parse(value) {
             Ok(name) => {
-                self.clusters.insert(name);
+                self.clusters.insert(name.clone());
+                Some(name)
             }
-            Err(err) if !self.rejected.contains(&err) => self.rejected.push(err),
-            Err(_) => {}
+            Err(err) => {
+                if !self.rejected.contains(&err) {
+                    self.rejected.push(err);
+                }
+                None
+            }
         }
     }
 }
@@ -122,21 +128,17 @@ impl Fleet {
                         .find(|t| t.key() == Some(key))
                         .and_then(|t| t.value())
                 };
-                let Some(cluster) = tag(CLUSTER_TAG) else {
+                let Some(cluster) = tag(CLUSTER_TAG).and_then(|value| scan.add(value)) else {
                     continue;
                 };
-                scan.add(cluster);
                 let running = instance
                     .state()
                     .and_then(|s| s.name())
                     .is_some_and(|n| n.as_str() == "running");
                 if running && tag(ROLE_TAG) == Some(CONTROL_PLANE_ROLE) {
-                    if let (Ok(name), Some(Ok(id))) = (
-                        ClusterName::parse(cluster),
-                        instance.instance_id().map(InstanceId::parse),
-                    ) {
+                    if let Some(Ok(id)) = instance.instance_id().map(InstanceId::parse) {
                         scan.running_control_planes
-                            .entry(name)
+                            .entry(cluster)
                             .or_default()
                             .push(id);
                     }
@@ -144,7 +146,7 @@ impl Fleet {
             }
         }
         for value in group_tags {
-            scan.add(value);
+            let _ = scan.add(value);
         }
         Ok(scan)
     }

@@ -57,11 +57,8 @@ impl LambdaEnv {
         let region = set("AWS_REGION")
             .or_else(|| set("AWS_DEFAULT_REGION"))
             .ok_or(LambdaEnvError::MissingRegion)?;
-        for name in ["AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"] {
-            if set(name).is_none() {
-                return Err(LambdaEnvError::MissingCredentials(name));
-            }
-        }
+        // The same read as at signing time, so start-up refuses exactly what signing would.
+        LambdaCredentials::read(&var).map_err(LambdaEnvError::MissingCredentials)?;
         let ignore_endpoints = set("AWS_IGNORE_CONFIGURED_ENDPOINT_URLS")
             .is_some_and(|v| v.eq_ignore_ascii_case("true"));
         let endpoint_url = set("AWS_ENDPOINT_URL").filter(|_| !ignore_endpoints);
@@ -113,14 +110,11 @@ impl LambdaEnv {
 pub struct LambdaCredentials;
 
 impl LambdaCredentials {
-    fn read(var: impl Fn(&str) -> Option<String>) -> Result<Credentials, CredentialsError> {
+    /// The credentials, or the first required variable that is unset or blank.
+    fn read(var: impl Fn(&str) -> Option<String>) -> Result<Credentials, &'static str> {
         let set = |name: &str| var(name).filter(|v| !v.trim().is_empty());
-        let missing = |name: &str| {
-            CredentialsError::not_loaded(format!("{name} is not set in the function's environment"))
-        };
-        let key = set("AWS_ACCESS_KEY_ID").ok_or_else(|| missing("AWS_ACCESS_KEY_ID"))?;
-        let secret =
-            set("AWS_SECRET_ACCESS_KEY").ok_or_else(|| missing("AWS_SECRET_ACCESS_KEY"))?;
+        let key = set("AWS_ACCESS_KEY_ID").ok_or("AWS_ACCESS_KEY_ID")?;
+        let secret = set("AWS_SECRET_ACCESS_KEY").ok_or("AWS_SECRET_ACCESS_KEY")?;
         Ok(Credentials::new(
             key,
             secret,
@@ -136,7 +130,13 @@ impl ProvideCredentials for LambdaCredentials {
     where
         Self: 'a,
     {
-        future::ProvideCredentials::ready(Self::read(|name| std::env::var(name).ok()))
+        future::ProvideCredentials::ready(Self::read(|name| std::env::var(name).ok()).map_err(
+            |name| {
+                CredentialsError::not_loaded(format!(
+                    "{name} is not set in the function's environment"
+                ))
+            },
+        ))
     }
 }
 

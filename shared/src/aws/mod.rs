@@ -43,10 +43,9 @@ impl AwsClients {
 /// (The SDK's `default-https-client` feature would bring aws-lc-rs, a larger library and a
 /// slower build, for the same TLS 1.2/1.3 to AWS endpoints.)
 pub fn https_client() -> aws_smithy_runtime_api::client::http::SharedHttpClient {
-    use aws_smithy_http_client::tls::{rustls_provider::CryptoMode, Provider};
-    aws_smithy_http_client::Builder::new()
-        .tls_provider(Provider::Rustls(CryptoMode::Ring))
-        .build_https()
+    trust::https_client(trust::TrustRoots::System(
+        "the command-line tool and the tests: the operator's own store",
+    ))
 }
 
 /// The SDK sets no read timeout by default: one request left unanswered (a dropped connection, a

@@ -53,28 +53,27 @@ pub fn choose(
     TrustRoots::AmazonTrustServices
 }
 
-/// The one HTTP client of the functions (hyper 1, rustls on ring) with the chosen roots.
+/// The one HTTP client of every binary (hyper 1, rustls on ring) with the chosen roots.
 pub fn https_client(roots: TrustRoots) -> aws_smithy_runtime_api::client::http::SharedHttpClient {
     use aws_smithy_http_client::tls::{
         rustls_provider::CryptoMode, Provider, TlsContext, TrustStore,
     };
     let builder =
         aws_smithy_http_client::Builder::new().tls_provider(Provider::Rustls(CryptoMode::Ring));
-    match roots {
-        TrustRoots::System(_) => builder.build_https(),
+    let context = match roots {
+        TrustRoots::System(_) => None,
         TrustRoots::AmazonTrustServices => {
             let store = TrustStore::empty()
                 .with_native_roots(false)
                 .with_pem_certificate(AMAZON_TRUST_SERVICES_ROOTS.as_bytes());
-            match TlsContext::builder().with_trust_store(store).build() {
-                Ok(context) => builder.tls_context(context).build_https(),
-                // Building a context only stores the settings; should that ever fail, the system
-                // store still verifies AWS's certificates.
-                Err(_) => aws_smithy_http_client::Builder::new()
-                    .tls_provider(Provider::Rustls(CryptoMode::Ring))
-                    .build_https(),
-            }
+            // Building a context only stores the settings; should that ever fail, the system
+            // store still verifies AWS's certificates.
+            TlsContext::builder().with_trust_store(store).build().ok()
         }
+    };
+    match context {
+        Some(context) => builder.tls_context(context).build_https(),
+        None => builder.build_https(),
     }
 }
 

@@ -66,7 +66,7 @@ pub async fn gather(
     known_hooks: &mut HashMap<GroupName, GroupHooks>,
 ) -> Result<ClusterView, AwsCallError> {
     let mut view = ClusterView::default();
-    for group in ctx.asg.managed_groups(Some(cluster)).await? {
+    for group in ctx.asg.managed_groups(cluster).await? {
         if !group.is_worker_group {
             continue;
         }
