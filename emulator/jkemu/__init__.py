@@ -40,12 +40,18 @@ Gaps in moto that this launcher fills, by monkeypatching moto's classes at start
     its size and instances move into it, out of it for service, back on scale-in
     (ReuseOnScaleIn) and out to be terminated, each through the lifecycle hooks with the event's
     Origin/Destination (EC2, AutoScalingGroup, WarmPool) and the Warmed:* states.
- 8. A stopped instance that starts runs nothing, and instances have no metadata. -> boot units
-    (<node dir>/boot-units/) run at each restart, user data only at the first boot; the target
-    lifecycle state is kept in <node dir>/imds/autoscaling/target-lifecycle-state.
+ 8. A stopped instance that starts runs nothing, keeps its first LaunchTime, and instances have
+    no metadata. -> boot units (<node dir>/boot-units/) run at each restart, user data only at
+    the first boot; LaunchTime is the last start; the target lifecycle state is kept in
+    <node dir>/imds/autoscaling/target-lifecycle-state.
  9. Nothing records who called what. -> with --record-calls PATH every AWS request is appended
     as one JSON line (caller from the User-Agent app id, IAM action, resource ARNs and condition
     keys, SSM's KMS calls) for an offline IAM policy check.
+10. Every call succeeds at once and Run Command has no agent. -> POST /_joinkeeper/faults
+    injects AWS's failures, seeded (throttling in each protocol's shape, token buckets at AWS's
+    rates, 5xx, answers lost after the call took effect, latency); an SSM agent per instance runs
+    5 commands at a time and buffers 5, leaves the rest undelivered until their delivery timeout,
+    and can go offline while SSM still lists it Online (POST /_joinkeeper/agents/<id>).
 
 Choices (also in emulator/README.md):
  - An undeliverable command invocation (tag emulator:agent=undeliverable) ends as Status Failed,
@@ -62,6 +68,7 @@ Modules, by concern: common (constants, configuration, state), scripts (running 
 an instance), documents / invocations / run_command / command_listing (Run Command),
 managed_nodes, lifecycle / lifecycle_api / capacity (Auto Scaling lifecycle hooks and capacity),
 warm_pool / warm_pool_api (warm pools), boot_units, imds (target lifecycle state),
-recorder / iam_context / iam_ssm / iam_compute (record of AWS calls), user_data,
+recorder / iam_context / iam_ssm / iam_compute (record of AWS calls), agent (the SSM agent),
+faults / rate_limits / fault_http (AWS's failures), user_data,
 accounts, control_api, server (patches, WSGI app, main).
 """

@@ -10,6 +10,7 @@ import subprocess
 from pathlib import Path
 from typing import Any, Callable
 
+from moto.core.utils import utcnow as moto_utcnow
 from moto.ec2.models import EC2Backend
 
 from .common import LOG, STATE, iso_z, utcnow
@@ -82,10 +83,12 @@ def schedule_boot_units(instance: Any, account: str, region: str) -> None:
 
 def wrap_start_instances(original: Callable) -> Callable:
     def start_instances(self: EC2Backend, instance_ids: list[str]) -> Any:
-        """A stopped instance that starts boots: its boot units run (not its user data)."""
+        """A stopped instance that starts boots: its LaunchTime becomes now (EC2's LaunchTime is
+        the time of the last start), and its boot units run (not its user data)."""
         started = original(self, instance_ids)
         for instance, previous in started:
             if previous.name in ("stopped", "stopping"):
+                instance.launch_time = moto_utcnow()
                 schedule_boot_units(instance, self.account_id, self.region_name)
         return started
 

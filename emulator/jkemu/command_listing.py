@@ -108,6 +108,6 @@ def ssm_cancel_command(self: SimpleSystemManagerResponse) -> ActionResult:
             inv.cancel_requested = True
             if inv.process is not None:
                 kill_process_group(inv.process)
-            elif inv.status == "Pending":
+            elif inv.started is None:  # not delivered, or waiting in the agent's buffer
                 finish_invocation(inv, "Cancelled", "Cancelled")
     return EmptyResult()

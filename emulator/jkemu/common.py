@@ -32,6 +32,9 @@ COUNTED_STATES = {"Pending", "Pending:Wait", "Pending:Proceed", "InService"}
 TERMINAL_INVOCATION = {"Success", "Failed", "TimedOut", "Cancelled"}
 ACCOUNT_KEY = re.compile(r"Credential=(\d{12})/")  # SigV4 header of a 12-digit access key id
 PLACEHOLDER = re.compile(r"\{\{\s*([A-Za-z0-9_.:-]+)\s*\}\}")
+# App ids of scripts on instances (their role): never "the functions" for the fault injector.
+# The emulator adds every role it hands a script (AWS_SDK_UA_APP_ID).
+SCRIPT_APP_IDS: set[str] = {"control-plane", "worker"}
 
 
 def utcnow() -> dt.datetime:
@@ -77,6 +80,7 @@ class ExtensionState:
         self.owners: dict[subprocess.Popen, str] = {}  # process -> instance id it runs on
         self.boot_runs: list[dict[str, Any]] = []
         self.warming: dict[str, Any] = {}  # instance id -> InstanceState in Warmed:Pending
+        self.agents: dict[str, Any] = {}  # instance id -> agent.Agent (SSM agent's state)
 
 
 STATE = ExtensionState()

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any, Iterator
 
 from moto.autoscaling.models import FakeAutoScalingGroup, autoscaling_backends
 
+from .agent import set_agent, show_agents
 from .common import CONFIG, STATE
+from .faults import fault_control
 from .scripts import reset_extension, target_state_file
 from .warm_pool import maintain_pool
 
@@ -71,10 +74,31 @@ def selected(
     return entries
 
 
+def read_json(environ: dict[str, Any]) -> Any:
+    """A control call's JSON body (None when empty); ValueError when it is not JSON."""
+    length = int(environ.get("CONTENT_LENGTH") or 0)
+    raw = environ["wsgi.input"].read(length) if length else b""
+    return json.loads(raw) if raw.strip() else None
+
+
 def control(
-    method: str, path: str, query: dict[str, list[str]], account: str | None
+    method: str,
+    path: str,
+    query: dict[str, list[str]],
+    account: str | None,
+    body: Any = None,
 ) -> tuple[int, Any]:
     """Handle one control API call; returns (HTTP status, JSON body)."""
+    if path == "faults":
+        return fault_control(method, body if body is not None else {})
+    if path == "agents" and method == "GET":
+        return show_agents(None)
+    if path.startswith("agents/") and "/" not in path[len("agents/") :]:
+        instance_id = path[len("agents/") :]
+        if method == "POST":
+            return set_agent(instance_id, body)
+        if method == "GET":
+            return show_agents(instance_id)
     with STATE.lock:
         if method == "GET" and path == "events":
             events = selected(STATE.events, query, account)

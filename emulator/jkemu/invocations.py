@@ -90,9 +90,12 @@ class CommandRecord:
             "ErrorCount": sum(
                 1
                 for i in invs
-                if i.status in ("Failed", "TimedOut") and i.status_details != "Undeliverable"
+                if i.status in ("Failed", "TimedOut")
+                and i.status_details not in ("Undeliverable", "DeliveryTimedOut")
             ),
-            "DeliveryTimedOutCount": 0,
+            "DeliveryTimedOutCount": sum(
+                1 for i in invs if i.status_details == "DeliveryTimedOut"
+            ),
         }
 
     def status(self) -> str:

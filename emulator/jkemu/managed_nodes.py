@@ -10,18 +10,16 @@ from moto.core.responses import ActionResult
 from moto.ec2.models import ec2_backends
 from moto.ssm.responses import SimpleSystemManagerResponse
 
+from .agent import last_ping, ping_status
 from .common import paginate, utcnow
 from .documents import ssm_error
 from .scripts import instance_tags
 
 
-def agent_state(instance: Any) -> str:
-    return instance_tags(instance).get("emulator:agent", "online")
-
-
 def is_managed(instance: Any) -> bool:
-    """A managed node: running, with an agent that is not offline."""
-    return instance.state == "running" and agent_state(instance) != "offline"
+    """A managed node SSM believes reachable: running, its agent not offline (tag), or offline
+    so recently that SSM still has it Online (control API, ping_lag_seconds)."""
+    return ping_status(instance) == "Online"
 
 
 def resolve_targets(
@@ -55,11 +53,11 @@ def resolve_targets(
     return chosen
 
 
-def instance_information(instance: Any, now: dt.datetime) -> dict[str, Any]:
+def instance_information(instance: Any, now: dt.datetime, status: str) -> dict[str, Any]:
     return {
         "InstanceId": instance.id,
-        "PingStatus": "Online",
-        "LastPingDateTime": now,
+        "PingStatus": status,
+        "LastPingDateTime": last_ping(instance, now),
         "AgentVersion": "3.3.0.0",
         "IsLatestVersion": True,
         "PlatformType": "Linux",
@@ -93,7 +91,8 @@ def instance_info_matches(
 
 def ssm_describe_instance_information(self: SimpleSystemManagerResponse) -> ActionResult:
     """Implements DescribeInstanceInformation (moto answers 500): running instances whose
-    emulator:agent tag is not offline are Online managed nodes."""
+    emulator:agent tag is not offline are managed nodes, Online, or ConnectionLost once an agent
+    set offline through the control API has missed its pings."""
     filters = [
         (f["key"], f.get("valueSet", []))
         for f in self._get_param("InstanceInformationFilterList", []) or []
@@ -102,9 +101,10 @@ def ssm_describe_instance_information(self: SimpleSystemManagerResponse) -> Acti
     now = utcnow()
     infos = []
     for instance in ec2_backends[self.current_account][self.region].all_instances():
-        if not is_managed(instance):
+        status = ping_status(instance, now)
+        if status is None:
             continue
-        info, tags = instance_information(instance, now), instance_tags(instance)
+        info, tags = instance_information(instance, now, status), instance_tags(instance)
         if all(instance_info_matches(info, tags, key, values) for key, values in filters):
             infos.append(info)
     page, token = paginate(infos, self._get_int_param("MaxResults"), self._get_param("NextToken"))

@@ -154,7 +154,12 @@ def error_code(status: int, body: bytes) -> str | None:
 
 
 def entries_for(
-    request: Request, auth: Authorization, caller: str, status: int, body: bytes
+    request: Request,
+    auth: Authorization,
+    caller: str,
+    status: int,
+    body: bytes,
+    fault: dict[str, Any] | None = None,
 ) -> list[dict[str, Any]]:
     secure = request.params.get("Type") == "SecureString" or any(
         f["action"] in ("kms:Encrypt", "kms:GenerateDataKey") for f in auth.follow_ups
@@ -166,6 +171,7 @@ def entries_for(
         "region": request.region,
         "status": status,
         "error_code": error_code(status, body),
+        **(fault or {}),
     }
     entries = [
         {
@@ -194,6 +200,15 @@ def entries_for(
     return entries
 
 
+def drain(result: Any) -> bytes:
+    """The whole body of a WSGI result, which is then closed."""
+    try:
+        return b"".join(result)
+    finally:
+        if hasattr(result, "close"):
+            result.close()
+
+
 def recording(app: Callable, environ: dict[str, Any], start_response: Callable) -> Any:
     """Serve one request through `app`, then append its record (and its follow-ups)."""
     body = take_body(environ)
@@ -207,11 +222,22 @@ def recording(app: Callable, environ: dict[str, Any], start_response: Callable) 
         answer["status"] = int(status.split()[0])
         return start_response(status, headers, exc_info)
 
-    result = app(environ, capture)
-    try:
-        payload = b"".join(result)
-    finally:
-        if hasattr(result, "close"):
-            result.close()
-    RECORDER.write(entries_for(request, auth, principal(environ), answer.get("status", 0), payload))
+    payload = drain(app(environ, capture))
+    status = answer.get("status", 0)
+    fault = environ.get("jkemu.fault")  # an answer the fault injector will lose: still applied
+    RECORDER.write(entries_for(request, auth, principal(environ), status, payload, fault))
     return [payload]
+
+
+def record_unapplied(
+    environ: dict[str, Any], request: Request, status: int, body: bytes, fault: str
+) -> None:
+    """A call the fault injector answered itself (throttled, 5xx): recorded, marked not applied
+    (`fault`, `applied: false`), so a policy check still sees what the caller asked for."""
+    if not RECORDER.path:
+        return
+    auth = authorize(request)
+    entries = entries_for(
+        request, auth, principal(environ), status, body, {"fault": fault, "applied": False}
+    )
+    RECORDER.write(entries)

@@ -11,9 +11,10 @@ from moto.ssm.responses import SimpleSystemManagerResponse
 
 from .common import LOG, PLUGIN_OUTPUT_LIMIT, STATE, iso_z, utcnow
 from .documents import load_document, render_steps, resolve_parameters, ssm_error
-from .invocations import CommandRecord, Invocation, PluginResult, run_invocation
-from .managed_nodes import agent_state, resolve_targets
-from .scripts import in_background, script_environment
+from .agent import submit
+from .invocations import CommandRecord, Invocation, PluginResult
+from .managed_nodes import resolve_targets
+from .scripts import script_environment
 
 
 def invocation_dict(command: CommandRecord, inv: Invocation, details: bool) -> dict[str, Any]:
@@ -143,7 +144,7 @@ def ssm_send_command(self: SimpleSystemManagerResponse) -> ActionResult:
             i.id: Invocation(
                 instance_id=i.id,
                 instance_name=i.private_dns_name,
-                undeliverable=agent_state(i) == "undeliverable",
+                undeliverable=False,
                 env=script_environment(i, account, region),
                 plugins=[PluginResult(s["name"]) for s in steps],
             )
@@ -164,6 +165,8 @@ def ssm_send_command(self: SimpleSystemManagerResponse) -> ActionResult:
                 "comment": request["Comment"],
             }
         )
+        for instance in instances:
+            submit(command, command.invocations[instance.id], instance)
         response = command_dict(command)
     LOG.info(
         "send-command %s %s -> %s",
@@ -171,8 +174,6 @@ def ssm_send_command(self: SimpleSystemManagerResponse) -> ActionResult:
         name,
         ",".join(command.invocations) or "(no target)",
     )
-    for inv in command.invocations.values():
-        in_background(f"cmd-{inv.instance_id}", run_invocation, command, inv)
     return ActionResult({"Command": response})
 
 

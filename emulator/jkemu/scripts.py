@@ -14,7 +14,7 @@ from typing import Any, Callable
 
 from moto.autoscaling.models import autoscaling_backends
 
-from .common import CONFIG, DEFAULT_ACCOUNT, LOG, STATE
+from .common import CONFIG, DEFAULT_ACCOUNT, LOG, SCRIPT_APP_IDS, STATE
 
 
 def kill_process_group(proc: subprocess.Popen) -> None:
@@ -125,6 +125,7 @@ def script_environment(instance: Any, account: str, region: str) -> dict[str, st
     role = role_of(instance, tags, account, region)
     if role:
         env["AWS_SDK_UA_APP_ID"] = role  # the principal of its AWS calls (User-Agent app/<role>)
+        SCRIPT_APP_IDS.add(role)
     target = target_state_file(instance.id)
     if target.exists():
         env["JOINKEEPER_TARGET_LIFECYCLE_STATE"] = target.read_text().strip()

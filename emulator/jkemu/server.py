@@ -18,16 +18,13 @@ from moto.autoscaling.models import AutoScalingBackend, FakeAutoScalingGroup
 from moto.autoscaling.responses import AutoScalingResponse
 from moto.core.responses import BaseResponse
 from moto.ec2.models import EC2Backend
-from moto.moto_server.werkzeug_app import (
-    DomainDispatcherApplication,
-    MotoRequestHandler,
-    create_backend_app,
-)
+from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app
 from moto.ssm.responses import SimpleSystemManagerResponse
 import werkzeug.serving
 from werkzeug.serving import make_server
 
 from . import __doc__ as PACKAGE_DOC
+from . import agent
 from .accounts import wrap_get_current_account
 from .boot_units import wrap_start_instances, wrap_stop_instances
 from .capacity import (
@@ -38,7 +35,8 @@ from .capacity import (
 )
 from .command_listing import ssm_cancel_command, ssm_list_command_invocations, ssm_list_commands
 from .common import CONFIG, LOG
-from .control_api import control
+from .control_api import control, read_json
+from .fault_http import FaultingRequestHandler, serve
 from .lifecycle import expire_lifecycle_actions
 from .lifecycle_api import (
     asg_complete_lifecycle_action,
@@ -97,8 +95,9 @@ def install_patches() -> None:
 
 
 class EmulatorApp:
-    """WSGI wrapper: serves /_joinkeeper/, resets the extension with moto, and applies due
-    lifecycle timeouts before handing any other request to moto."""
+    """WSGI wrapper: serves /_joinkeeper/, resets the extension with moto, applies due lifecycle
+    timeouts and agent deliveries before handing any other request to moto, through the fault
+    injector (AWS requests only: never control or /moto-api calls) and the call recorder."""
 
     def __init__(self, moto_app: Any) -> None:
         self.moto_app = moto_app
@@ -111,19 +110,32 @@ class EmulatorApp:
         else:
             expire_lifecycle_actions()
             settle_warming()
+            agent.tick()
         if path.startswith("/_joinkeeper/"):
             query = parse_qs(environ.get("QUERY_STRING", ""))
             account = query.get("account", [None])[0] or environ.get("HTTP_X_MOTO_ACCOUNT_ID")
-            status, body = control(method, path[len("/_joinkeeper/") :].strip("/"), query, account)
+            try:
+                given = read_json(environ)
+            except ValueError as err:
+                status, body = 400, {"error": f"the body is not JSON: {err}"}
+            else:
+                sub = path[len("/_joinkeeper/") :].strip("/")
+                status, body = control(method, sub, query, account, given)
             payload = json.dumps(body, indent=1).encode()
+            reason = {200: "OK", 400: "Bad Request"}.get(status, "Not Found")
             start_response(
-                f"{status} {'OK' if status == 200 else 'Not Found'}",
+                f"{status} {reason}",
                 [("Content-Type", "application/json"), ("Content-Length", str(len(payload)))],
             )
             return [payload]
-        if RECORDER.path and not path.startswith("/moto-api"):
-            return recording(self.moto_app, environ, start_response)
-        return self.moto_app(environ, start_response)
+        if path.startswith("/moto-api"):
+            return self.moto_app(environ, start_response)
+        if RECORDER.path:
+            return serve(self.record, environ, start_response)
+        return serve(self.moto_app, environ, start_response)
+
+    def record(self, environ: dict[str, Any], start_response: Callable) -> Any:
+        return recording(self.moto_app, environ, start_response)
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -173,7 +185,7 @@ def main(argv: list[str] | None = None) -> None:
     # default listen queue (128) would refuse them. Keep them waiting instead, as AWS does.
     werkzeug.serving.BaseWSGIServer.request_queue_size = 4096
     server = make_server(
-        args.host, args.port, app, threaded=True, request_handler=MotoRequestHandler
+        args.host, args.port, app, threaded=True, request_handler=FaultingRequestHandler
     )
     port = server.server_port
     client_host = "127.0.0.1" if args.host in ("0.0.0.0", "") else args.host
