@@ -122,6 +122,7 @@ export function mustAllow(keyArn: (cluster: string) => string): Case[] {
     add(`${f} reads the record's meta`, req(f, 'ssm:GetParameter', param('demo', 'join-record-meta')));
     add(`${f} completes a worker's lifecycle action`, req(f, 'autoscaling:CompleteLifecycleAction', group, workerGroup));
     add(`${f} lists a warm pool`, req(f, 'autoscaling:DescribeWarmPool', '*'));
+    add(`${f} reads scaling activities`, req(f, 'autoscaling:DescribeScalingActivities', '*'));
     add(`${f} drains on a control plane`, req(f, 'ssm:SendCommand', instance, instanceTags({ 'joinkeeper:cluster': 'demo', 'joinkeeper:role': 'control-plane' })));
     add(`${f} sends node-status`, req(f, 'ssm:SendCommand', doc('joinkeeper-node-status')));
     add(`${f} sends regenerate`, req(f, 'ssm:SendCommand', doc('joinkeeper-regenerate')));

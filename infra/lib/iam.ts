@@ -135,6 +135,8 @@ export function functionStatements(stack: Stack, g: FunctionGrants): iam.PolicyS
         'autoscaling:DescribeAutoScalingInstances',
         'autoscaling:DescribeLifecycleHooks',
         'autoscaling:DescribeWarmPool',
+        // When a launch's wait began (an instance out of a Running warm pool keeps its LaunchTime).
+        'autoscaling:DescribeScalingActivities',
       ],
       resources: ['*'],
     }),

@@ -3,6 +3,7 @@ import { strict as assert } from 'node:assert';
 import { describe, it } from 'node:test';
 import { Match } from 'aws-cdk-lib/assertions';
 import { actionsOf, flat, resourcesOf, statementsOfRole, synth } from './support';
+import { SETTINGS } from '../lib/config';
 
 const ENV_NAMES = [
   'JOINKEEPER_PARAMETER_PREFIX',
@@ -97,12 +98,22 @@ describe('account stack: functions', () => {
     a.hasResourceProperties('AWS::SSM::Document', { Name: 'jk2-join-log' });
   });
 
-  it('passes the optional hook check and node poll settings only when given', () => {
-    const { account: a } = synth({ hookCheckSeconds: '300', nodePollSeconds: '10' });
+  it('passes the optional node poll setting only when given', () => {
+    const { account: a } = synth({ nodePollSeconds: '10' });
     a.allResourcesProperties('AWS::Lambda::Function', {
-      Environment: { Variables: Match.objectLike({ JOINKEEPER_HOOK_CHECK_SECONDS: '300', JOINKEEPER_NODE_POLL_SECONDS: '10' }) },
+      Environment: { Variables: Match.objectLike({ JOINKEEPER_NODE_POLL_SECONDS: '10' }) },
     });
-    assert.throws(() => synth({ hookCheckSeconds: '900' }), /hookCheckSeconds/);
+    assert.throws(() => synth({ nodePollSeconds: '301' }), /nodePollSeconds/);
+  });
+
+  it('sets only variables the functions read (rows of their settings table)', () => {
+    const known = new Set(Object.values(SETTINGS).map((s) => s.variable));
+    const { account: a } = synth({ nodePollSeconds: '10' });
+    for (const fn of Object.values(a.findResources('AWS::Lambda::Function'))) {
+      const vars = Object.keys(fn.Properties.Environment.Variables).filter((v) => v.startsWith('JOINKEEPER_'));
+      assert.ok(vars.length > 0);
+      for (const v of vars) assert.ok(known.has(v), `${v} is not in infra/lib/settings.json`);
+    }
   });
 
   it('keeps each function log group with a retention', () => {
@@ -285,6 +296,7 @@ describe('account stack: alarms', () => {
       'autoscaling:DescribeAutoScalingInstances',
       'autoscaling:DescribeLifecycleHooks',
       'autoscaling:DescribeWarmPool',
+      'autoscaling:DescribeScalingActivities',
     ]);
     for (const role of Object.values(ROLES)) {
       for (const s of statementsOfRole(account, role)) {

@@ -1,6 +1,6 @@
 //! The three triggers, each a thin layer over [`crate::reconcile`] and [`crate::refresh`]:
 //! validate the event, find the cluster, reconcile it. Errors are classed for Lambda's
-//! `Diagnostic` (bad event, AWS call, deadline, failed clusters).
+//! `Diagnostic` (bad event, AWS call). A scheduled run never fails for one cluster's failure.
 
 use serde::Serialize;
 use serde_json::Value;
@@ -20,8 +20,6 @@ pub enum HandlerError {
     BadEvent(String),
     #[error(transparent)]
     Aws(#[from] AwsCallError),
-    #[error("{0}")]
-    ClustersFailed(String),
 }
 
 impl HandlerError {
@@ -30,7 +28,6 @@ impl HandlerError {
             HandlerError::BadEvent(_) => "joinkeeper.BadEvent",
             HandlerError::Aws(e) if e.is_throttling() => "joinkeeper.Throttled",
             HandlerError::Aws(_) => "joinkeeper.AwsCall",
-            HandlerError::ClustersFailed(_) => "joinkeeper.ClustersFailed",
         }
     }
 }
@@ -195,19 +192,16 @@ pub async fn handle_schedule(
             Err(err) => warn!(cluster = %c, error = %err, "could not clean up leftover leases"),
         }
     }
+    // A cluster that failed is reported (the `RefreshFailures` metric and its alarm, the log
+    // line, this response), never returned as the invocation's error: Lambda would run the whole
+    // sweep again, twice, repeating every other cluster's work; the next schedule retries it.
     let failed = refresh.failed();
     if failed > 0 {
-        let names: Vec<&str> = refresh
-            .clusters
-            .iter()
-            .filter(|c| c.outcome == crate::refresh::Outcome::Failed)
-            .map(|c| c.cluster.as_str())
-            .collect();
-        return Err(HandlerError::ClustersFailed(format!(
-            "{failed} of {} clusters failed to refresh: {}",
-            refresh.clusters.len(),
-            names.join(", ")
-        )));
+        warn!(
+            failed,
+            clusters = refresh.clusters.len(),
+            "some clusters failed to refresh; the next scheduled run tries them again"
+        );
     }
     Ok(ScheduledResponse {
         refresh,

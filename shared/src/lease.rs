@@ -26,8 +26,13 @@ use time::OffsetDateTime;
 use crate::aws::parameters::ParameterStore;
 use crate::aws::AwsCallError;
 
-/// How long before its expiry a holder stops acting: clock skew plus one write's latency.
-pub const GUARD: Duration = Duration::from_secs(2);
+/// The longest a holder's lease write (renew, note, release) may take, retries included: a write
+/// still in flight is abandoned at this bound, so none lands after the holder's guard.
+pub const WRITE_BOUND: Duration = Duration::from_secs(8);
+/// How long before its expiry a holder stops acting: the longest write ([`WRITE_BOUND`]) plus
+/// clock skew. A renew or release started before the guard ends before the expiry that a
+/// successor waits for, so it can never overwrite or delete the successor's lease.
+pub const GUARD: Duration = Duration::from_secs(8 + 4);
 /// Markers and abandoned leases older than this are removed by the cleanup.
 pub const LEFTOVER_AGE: Duration = Duration::from_secs(1800);
 
@@ -49,6 +54,9 @@ pub struct LeaseValue {
     pub instance_id: String,
     #[serde(default)]
     pub started_at_ms: i64,
+    /// Drain records only: the Node left in place when the action was completed.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub left_node: String,
 }
 
 /// A lease this process holds.
@@ -228,6 +236,28 @@ impl Leases {
         Ok(Acquire::Busy(None))
     }
 
+    /// A holder's write, bounded so that it ends before the guard runs out: the time left
+    /// before the expiry less the skew, and at most [`WRITE_BOUND`].
+    async fn bounded<T>(
+        &self,
+        held: &Held,
+        operation: &'static str,
+        write: impl std::future::Future<Output = Result<T, AwsCallError>>,
+    ) -> Result<T, AwsCallError> {
+        let skew = self.guard.saturating_sub(WRITE_BOUND.min(self.guard));
+        let left = Duration::from_millis(
+            (held.value.expires_at_ms - now_ms() - skew.as_millis() as i64).max(0) as u64,
+        );
+        match tokio::time::timeout(WRITE_BOUND.min(left), write).await {
+            Ok(result) => result,
+            Err(_) => Err(AwsCallError {
+                operation,
+                code: None,
+                message: "abandoned: it would have outlived the lease's guard".into(),
+            }),
+        }
+    }
+
     /// Extends a held lease to `ttl` from now. False (and nothing written) when the lease can no
     /// longer be trusted: the holder must stop.
     pub async fn renew(&self, held: &mut Held, ttl: Duration) -> Result<bool, AwsCallError> {
@@ -236,7 +266,12 @@ impl Leases {
         }
         let mut value = held.value.clone();
         value.expires_at_ms = now_ms() + ttl.as_millis() as i64;
-        self.store.overwrite(&held.name, &to_json(&value)).await?;
+        self.bounded(
+            held,
+            "ssm:PutParameter",
+            self.store.overwrite(&held.name, &to_json(&value)),
+        )
+        .await?;
         held.value = value;
         Ok(true)
     }
@@ -254,7 +289,12 @@ impl Leases {
         let mut value = held.value.clone();
         value.command_id = command_id.to_owned();
         value.instance_id = instance.to_owned();
-        self.store.overwrite(&held.name, &to_json(&value)).await?;
+        self.bounded(
+            held,
+            "ssm:PutParameter",
+            self.store.overwrite(&held.name, &to_json(&value)),
+        )
+        .await?;
         held.value = value;
         Ok(true)
     }
@@ -262,7 +302,8 @@ impl Leases {
     /// Releases a held lease if it is still ours to release; otherwise it simply expires.
     pub async fn release(&self, held: Held) -> Result<(), AwsCallError> {
         if self.may_act(&held) {
-            self.store.delete(&held.name).await?;
+            self.bounded(&held, "ssm:DeleteParameter", self.store.delete(&held.name))
+                .await?;
         }
         Ok(())
     }

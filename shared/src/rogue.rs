@@ -52,6 +52,8 @@ pub fn parse_nodes(output: &str) -> (Vec<NodeLine>, Option<String>) {
 pub struct Fleet {
     pub instances: HashSet<InstanceId>,
     pub dns_names: HashSet<String>,
+    /// Instances of the cluster that EC2 lists as terminated or shutting down.
+    pub terminated: HashSet<InstanceId>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -61,6 +63,11 @@ pub enum Verdict {
     TooYoung,
     Rogue {
         reason: String,
+    },
+    /// Its providerID names an instance of the cluster that EC2 says is gone: no Node outlives
+    /// its instance, so it is deleted, whatever the rogue settings and its age.
+    Dead {
+        instance: InstanceId,
     },
 }
 
@@ -79,6 +86,7 @@ pub fn decide(node: &NodeLine, fleet: &Fleet, now: OffsetDateTime, grace: Durati
     } else {
         match provider_instance(&node.provider_id) {
             Some(id) if fleet.instances.contains(&id) => return Verdict::Belongs,
+            Some(id) if fleet.terminated.contains(&id) => return Verdict::Dead { instance: id },
             Some(id) => format!("its providerID names {id}, no live instance of the cluster"),
             None => "its providerID names no EC2 instance".to_owned(),
         }
@@ -137,15 +145,45 @@ pub async fn check(
         }
     }
     let facts = ctx.fleet.cluster_instances(cluster).await.ok()?;
-    let fleet = Fleet {
+    let mut fleet = Fleet {
         instances: facts.iter().map(|f| f.id.clone()).collect(),
         dns_names: facts.iter().map(|f| f.private_dns.clone()).collect(),
+        terminated: HashSet::new(),
     };
+    let named: Vec<InstanceId> = nodes
+        .iter()
+        .filter_map(|n| provider_instance(&n.provider_id))
+        .filter(|i| !fleet.instances.contains(i))
+        .collect();
+    if !named.is_empty() {
+        fleet.terminated = ctx
+            .fleet
+            .terminated_of_cluster(cluster, &named)
+            .await
+            .unwrap_or_default();
+    }
     let now = OffsetDateTime::now_utc();
     let mut found = Vec::new();
+    let mut deleted = 0;
     for node in &nodes {
-        let Verdict::Rogue { reason } = decide(node, &fleet, now, ctx.config.rogue_grace) else {
-            continue;
+        let reason = match decide(node, &fleet, now, ctx.config.rogue_grace) {
+            Verdict::Rogue { reason } => reason,
+            Verdict::Dead { instance } => {
+                if deleted < CORDONS_PER_PASS && !inv.deadline.is_near(Duration::from_secs(15)) {
+                    deleted += 1;
+                    let gone = crate::reconcile::cleanup::delete_node(
+                        ctx,
+                        cluster,
+                        std::slice::from_ref(cp),
+                        &node.name,
+                        &inv.deadline,
+                    )
+                    .await;
+                    tracing::info!(cluster = %cluster, node = %node.name, instance = %instance, deleted = gone, "Node of a terminated instance");
+                }
+                continue;
+            }
+            _ => continue,
         };
         let age_seconds = node
             .created
@@ -227,11 +265,13 @@ mod tests {
         let now = datetime!(2026-11-27 12:00 UTC);
         let grace = Duration::from_secs(900);
         let ours = InstanceId::parse("i-0123456789abcdef0").expect("id");
+        let dead = InstanceId::parse("i-0aaaaaaaaaaaaaaa1").expect("id");
         let fleet = Fleet {
             instances: [ours].into_iter().collect(),
             dns_names: ["ip-10-0-0-9.ec2.internal".to_owned()]
                 .into_iter()
                 .collect(),
+            terminated: [dead.clone()].into_iter().collect(),
         };
         let old = Some(now - time::Duration::hours(1));
         let young = Some(now - time::Duration::minutes(5));
@@ -269,6 +309,11 @@ mod tests {
                 Verdict::Rogue {
                     reason: "its providerID names no EC2 instance".into(),
                 },
+            ),
+            (
+                "a terminated instance's Node, even young: deleted",
+                line("f", "aws:///us-east-1a/i-0aaaaaaaaaaaaaaa1", young),
+                Verdict::Dead { instance: dead },
             ),
             (
                 "rogue-looking but young",

@@ -11,7 +11,7 @@ use crate::names::{ClusterName, GroupName, HookName, InstanceId, NameError};
 
 #[derive(Clone, Debug)]
 pub struct AutoScaling {
-    client: aws_sdk_autoscaling::Client,
+    pub(super) client: aws_sdk_autoscaling::Client,
 }
 
 /// A group that carries the `joinkeeper:cluster` tag, with its instances' lifecycle states.

@@ -241,6 +241,41 @@ impl Fleet {
         Ok(found)
     }
 
+    /// Those of `ids` that EC2 lists as terminated (or shutting down) with the cluster's tag: a
+    /// positive fact that they are gone (EC2 lists a terminated instance for about an hour).
+    pub async fn terminated_of_cluster(
+        &self,
+        cluster: &ClusterName,
+        ids: &[InstanceId],
+    ) -> Result<HashSet<InstanceId>, AwsCallError> {
+        let mut gone = HashSet::new();
+        for chunk in ids.chunks(200) {
+            let values: Vec<&str> = chunk.iter().map(|i| i.as_str()).collect();
+            let mut pages = self
+                .ec2
+                .describe_instances()
+                .filters(filter("instance-id", &values))
+                .filters(filter(&format!("tag:{CLUSTER_TAG}"), &[cluster.as_str()]))
+                .filters(filter(
+                    "instance-state-name",
+                    &["shutting-down", "terminated"],
+                ))
+                .into_paginator()
+                .send();
+            while let Some(page) = pages.next().await {
+                let page = page.map_err(|e| {
+                    AwsCallError::new("ec2:DescribeInstances", &e.into_service_error())
+                })?;
+                for i in page.reservations().iter().flat_map(|r| r.instances()) {
+                    if let Some(Ok(id)) = i.instance_id().map(InstanceId::parse) {
+                        gone.insert(id);
+                    }
+                }
+            }
+        }
+        Ok(gone)
+    }
+
     /// Every live instance tagged for the cluster (control planes and workers).
     pub async fn cluster_instances(
         &self,

@@ -1,6 +1,7 @@
 //! Small adapters over the AWS SDK clients. Each turns SDK types into the core's plain data and
 //! SDK errors into one typed error per concern; decisions stay in the pure modules.
 
+pub mod activities;
 pub mod autoscaling;
 pub mod fleet;
 pub mod lambda_env;

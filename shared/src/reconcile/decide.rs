@@ -29,7 +29,11 @@ pub enum LaunchDecision {
     Skip { reason: String },
 }
 
-/// The launch decision. Never CONTINUE without a Ready Node, never ABANDON before the deadline.
+/// The launch decision. Never CONTINUE without a Ready Node, never ABANDON before the deadline,
+/// and never ABANDON on missing information: a control plane that cannot be asked (throttled,
+/// agent offline, an SSM incident) holds the action, it does not count as "not Ready". `age` is
+/// timed from when the wait began (not from EC2's `LaunchTime`, which a Running warm pool's
+/// instance keeps from its first start).
 pub fn decide_launch(f: LaunchFacts) -> LaunchDecision {
     if !f.waiting {
         return LaunchDecision::Skip {
@@ -48,9 +52,8 @@ pub fn decide_launch(f: LaunchFacts) -> LaunchDecision {
         f.join_deadline.as_secs()
     );
     let reason = match f.node {
-        None => format!(
-            "control plane unreachable, and the node is not known to be Ready after {after}"
-        ),
+        // Absence of an answer is not an answer.
+        None => return LaunchDecision::Wait,
         Some(NodeState::Absent) => {
             format!("no Node registered for the instance after {after}")
         }
@@ -61,6 +64,17 @@ pub fn decide_launch(f: LaunchFacts) -> LaunchDecision {
     LaunchDecision::Abandon { reason }
 }
 
+/// Whether the launch wait's start must be looked up before deciding: only when EC2's
+/// `LaunchTime` alone would make the action look past its deadline without a Ready Node (the one
+/// case where an instance out of a Running warm pool could be ABANDONed for its age in the pool).
+pub fn wait_start_needed(
+    node: Option<NodeState>,
+    launch_age: Duration,
+    deadline: Duration,
+) -> bool {
+    launch_age >= deadline && matches!(node, Some(n) if n != NodeState::Ready)
+}
+
 fn unreachable_ready() -> String {
     // Ready is handled above; kept total without a panic.
     "Node Ready".into()
@@ -69,12 +83,25 @@ fn unreachable_ready() -> String {
 /// Where a Node's drain stands, as the reconciler knows it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum DrainStatus {
-    /// No drain record for the instance.
+    /// No drain record for the instance (or one left by an earlier wait).
     NotStarted,
+    /// A record says the drain was intended `for_` ago, but no command id was ever written into it
+    /// (every send failed, or the invocation died between the two writes): it never ran.
+    Intended { for_: Duration },
+    /// The command was sent `for_` ago but never reached the control plane's agent (offline,
+    /// busy past the delivery timeout): it never ran either.
+    Undelivered { for_: Duration },
     /// A drain command runs on the control plane since `for_` ago.
     Running { for_: Duration },
     /// The drain command ended; `result` is its `result=` word (or why it did not run).
     Finished { result: String },
+}
+
+impl DrainStatus {
+    /// Whether the drain ran to a clean end (the Node drained and deleted, or there was none).
+    pub fn is_clean(&self) -> bool {
+        matches!(self, DrainStatus::Finished { result } if result == "drained" || result == "absent")
+    }
 }
 
 /// What joinkeeper knows about an instance leaving service (or going back to the warm pool).
@@ -105,7 +132,8 @@ pub enum TerminateDecision {
 }
 
 /// The terminate decision. Never complete while a drain that may still finish runs within its
-/// timeout; never drain an instance without a Node; never hold an instance forever when the
+/// timeout; never count a drain that never ran as done (it is sent again, on another control
+/// plane); never drain an instance without a Node; never hold an instance forever when the
 /// control plane is gone.
 pub fn decide_terminate(f: &TerminateFacts) -> TerminateDecision {
     use TerminateDecision::*;
@@ -114,13 +142,14 @@ pub fn decide_terminate(f: &TerminateFacts) -> TerminateDecision {
             reason: "leaving the warm pool to terminate: it has no Node".into(),
         };
     }
+    let give_up_after = f.drain_timeout + f.command_deadline;
     match &f.drain {
         DrainStatus::Finished { result } => {
             return Complete {
                 reason: format!("drain result: {result}"),
             }
         }
-        DrainStatus::Running { for_ } if *for_ > f.drain_timeout + f.command_deadline => {
+        DrainStatus::Running { for_ } if *for_ > give_up_after => {
             return GiveUpDrain {
                 reason: format!(
                     "drain still running after {} s (timeout {} s): completing anyway",
@@ -130,6 +159,19 @@ pub fn decide_terminate(f: &TerminateFacts) -> TerminateDecision {
             }
         }
         DrainStatus::Running { .. } => return Follow,
+        DrainStatus::Intended { for_ } | DrainStatus::Undelivered { for_ }
+            if *for_ > give_up_after =>
+        {
+            return GiveUpDrain {
+                reason: format!(
+                    "no control plane took the drain in {} s (timeout {} s): completing anyway",
+                    for_.as_secs(),
+                    f.drain_timeout.as_secs()
+                ),
+            }
+        }
+        // Never ran: send it again (the record holds when it was first intended).
+        DrainStatus::Intended { .. } | DrainStatus::Undelivered { .. } => return StartDrain,
         DrainStatus::NotStarted => {}
     }
     match f.node {
@@ -154,6 +196,27 @@ pub fn warm_pool_entry_has_node(node: Option<NodeState>) -> Option<bool> {
         Some(NodeState::Absent) => Some(false),
         Some(_) => Some(true),
         None => None,
+    }
+}
+
+/// An instance entering the warm pool while no control plane can tell whether it has a Node.
+/// Its own join log is a positive fact (`join deferred`: fresh from EC2, prepared, no Node);
+/// otherwise it waits, but no longer than the drain timeout: the pool must not be held until the
+/// hook's global timeout. `None`: wait; `Some(reason)`: complete CONTINUE.
+pub fn warm_pool_entry_unknown(
+    prepared: bool,
+    unreachable_for: Duration,
+    drain_timeout: Duration,
+) -> Option<String> {
+    if prepared {
+        Some("entering the warm pool prepared (its join log says so): no Node to drain".into())
+    } else if unreachable_for >= drain_timeout {
+        Some(format!(
+            "entering the warm pool; control plane unreachable for {} s: completed, any Node left in place",
+            unreachable_for.as_secs()
+        ))
+    } else {
+        None
     }
 }
 
@@ -218,9 +281,14 @@ mod tests {
                 |d| matches!(d, Abandon { reason } if reason.contains("Unknown")),
             ),
             (
-                "unreachable past deadline",
+                "unreachable past deadline: absence of an answer never abandons",
                 facts(None, true, 20),
-                |d| matches!(d, Abandon { reason } if reason.contains("unreachable")),
+                |d| *d == Wait,
+            ),
+            (
+                "unreachable far past deadline: still held",
+                facts(None, true, 600),
+                |d| *d == Wait,
             ),
             (
                 "already completed, ready",
@@ -320,6 +388,21 @@ mod tests {
                 |d| matches!(d, Complete { reason } if reason.contains("drained")),
             ),
             (
+                "intended, never sent: send it (never read as finished)",
+                facts(t, None, Intended { for_: s(10) }, 0),
+                |d| *d == StartDrain,
+            ),
+            (
+                "undelivered: send it again",
+                facts(t, Some(NodeState::Ready), Undelivered { for_: s(60) }, 0),
+                |d| *d == StartDrain,
+            ),
+            (
+                "intended past the drain timeout: give up, never counted as drained",
+                facts(t, None, Intended { for_: s(421) }, 0),
+                |d| matches!(d, GiveUpDrain { reason } if reason.contains("no control plane")),
+            ),
+            (
                 "unreachable, briefly: wait",
                 facts(t, None, NotStarted, 299),
                 |d| *d == Wait,
@@ -334,6 +417,41 @@ mod tests {
             let d = decide_terminate(&f);
             assert!(ok(&d), "{name}: {d:?}");
         }
+    }
+
+    #[test]
+    fn the_wait_start_is_looked_up_only_before_an_abandon() {
+        let s = Duration::from_secs;
+        let d = s(900);
+        assert!(wait_start_needed(Some(NodeState::Absent), s(901), d));
+        assert!(wait_start_needed(Some(NodeState::NotReady), s(900), d));
+        assert!(!wait_start_needed(Some(NodeState::Ready), s(5000), d));
+        assert!(
+            !wait_start_needed(None, s(5000), d),
+            "unknown never abandons"
+        );
+        assert!(!wait_start_needed(Some(NodeState::Absent), s(899), d));
+    }
+
+    #[test]
+    fn warm_pool_entry_without_an_answer_is_bounded() {
+        let s = Duration::from_secs;
+        assert!(warm_pool_entry_unknown(true, s(0), s(300)).is_some());
+        assert!(warm_pool_entry_unknown(false, s(299), s(300)).is_none());
+        assert!(warm_pool_entry_unknown(false, s(300), s(300)).is_some());
+    }
+
+    #[test]
+    fn drain_status_clean_only_when_drained_or_absent() {
+        let f = |r: &str| DrainStatus::Finished { result: r.into() };
+        assert!(f("drained").is_clean());
+        assert!(f("absent").is_clean());
+        assert!(!f("failed").is_clean());
+        assert!(!f("timeout").is_clean());
+        assert!(!DrainStatus::Intended {
+            for_: Duration::ZERO
+        }
+        .is_clean());
     }
 
     #[test]

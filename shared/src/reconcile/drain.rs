@@ -15,16 +15,35 @@ use crate::context::Context;
 use crate::lease::{now_ms, LeaseValue};
 use crate::names::{ClusterName, InstanceId};
 use crate::reconcile::decide::DrainStatus;
+use crate::reconcile::node_status::dns_name_ok;
 
-/// A drain in flight.
+/// A drain record. Its life: *intended* (created before the command is sent, no command id),
+/// *sent* (command id and control plane written in), then forgotten before the action is
+/// completed — or, when the drain did not delete the Node of an instance on its way to
+/// termination, *left* (the Node's name), until that Node is deleted once the instance is gone.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct DrainRecord {
+    /// Empty while the drain is only intended.
     pub command_id: String,
     pub control_plane: Option<InstanceId>,
     pub started_at_ms: i64,
+    /// Set once the action is completed with its Node still in place.
+    pub left_node: Option<String>,
+}
+
+impl DrainRecord {
+    /// A drain command is (or was) running for the current wait.
+    pub fn in_flight(&self) -> bool {
+        !self.command_id.is_empty() && self.left_node.is_none()
+    }
 }
 
 const NAME_PREFIX: &str = "drain-";
+
+/// Drains sent to one control plane at once. Its SSM agent runs 5 commands at a time and buffers
+/// 5 more; node-status batches take up to 3 of those, so drains beyond this wait their turn here
+/// (no record, no command) instead of queueing past their delivery timeout on the agent.
+pub const DRAINS_PER_CONTROL_PLANE: usize = 2;
 
 /// Every drain record of the cluster (one `GetParametersByPath` walk).
 pub async fn load_all(
@@ -53,7 +72,29 @@ fn to_record(v: &LeaseValue) -> DrainRecord {
         command_id: v.command_id.clone(),
         control_plane: InstanceId::parse(&v.instance_id).ok(),
         started_at_ms: v.started_at_ms,
+        left_node: (!v.left_node.is_empty()).then(|| v.left_node.clone()),
     }
+}
+
+fn to_value(record: &DrainRecord, request_id: &str, expires_at_ms: i64) -> LeaseValue {
+    LeaseValue {
+        holder: request_id.to_owned(),
+        request_id: request_id.to_owned(),
+        expires_at_ms,
+        started_at_ms: record.started_at_ms,
+        command_id: record.command_id.clone(),
+        instance_id: record
+            .control_plane
+            .as_ref()
+            .map(|c| c.to_string())
+            .unwrap_or_default(),
+        left_node: record.left_node.clone().unwrap_or_default(),
+        ..Default::default()
+    }
+}
+
+fn json(v: &LeaseValue) -> String {
+    serde_json::to_string(v).unwrap_or_default()
 }
 
 fn record_name(ctx: &Context, cluster: &ClusterName, instance: &InstanceId) -> String {
@@ -61,35 +102,99 @@ fn record_name(ctx: &Context, cluster: &ClusterName, instance: &InstanceId) -> S
         .lease_parameter(cluster, &format!("{NAME_PREFIX}{instance}"))
 }
 
-/// Starts the drain of `instance` on the first control plane that takes the command. Returns the
-/// record (an existing one when another pass already started it).
+/// Pure: the control planes to try for a new drain, least busy first, those with no room left
+/// out; `avoid` (the one that did not take this drain last time) goes last.
+pub fn pick_control_planes(
+    candidates: &[InstanceId],
+    in_flight: &HashMap<InstanceId, usize>,
+    avoid: Option<&InstanceId>,
+) -> Vec<InstanceId> {
+    let mut open: Vec<(bool, usize, usize, InstanceId)> = candidates
+        .iter()
+        .enumerate()
+        .map(|(i, c)| {
+            let busy = in_flight.get(c).copied().unwrap_or(0);
+            (Some(c) == avoid, busy, i, c.clone())
+        })
+        .filter(|(_, busy, _, _)| *busy < DRAINS_PER_CONTROL_PLANE)
+        .collect();
+    open.sort();
+    open.into_iter().map(|(_, _, _, c)| c).collect()
+}
+
+/// Drains in flight per control plane, from the run's records.
+pub fn in_flight_per_control_plane(
+    records: &HashMap<InstanceId, DrainRecord>,
+) -> HashMap<InstanceId, usize> {
+    let mut counts = HashMap::new();
+    for r in records.values().filter(|r| r.in_flight()) {
+        if let Some(cp) = &r.control_plane {
+            *counts.entry(cp.clone()).or_insert(0) += 1;
+        }
+    }
+    counts
+}
+
+/// What [`start`] did.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Started {
+    /// The command was sent; the record names it.
+    Sent(DrainRecord),
+    /// Every control plane is busy with other drains: nothing written, try again next pass.
+    Queued,
+    /// No control plane took it: the record says *intended* (never finished), next pass resends.
+    NotSent(DrainRecord),
+}
+
+/// Starts the drain of `instance`: writes the intent (create-only, keeping the first intent's
+/// time when one exists), sends the drain document to the least busy control plane that takes
+/// it, then writes the command id in. `previous`: the record this run holds for the instance
+/// (intended, or undelivered on `previous.control_plane`).
 pub async fn start(
     ctx: &Context,
     cluster: &ClusterName,
     instance: &InstanceId,
     candidates: &[InstanceId],
+    in_flight: &HashMap<InstanceId, usize>,
+    previous: Option<&DrainRecord>,
     request_id: &str,
-) -> Result<DrainRecord, AwsCallError> {
-    let name = record_name(ctx, cluster, instance);
-    let started = now_ms();
-    let mut value = LeaseValue {
-        holder: request_id.to_owned(),
-        request_id: request_id.to_owned(),
-        expires_at_ms: started
-            + (ctx.config.drain_timeout + ctx.config.command_deadline * 2).as_millis() as i64,
-        started_at_ms: started,
-        ..Default::default()
-    };
-    let json = |v: &LeaseValue| serde_json::to_string(v).unwrap_or_default();
-    if !ctx.parameters.create_only(&name, &json(&value)).await? {
-        if let Some((text, _)) = ctx.parameters.get(&name, false).await? {
-            if let Ok(existing) = serde_json::from_str::<LeaseValue>(&text) {
-                return Ok(to_record(&existing));
-            }
-        }
-        ctx.parameters.overwrite(&name, &json(&value)).await?;
+) -> Result<Started, AwsCallError> {
+    let avoid = previous.and_then(|p| p.control_plane.as_ref());
+    let order = pick_control_planes(candidates, in_flight, avoid);
+    if order.is_empty() {
+        return Ok(Started::Queued);
     }
-    for cp in candidates {
+    let name = record_name(ctx, cluster, instance);
+    let now = now_ms();
+    // A retry keeps the first intent's time, so a drain that never gets sent is given up in time.
+    let started_at_ms = previous
+        .filter(|p| p.left_node.is_none())
+        .map_or(now, |p| p.started_at_ms);
+    let mut record = DrainRecord {
+        command_id: String::new(),
+        control_plane: None,
+        started_at_ms,
+        left_node: None,
+    };
+    let expires = started_at_ms
+        + (ctx.config.drain_timeout + ctx.config.command_deadline * 2).as_millis() as i64;
+    if previous.is_some() {
+        ctx.parameters
+            .overwrite(&name, &json(&to_value(&record, request_id, expires)))
+            .await?;
+    } else if !ctx
+        .parameters
+        .create_only(&name, &json(&to_value(&record, request_id, expires)))
+        .await?
+    {
+        // A record this run did not know (a lost answer to our own create, or a record left by
+        // an earlier wait of this instance that was not forgotten): this wait's intent replaces
+        // it. Only the reconcile lease's holder writes drain records.
+        ctx.parameters
+            .overwrite(&name, &json(&to_value(&record, request_id, expires)))
+            .await?;
+    }
+    for cp in &order {
         let request = CommandRequest {
             cluster: cluster.as_str(),
             instance: cp,
@@ -105,100 +210,159 @@ pub async fn start(
         };
         match ctx.runner.send(&request).await {
             Ok(command_id) => {
-                value.command_id = command_id;
-                value.instance_id = cp.to_string();
-                ctx.parameters.overwrite(&name, &json(&value)).await?;
-                return Ok(to_record(&value));
+                record.command_id = command_id;
+                record.control_plane = Some(cp.clone());
+                ctx.parameters
+                    .overwrite(&name, &json(&to_value(&record, request_id, expires)))
+                    .await?;
+                return Ok(Started::Sent(record));
             }
             Err(err) => {
                 warn!(control_plane = %cp, error = %err, "could not send the drain command")
             }
         }
     }
-    Ok(to_record(&value))
+    Ok(Started::NotSent(record))
 }
 
-/// How long since the drain started.
+/// How long since the drain was first intended.
 pub fn running_for(record: &DrainRecord) -> Duration {
     Duration::from_millis((now_ms() - record.started_at_ms).max(0) as u64)
 }
 
-/// Where a recorded drain stands. A record without a command (no control plane took it) is
-/// finished as failed, so the action completes rather than waiting on nothing.
-pub async fn status(ctx: &Context, record: &DrainRecord) -> (DrainStatus, Vec<String>) {
-    let running_for = running_for(record);
-    let Some(cp) = &record.control_plane else {
-        return (
-            DrainStatus::Finished {
-                result: "failed (no control plane took the drain command)".into(),
-            },
-            Vec::new(),
-        );
+/// Where a recorded drain stands. A record without a command id never ran (*intended*); a
+/// command the agent never received never ran either (*undelivered*): neither is ever read as
+/// finished. A record *left* by a completed action is no drain of the current wait.
+pub async fn status(
+    ctx: &Context,
+    record: &DrainRecord,
+) -> (DrainStatus, Vec<String>, Option<String>) {
+    let for_ = running_for(record);
+    if record.left_node.is_some() {
+        return (DrainStatus::NotStarted, Vec::new(), None);
+    }
+    let Some(cp) = record
+        .control_plane
+        .as_ref()
+        .filter(|_| !record.command_id.is_empty())
+    else {
+        return (DrainStatus::Intended { for_ }, Vec::new(), None);
     };
     match ctx.runner.poll_once(cp, &record.command_id).await {
-        Ok((Progress::Waiting, _)) => (DrainStatus::Running { for_: running_for }, Vec::new()),
+        Ok((Progress::Waiting, _)) => (DrainStatus::Running { for_ }, Vec::new(), None),
+        Ok((Progress::Undeliverable, _)) => (DrainStatus::Undelivered { for_ }, Vec::new(), None),
         Ok((Progress::Succeeded | Progress::Failed(_), stdout)) => {
-            let (result, left) = parse_drain_output(&stdout);
-            (DrainStatus::Finished { result }, left)
+            let out = parse_drain_output(&stdout);
+            (
+                DrainStatus::Finished { result: out.result },
+                out.left,
+                out.node,
+            )
         }
         Ok((other, _)) => (
             DrainStatus::Finished {
                 result: format!("failed ({other:?})").to_lowercase(),
             },
             Vec::new(),
+            None,
         ),
         Err(err) => {
             warn!(error = %err, "drain status unavailable");
-            (DrainStatus::Running { for_: running_for }, Vec::new())
+            (DrainStatus::Running { for_ }, Vec::new(), None)
         }
     }
 }
 
 /// Cancels a drain that ran past its timeout.
 pub async fn cancel(ctx: &Context, record: &DrainRecord) {
-    if let Some(cp) = &record.control_plane {
+    if let Some(cp) = record
+        .control_plane
+        .as_ref()
+        .filter(|_| !record.command_id.is_empty())
+    {
         ctx.runner.cancel(cp, &record.command_id).await;
     }
 }
 
-/// Forgets the drain once its action is completed.
-pub async fn forget(ctx: &Context, cluster: &ClusterName, instance: &InstanceId) {
-    if let Err(err) = ctx
-        .parameters
+/// Forgets the drain. Called *before* the action is completed: if the completion is then lost,
+/// the next pass finds no record and asks the control plane again (a drained Node is gone), so no
+/// record of this wait can ever answer for a later one.
+pub async fn forget(
+    ctx: &Context,
+    cluster: &ClusterName,
+    instance: &InstanceId,
+) -> Result<(), AwsCallError> {
+    ctx.parameters
         .delete(&record_name(ctx, cluster, instance))
         .await
-    {
-        warn!(error = %err, "could not remove the drain record; the cleanup removes it later");
-    }
 }
 
-/// The drain document's result: its last `drain …` line and the `left <ns>/<pod>` lines.
-pub fn parse_drain_output(output: &str) -> (String, Vec<String>) {
-    let mut result = "unknown".to_owned();
-    let mut left = Vec::new();
+/// Marks the record *left*: the action is about to be completed with `node` still in place; it
+/// is deleted once the instance is gone ([`crate::reconcile::cleanup`]).
+pub async fn leave(
+    ctx: &Context,
+    cluster: &ClusterName,
+    instance: &InstanceId,
+    node: &str,
+    request_id: &str,
+) -> Result<DrainRecord, AwsCallError> {
+    let record = DrainRecord {
+        command_id: String::new(),
+        control_plane: None,
+        started_at_ms: now_ms(),
+        left_node: Some(node.to_owned()),
+    };
+    // Kept (by the lease cleanup) well past the instance's termination.
+    let expires = record.started_at_ms + 3_600_000;
+    ctx.parameters
+        .overwrite(
+            &record_name(ctx, cluster, instance),
+            &json(&to_value(&record, request_id, expires)),
+        )
+        .await?;
+    Ok(record)
+}
+
+/// What the drain document printed.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct DrainOutput {
+    pub result: String,
+    pub left: Vec<String>,
+    /// The Node's name (`node=`), when the document found one.
+    pub node: Option<String>,
+}
+
+/// The drain document's result: its last `drain …` line (`node=`, `result=`) and the
+/// `left <ns>/<pod>` lines.
+pub fn parse_drain_output(output: &str) -> DrainOutput {
+    let mut out = DrainOutput {
+        result: "unknown".to_owned(),
+        ..Default::default()
+    };
     for line in output.lines() {
         if let Some(pod) = line.strip_prefix("left ") {
-            if left.len() < 50 {
-                left.push(
+            if out.left.len() < 50 {
+                out.left.push(
                     crate::names::printable(pod.trim(), 120)
                         .trim_matches('"')
                         .to_owned(),
                 );
             }
         } else if line.starts_with("drain ") {
-            if let Some(r) = line
-                .split_whitespace()
-                .find_map(|w| w.strip_prefix("result="))
-            {
-                result = r
-                    .chars()
-                    .filter(|c| c.is_ascii_alphanumeric() || *c == '-')
-                    .take(20)
-                    .collect();
+            for w in line.split_whitespace() {
+                if let Some(r) = w.strip_prefix("result=") {
+                    out.result = r
+                        .chars()
+                        .filter(|c| c.is_ascii_alphanumeric() || *c == '-')
+                        .take(20)
+                        .collect();
+                } else if let Some(n) = w.strip_prefix("node=") {
+                    out.node = dns_name_ok(n).then(|| n.to_owned());
+                }
             }
         }
     }
-    (result, left)
+    out
 }
 
 #[cfg(test)]
@@ -208,9 +372,70 @@ mod tests {
     #[test]
     fn drain_output() {
         let out = "cordoned\nleft default/web-1\nleft kube-system/x\ndrain i-0000000a node=ip-1 result=timeout\n";
-        let (result, left) = parse_drain_output(out);
-        assert_eq!(result, "timeout");
-        assert_eq!(left, vec!["default/web-1", "kube-system/x"]);
-        assert_eq!(parse_drain_output("garbage").0, "unknown");
+        let parsed = parse_drain_output(out);
+        assert_eq!(parsed.result, "timeout");
+        assert_eq!(parsed.left, vec!["default/web-1", "kube-system/x"]);
+        assert_eq!(parsed.node.as_deref(), Some("ip-1"));
+        assert_eq!(parse_drain_output("garbage").result, "unknown");
+        assert_eq!(
+            parse_drain_output("drain i-0000000a node=- result=absent").node,
+            None
+        );
+        assert_eq!(
+            parse_drain_output("drain i-0000000a node=A;reboot result=failed").node,
+            None,
+            "a hostile name is never carried to a command"
+        );
+    }
+
+    fn id(s: &str) -> InstanceId {
+        InstanceId::parse(s).expect("id")
+    }
+
+    #[test]
+    fn drains_spread_over_control_planes_and_queue_when_all_are_busy() {
+        let (a, b, c) = (id("i-0000000a"), id("i-0000000b"), id("i-0000000c"));
+        let cands = vec![a.clone(), b.clone(), c.clone()];
+        let mut busy = HashMap::new();
+        assert_eq!(pick_control_planes(&cands, &busy, None)[0], a);
+        busy.insert(a.clone(), 1);
+        assert_eq!(
+            pick_control_planes(&cands, &busy, None)[0],
+            b,
+            "least busy first"
+        );
+        busy.insert(b.clone(), 1);
+        busy.insert(c.clone(), 1);
+        assert_eq!(
+            pick_control_planes(&cands, &busy, Some(&a)),
+            vec![b.clone(), c.clone(), a.clone()],
+            "the one that did not take it goes last"
+        );
+        for cp in &cands {
+            busy.insert(cp.clone(), DRAINS_PER_CONTROL_PLANE);
+        }
+        assert!(
+            pick_control_planes(&cands, &busy, None).is_empty(),
+            "all busy: queued"
+        );
+    }
+
+    #[test]
+    fn in_flight_counts_sent_drains_only() {
+        let cp = id("i-0000000a");
+        let rec = |cmd: &str, left: Option<&str>| DrainRecord {
+            command_id: cmd.into(),
+            control_plane: Some(cp.clone()),
+            started_at_ms: 0,
+            left_node: left.map(str::to_owned),
+        };
+        let records: HashMap<InstanceId, DrainRecord> = [
+            (id("i-00000001"), rec("c1", None)),
+            (id("i-00000002"), rec("", None)),
+            (id("i-00000003"), rec("c3", Some("n"))),
+        ]
+        .into_iter()
+        .collect();
+        assert_eq!(in_flight_per_control_plane(&records).get(&cp), Some(&1));
     }
 }

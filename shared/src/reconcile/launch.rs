@@ -14,7 +14,9 @@ use crate::context::Context;
 use crate::deadline::Deadline;
 use crate::lifecycle::{HookResult, NodeState, WaitState};
 use crate::reconcile::act;
-use crate::reconcile::decide::{decide_launch, LaunchDecision, LaunchFacts};
+use crate::reconcile::decide::{
+    decide_launch, wait_start_needed, warm_pool_entry_unknown, LaunchDecision, LaunchFacts,
+};
 use crate::reconcile::gather::Waiting;
 use crate::reconcile::memory::Memory;
 use crate::reconcile::report::{ActionOutcome, ActionReport};
@@ -40,7 +42,23 @@ pub async fn launch(
             "instance no longer exists (or has no launch time)".into(),
         ));
     };
-    let age = Duration::try_from(OffsetDateTime::now_utc() - launched).unwrap_or(Duration::ZERO);
+    let launch_age = age_since(launched);
+    let age = if wait_start_needed(node, launch_age, ctx.config.join_deadline) {
+        match wait_age(ctx, mem, w, launched).await {
+            Ok(age) => age,
+            Err(err) => {
+                let beat = act::heartbeat_if_due(ctx, mem, w, hooks, None).await?;
+                let mut r = report(
+                    ActionOutcome::Waiting,
+                    format!("could not tell when its wait began ({err}): held"),
+                );
+                r.heartbeat = beat;
+                return Ok(r);
+            }
+        }
+    } else {
+        launch_age
+    };
     let facts = LaunchFacts {
         node,
         waiting: true,
@@ -97,6 +115,29 @@ pub async fn launch(
         }
         LaunchDecision::Skip { reason } => report(ActionOutcome::Skipped, reason),
     })
+}
+
+fn age_since(t: OffsetDateTime) -> Duration {
+    Duration::try_from(OffsetDateTime::now_utc() - t).unwrap_or(Duration::ZERO)
+}
+
+/// How long the launch has waited: from the later of its launch time and the start of the
+/// scaling activity that took it into service (looked up once per run).
+async fn wait_age(
+    ctx: &Context,
+    mem: &mut Memory,
+    w: &Waiting,
+    launched: OffsetDateTime,
+) -> Result<Duration, AwsCallError> {
+    let began = match mem.wait_began.get(&w.instance) {
+        Some(b) => *b,
+        None => {
+            let b = ctx.asg.wait_began(&w.group, &w.instance).await?;
+            mem.wait_began.insert(w.instance.clone(), b);
+            b
+        }
+    };
+    Ok(age_since(began.map_or(launched, |b| b.max(launched))))
 }
 
 /// Completes CONTINUE for every instance whose Node is Ready, a few at a time (a burst of
@@ -166,12 +207,9 @@ pub async fn enter_warm_pool(
         .get(&w.instance)
         .and_then(|f| f.launched)
         .map(|l| Duration::try_from(OffsetDateTime::now_utc() - l).unwrap_or(Duration::ZERO));
-    let log = join_log_tail(ctx, cluster, w, deadline).await;
-    let prepared = log
-        .lines()
-        .rev()
-        .find(|l| !l.trim().is_empty())
-        .is_some_and(|l| l.contains("join deferred"));
+    let Some(prepared) = prepared(ctx, mem, cluster, w, deadline).await else {
+        return capped(ctx, mem, cluster, w, hooks, age).await;
+    };
     let decision = warm_pool_entry(prepared, age, ctx.config.join_deadline);
     let report = |outcome, reason: &str| {
         ActionReport::new(cluster, &w.group, &w.instance, w.state, outcome, reason)
@@ -189,6 +227,88 @@ pub async fn enter_warm_pool(
         match act::complete(ctx, w, hooks, HookResult::Continue).await? {
             Completion::Completed => report(ActionOutcome::Continue, reason),
             Completion::AlreadyDone => report(ActionOutcome::Skipped, "already completed"),
+        },
+    )
+}
+
+/// Whether the worker says it is prepared (its join log ends with `join deferred`); `None` when
+/// this pass already fetched its share of join logs (each is a Run Command on a worker).
+async fn prepared(
+    ctx: &Context,
+    mem: &mut Memory,
+    cluster: &str,
+    w: &Waiting,
+    deadline: &Deadline,
+) -> Option<bool> {
+    if mem.join_logs >= JOIN_LOGS_PER_PASS {
+        return None;
+    }
+    mem.join_logs += 1;
+    let log = join_log_tail(ctx, cluster, w, deadline).await;
+    Some(
+        log.lines()
+            .rev()
+            .find(|l| !l.trim().is_empty())
+            .is_some_and(|l| l.contains("join deferred")),
+    )
+}
+
+/// Held for a later pass: this one fetched its share of join logs.
+async fn capped(
+    ctx: &Context,
+    mem: &mut Memory,
+    cluster: &str,
+    w: &Waiting,
+    hooks: &[&Hook],
+    age: Option<Duration>,
+) -> Result<ActionReport, AwsCallError> {
+    let beat = act::heartbeat_if_due(ctx, mem, w, hooks, age).await?;
+    let mut r = ActionReport::new(
+        cluster,
+        &w.group,
+        &w.instance,
+        w.state,
+        ActionOutcome::Waiting,
+        "entering the warm pool: its join log is read in a later pass",
+    );
+    r.heartbeat = beat;
+    Ok(r)
+}
+
+/// An instance entering the warm pool while no control plane can say whether it has a Node:
+/// its own join log decides when it can ([`warm_pool_entry_unknown`]), and the wait is bounded.
+pub async fn enter_warm_pool_unknown(
+    ctx: &Context,
+    mem: &mut Memory,
+    cluster: &str,
+    w: &Waiting,
+    hooks: &[&Hook],
+    deadline: &Deadline,
+) -> Result<ActionReport, AwsCallError> {
+    let unreachable_for = mem.unreachable_for(&w.instance, false);
+    let Some(prepared) = prepared(ctx, mem, cluster, w, deadline).await else {
+        return capped(ctx, mem, cluster, w, hooks, None).await;
+    };
+    let report = |outcome, reason: String| {
+        ActionReport::new(cluster, &w.group, &w.instance, w.state, outcome, reason)
+    };
+    let Some(reason) = warm_pool_entry_unknown(prepared, unreachable_for, ctx.config.drain_timeout)
+    else {
+        let beat = act::heartbeat_if_due(ctx, mem, w, hooks, None).await?;
+        let mut r = report(
+            ActionOutcome::Waiting,
+            "control plane unreachable: cannot tell whether it has a Node".into(),
+        );
+        r.heartbeat = beat;
+        return Ok(r);
+    };
+    // Back to the pool from service is held by the terminate hook: try it first.
+    let mut ordered: Vec<&Hook> = hooks.to_vec();
+    ordered.sort_by_key(|h| h.transition != crate::lifecycle::Transition::Terminating || prepared);
+    Ok(
+        match act::complete(ctx, w, &ordered, HookResult::Continue).await? {
+            Completion::Completed => report(ActionOutcome::Continue, reason),
+            Completion::AlreadyDone => report(ActionOutcome::Skipped, "already completed".into()),
         },
     )
 }

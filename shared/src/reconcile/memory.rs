@@ -27,6 +27,12 @@ pub struct Memory {
     pub candidates: Option<Vec<InstanceId>>,
     /// Join logs fetched in the current pass (each is a Run Command on the worker).
     pub join_logs: usize,
+    /// The wait state each instance was last seen in: what the run knows of an instance (its
+    /// launch time above all) is dropped when it moves (into or out of a warm pool).
+    pub seen_state: HashMap<InstanceId, WaitState>,
+    /// When each launch's wait began, from the group's scaling activities (`None`: no activity
+    /// names it, its launch time stands).
+    pub wait_began: HashMap<InstanceId, Option<time::OffsetDateTime>>,
 }
 
 /// How often a run re-checks that the record outlives the join deadline while launches wait.
@@ -36,6 +42,15 @@ impl Memory {
     /// How long since the action was last heartbeated, or `None` when never in this run.
     pub fn since_heartbeat(&self, instance: &InstanceId) -> Option<Duration> {
         self.last_heartbeat.get(instance).map(Instant::elapsed)
+    }
+
+    /// Notes the state `instance` is seen in; forgets what the run knew of it when it moved.
+    pub fn see(&mut self, instance: &InstanceId, state: WaitState) {
+        if self.seen_state.insert(instance.clone(), state) != Some(state) {
+            self.facts.remove(instance);
+            self.wait_began.remove(instance);
+            self.unreachable_since.remove(instance);
+        }
     }
 
     pub fn record_check_due(&self) -> bool {

@@ -11,6 +11,7 @@
 //! schedule because of the hand-off.
 
 pub mod act;
+pub mod cleanup;
 pub mod decide;
 pub mod drain;
 pub mod gather;
@@ -140,8 +141,17 @@ async fn run_passes(
     let mut mem = Memory::default();
     let mut first = true;
     let stopped = loop {
-        if !first && !ctx.leases.renew(&mut held, lease_ttl(ctx)).await? {
-            break StopReason::LeaseLost;
+        if !first {
+            match ctx.leases.renew(&mut held, lease_ttl(ctx)).await {
+                Ok(true) => {}
+                Ok(false) => break StopReason::LeaseLost,
+                // Let go at once (a lost answer may have renewed it): the next trigger takes it
+                // over without waiting for the expiry.
+                Err(err) => {
+                    let _ = ctx.leases.release(held).await;
+                    return Err(err);
+                }
+            }
         }
         first = false;
         let lease_left = ctx.leases.time_left(&held);

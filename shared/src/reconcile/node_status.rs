@@ -155,8 +155,8 @@ async fn ask(
     None
 }
 
-/// A DNS name the document's pattern accepts (anything else is left out, not sent).
-fn dns_name_ok(name: &str) -> bool {
+/// A DNS (or Node) name the documents' patterns accept (anything else is left out, not sent).
+pub fn dns_name_ok(name: &str) -> bool {
     let b = name.as_bytes();
     (1..=253).contains(&b.len())
         && b.iter()

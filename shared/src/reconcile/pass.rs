@@ -17,7 +17,7 @@ use crate::reconcile::decide::warm_pool_entry_has_node;
 use crate::reconcile::gather::{gather, Waiting};
 use crate::reconcile::memory::Memory;
 use crate::reconcile::report::{ActionOutcome, ActionReport};
-use crate::reconcile::{drain, launch, node_status, terminate};
+use crate::reconcile::{cleanup, drain, launch, node_status, terminate};
 
 /// What one pass did.
 #[derive(Debug, Default)]
@@ -41,7 +41,14 @@ pub async fn run_pass(
         .into_iter()
         .filter(|w| !mem.done.contains(&(w.instance.clone(), w.state)))
         .collect();
-    if waiting.is_empty() {
+    for w in &waiting {
+        mem.see(&w.instance, w.state);
+    }
+    let left_nodes = mem
+        .drains
+        .as_ref()
+        .is_some_and(|d| d.values().any(|r| r.left_node.is_some()));
+    if waiting.is_empty() && !left_nodes {
         return Ok(PassResult::default());
     }
     let launching: Vec<InstanceId> = waiting
@@ -72,11 +79,11 @@ pub async fn run_pass(
         mem.drains = Some(drain::load_all(ctx, cluster).await?);
     }
     let drains = mem.drains.clone().unwrap_or_default();
+    // A drain of this wait (intended or sent) answers for the Node; a left record does not.
+    let draining = |i: &InstanceId| drains.get(i).is_some_and(|r| r.left_node.is_none());
     let need_node: Vec<InstanceId> = waiting
         .iter()
-        .filter(|w| {
-            w.state != WaitState::WarmedTerminatingWait && !drains.contains_key(&w.instance)
-        })
+        .filter(|w| w.state != WaitState::WarmedTerminatingWait && !draining(&w.instance))
         .map(|w| w.instance.clone())
         .collect();
     let candidates = match &mem.candidates {
@@ -107,6 +114,17 @@ pub async fn run_pass(
         let node = states.as_ref().and_then(|s| s.get(&w.instance).copied());
         let report = act_on(ctx, mem, cluster, w, node, &candidates, inv, bound).await;
         settle(&mut result, mem, inv, cluster, w, report);
+    }
+    // Nodes left by completed actions: deleted once their instances are gone; the run stays
+    // until then (an instance terminates within a minute or two of its completion).
+    if let Some(records) = mem.drains.as_mut() {
+        match cleanup::delete_left_nodes(ctx, cluster, records, &candidates, bound).await {
+            Ok(n) => result.pending += n,
+            Err(err) => {
+                warn!(cluster = %cluster, error = %err, "could not delete the Nodes of terminated instances; next pass");
+                result.pending += 1;
+            }
+        }
     }
     Ok(result)
 }
@@ -158,7 +176,8 @@ async fn act_on(
     let draining = mem
         .drains
         .as_ref()
-        .is_some_and(|d| d.contains_key(&w.instance));
+        .and_then(|d| d.get(&w.instance))
+        .is_some_and(|r| r.left_node.is_none());
     match w.state {
         WaitState::PendingWait => {
             launch::launch(ctx, mem, cluster.as_str(), w, &hooks, node, bound).await
@@ -171,17 +190,7 @@ async fn act_on(
         }
         // Cannot tell whether it has a Node yet.
         WaitState::WarmedPendingWait if !draining && node.is_none() => {
-            let beat = crate::reconcile::act::heartbeat_if_due(ctx, mem, w, &hooks, None).await?;
-            let mut r = ActionReport::new(
-                cluster.as_str(),
-                &w.group,
-                &w.instance,
-                w.state,
-                ActionOutcome::Waiting,
-                "control plane unreachable: cannot tell whether it has a Node",
-            );
-            r.heartbeat = beat;
-            Ok(r)
+            launch::enter_warm_pool_unknown(ctx, mem, cluster.as_str(), w, &hooks, bound).await
         }
         // Leaving service (terminated, or back to the pool with a Node, or a drain in flight).
         _ => {

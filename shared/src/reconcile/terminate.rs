@@ -1,17 +1,19 @@
 //! Instances leaving service (terminated, or back to the warm pool on scale-in) have their Node
 //! cordoned, drained and deleted on a control plane before the action completes; drains run
-//! across passes and invocations (see [`crate::reconcile::drain`]).
+//! across passes and invocations (see [`crate::reconcile::drain`]). A drain that did not delete
+//! the Node of an instance on its way to termination leaves a record, and the Node is deleted
+//! once the instance is gone ([`crate::reconcile::cleanup`]).
 
 use tracing::warn;
 
 use crate::aws::autoscaling::{Completion, Hook};
 use crate::aws::AwsCallError;
 use crate::context::Context;
-use crate::lifecycle::{HookResult, NodeState};
+use crate::lifecycle::{HookResult, NodeState, WaitState};
 use crate::names::{ClusterName, InstanceId};
 use crate::reconcile::act;
 use crate::reconcile::decide::{decide_terminate, DrainStatus, TerminateDecision, TerminateFacts};
-use crate::reconcile::drain;
+use crate::reconcile::drain::{self, Started};
 use crate::reconcile::gather::Waiting;
 use crate::reconcile::memory::Memory;
 use crate::reconcile::report::{ActionOutcome, ActionReport};
@@ -32,14 +34,15 @@ pub async fn terminate(
         .as_ref()
         .and_then(|d| d.get(&w.instance))
         .cloned();
-    let (status, left) = match &record {
+    let (status, left, node_name) = match &record {
         Some(r) => drain::status(ctx, r).await,
-        None => (DrainStatus::NotStarted, Vec::new()),
+        None => (DrainStatus::NotStarted, Vec::new(), None),
     };
+    let active = record.as_ref().is_some_and(|r| r.left_node.is_none());
     let facts = TerminateFacts {
         state: w.state,
         node,
-        unreachable_for: mem.unreachable_for(&w.instance, node.is_some() || record.is_some()),
+        unreachable_for: mem.unreachable_for(&w.instance, node.is_some() || active),
         drain: status.clone(),
         drain_timeout: ctx.config.drain_timeout,
         command_deadline: ctx.config.command_deadline,
@@ -57,37 +60,66 @@ pub async fn terminate(
     let decision = decide_terminate(&facts);
     let (outcome, reason) = match decision {
         TerminateDecision::Complete { reason } => {
-            let clean = matches!(&status, DrainStatus::Finished { result } if result == "drained" || result == "absent")
+            let clean = status.is_clean()
                 || node == Some(NodeState::Absent)
-                || facts.state == crate::lifecycle::WaitState::WarmedTerminatingWait;
+                || facts.state == WaitState::WarmedTerminatingWait;
             let outcome = if clean {
                 ActionOutcome::Drained
             } else {
                 ActionOutcome::Completed
             };
-            (finish(ctx, mem, cluster, w, hooks, outcome).await?, reason)
+            let left_node = (!clean).then_some(node_name).flatten();
+            let done = finish(ctx, mem, cluster, w, hooks, left_node, request_id).await?;
+            (done.unwrap_or(outcome), reason)
         }
         TerminateDecision::GiveUpDrain { reason } => {
             if let Some(r) = &record {
                 drain::cancel(ctx, r).await;
             }
-            warn!(cluster = %cluster, instance = %w.instance, "drain timed out; completing the action with the Node left in place");
-            (
-                finish(ctx, mem, cluster, w, hooks, ActionOutcome::Completed).await?,
-                reason,
-            )
+            warn!(cluster = %cluster, instance = %w.instance, "drain given up; completing the action, the Node is deleted once the instance is gone");
+            let done = finish(ctx, mem, cluster, w, hooks, None, request_id).await?;
+            (done.unwrap_or(ActionOutcome::Completed), reason)
         }
         TerminateDecision::StartDrain => {
-            let r = drain::start(ctx, cluster, &w.instance, candidates, request_id).await?;
-            let id = r.command_id.clone();
-            mem.drains
-                .get_or_insert_with(Default::default)
-                .insert(w.instance.clone(), r);
-            act::heartbeat_if_due(ctx, mem, w, hooks, None).await?;
-            (
-                ActionOutcome::DrainStarted,
-                format!("drain command {id} sent"),
+            let records = mem.drains.get_or_insert_with(Default::default);
+            let busy = drain::in_flight_per_control_plane(records);
+            let previous = record.as_ref().filter(|r| r.left_node.is_none());
+            let started = drain::start(
+                ctx,
+                cluster,
+                &w.instance,
+                candidates,
+                &busy,
+                previous,
+                request_id,
             )
+            .await?;
+            act::heartbeat_if_due(ctx, mem, w, hooks, None).await?;
+            match started {
+                Started::Sent(r) => {
+                    let id = r.command_id.clone();
+                    mem.drains
+                        .get_or_insert_with(Default::default)
+                        .insert(w.instance.clone(), r);
+                    (
+                        ActionOutcome::DrainStarted,
+                        format!("drain command {id} sent"),
+                    )
+                }
+                Started::NotSent(r) => {
+                    mem.drains
+                        .get_or_insert_with(Default::default)
+                        .insert(w.instance.clone(), r);
+                    (
+                        ActionOutcome::Waiting,
+                        "no control plane took the drain command: sent again next pass".into(),
+                    )
+                }
+                Started::Queued => (
+                    ActionOutcome::Waiting,
+                    "drain queued: every control plane runs its share of drains".into(),
+                ),
+            }
         }
         TerminateDecision::Follow => {
             act::heartbeat_if_due(ctx, mem, w, hooks, None).await?;
@@ -104,34 +136,53 @@ pub async fn terminate(
     let mut r = report(outcome, reason);
     r.left_pods = left;
     if matches!(outcome, ActionOutcome::Drained | ActionOutcome::Completed) {
-        r.drain_seconds = record.as_ref().map(|d| drain::running_for(d).as_secs());
+        r.drain_seconds = record
+            .as_ref()
+            .filter(|d| d.left_node.is_none())
+            .map(|d| drain::running_for(d).as_secs());
     }
     Ok(r)
 }
 
-/// Completes CONTINUE and forgets the drain record.
+/// Settles the drain record, then completes CONTINUE. The record goes first: forgotten, or
+/// marked *left* (`left_node`, for an instance on its way to termination); if the completion is
+/// then lost, the next pass finds the action again and no stale record answers for it. `None`
+/// when completed; `Some(Skipped)` when another invocation or a timeout did.
 async fn finish(
     ctx: &Context,
     mem: &mut Memory,
     cluster: &ClusterName,
     w: &Waiting,
     hooks: &[&Hook],
-    outcome: ActionOutcome,
-) -> Result<ActionOutcome, AwsCallError> {
+    left_node: Option<String>,
+    request_id: &str,
+) -> Result<Option<ActionOutcome>, AwsCallError> {
+    let had_record = mem
+        .drains
+        .as_ref()
+        .is_some_and(|d| d.contains_key(&w.instance));
+    match left_node.filter(|_| w.state == WaitState::TerminatingWait) {
+        Some(node) => {
+            let r = drain::leave(ctx, cluster, &w.instance, &node, request_id).await?;
+            mem.drains
+                .get_or_insert_with(Default::default)
+                .insert(w.instance.clone(), r);
+        }
+        None if had_record => {
+            drain::forget(ctx, cluster, &w.instance).await?;
+            if let Some(d) = mem.drains.as_mut() {
+                d.remove(&w.instance);
+            }
+        }
+        None => {}
+    }
     // Back to the warm pool: the terminate hook holds it, so try that one first.
     let mut ordered: Vec<&Hook> = hooks.to_vec();
     ordered.sort_by_key(|h| h.transition != crate::lifecycle::Transition::Terminating);
-    let done = act::complete(ctx, w, &ordered, HookResult::Continue).await?;
-    if mem
-        .drains
-        .as_mut()
-        .and_then(|d| d.remove(&w.instance))
-        .is_some()
-    {
-        drain::forget(ctx, cluster, &w.instance).await;
-    }
-    Ok(match done {
-        Completion::Completed => outcome,
-        Completion::AlreadyDone => ActionOutcome::Skipped,
-    })
+    Ok(
+        match act::complete(ctx, w, &ordered, HookResult::Continue).await? {
+            Completion::Completed => None,
+            Completion::AlreadyDone => Some(ActionOutcome::Skipped),
+        },
+    )
 }
