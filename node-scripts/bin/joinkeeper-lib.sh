@@ -94,6 +94,14 @@ jk_prefix() {
   printf '%s\n' "$p"
 }
 
+# jk_cluster_prefix CLUSTER PREFIX : the check every script makes of its --cluster and --prefix:
+# exit 2 with the reason when the cluster name or the prefix is not valid; prints the normalized
+# prefix. Usage: prefix=$(jk_cluster_prefix "$cluster" "$prefix")
+jk_cluster_prefix() {
+  jk_valid_cluster "$1" || jk_die 2 "cluster name is not valid (expected [A-Za-z0-9][A-Za-z0-9_.-]{0,62})"
+  jk_prefix "$2"
+}
+
 jk_record_name() { printf '%s/%s/join-record\n' "$1" "$2"; }
 
 # joinkeeper's log folder (0700): created when missing, its mode tightened when it exists.

@@ -89,6 +89,39 @@ def test_shellcheck_passes_on_every_script():
     assert proc.returncode == 0, proc.stdout
 
 
+# The scripts that take --cluster and --prefix (joinkeeper-publish runs joinkeeper-regenerate).
+CLUSTER_SCRIPTS = sorted(os.path.basename(p) for p in BASH_SCRIPTS if "--cluster)" in open(p).read())
+CLUSTER_MESSAGE = "cluster name is not valid (expected [A-Za-z0-9][A-Za-z0-9_.-]{0,62})"
+PREFIX_MESSAGE = "parameter prefix is not valid (expected /name[/name...], letters, digits, _ . -)"
+
+
+def test_the_cluster_and_prefix_check_lives_in_one_library_function():
+    assert len(CLUSTER_SCRIPTS) >= 7, CLUSTER_SCRIPTS
+    for name in CLUSTER_SCRIPTS:
+        with open(os.path.join(BIN, name)) as fh:
+            text = fh.read()
+        assert text.count('prefix=$(jk_cluster_prefix "$cluster" "$prefix")') == 1, name
+        for pasted in ("jk_valid_cluster", "jk_prefix ", "cluster name is not valid", "parameter prefix is not valid"):
+            assert pasted not in text, "%s checks the cluster itself (%s)" % (name, pasted)
+    with open(os.path.join(BIN, "joinkeeper-lib.sh")) as fh:
+        lib = fh.read()
+    assert lib.count(CLUSTER_MESSAGE) == 1 and lib.count(PREFIX_MESSAGE) == 1
+
+
+@pytest.mark.parametrize("args,message", [
+    (["--cluster", "x y", "--prefix", "/joinkeeper"], CLUSTER_MESSAGE),
+    (["--cluster", "-demo"], CLUSTER_MESSAGE),
+    (["--prefix", "/joinkeeper"], CLUSTER_MESSAGE),
+    (["--cluster", "demo", "--prefix", "/joinkeeper;id"], PREFIX_MESSAGE),
+    (["--cluster", "x y", "--prefix", "joinkeeper"], CLUSTER_MESSAGE),
+])
+def test_every_script_refuses_a_bad_cluster_or_prefix_before_doing_anything(jk, args, message):
+    for name in CLUSTER_SCRIPTS + ["joinkeeper-publish"]:
+        proc = jk.run(name, *args)
+        assert (proc.returncode, proc.stdout, proc.stderr) == (2, "", "%s: error: %s\n" % (name, message)), name
+    assert not os.path.exists(jk.argv_log), "no kubeadm, kubectl, aws or python3 call"
+
+
 def test_python_helpers_compile():
     for path in [os.path.join(BIN, "joinkeeper-json.py"), os.path.join(STANDINS, "kubeadm"),
                  os.path.join(STANDINS, "kubectl"), os.path.join(STANDINS, "joinkeeper_standin.py")]:
