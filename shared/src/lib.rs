@@ -25,6 +25,8 @@ pub mod regenerate;
 pub mod rogue;
 pub mod runtime;
 pub mod telemetry;
+#[cfg(test)]
+pub(crate) mod testing;
 pub mod timefmt;
 
 pub use config::Config;

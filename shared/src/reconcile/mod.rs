@@ -14,6 +14,8 @@ pub mod act;
 pub mod cleanup;
 pub mod decide;
 pub mod drain;
+#[cfg(test)]
+mod fault_tests;
 pub mod gather;
 pub mod launch;
 pub mod memory;
@@ -125,6 +127,25 @@ async fn reconcile_inner(
     Ok(ReconcileOutcome::Ran(report))
 }
 
+/// Renews the run's lease before a pass; `Ok(false)` when it can no longer be trusted. A failed
+/// renewal lets go at once (a lost answer may even have renewed it), so the next trigger takes the
+/// cluster over without waiting for the lease to expire.
+pub(crate) async fn renew_or_let_go(
+    leases: &crate::lease::Leases,
+    held: &mut Held,
+    ttl: Duration,
+) -> Result<bool, AwsCallError> {
+    match leases.renew(held, ttl).await {
+        Ok(renewed) => Ok(renewed),
+        Err(err) => {
+            if let Err(release) = leases.release(held.clone()).await {
+                tracing::warn!(error = %release, "could not release the reconcile lease; it expires by itself");
+            }
+            Err(err)
+        }
+    }
+}
+
 /// A holder whose invocation ends within two polls will not see a new action in time.
 fn holder_about_to_stop(ctx: &Context, holder: &LeaseValue) -> bool {
     let window = (ctx.config.node_poll * 2 + Duration::from_secs(15)).as_millis() as i64;
@@ -141,17 +162,8 @@ async fn run_passes(
     let mut mem = Memory::default();
     let mut first = true;
     let stopped = loop {
-        if !first {
-            match ctx.leases.renew(&mut held, lease_ttl(ctx)).await {
-                Ok(true) => {}
-                Ok(false) => break StopReason::LeaseLost,
-                // Let go at once (a lost answer may have renewed it): the next trigger takes it
-                // over without waiting for the expiry.
-                Err(err) => {
-                    let _ = ctx.leases.release(held).await;
-                    return Err(err);
-                }
-            }
+        if !first && !renew_or_let_go(&ctx.leases, &mut held, lease_ttl(ctx)).await? {
+            break StopReason::LeaseLost;
         }
         first = false;
         let lease_left = ctx.leases.time_left(&held);

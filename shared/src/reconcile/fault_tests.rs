@@ -1,0 +1,462 @@
+//! Call-sequence tests of the reconciler's steps under AWS's faults, in process (the SDK's own
+//! mocks, no emulator): each pins one way work was lost before — a drain that never ran counted
+//! as done, an undelivered drain, a stale record, a failed lease renewal, a sweep failed for one
+//! cluster, a Running warm pool's instance ABANDONed for its age, join logs without a cap.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use aws_sdk_autoscaling::operation::complete_lifecycle_action::CompleteLifecycleActionOutput;
+use aws_sdk_autoscaling::operation::describe_scaling_activities::DescribeScalingActivitiesOutput;
+use aws_sdk_autoscaling::operation::record_lifecycle_action_heartbeat::RecordLifecycleActionHeartbeatOutput;
+use aws_sdk_autoscaling::types::{Activity, ScalingActivityStatusCode};
+use aws_sdk_ssm::operation::delete_parameter::DeleteParameterOutput;
+use aws_sdk_ssm::operation::get_command_invocation::GetCommandInvocationOutput;
+use aws_sdk_ssm::operation::put_parameter::PutParameterOutput;
+use aws_sdk_ssm::operation::send_command::SendCommandOutput;
+use aws_sdk_ssm::types::{Command, CommandInvocationStatus};
+use aws_smithy_mocks::{mock, Rule};
+use time::OffsetDateTime;
+
+use crate::aws::fleet::InstanceFacts;
+use crate::lease::{now_ms, Held, LeaseValue};
+use crate::lifecycle::{NodeState, Transition, WaitState};
+use crate::names::ClusterName;
+use crate::reconcile::drain::DrainRecord;
+use crate::reconcile::gather::Waiting;
+use crate::reconcile::memory::Memory;
+use crate::reconcile::report::ActionOutcome;
+use crate::reconcile::{launch, terminate};
+use crate::testing::{context, group, hook, id, SERVER_ERROR};
+
+type Asg = aws_sdk_autoscaling::Client;
+type Ssm = aws_sdk_ssm::Client;
+
+fn cluster() -> ClusterName {
+    ClusterName::parse("demo").expect("name")
+}
+
+fn waiting(state: WaitState) -> Waiting {
+    Waiting {
+        group: group("demo-workers"),
+        instance: id("i-0000000000000000a"),
+        state,
+    }
+}
+
+fn sent_to(cp: &'static str) -> Rule {
+    mock!(Ssm::send_command)
+        .match_requests(move |r| r.instance_ids().iter().any(|i| i == cp))
+        .then_output(|| {
+            SendCommandOutput::builder()
+                .command(Command::builder().command_id("cmd-new").build())
+                .build()
+        })
+}
+
+fn invocation(status: CommandInvocationStatus, details: &'static str, out: &'static str) -> Rule {
+    mock!(Ssm::get_command_invocation).then_output(move || {
+        GetCommandInvocationOutput::builder()
+            .status(status.clone())
+            .status_details(details)
+            .response_code(if details == "Success" { 0 } else { -1 })
+            .standard_output_content(out)
+            .build()
+    })
+}
+
+/// A rule that answers every call with a 5xx.
+fn failing<I, O, E>(rule: aws_smithy_mocks::RuleBuilder<I, O, E>) -> Rule
+where
+    I: std::fmt::Debug + Send + Sync + 'static,
+    O: std::fmt::Debug + Send + Sync + 'static,
+    E: std::fmt::Debug + Send + Sync + std::error::Error + 'static,
+{
+    rule.sequence()
+        .http_status(SERVER_ERROR, None)
+        .repeatedly()
+        .build()
+}
+
+fn put_ok() -> Rule {
+    mock!(Ssm::put_parameter).then_output(|| PutParameterOutput::builder().version(2).build())
+}
+
+fn delete_ok() -> Rule {
+    mock!(Ssm::delete_parameter).then_output(|| DeleteParameterOutput::builder().build())
+}
+
+fn complete_ok() -> Rule {
+    mock!(Asg::complete_lifecycle_action)
+        .then_output(|| CompleteLifecycleActionOutput::builder().build())
+}
+
+fn heartbeat_ok() -> Rule {
+    mock!(Asg::record_lifecycle_action_heartbeat)
+        .then_output(|| RecordLifecycleActionHeartbeatOutput::builder().build())
+}
+
+fn memory_with(record: DrainRecord) -> Memory {
+    let mut mem = Memory::default();
+    mem.drains = Some(HashMap::from([(id("i-0000000000000000a"), record)]));
+    mem
+}
+
+fn terminate_hooks() -> Vec<crate::aws::autoscaling::Hook> {
+    vec![hook("joinkeeper-terminate", Transition::Terminating)]
+}
+
+#[tokio::test]
+async fn an_intended_drain_without_a_command_id_is_sent_not_counted_as_done() {
+    let (send, put, complete, beat) = (
+        sent_to("i-0000000000000000c"),
+        put_ok(),
+        complete_ok(),
+        heartbeat_ok(),
+    );
+    let ctx = context(&[&send, &put], &[], &[&complete, &beat]);
+    let mut mem = memory_with(DrainRecord {
+        command_id: String::new(),
+        control_plane: None,
+        started_at_ms: now_ms() - 5_000,
+        left_node: None,
+    });
+    let hooks = terminate_hooks();
+    let hooks: Vec<_> = hooks.iter().collect();
+    let cps = [id("i-0000000000000000c")];
+    let w = waiting(WaitState::TerminatingWait);
+    let r = terminate::terminate(&ctx, &mut mem, &cluster(), &w, &hooks, None, &cps, "req")
+        .await
+        .expect("report");
+    assert_eq!(r.outcome, ActionOutcome::DrainStarted, "{r:?}");
+    assert_eq!(send.num_calls(), 1, "the drain is sent");
+    assert_eq!(
+        complete.num_calls(),
+        0,
+        "never completed with the Node undrained"
+    );
+}
+
+#[tokio::test]
+async fn an_undelivered_drain_is_sent_again_to_another_control_plane() {
+    let undelivered = invocation(CommandInvocationStatus::Failed, "Undeliverable", "");
+    let (to_b, put, complete, beat) = (
+        sent_to("i-0000000000000000b"),
+        put_ok(),
+        complete_ok(),
+        heartbeat_ok(),
+    );
+    let ctx = context(&[&undelivered, &to_b, &put], &[], &[&complete, &beat]);
+    let mut mem = memory_with(DrainRecord {
+        command_id: "cmd-old".into(),
+        control_plane: Some(id("i-0000000000000000c")),
+        started_at_ms: now_ms() - 30_000,
+        left_node: None,
+    });
+    let hooks = terminate_hooks();
+    let hooks: Vec<_> = hooks.iter().collect();
+    // The control plane that did not take it sorts first: it must still go last.
+    let cps = [id("i-0000000000000000c"), id("i-0000000000000000b")];
+    let w = waiting(WaitState::TerminatingWait);
+    let r = terminate::terminate(&ctx, &mut mem, &cluster(), &w, &hooks, None, &cps, "req")
+        .await
+        .expect("report");
+    assert_eq!(r.outcome, ActionOutcome::DrainStarted, "{r:?}");
+    assert_eq!(to_b.num_calls(), 1, "resent to the other control plane");
+    assert_eq!(complete.num_calls(), 0);
+}
+
+#[tokio::test]
+async fn the_record_is_forgotten_before_the_action_is_completed() {
+    let drained = invocation(
+        CommandInvocationStatus::Success,
+        "Success",
+        "drain i-0000000000000000a node=ip-10-0-0-1.ec2.internal result=drained\n",
+    );
+    let failing_delete = failing(mock!(Ssm::delete_parameter));
+    let (complete, beat) = (complete_ok(), heartbeat_ok());
+    let ctx = context(&[&drained, &failing_delete], &[], &[&complete, &beat]);
+    let mut mem = memory_with(DrainRecord {
+        command_id: "cmd-1".into(),
+        control_plane: Some(id("i-0000000000000000c")),
+        started_at_ms: now_ms() - 30_000,
+        left_node: None,
+    });
+    let hooks = terminate_hooks();
+    let hooks: Vec<_> = hooks.iter().collect();
+    let w = waiting(WaitState::TerminatingWait);
+    let cps = [id("i-0000000000000000c")];
+    let result =
+        terminate::terminate(&ctx, &mut mem, &cluster(), &w, &hooks, None, &cps, "req").await;
+    assert!(
+        result.is_err(),
+        "the record could not be forgotten: {result:?}"
+    );
+    assert_eq!(
+        complete.num_calls(),
+        0,
+        "not completed while a record of this wait could answer for a later one"
+    );
+}
+
+#[tokio::test]
+async fn a_failed_drain_leaves_a_record_so_the_node_is_deleted_once_the_instance_is_gone() {
+    let failed = invocation(
+        CommandInvocationStatus::Success,
+        "Success",
+        "left default/web-1\ndrain i-0000000000000000a node=ip-10-0-0-1.ec2.internal result=timeout\n",
+    );
+    let (put, complete, beat) = (put_ok(), complete_ok(), heartbeat_ok());
+    let ctx = context(&[&failed, &put], &[], &[&complete, &beat]);
+    let mut mem = memory_with(DrainRecord {
+        command_id: "cmd-1".into(),
+        control_plane: Some(id("i-0000000000000000c")),
+        started_at_ms: now_ms() - 30_000,
+        left_node: None,
+    });
+    let hooks = terminate_hooks();
+    let hooks: Vec<_> = hooks.iter().collect();
+    let w = waiting(WaitState::TerminatingWait);
+    let cps = [id("i-0000000000000000c")];
+    let r = terminate::terminate(&ctx, &mut mem, &cluster(), &w, &hooks, None, &cps, "req")
+        .await
+        .expect("report");
+    assert_eq!(r.outcome, ActionOutcome::Completed);
+    assert_eq!(
+        put.num_calls(),
+        1,
+        "the record is marked left before completing"
+    );
+    let left = mem
+        .drains
+        .as_ref()
+        .and_then(|d| d.get(&w.instance))
+        .cloned();
+    assert_eq!(
+        left.and_then(|l| l.left_node).as_deref(),
+        Some("ip-10-0-0-1.ec2.internal")
+    );
+}
+
+#[tokio::test]
+async fn a_failed_lease_renewal_lets_go_at_once() {
+    let put = failing(mock!(Ssm::put_parameter));
+    let delete = delete_ok();
+    let ctx = context(&[&put, &delete], &[], &[]);
+    let mut held = Held {
+        name: "/joinkeeper/demo/leases/reconcile".into(),
+        value: LeaseValue {
+            holder: "h".into(),
+            expires_at_ms: now_ms() + 120_000,
+            ..Default::default()
+        },
+        previous: None,
+    };
+    let r = super::renew_or_let_go(&ctx.leases, &mut held, Duration::from_secs(120)).await;
+    assert!(r.is_err());
+    assert_eq!(delete.num_calls(), 1, "released, not left to expire");
+}
+
+#[tokio::test]
+async fn a_lease_write_that_would_outlive_the_guard_is_abandoned() {
+    // Nothing answers within the time left: the write is cut before the lease's expiry.
+    let leases = context(&[], &[], &[]).leases;
+    let held = Held {
+        name: "/joinkeeper/demo/leases/reconcile".into(),
+        value: LeaseValue {
+            holder: "h".into(),
+            expires_at_ms: now_ms() + crate::lease::GUARD.as_millis() as i64 - 1_000,
+            ..Default::default()
+        },
+        previous: None,
+    };
+    assert!(!leases.may_act(&held), "inside the guard: no more writes");
+    let mut h = held.clone();
+    assert_eq!(
+        leases.renew(&mut h, Duration::from_secs(60)).await.ok(),
+        Some(false)
+    );
+}
+
+fn activity(description: &str, start: OffsetDateTime) -> Activity {
+    Activity::builder()
+        .activity_id("a-1")
+        .auto_scaling_group_name("demo-workers")
+        .cause("scale-out")
+        .description(description)
+        .start_time(aws_smithy_types::DateTime::from_secs(
+            start.unix_timestamp(),
+        ))
+        .status_code(ScalingActivityStatusCode::InProgress)
+        .build()
+}
+
+#[tokio::test]
+async fn a_running_warm_pool_instance_is_timed_from_leaving_the_pool_not_its_launch() {
+    let now = OffsetDateTime::now_utc();
+    let activities = mock!(Asg::describe_scaling_activities).then_output(move || {
+        DescribeScalingActivitiesOutput::builder()
+            .activities(activity(
+                "Launching a new EC2 instance from warm pool: i-0000000000000000a",
+                now - time::Duration::seconds(10),
+            ))
+            .build()
+    });
+    let (complete, beat) = (complete_ok(), heartbeat_ok());
+    let ctx = context(&[], &[], &[&activities, &complete, &beat]);
+    let w = waiting(WaitState::PendingWait);
+    let mut mem = Memory::default();
+    mem.facts.insert(
+        w.instance.clone(),
+        InstanceFacts {
+            id: w.instance.clone(),
+            // In the pool, running, for two hours.
+            launched: Some(now - time::Duration::hours(2)),
+            private_dns: "ip-10-0-0-1.ec2.internal".into(),
+        },
+    );
+    let hooks = [hook("joinkeeper-launch", Transition::Launching)];
+    let hooks: Vec<_> = hooks.iter().collect();
+    let deadline = crate::deadline::Deadline::after(Duration::from_secs(60));
+    let r = launch::launch(
+        &ctx,
+        &mut mem,
+        "demo",
+        &w,
+        &hooks,
+        Some(NodeState::Absent),
+        &deadline,
+    )
+    .await
+    .expect("report");
+    assert_eq!(r.outcome, ActionOutcome::Waiting, "{r:?}");
+    assert_eq!(
+        complete.num_calls(),
+        0,
+        "never ABANDONed for its time in the pool"
+    );
+    assert_eq!(activities.num_calls(), 1);
+}
+
+#[tokio::test]
+async fn an_unknown_wait_start_holds_the_action() {
+    let activities = failing(mock!(Asg::describe_scaling_activities));
+    let (complete, beat) = (complete_ok(), heartbeat_ok());
+    let ctx = context(&[], &[], &[&activities, &complete, &beat]);
+    let w = waiting(WaitState::PendingWait);
+    let mut mem = Memory::default();
+    mem.facts.insert(
+        w.instance.clone(),
+        InstanceFacts {
+            id: w.instance.clone(),
+            launched: Some(OffsetDateTime::now_utc() - time::Duration::hours(2)),
+            private_dns: String::new(),
+        },
+    );
+    let hooks = [hook("joinkeeper-launch", Transition::Launching)];
+    let hooks: Vec<_> = hooks.iter().collect();
+    let deadline = crate::deadline::Deadline::after(Duration::from_secs(60));
+    let r = launch::launch(
+        &ctx,
+        &mut mem,
+        "demo",
+        &w,
+        &hooks,
+        Some(NodeState::Absent),
+        &deadline,
+    )
+    .await
+    .expect("report");
+    assert_eq!(r.outcome, ActionOutcome::Waiting);
+    assert_eq!(complete.num_calls(), 0);
+}
+
+#[tokio::test]
+async fn warm_pool_entries_fetch_at_most_five_join_logs_per_pass() {
+    let send = mock!(Ssm::send_command).then_output(|| {
+        SendCommandOutput::builder()
+            .command(Command::builder().command_id("cmd-log").build())
+            .build()
+    });
+    let log = invocation(CommandInvocationStatus::Success, "Success", "installing\n");
+    let (complete, beat) = (complete_ok(), heartbeat_ok());
+    let ctx = context(&[&send, &log], &[], &[&complete, &beat]);
+    let mut mem = Memory::default();
+    let hooks = [hook("joinkeeper-launch", Transition::Launching)];
+    let hooks: Vec<_> = hooks.iter().collect();
+    let deadline = crate::deadline::Deadline::after(Duration::from_secs(60));
+    for n in 0..8 {
+        let w = Waiting {
+            group: group("demo-workers"),
+            instance: id(&format!("i-000000000000000{n}a")),
+            state: WaitState::WarmedPendingWait,
+        };
+        mem.facts.insert(
+            w.instance.clone(),
+            InstanceFacts {
+                id: w.instance.clone(),
+                launched: Some(OffsetDateTime::now_utc()),
+                private_dns: String::new(),
+            },
+        );
+        let r = launch::enter_warm_pool(&ctx, &mut mem, "demo", &w, &hooks, &deadline)
+            .await
+            .expect("report");
+        assert_eq!(r.outcome, ActionOutcome::Waiting);
+    }
+    assert_eq!(
+        send.num_calls(),
+        5,
+        "the per-pass cap applies to warm-pool entry"
+    );
+}
+
+#[tokio::test]
+async fn a_scheduled_sweep_reports_a_failed_cluster_instead_of_failing_and_being_retried() {
+    use aws_sdk_autoscaling::operation::describe_auto_scaling_groups::DescribeAutoScalingGroupsOutput;
+    use aws_sdk_ec2::operation::describe_instances::DescribeInstancesOutput;
+    use aws_sdk_ec2::types::{Instance, InstanceState, InstanceStateName, Reservation, Tag};
+    type Ec2 = aws_sdk_ec2::Client;
+    let groups = mock!(Asg::describe_auto_scaling_groups)
+        .then_output(|| DescribeAutoScalingGroupsOutput::builder().build());
+    let instances = mock!(Ec2::describe_instances).then_output(|| {
+        let tag = |k: &str, v: &str| Tag::builder().key(k).value(v).build();
+        DescribeInstancesOutput::builder()
+            .reservations(
+                Reservation::builder()
+                    .instances(
+                        Instance::builder()
+                            .instance_id("i-0000000000000000c")
+                            .state(
+                                InstanceState::builder()
+                                    .name(InstanceStateName::Running)
+                                    .build(),
+                            )
+                            .tags(tag("joinkeeper:cluster", "demo"))
+                            .tags(tag("joinkeeper:role", "control-plane"))
+                            .build(),
+                    )
+                    .build(),
+            )
+            .build()
+    });
+    // Every Parameter Store and SSM call fails: the cluster's refresh fails.
+    let get = failing(mock!(Ssm::get_parameter));
+    let put = failing(mock!(Ssm::put_parameter));
+    let by_path = failing(mock!(Ssm::get_parameters_by_path));
+    let info = failing(mock!(Ssm::describe_instance_information));
+    let ctx = context(&[&get, &put, &by_path, &info], &[&instances], &[&groups]);
+    let event: serde_json::Value = serde_json::from_str(include_str!(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../events/scheduled-refresh.json"
+    )))
+    .expect("event");
+    let inv = crate::context::Invocation::new(
+        "req",
+        crate::deadline::Deadline::after(Duration::from_secs(60)),
+    );
+    let response = crate::handler::handle_schedule(&ctx, &event, &inv)
+        .await
+        .expect("a failed cluster is reported, not returned as the invocation's error");
+    assert_eq!(response.refresh.failed(), 1, "{:?}", response.refresh);
+}
