@@ -97,9 +97,10 @@ fn heartbeat_ok() -> Rule {
 }
 
 fn memory_with(record: DrainRecord) -> Memory {
-    let mut mem = Memory::default();
-    mem.drains = Some(HashMap::from([(id("i-0000000000000000a"), record)]));
-    mem
+    Memory {
+        drains: Some(HashMap::from([(id("i-0000000000000000a"), record)])),
+        ..Default::default()
+    }
 }
 
 fn terminate_hooks() -> Vec<crate::aws::autoscaling::Hook> {
