@@ -90,7 +90,6 @@ export class JoinkeeperAccountStack extends Stack {
       RUST_LOG: cfg.rustLog,
     };
     // Set only when given: the functions' own defaults apply otherwise.
-    if (cfg.hookCheckSeconds !== undefined) environment.JOINKEEPER_HOOK_CHECK_SECONDS = String(cfg.hookCheckSeconds);
     if (cfg.nodePollSeconds !== undefined) environment.JOINKEEPER_NODE_POLL_SECONDS = String(cfg.nodePollSeconds);
 
     // Events that could not be delivered (EventBridge) or failed after Lambda's retries land here.

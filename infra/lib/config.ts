@@ -1,8 +1,11 @@
 // Context values of the joinkeeper CDK app, their defaults and their validation.
 //
 // Every value can be given with `cdk ... -c name=value` (a string) or in cdk.json (typed).
-// README.md lists them; keep the two in step.
+// README.md lists them; keep the two in step. The values that become the functions'
+// environment are validated against settings.json, which the functions' own table
+// (shared/src/config/settings.rs) writes: the defaults, ranges and "below" rules are theirs.
 import { Node } from 'constructs';
+import table from './settings.json';
 
 /** Cluster names, as in docs/contracts.md. */
 export const CLUSTER_NAME_PATTERN = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$/;
@@ -10,6 +13,35 @@ export const CLUSTER_NAME_PATTERN = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$/;
 export const PARAMETER_PREFIX_PATTERN = /^\/[A-Za-z0-9_.-]+(\/[A-Za-z0-9_.-]+)*$/;
 /** SSM document names (AWS: 3-128 of letters, digits, `_ - .`); we keep a short prefix. */
 export const DOCUMENT_PREFIX_PATTERN = /^[A-Za-z0-9_.-]{3,100}$/;
+
+/** One row of the functions' settings table (settings.json). */
+export interface Setting {
+  readonly name: string;
+  readonly variable: string;
+  readonly unit: string;
+  readonly default: number | string | boolean;
+  readonly min: number | null;
+  readonly max: number | null;
+  /** The value must be below this other setting's (its variable). */
+  readonly below: string | null;
+  readonly description: string;
+}
+
+/** The functions' settings, by their name in the table (`token_ttl`, `command_deadline`, ...). */
+export const SETTINGS: Readonly<Record<string, Setting>> = Object.fromEntries(
+  (table.settings as Setting[]).map((s) => [s.name, s]),
+);
+
+/** The context value that sets each of the functions' numeric settings. */
+export const SETTING_CONTEXT = {
+  token_ttl: 'tokenTtlSeconds',
+  refresh_margin: 'refreshMarginSeconds',
+  command_deadline: 'commandDeadlineSeconds',
+  command_poll: 'commandPollMillis',
+  join_deadline: 'joinDeadlineSeconds',
+  drain_timeout: 'drainTimeoutSeconds',
+  node_poll: 'nodePollSeconds',
+} as const;
 
 export type Architecture = 'arm64' | 'x86_64';
 export type ControlPlaneMode = 'single' | 'ha';
@@ -59,9 +91,7 @@ export interface AccountConfig extends CommonConfig {
   readonly alarmEmail?: string;
   /** Alarm when a join record has less than this left, seconds; default refreshMargin / 2. */
   readonly expiryAlarmSeconds: number;
-  /** Optional `JOINKEEPER_HOOK_CHECK_SECONDS` (the functions default to 600). */
-  readonly hookCheckSeconds?: number;
-  /** Optional `JOINKEEPER_NODE_POLL_SECONDS` (the functions default to 15). */
+  /** Optional `JOINKEEPER_NODE_POLL_SECONDS` (the functions' default otherwise). */
   readonly nodePollSeconds?: number;
 }
 
@@ -159,6 +189,24 @@ function oneOf<T extends string>(node: Node, key: string, allowed: readonly T[],
   return v as T;
 }
 
+/** A numeric setting of the functions, within the table's range; `dflt` overrides its default. */
+function setting(node: Node, name: keyof typeof SETTING_CONTEXT, dflt?: number): number {
+  const s = SETTINGS[name];
+  if (s === undefined || s.min === null || s.max === null) throw new Error(`settings.json has no numeric setting ${name}`);
+  return int(node, SETTING_CONTEXT[name], dflt ?? (s.default as number), s.min, s.max);
+}
+
+/** The table's "below" rule of a setting: its value must stay under another's. */
+function below(name: keyof typeof SETTING_CONTEXT, value: number, values: Partial<Record<keyof typeof SETTING_CONTEXT, number>>) {
+  const limit = SETTINGS[name].below;
+  if (limit === null) return;
+  const other = (Object.keys(SETTING_CONTEXT) as Array<keyof typeof SETTING_CONTEXT>).find((k) => SETTINGS[k].variable === limit);
+  const bound = other === undefined ? undefined : values[other];
+  if (other !== undefined && bound !== undefined && value >= bound) {
+    throw new ConfigError(`context ${SETTING_CONTEXT[name]}: ${value} must be below ${SETTING_CONTEXT[other]} (${bound})`);
+  }
+}
+
 function matching(node: Node, key: string, dflt: string, re: RegExp): string {
   const v = str(node, key, dflt);
   if (!re.test(v)) throw new ConfigError(`context ${key}: ${JSON.stringify(v)} does not match ${re}`);
@@ -166,20 +214,24 @@ function matching(node: Node, key: string, dflt: string, re: RegExp): string {
 }
 
 function common(node: Node): CommonConfig {
-  const joinDeadlineSeconds = int(node, 'joinDeadlineSeconds', 900, 60, 6900);
+  const tokenTtlSeconds = setting(node, 'token_ttl');
+  const joinDeadlineSeconds = setting(node, 'join_deadline');
+  below('join_deadline', joinDeadlineSeconds, { token_ttl: tokenTtlSeconds });
   return {
-    parameterPrefix: matching(node, 'parameterPrefix', '/joinkeeper', PARAMETER_PREFIX_PATTERN),
-    tokenTtlSeconds: int(node, 'tokenTtlSeconds', 7200, 3600, 30 * 86400),
+    parameterPrefix: matching(node, 'parameterPrefix', SETTINGS.parameter_prefix.default as string, PARAMETER_PREFIX_PATTERN),
+    tokenTtlSeconds,
     joinDeadlineSeconds,
-    drainTimeoutSeconds: int(node, 'drainTimeoutSeconds', 300, 30, 6900),
-    hookNamePrefix: matching(node, 'hookNamePrefix', 'joinkeeper-', /^[A-Za-z0-9_.-]{1,200}$/),
+    drainTimeoutSeconds: setting(node, 'drain_timeout'),
+    hookNamePrefix: matching(node, 'hookNamePrefix', SETTINGS.hook_prefix.default as string, /^[A-Za-z0-9_.-]{1,200}$/),
     documentPrefix: matching(node, 'documentPrefix', 'joinkeeper', DOCUMENT_PREFIX_PATTERN),
   };
 }
 
 export function accountConfig(node: Node): AccountConfig {
   const c = common(node);
-  const refreshMarginSeconds = int(node, 'refreshMarginSeconds', Math.min(3600, c.tokenTtlSeconds - 60), 600, c.tokenTtlSeconds - 60);
+  // The default margin shrinks with a short TTL so that the default stays valid.
+  const refreshMarginSeconds = setting(node, 'refresh_margin', Math.min(SETTINGS.refresh_margin.default as number, c.tokenTtlSeconds - 60));
+  below('refresh_margin', refreshMarginSeconds, { token_ttl: c.tokenTtlSeconds });
   const groupNamePrefix = optStr(node, 'groupNamePrefix');
   if (groupNamePrefix !== undefined && !/^[A-Za-z0-9_.\-/ ]{1,200}$/.test(groupNamePrefix)) {
     throw new ConfigError(`context groupNamePrefix: ${JSON.stringify(groupNamePrefix)} is not a group name prefix`);
@@ -199,17 +251,15 @@ export function accountConfig(node: Node): AccountConfig {
     documentsDir: str(node, 'documentsDir', '../node-scripts/documents'),
     architecture: oneOf(node, 'architecture', ['arm64', 'x86_64'] as const, undefined),
     refreshMarginSeconds,
-    commandDeadlineSeconds: int(node, 'commandDeadlineSeconds', 120, 10, 800),
-    commandPollMillis: int(node, 'commandPollMillis', 1000, 100, 60000),
+    commandDeadlineSeconds: setting(node, 'command_deadline'),
+    commandPollMillis: setting(node, 'command_poll'),
     rustLog: matching(node, 'rustLog', 'info', /^[A-Za-z0-9_=,:.-]{1,200}$/),
     refreshIntervalMinutes: int(node, 'refreshIntervalMinutes', 10, 1, 1440),
     logRetentionDays: int(node, 'logRetentionDays', 30, 1, 3653),
     groupNamePrefix,
     alarmEmail,
     expiryAlarmSeconds: int(node, 'expiryAlarmSeconds', Math.floor(refreshMarginSeconds / 2), 60, c.tokenTtlSeconds),
-    // Within one 15-minute invocation, with room to complete the action afterwards.
-    hookCheckSeconds: raw(node, 'hookCheckSeconds') === undefined ? undefined : int(node, 'hookCheckSeconds', 600, 30, 840),
-    nodePollSeconds: raw(node, 'nodePollSeconds') === undefined ? undefined : int(node, 'nodePollSeconds', 15, 1, 300),
+    nodePollSeconds: raw(node, 'nodePollSeconds') === undefined ? undefined : setting(node, 'node_poll'),
   };
   // The refresh must have time to run at least twice inside the margin.
   if (cfg.refreshIntervalMinutes * 60 * 2 > cfg.refreshMarginSeconds) {

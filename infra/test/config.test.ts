@@ -7,7 +7,7 @@ import { after, describe, it } from 'node:test';
 import { App } from 'aws-cdk-lib';
 import { Template } from 'aws-cdk-lib/assertions';
 import { buildApp, FEATURE_FLAGS } from '../lib/app';
-import { accountConfig, clusterConfig, ConfigError, hookTimeouts } from '../lib/config';
+import { accountConfig, clusterConfig, ConfigError, hookTimeouts, SETTING_CONTEXT, SETTINGS } from '../lib/config';
 import { NODE_SCRIPTS_EXCLUDE } from '../lib/cluster-stack';
 import { checkDocument, elfArchitecture, functionsArchitecture, functionsDir, INFRA_DIR, loadDocument, nodeScriptsDir } from '../lib/sources';
 import { functionsDirForSynth, offlineContext, placeholderFunctionsDir, tmpOutdir } from './support';
@@ -95,6 +95,46 @@ describe('context values', () => {
       );
     });
   }
+});
+
+describe("the functions' settings table (settings.json, written by shared/src/config/settings.rs)", () => {
+  it('gives the defaults', () => {
+    const a = accountConfig(node({}));
+    assert.equal(a.tokenTtlSeconds, SETTINGS.token_ttl.default);
+    assert.equal(a.commandDeadlineSeconds, SETTINGS.command_deadline.default);
+    assert.equal(a.commandPollMillis, SETTINGS.command_poll.default);
+    assert.equal(a.joinDeadlineSeconds, SETTINGS.join_deadline.default);
+    assert.equal(a.drainTimeoutSeconds, SETTINGS.drain_timeout.default);
+    assert.equal(a.parameterPrefix, SETTINGS.parameter_prefix.default);
+    assert.equal(a.hookNamePrefix, SETTINGS.hook_prefix.default);
+  });
+
+  for (const [name, key] of Object.entries(SETTING_CONTEXT)) {
+    const s = SETTINGS[name];
+    it(`bounds ${key} as the functions bound ${s.variable} (${s.min}..${s.max})`, () => {
+      for (const v of [s.min! - 1, s.max! + 1]) {
+        assert.throws(
+          () => accountConfig(node({ [key]: String(v) })),
+          (e: unknown) => e instanceof ConfigError && (e as Error).message.startsWith(`context ${key}:`),
+        );
+      }
+    });
+  }
+
+  it('accepts the ends of the ranges the functions accept', () => {
+    const short = { tokenTtlSeconds: '600', refreshMarginSeconds: '300', refreshIntervalMinutes: '1', joinDeadlineSeconds: '10' };
+    assert.equal(accountConfig(node(short)).tokenTtlSeconds, 600);
+    assert.equal(accountConfig(node({ commandDeadlineSeconds: '30', commandPollMillis: '100' })).commandDeadlineSeconds, 30);
+    assert.equal(accountConfig(node({ commandDeadlineSeconds: '880', commandPollMillis: '60000' })).commandPollMillis, 60000);
+    const long = { tokenTtlSeconds: '604800', joinDeadlineSeconds: '6900', drainTimeoutSeconds: '6900' };
+    assert.deepEqual(hookTimeouts(accountConfig(node(long))), { launchHeartbeatSeconds: 7200, terminateHeartbeatSeconds: 7200 });
+  });
+
+  it("applies the table's below rules", () => {
+    assert.throws(() => accountConfig(node({ tokenTtlSeconds: '900', joinDeadlineSeconds: '900' })), /joinDeadlineSeconds: 900 must be below tokenTtlSeconds/);
+    assert.throws(() => accountConfig(node({ tokenTtlSeconds: '7200', refreshMarginSeconds: '7200' })), /refreshMarginSeconds/);
+  });
+
 });
 
 describe('inputs: functions, documents, node scripts', () => {

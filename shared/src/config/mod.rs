@@ -56,44 +56,45 @@ impl Config {
                 .filter(|v| !v.is_empty())
                 .unwrap_or_else(|| s.default.to_owned())
         };
-        let secs = |s: &'static Setting, min: u64, max: u64| -> Result<Duration, ConfigError> {
-            let raw = get(s);
-            number(s, &raw, min, max).map(Duration::from_secs)
-        };
+        let number = |s: &'static Setting| number(s, &get(s));
+        let secs = |s: &'static Setting| number(s).map(Duration::from_secs);
 
         let parameter_prefix = get(&PARAMETER_PREFIX);
         validate_prefix(&parameter_prefix)?;
-        let token_ttl = secs(&TOKEN_TTL, 600, 604_800)?;
-        let refresh_margin = secs(&REFRESH_MARGIN, 60, 604_800)?;
-        if refresh_margin >= token_ttl {
-            return Err(ConfigError {
-                variable: REFRESH_MARGIN.variable,
-                value: refresh_margin.as_secs().to_string(),
-                reason: format!(
-                    "must be below {} ({})",
-                    TOKEN_TTL.variable,
-                    token_ttl.as_secs()
-                ),
-            });
+        let token_ttl = secs(&TOKEN_TTL)?;
+        let refresh_margin = secs(&REFRESH_MARGIN)?;
+        let command_deadline = secs(&COMMAND_DEADLINE)?;
+        let command_poll = Duration::from_millis(number(&COMMAND_POLL)?);
+        let join_deadline = secs(&JOIN_DEADLINE)?;
+        let drain_timeout = secs(&DRAIN_TIMEOUT)?;
+        let node_poll = secs(&NODE_POLL)?;
+        let function_timeout = secs(&FUNCTION_TIMEOUT)?;
+        let rogue_grace = secs(&ROGUE_GRACE)?;
+        // The table's "below" rules (the same ones the CDK app checks).
+        let durations = [
+            (&TOKEN_TTL, token_ttl),
+            (&REFRESH_MARGIN, refresh_margin),
+            (&COMMAND_DEADLINE, command_deadline),
+            (&JOIN_DEADLINE, join_deadline),
+            (&DRAIN_TIMEOUT, drain_timeout),
+            (&NODE_POLL, node_poll),
+            (&FUNCTION_TIMEOUT, function_timeout),
+            (&ROGUE_GRACE, rogue_grace),
+        ];
+        for (s, value) in durations {
+            let Some(limit) = s.below else { continue };
+            let Some(&(_, bound)) = durations.iter().find(|(t, _)| t.variable == limit.variable)
+            else {
+                continue;
+            };
+            if value >= bound {
+                return Err(ConfigError {
+                    variable: s.variable,
+                    value: value.as_secs().to_string(),
+                    reason: format!("must be below {} ({})", limit.variable, bound.as_secs()),
+                });
+            }
         }
-        let command_deadline = secs(&COMMAND_DEADLINE, 5, 3600)?;
-        let poll_raw = get(&COMMAND_POLL);
-        let command_poll = Duration::from_millis(number(&COMMAND_POLL, &poll_raw, 50, 60_000)?);
-        let join_deadline = secs(&JOIN_DEADLINE, 10, 7200)?;
-        if join_deadline >= token_ttl {
-            return Err(ConfigError {
-                variable: JOIN_DEADLINE.variable,
-                value: join_deadline.as_secs().to_string(),
-                reason: format!(
-                    "must be below {} ({})",
-                    TOKEN_TTL.variable,
-                    token_ttl.as_secs()
-                ),
-            });
-        }
-        let drain_timeout = secs(&DRAIN_TIMEOUT, 10, 7200)?;
-        let node_poll = secs(&NODE_POLL, 1, 300)?;
-        let function_timeout = secs(&FUNCTION_TIMEOUT, 30, 900)?;
         // Every single wait must fit in one invocation with room for the calls around it.
         if command_deadline + Duration::from_secs(20) > function_timeout {
             return Err(ConfigError {
@@ -129,7 +130,6 @@ impl Config {
                 reason: "expected 1 to 200 of [A-Za-z0-9_.-]".into(),
             });
         }
-        let rogue_grace = secs(&ROGUE_GRACE, 60, 604_800)?;
         let delete_rogue_nodes = match get(&DELETE_ROGUE).as_str() {
             "true" => true,
             "false" => false,
@@ -187,12 +187,14 @@ impl Config {
     }
 }
 
-fn number(s: &'static Setting, raw: &str, min: u64, max: u64) -> Result<u64, ConfigError> {
+/// A whole number within the setting's range (from the table).
+fn number(s: &'static Setting, raw: &str) -> Result<u64, ConfigError> {
     let fail = |reason: String| ConfigError {
         variable: s.variable,
         value: crate::names::printable(raw, 40),
         reason,
     };
+    let (min, max) = s.range.expect("a numeric setting has a range");
     let n: u64 = raw
         .trim()
         .parse()
@@ -295,6 +297,11 @@ mod tests {
             ("JOINKEEPER_TOKEN_TTL_SECONDS", "10"),
             ("JOINKEEPER_REFRESH_MARGIN_SECONDS", "86400"),
             ("JOINKEEPER_COMMAND_DEADLINE_SECONDS", "890"),
+            ("JOINKEEPER_COMMAND_DEADLINE_SECONDS", "29"),
+            ("JOINKEEPER_JOIN_DEADLINE_SECONDS", "6901"),
+            ("JOINKEEPER_JOIN_DEADLINE_SECONDS", "7200"),
+            ("JOINKEEPER_DRAIN_TIMEOUT_SECONDS", "7000"),
+            ("JOINKEEPER_COMMAND_POLL_MILLIS", "50"),
             ("JOINKEEPER_FUNCTION_TIMEOUT_SECONDS", "10"),
             ("JOINKEEPER_HOOK_PREFIX", "a b"),
             ("JOINKEEPER_DELETE_ROGUE_NODES", "yes"),

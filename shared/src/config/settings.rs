@@ -1,105 +1,217 @@
-//! The configuration table: every environment variable, its default and meaning.
+//! The configuration table: every environment variable, its default, range and meaning.
+//!
+//! This table is the one source of the functions' settings: `Config::from_lookup` validates
+//! against it, and the CDK app (`infra/lib/config.ts`) validates its context values against
+//! `infra/lib/settings.json`, which the test `settings_table` writes from it. After changing a
+//! row, run `JOINKEEPER_WRITE_SETTINGS=1 cargo test -p joinkeeper --lib settings_table`.
 
-/// One row of the configuration table (also rendered in the README).
+/// What a setting's value is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Unit {
+    Seconds,
+    Millis,
+    Bool,
+    /// A Parameter Store path such as `/joinkeeper`.
+    Path,
+    /// A name prefix of `[A-Za-z0-9_.-]`, 1 to 200 long.
+    Name,
+    /// An SSM document name, `[A-Za-z0-9_.-]{3,128}`.
+    Document,
+}
+
+impl Unit {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Unit::Seconds => "seconds",
+            Unit::Millis => "milliseconds",
+            Unit::Bool => "bool",
+            Unit::Path => "path",
+            Unit::Name => "name",
+            Unit::Document => "document",
+        }
+    }
+}
+
+/// One row of the configuration table (also rendered in the README and in
+/// `infra/lib/settings.json`).
 pub struct Setting {
+    /// The `Config` field it sets.
+    pub name: &'static str,
     pub variable: &'static str,
     pub default: &'static str,
+    pub unit: Unit,
+    /// Inclusive bounds of a number.
+    pub range: Option<(u64, u64)>,
+    /// The value must be below this other setting's.
+    pub below: Option<&'static Setting>,
     pub meaning: &'static str,
 }
 
 pub const PARAMETER_PREFIX: Setting = Setting {
+    name: "parameter_prefix",
     variable: "JOINKEEPER_PARAMETER_PREFIX",
     default: "/joinkeeper",
+    unit: Unit::Path,
+    range: None,
+    below: None,
     meaning: "Parameter Store prefix; a cluster's record is <prefix>/<cluster>/join-record",
 };
 pub const TOKEN_TTL: Setting = Setting {
+    name: "token_ttl",
     variable: "JOINKEEPER_TOKEN_TTL_SECONDS",
     default: "7200",
-    meaning: "lifetime of each bootstrap token the control plane creates (600–604800); short, since joinkeeper rotates ahead of expiry: a leaked record is worth at most this long",
+    unit: Unit::Seconds,
+    range: Some((600, 604_800)),
+    below: None,
+    meaning: "lifetime of each bootstrap token the control plane creates (the regenerate script accepts the same range); short, since joinkeeper rotates ahead of expiry: a leaked record is worth at most this long",
 };
 pub const REFRESH_MARGIN: Setting = Setting {
+    name: "refresh_margin",
     variable: "JOINKEEPER_REFRESH_MARGIN_SECONDS",
     default: "3600",
+    unit: Unit::Seconds,
+    range: Some((60, 604_800)),
+    below: Some(&TOKEN_TTL),
     meaning: "rotate when less than this remains before expiry; below the TTL and above the join deadline, so with the 10-minute schedule a record gets six chances to rotate before a worker could meet an expired token",
 };
 pub const COMMAND_DEADLINE: Setting = Setting {
+    name: "command_deadline",
     variable: "JOINKEEPER_COMMAND_DEADLINE_SECONDS",
     default: "120",
-    meaning: "overall deadline for one Run Command invocation (send + wait) (5–3600)",
+    unit: Unit::Seconds,
+    range: Some((30, 880)),
+    below: None,
+    meaning: "overall deadline for one Run Command invocation (send + wait); at least SSM's smallest delivery timeout (30 s), at most the 900 s Lambda timeout less 20 s for the calls around it",
 };
 pub const COMMAND_POLL: Setting = Setting {
+    name: "command_poll",
     variable: "JOINKEEPER_COMMAND_POLL_MILLIS",
     default: "1000",
-    meaning: "interval between Run Command status polls (50–60000)",
+    unit: Unit::Millis,
+    range: Some((100, 60_000)),
+    below: None,
+    meaning: "interval between Run Command status polls; at least 100 ms, so that one wait asks SSM at most ten times a second",
 };
 pub const JOIN_DEADLINE: Setting = Setting {
+    name: "join_deadline",
     variable: "JOINKEEPER_JOIN_DEADLINE_SECONDS",
     default: "900",
-    meaning: "how long a new worker may take to become Ready before its launch is abandoned",
+    unit: Unit::Seconds,
+    range: Some((10, 6_900)),
+    below: Some(&TOKEN_TTL),
+    meaning: "how long a new worker may take to become Ready before its launch is abandoned; the launch hook's heartbeat timeout is this plus 300 s, and AWS allows at most 7200 s",
 };
 pub const DRAIN_TIMEOUT: Setting = Setting {
+    name: "drain_timeout",
     variable: "JOINKEEPER_DRAIN_TIMEOUT_SECONDS",
     default: "300",
-    meaning: "how long a drain may take on scale-in before the hook completes anyway",
+    unit: Unit::Seconds,
+    range: Some((10, 6_900)),
+    below: None,
+    meaning: "how long a drain may take on scale-in before the hook completes anyway; the terminate hook's heartbeat timeout is this plus 300 s, and AWS allows at most 7200 s",
 };
 pub const FUNCTION_TIMEOUT: Setting = Setting {
+    name: "function_timeout",
     variable: "JOINKEEPER_FUNCTION_TIMEOUT_SECONDS",
     default: "900",
-    meaning: "the functions' Lambda timeout (set by the account stack); settings that cannot fit in it are refused at start-up (30–900)",
+    unit: Unit::Seconds,
+    range: Some((30, 900)),
+    below: None,
+    meaning: "the functions' Lambda timeout (set by the account stack); settings that cannot fit in it are refused at start-up",
 };
 
 pub const HOOK_PREFIX: Setting = Setting {
+    name: "hook_prefix",
     variable: "JOINKEEPER_HOOK_PREFIX",
     default: "joinkeeper-",
+    unit: Unit::Name,
+    range: None,
+    below: None,
     meaning: "only lifecycle hooks whose name starts with this are completed or heartbeated (the infra's hookNamePrefix)",
 };
 
 pub const ROGUE_GRACE: Setting = Setting {
+    name: "rogue_grace",
     variable: "JOINKEEPER_ROGUE_NODE_GRACE_SECONDS",
     default: "900",
+    unit: Unit::Seconds,
+    range: Some((60, 604_800)),
+    below: None,
     meaning: "a Node that no running instance of the cluster stands behind is cordoned and reported once older than this",
 };
 
 pub const DELETE_ROGUE: Setting = Setting {
+    name: "delete_rogue_nodes",
     variable: "JOINKEEPER_DELETE_ROGUE_NODES",
     default: "false",
+    unit: Unit::Bool,
+    range: None,
+    below: None,
     meaning: "also delete such Nodes (true/false); off by default, cordon and report only",
 };
 
 pub const NODES_DOCUMENT: Setting = Setting {
+    name: "nodes_document",
     variable: "JOINKEEPER_NODES_DOCUMENT",
     default: "joinkeeper-nodes",
+    unit: Unit::Document,
+    range: None,
+    below: None,
     meaning: "SSM Command document that lists every Node with its providerID and age",
 };
 
 pub const CORDON_DOCUMENT: Setting = Setting {
+    name: "cordon_document",
     variable: "JOINKEEPER_CORDON_DOCUMENT",
     default: "joinkeeper-cordon",
+    unit: Unit::Document,
+    range: None,
+    below: None,
     meaning: "SSM Command document that cordons (optionally deletes) one Node",
 };
 pub const NODE_POLL: Setting = Setting {
+    name: "node_poll",
     variable: "JOINKEEPER_NODE_POLL_SECONDS",
     default: "15",
+    unit: Unit::Seconds,
+    range: Some((1, 300)),
+    below: None,
     meaning: "interval between Node status checks while a hook waits",
 };
 pub const REGENERATE_DOCUMENT: Setting = Setting {
+    name: "regenerate_document",
     variable: "JOINKEEPER_REGENERATE_DOCUMENT",
     default: "joinkeeper-regenerate",
+    unit: Unit::Document,
+    range: None,
+    below: None,
     meaning: "SSM Command document that mints a new token and writes the record",
 };
 pub const NODE_STATUS_DOCUMENT: Setting = Setting {
+    name: "node_status_document",
     variable: "JOINKEEPER_NODE_STATUS_DOCUMENT",
     default: "joinkeeper-node-status",
+    unit: Unit::Document,
+    range: None,
+    below: None,
     meaning: "SSM Command document that reports Nodes' Ready condition",
 };
 pub const DRAIN_DOCUMENT: Setting = Setting {
+    name: "drain_document",
     variable: "JOINKEEPER_DRAIN_DOCUMENT",
     default: "joinkeeper-drain",
+    unit: Unit::Document,
+    range: None,
+    below: None,
     meaning: "SSM Command document that cordons, drains and deletes a Node",
 };
 pub const JOIN_LOG_DOCUMENT: Setting = Setting {
+    name: "join_log_document",
     variable: "JOINKEEPER_JOIN_LOG_DOCUMENT",
     default: "joinkeeper-join-log",
+    unit: Unit::Document,
+    range: None,
+    below: None,
     meaning: "SSM Command document that prints the tail of a worker's join log",
 };
 
@@ -125,6 +237,49 @@ pub const SETTINGS: &[&Setting] = &[
     &CORDON_DOCUMENT,
 ];
 
+/// The table as JSON, for the CDK app (`infra/lib/settings.json`): numbers and booleans typed,
+/// `min`/`max` inclusive, `below` the variable that this one's value must stay under.
+pub fn settings_json() -> String {
+    #[derive(serde::Serialize)]
+    struct Row {
+        name: &'static str,
+        variable: &'static str,
+        unit: &'static str,
+        default: serde_json::Value,
+        min: Option<u64>,
+        max: Option<u64>,
+        below: Option<&'static str>,
+        description: &'static str,
+    }
+    #[derive(serde::Serialize)]
+    struct Table {
+        generated: &'static str,
+        settings: Vec<Row>,
+    }
+    let rows = SETTINGS
+        .iter()
+        .map(|s| Row {
+            name: s.name,
+            variable: s.variable,
+            unit: s.unit.as_str(),
+            default: match s.unit {
+                Unit::Seconds | Unit::Millis => s.default.parse::<u64>().expect("a number").into(),
+                Unit::Bool => (s.default == "true").into(),
+                _ => s.default.into(),
+            },
+            min: s.range.map(|r| r.0),
+            max: s.range.map(|r| r.1),
+            below: s.below.map(|b| b.variable),
+            description: s.meaning,
+        })
+        .collect();
+    let table = Table {
+        generated: "from shared/src/config/settings.rs by `JOINKEEPER_WRITE_SETTINGS=1 cargo test -p joinkeeper --lib settings_table`; do not edit",
+        settings: rows,
+    };
+    serde_json::to_string_pretty(&table).expect("serializable") + "\n"
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -137,5 +292,61 @@ mod tests {
             let row = format!("| `{}` | `{}` |", s.variable, s.default);
             assert!(readme.contains(&row), "README lacks the row {row}");
         }
+    }
+
+    #[test]
+    fn every_row_is_consistent() {
+        for s in SETTINGS {
+            let numeric = matches!(s.unit, Unit::Seconds | Unit::Millis);
+            assert_eq!(
+                numeric,
+                s.range.is_some(),
+                "{}: a number has a range",
+                s.variable
+            );
+            if let Some((min, max)) = s.range {
+                let d: u64 = s.default.parse().expect("numeric default");
+                assert!(
+                    min <= d && d <= max,
+                    "{}: default outside its range",
+                    s.variable
+                );
+            }
+            if let Some(b) = s.below {
+                assert!(SETTINGS.iter().any(|t| t.variable == b.variable));
+                assert_eq!(
+                    b.unit, s.unit,
+                    "{}: below a setting of its unit",
+                    s.variable
+                );
+                let (own, bound): (u64, u64) =
+                    (s.default.parse().unwrap(), b.default.parse().unwrap());
+                assert!(
+                    own < bound,
+                    "{}: default not below {}",
+                    s.variable,
+                    b.variable
+                );
+            }
+            let n = SETTINGS.iter().filter(|t| t.name == s.name).count();
+            assert_eq!(n, 1, "{}: one row per name", s.name);
+        }
+    }
+
+    /// `infra/lib/settings.json` is this table; the CDK app validates against it.
+    #[test]
+    fn settings_table_is_exported_to_the_cdk_app() {
+        let path = format!("{}/../infra/lib/settings.json", env!("CARGO_MANIFEST_DIR"));
+        let want = settings_json();
+        if std::env::var_os("JOINKEEPER_WRITE_SETTINGS").is_some() {
+            std::fs::write(&path, &want).expect("write infra/lib/settings.json");
+            return;
+        }
+        let have = std::fs::read_to_string(&path).unwrap_or_default();
+        assert!(
+            have == want,
+            "infra/lib/settings.json is out of date with shared/src/config/settings.rs; regenerate it: \
+             JOINKEEPER_WRITE_SETTINGS=1 cargo test -p joinkeeper --lib settings_table"
+        );
     }
 }
