@@ -209,6 +209,14 @@ impl Leases {
             let Some((found, version)) = self.read(name).await? else {
                 continue; // released between our create and our read
             };
+            // Our own create, whose answer was lost (the SDK's retry then found it existing).
+            if found.as_ref().is_some_and(|v| v.holder == value.holder) {
+                return Ok(Acquire::Held(Held {
+                    name: name.to_owned(),
+                    value,
+                    previous: None,
+                }));
+            }
             if let Some(v) = &found {
                 if standing(v, now_ms()) == Standing::Valid {
                     return Ok(Acquire::Busy(found));
@@ -221,7 +229,10 @@ impl Leases {
                 .unwrap_or("corrupt");
             let marker = format!("{name}.takeover.{}-v{version}", sanitize(old));
             self.pause("marker").await;
-            if !self.store.create_only(&marker, &value.holder).await? {
+            if !self.store.create_only(&marker, &value.holder).await?
+                // A lost answer to our own marker reads as ours.
+                && self.store.get(&marker, false).await?.map(|(v, _)| v) != Some(value.holder.clone())
+            {
                 return Ok(Acquire::Busy(found));
             }
             value.expires_at_ms = now_ms() + ttl.as_millis() as i64;

@@ -789,3 +789,30 @@ impl Emulator {
             .collect()
     }
 }
+
+impl Emulator {
+    /// Sends `body` with `method` (POST, DELETE) to a path of the control API; the answer as
+    /// JSON, or `Null` when it is not JSON.
+    pub fn control_send(&self, method: &str, path: &str, body: &Value) -> Value {
+        let text = self.http.request(method, path, &body.to_string());
+        serde_json::from_str(&text).unwrap_or(Value::Null)
+    }
+
+    /// GET a path of the control API as JSON, or `Null` when the answer is not JSON (an endpoint
+    /// this emulator does not have yet).
+    pub fn control_opt(&self, path: &str) -> Value {
+        serde_json::from_str(&self.http.request("GET", path, "")).unwrap_or(Value::Null)
+    }
+}
+
+/// `base`'s clients as a function's in Lambda (the SDK's standard retry, 3 attempts), with
+/// `interceptor` added to each.
+pub fn intercepted_clients<I>(base: &AwsClients, interceptor: I) -> AwsClients
+where
+    I: aws_smithy_runtime_api::client::interceptors::Intercept + Clone + 'static,
+{
+    let retry = aws_config::retry::RetryConfig::standard().with_max_attempts(3);
+    rebuild_clients!(base, |config| config
+        .retry_config(retry.clone())
+        .interceptor(interceptor.clone()))
+}

@@ -461,3 +461,68 @@ async fn a_scheduled_sweep_reports_a_failed_cluster_instead_of_failing_and_being
         .expect("a failed cluster is reported, not returned as the invocation's error");
     assert_eq!(response.refresh.failed(), 1, "{:?}", response.refresh);
 }
+
+#[tokio::test]
+async fn a_lease_whose_create_answer_was_lost_is_recognised_as_ours() {
+    use aws_sdk_ssm::operation::get_parameter::GetParameterOutput;
+    use aws_sdk_ssm::operation::put_parameter::PutParameterError;
+    use aws_sdk_ssm::types::error::ParameterAlreadyExists;
+    use aws_sdk_ssm::types::Parameter;
+    use std::sync::{Arc, Mutex};
+    // The create took effect, its answer was lost, and the SDK's retry found the parameter.
+    let written = Arc::new(Mutex::new(String::new()));
+    let seen = written.clone();
+    let create = mock!(Ssm::put_parameter)
+        .match_requests(move |r| {
+            *seen.lock().expect("lock") = r.value().unwrap_or_default().to_owned();
+            true
+        })
+        .then_error(|| {
+            PutParameterError::ParameterAlreadyExists(ParameterAlreadyExists::builder().build())
+        });
+    let stored = written.clone();
+    let read = mock!(Ssm::get_parameter).then_output(move || {
+        GetParameterOutput::builder()
+            .parameter(
+                Parameter::builder()
+                    .name("/joinkeeper/demo/leases/reconcile")
+                    .value(stored.lock().expect("lock").clone())
+                    .version(1)
+                    .build(),
+            )
+            .build()
+    });
+    let ctx = context(&[&create, &read], &[], &[]);
+    let got = ctx
+        .leases
+        .try_acquire(
+            "/joinkeeper/demo/leases/reconcile",
+            Duration::from_secs(120),
+            LeaseValue::default(),
+        )
+        .await
+        .expect("acquire");
+    assert!(
+        matches!(got, crate::lease::Acquire::Held(_)),
+        "our own lease must not lock us out until it expires: {got:?}"
+    );
+}
+
+#[test]
+fn a_lease_left_to_expire_unrenewed_is_waited_for_and_taken_over() {
+    let ctx = context(&[], &[], &[]);
+    let ttl = super::lease_ttl(&ctx);
+    let at = |left: Duration| LeaseValue {
+        expires_at_ms: now_ms() + left.as_millis() as i64,
+        ..Default::default()
+    };
+    assert!(
+        super::expiring_unrenewed(&ctx, &at(ttl)).is_none(),
+        "just renewed"
+    );
+    assert!(super::expiring_unrenewed(&ctx, &at(ttl / 2)).is_none());
+    assert!(
+        super::expiring_unrenewed(&ctx, &at(ttl / 4)).is_some(),
+        "a dead holder's"
+    );
+}

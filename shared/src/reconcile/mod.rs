@@ -92,6 +92,16 @@ async fn reconcile_inner(
             Acquire::Held(held) => held,
             Acquire::Busy(holder) => {
                 let holder = holder.unwrap_or_default();
+                // A lease about to expire unrenewed: its holder died (killed, timed out) or is
+                // about to lose it. Wait for the expiry and take over, so the actions it held do
+                // not wait for the schedule (Lambda's retry of a killed invocation lands here).
+                if let Some(wait) = expiring_unrenewed(ctx, &holder) {
+                    if inv.deadline.remaining() > wait + pass_room(ctx) * 2
+                        && inv.deadline.sleep(wait).await
+                    {
+                        continue;
+                    }
+                }
                 if holder_about_to_stop(ctx, &holder) && !inv.deadline.is_near(pass_room(ctx) * 2) {
                     // Hand-off: wait for the holder to let go, then take over.
                     if inv
@@ -144,6 +154,16 @@ pub(crate) async fn renew_or_let_go(
             Err(err)
         }
     }
+}
+
+/// How long until `holder`'s lease expires, when that is soon: within a third of the lease's
+/// TTL. A live holder renews before every pass, so it never lets its lease run that low (a pass
+/// that would outlast the lease stops at the lease's guard and loses it).
+pub fn expiring_unrenewed(ctx: &Context, holder: &LeaseValue) -> Option<Duration> {
+    let left = holder.expires_at_ms - now_ms();
+    let window = (lease_ttl(ctx) / 3).as_millis() as i64;
+    (holder.expires_at_ms > 0 && left < window)
+        .then(|| Duration::from_millis(left.max(0) as u64 + 250))
 }
 
 /// A holder whose invocation ends within two polls will not see a new action in time.
