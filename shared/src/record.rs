@@ -27,7 +27,7 @@ pub enum RecordError {
     BadToken,
     #[error("join command has no --discovery-token-ca-cert-hash")]
     MissingCaCertHash,
-    #[error("CA cert hash is not `sha256:` followed by 64 hex digits")]
+    #[error("CA cert hash is not `sha256:` followed by 64 lowercase hex digits")]
     BadCaCertHash,
     #[error("unsupported record version {0} (this build reads version {RECORD_VERSION})")]
     UnsupportedVersion(u32),
@@ -95,10 +95,40 @@ pub struct JoinRecord {
     pub token_id: String,
     pub token_secret: TokenSecret,
     pub ca_cert_hash: String,
-    #[serde(with = "time::serde::rfc3339")]
+    #[serde(with = "utc_seconds")]
     pub created_at: OffsetDateTime,
-    #[serde(with = "time::serde::rfc3339")]
+    #[serde(with = "utc_seconds")]
     pub expires_at: OffsetDateTime,
+}
+
+/// The record's timestamps: RFC 3339 in UTC, whole seconds, `Z` (`2026-11-27T00:00:00Z`), as the
+/// node scripts write them; an offset or a fraction is refused, as the node scripts refuse it.
+mod utc_seconds {
+    use serde::{de::Error, Deserialize, Deserializer, Serializer};
+    use time::OffsetDateTime;
+
+    pub fn serialize<S: Serializer>(t: &OffsetDateTime, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&crate::timefmt::rfc3339(*t))
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<OffsetDateTime, D::Error> {
+        let text = String::deserialize(d)?;
+        let shape = "dddd-dd-ddTdd:dd:ddZ";
+        let shaped = text.len() == shape.len()
+            && text.bytes().zip(shape.bytes()).all(|(b, want)| {
+                if want == b'd' {
+                    b.is_ascii_digit()
+                } else {
+                    b == want
+                }
+            });
+        shaped
+            .then(|| crate::timefmt::parse(&text))
+            .flatten()
+            .ok_or_else(|| {
+                D::Error::custom("timestamp is not RFC 3339 UTC with whole seconds and Z")
+            })
+    }
 }
 
 impl JoinRecord {
@@ -133,6 +163,8 @@ impl JoinRecord {
         created_at: OffsetDateTime,
         ttl: time::Duration,
     ) -> Result<Self, RecordError> {
+        // The stored form has whole seconds.
+        let created_at = created_at.replace_nanosecond(0).unwrap_or(created_at);
         let record = JoinRecord {
             version: RECORD_VERSION,
             cluster: cluster.to_owned(),
@@ -226,6 +258,75 @@ pub fn parse_join_command(text: &str) -> Result<JoinCommand, RecordError> {
         }
     }
 
+    join_parts(endpoint, token, hash)
+}
+
+/// Parses what the control plane's mint step printed, as `joinkeeper-regenerate` receives it:
+/// for kubeadm, `kubeadm token create --print-join-command`; for kURL, the output of its
+/// `tasks.sh join_token` task (coloured), whose first worker line carries
+/// `kubernetes-master-address=`, `kubeadm-token=` and `kubeadm-token-ca-hash=` (the lines for
+/// masters, with `control-plane` or `cert-key=`, are passed over), else a `kubeadm join` line.
+/// The golden fixtures in `tests/fixtures/join-record/` hold both shapes.
+pub fn parse_join_output(source: RecordSource, text: &str) -> Result<JoinCommand, RecordError> {
+    if source == RecordSource::Kubeadm {
+        return parse_join_command(text);
+    }
+    let clean = strip_ansi(text).replace("\\\r\n", " ").replace("\\\n", " ");
+    for line in clean.lines().filter(|l| l.contains("kubeadm-token=")) {
+        let words: Vec<&str> = line.split_whitespace().collect();
+        if words
+            .iter()
+            .any(|w| *w == "control-plane" || w.starts_with("cert-key="))
+        {
+            continue;
+        }
+        let value = |key: &str| {
+            words
+                .iter()
+                .find_map(|w| w.strip_prefix(key)?.strip_prefix('='))
+                .map(str::to_owned)
+        };
+        return join_parts(
+            value("kubernetes-master-address"),
+            value("kubeadm-token"),
+            value("kubeadm-token-ca-hash"),
+        );
+    }
+    parse_join_command(&clean)
+}
+
+/// Removes terminal colour sequences (`ESC [ digits/; letter`).
+fn strip_ansi(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(at) = rest.find("\x1b[") {
+        out.push_str(&rest[..at]);
+        let after = &rest[at + 2..];
+        let params = after
+            .bytes()
+            .take_while(|b| b.is_ascii_digit() || *b == b';')
+            .count();
+        if after
+            .as_bytes()
+            .get(params)
+            .is_some_and(u8::is_ascii_alphabetic)
+        {
+            rest = &after[params + 1..];
+        } else {
+            out.push_str(&rest[at..at + 2]);
+            rest = after;
+        }
+    }
+    out.push_str(rest);
+    out
+}
+
+/// Checks the three parts of a join command; the hash's hex is lowercased.
+fn join_parts(
+    endpoint: Option<String>,
+    token: Option<String>,
+    hash: Option<String>,
+) -> Result<JoinCommand, RecordError> {
     let endpoint = endpoint.ok_or(RecordError::MissingEndpoint)?;
     validate_endpoint(&endpoint)?;
     let token = token.ok_or(RecordError::MissingToken)?;
@@ -233,7 +334,11 @@ pub fn parse_join_command(text: &str) -> Result<JoinCommand, RecordError> {
     if !is_token_id(token_id) || !is_token_secret(token_secret) {
         return Err(RecordError::BadToken);
     }
-    let ca_cert_hash = hash.ok_or(RecordError::MissingCaCertHash)?;
+    let hash = hash.ok_or(RecordError::MissingCaCertHash)?;
+    let ca_cert_hash = match hash.strip_prefix("sha256:") {
+        Some(hex) => format!("sha256:{}", hex.to_ascii_lowercase()),
+        None => hash,
+    };
     validate_ca_cert_hash(&ca_cert_hash)?;
     Ok(JoinCommand {
         endpoint,
@@ -259,7 +364,14 @@ fn is_token_secret(s: &str) -> bool {
 
 fn validate_ca_cert_hash(hash: &str) -> Result<(), RecordError> {
     match hash.strip_prefix("sha256:") {
-        Some(hex) if hex.len() == 64 && hex.bytes().all(|b| b.is_ascii_hexdigit()) => Ok(()),
+        Some(hex)
+            if hex.len() == 64
+                && hex
+                    .bytes()
+                    .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)) =>
+        {
+            Ok(())
+        }
         _ => Err(RecordError::BadCaCertHash),
     }
 }
@@ -417,6 +529,87 @@ mod tests {
             let err = JoinRecord::from_json(text).expect_err(kind);
             assert!(format!("{err:?}").starts_with(kind), "{kind}: {err:?}");
             assert!(!err.to_string().contains(SECRET));
+        }
+    }
+
+    /// The golden fixtures, which node-scripts/tests/test_join_record_fixtures.py reads too.
+    #[test]
+    fn golden_fixtures_get_their_verdicts() {
+        #[derive(Deserialize)]
+        struct Cases {
+            build: Build,
+            records: Vec<Case>,
+            commands: Vec<Case>,
+        }
+        #[derive(Deserialize)]
+        struct Build {
+            cluster: String,
+            #[serde(with = "utc_seconds")]
+            created_at: OffsetDateTime,
+            expires_at: std::collections::HashMap<String, String>,
+        }
+        #[derive(Deserialize)]
+        struct Case {
+            file: String,
+            valid: bool,
+            source: Option<RecordSource>,
+            record: Option<String>,
+        }
+        const FAKE_SECRET: &str = "0123456789abcdef";
+        let dir = format!(
+            "{}/../tests/fixtures/join-record",
+            env!("CARGO_MANIFEST_DIR")
+        );
+        let read = |file: &str| std::fs::read_to_string(format!("{dir}/{file}")).expect(file);
+        let cases: Cases = serde_json::from_str(&read("cases.json")).expect("cases.json");
+        assert!(cases.records.len() >= 20 && cases.commands.len() >= 10);
+
+        for case in &cases.records {
+            let text = read(&case.file);
+            match JoinRecord::from_json(&text) {
+                Ok(record) => {
+                    assert!(case.valid, "{}: accepted, expected invalid", case.file);
+                    let canonical = !text.contains(' ');
+                    if canonical {
+                        assert_eq!(record.to_json(), text.trim_end(), "{}", case.file);
+                    }
+                }
+                Err(e) => {
+                    assert!(!case.valid, "{}: {e}", case.file);
+                    assert!(!e.to_string().contains(FAKE_SECRET), "{}: {e}", case.file);
+                }
+            }
+        }
+        for case in &cases.commands {
+            let source = case.source.expect("a command case names its source");
+            let text = read(&case.file);
+            match parse_join_output(source, &text) {
+                Ok(command) => {
+                    assert!(case.valid, "{}: accepted, expected invalid", case.file);
+                    let want = read(
+                        case.record
+                            .as_deref()
+                            .expect("a valid command names its record"),
+                    );
+                    let label = serde_json::to_value(source).expect("source");
+                    let expires = &cases.build.expires_at[label.as_str().expect("source name")];
+                    let expires = crate::timefmt::parse(expires).expect("expires_at");
+                    let ttl = expires - cases.build.created_at;
+                    let record = JoinRecord::from_command(
+                        &cases.build.cluster,
+                        source,
+                        command,
+                        cases.build.created_at,
+                        ttl,
+                    )
+                    .expect("builds");
+                    assert_eq!(record.to_json(), want.trim_end(), "{}", case.file);
+                }
+                Err(e) => {
+                    assert!(!case.valid, "{}: {e}", case.file);
+                    assert!(!e.to_string().contains(FAKE_SECRET), "{}: {e}", case.file);
+                }
+            }
         }
     }
 }
