@@ -21,6 +21,7 @@ pub mod launch;
 pub mod memory;
 pub mod node_status;
 pub mod pass;
+pub mod plan;
 pub mod report;
 pub mod terminate;
 

@@ -11,11 +11,11 @@ use tracing::warn;
 use crate::aws::AwsCallError;
 use crate::context::{Context, Invocation};
 use crate::deadline::Deadline;
-use crate::lifecycle::{NodeState, WaitState};
+use crate::lifecycle::NodeState;
 use crate::names::{ClusterName, InstanceId};
-use crate::reconcile::decide::warm_pool_entry_has_node;
 use crate::reconcile::gather::{gather, Waiting};
 use crate::reconcile::memory::Memory;
+use crate::reconcile::plan::{self, Route};
 use crate::reconcile::report::{ActionOutcome, ActionReport};
 use crate::reconcile::{cleanup, drain, launch, node_status, terminate};
 
@@ -51,12 +51,7 @@ pub async fn run_pass(
     if waiting.is_empty() && !left_nodes {
         return Ok(PassResult::default());
     }
-    let launching: Vec<InstanceId> = waiting
-        .iter()
-        .filter(|w| w.state == WaitState::PendingWait)
-        .map(|w| w.instance.clone())
-        .collect();
-    if !launching.is_empty() && mem.record_check_due() {
+    if plan::needs_record_check(&waiting, mem.record_check_due()) {
         // Workers about to join must find a record that outlives their join deadline.
         let sub = Invocation::new(inv.request_id.clone(), *bound);
         if let Err(err) =
@@ -75,17 +70,11 @@ pub async fn run_pass(
     if !unknown.is_empty() {
         mem.facts.extend(ctx.fleet.instances(&unknown).await?);
     }
-    if mem.drains.is_none() && waiting.iter().any(|w| w.state != WaitState::PendingWait) {
+    if plan::needs_drains(&waiting, mem.drains.is_some()) {
         mem.drains = Some(drain::load_all(ctx, cluster).await?);
     }
     let drains = mem.drains.clone().unwrap_or_default();
-    // A drain of this wait (intended or sent) answers for the Node; a left record does not.
-    let draining = |i: &InstanceId| drains.get(i).is_some_and(|r| r.left_node.is_none());
-    let need_node: Vec<InstanceId> = waiting
-        .iter()
-        .filter(|w| w.state != WaitState::WarmedTerminatingWait && !draining(&w.instance))
-        .map(|w| w.instance.clone())
-        .collect();
+    let need_node = plan::needs_node(&waiting, &drains);
     let candidates = match &mem.candidates {
         Some(c) if !c.is_empty() => c.clone(),
         _ => ctx.fleet.control_plane_candidates(cluster).await?,
@@ -102,18 +91,18 @@ pub async fn run_pass(
     // Ask EC2 and SSM again next pass when no control plane answered.
     mem.candidates = states.as_ref().map(|_| candidates.clone());
     // Ready Nodes, the bulk of a burst: complete them concurrently, not one by one.
+    let node_of = |w: &Waiting| states.as_ref().and_then(|s| s.get(&w.instance).copied());
     let (ready, waiting): (Vec<Waiting>, Vec<Waiting>) = waiting.into_iter().partition(|w| {
-        w.state == WaitState::PendingWait
-            && states.as_ref().and_then(|s| s.get(&w.instance)) == Some(&NodeState::Ready)
+        plan::route(w.state, node_of(w), plan::draining(&drains, &w.instance)) == Route::Ready
     });
     let mut result = PassResult::default();
     for (w, report) in launch::continue_ready(ctx, mem, cluster.as_str(), &ready).await {
-        settle(&mut result, mem, inv, cluster, &w, report);
+        settle(ctx, &mut result, mem, inv, cluster, &w, report);
     }
     for w in &waiting {
-        let node = states.as_ref().and_then(|s| s.get(&w.instance).copied());
+        let node = node_of(w);
         let report = act_on(ctx, mem, cluster, w, node, &candidates, inv, bound).await;
-        settle(&mut result, mem, inv, cluster, w, report);
+        settle(ctx, &mut result, mem, inv, cluster, w, report);
     }
     // Nodes left by completed actions: deleted once their instances are gone; the run stays
     // until then (an instance terminates within a minute or two of its completion).
@@ -129,8 +118,10 @@ pub async fn run_pass(
     Ok(result)
 }
 
-/// Records one action's outcome in the pass result (and the run's memory), and logs it.
+/// Records one action's outcome in the pass result (and the run's memory), logs it and records
+/// its metrics.
 fn settle(
+    ctx: &Context,
     result: &mut PassResult,
     mem: &mut Memory,
     inv: &Invocation,
@@ -148,6 +139,7 @@ fn settle(
         result.pending += 1;
     }
     report.by_schedule = inv.trigger == crate::context::Trigger::Schedule;
+    ctx.metrics.record_all(crate::metrics::action(&report));
     result.reports.push(report.log());
 }
 
@@ -176,24 +168,18 @@ async fn act_on(
     let draining = mem
         .drains
         .as_ref()
-        .and_then(|d| d.get(&w.instance))
-        .is_some_and(|r| r.left_node.is_none());
-    match w.state {
-        WaitState::PendingWait => {
+        .is_some_and(|d| plan::draining(d, &w.instance));
+    match plan::route(w.state, node, draining) {
+        Route::Ready | Route::Launch => {
             launch::launch(ctx, mem, cluster.as_str(), w, &hooks, node, bound).await
         }
-        // Entering the warm pool, no Node: wait for the worker to be prepared.
-        WaitState::WarmedPendingWait
-            if !draining && warm_pool_entry_has_node(node) == Some(false) =>
-        {
+        Route::EnterWarmPool => {
             launch::enter_warm_pool(ctx, mem, cluster.as_str(), w, &hooks, bound).await
         }
-        // Cannot tell whether it has a Node yet.
-        WaitState::WarmedPendingWait if !draining && node.is_none() => {
+        Route::EnterWarmPoolUnknown => {
             launch::enter_warm_pool_unknown(ctx, mem, cluster.as_str(), w, &hooks, bound).await
         }
-        // Leaving service (terminated, or back to the pool with a Node, or a drain in flight).
-        _ => {
+        Route::Leave => {
             terminate::terminate(
                 ctx,
                 mem,
