@@ -96,28 +96,32 @@ impl Config {
             }
         }
         // Every single wait must fit in one invocation with room for the calls around it.
-        if command_deadline + Duration::from_secs(20) > function_timeout {
-            return Err(ConfigError {
-                variable: COMMAND_DEADLINE.variable,
-                value: command_deadline.as_secs().to_string(),
+        let fits = |s: &'static Setting, value: Duration, ok: bool, rule: &str| {
+            if ok {
+                return Ok(());
+            }
+            Err(ConfigError {
+                variable: s.variable,
+                value: value.as_secs().to_string(),
                 reason: format!(
-                    "a Run Command wait must fit in the function timeout ({} = {}) with 20 s to spare",
+                    "{rule} ({} = {})",
                     FUNCTION_TIMEOUT.variable,
                     function_timeout.as_secs()
                 ),
-            });
-        }
-        if node_poll * 2 > function_timeout {
-            return Err(ConfigError {
-                variable: NODE_POLL.variable,
-                value: node_poll.as_secs().to_string(),
-                reason: format!(
-                    "at most half the function timeout ({} = {})",
-                    FUNCTION_TIMEOUT.variable,
-                    function_timeout.as_secs()
-                ),
-            });
-        }
+            })
+        };
+        fits(
+            &COMMAND_DEADLINE,
+            command_deadline,
+            command_deadline + Duration::from_secs(20) <= function_timeout,
+            "a Run Command wait must fit in the function timeout with 20 s to spare",
+        )?;
+        fits(
+            &NODE_POLL,
+            node_poll,
+            node_poll * 2 <= function_timeout,
+            "at most half the function timeout",
+        )?;
         let hook_prefix = get(&HOOK_PREFIX);
         let prefix_ok = (1..=200).contains(&hook_prefix.len())
             && hook_prefix
