@@ -157,11 +157,21 @@ pub async fn continue_ready(
             .map(|h| h.for_state(w.state).into_iter().cloned().collect())
             .unwrap_or_default();
         let launched = mem.facts.get(&w.instance).and_then(|f| f.launched);
+        let known_start = mem.wait_began.get(&w.instance).copied().flatten();
+        let deadline = ctx.config.join_deadline;
         async move {
             let hooks: Vec<&Hook> = hooks.iter().collect();
-            let age = launched.map(|l| {
-                Duration::try_from(OffsetDateTime::now_utc() - l).unwrap_or(Duration::ZERO)
-            });
+            // Timed from the wait's start: a launch time older than the join deadline may be a
+            // Running warm pool's (one lookup, only then, for the JoinSeconds figure).
+            let mut start = launched.map(|l| known_start.map_or(l, |b| b.max(l)));
+            if start.is_some_and(|s| age_since(s) >= deadline) && known_start.is_none() {
+                if let (Ok(Some(b)), Some(s)) =
+                    (ctx.asg.wait_began(&w.group, &w.instance).await, start)
+                {
+                    start = Some(b.max(s));
+                }
+            }
+            let age = start.map(age_since);
             let result = act::complete(ctx, &w, &hooks, HookResult::Continue)
                 .await
                 .map(|done| {
@@ -338,7 +348,7 @@ async fn join_log_tail(ctx: &Context, cluster: &str, w: &Waiting, deadline: &Dea
         comment: "joinkeeper: join log of a worker that did not join".into(),
     };
     let bound = deadline.within(Duration::from_secs(30));
-    match ctx.runner.run(request, &bound).await {
+    match ctx.run_command(request, &bound).await {
         Ok(out) => {
             let redacted = crate::redact::redact_tokens(&out.stdout);
             let chars: Vec<char> = redacted.chars().collect();
