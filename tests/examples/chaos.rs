@@ -46,9 +46,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
-use aws_sdk_autoscaling::types::{
-    InstanceReusePolicy, LaunchTemplateSpecification, Tag as AsgTag, WarmPoolState,
-};
+use aws_sdk_autoscaling::types::{InstanceReusePolicy, WarmPoolState};
 use aws_sdk_ec2::types::RequestLaunchTemplateData;
 use aws_sdk_ssm::operation::delete_parameter::DeleteParameterInput;
 use aws_sdk_ssm::operation::put_parameter::PutParameterInput;
@@ -82,6 +80,8 @@ const RETRY_DELAYS: [u64; 2] = [6, 12];
 /// A Node may outlive its terminated instance by at most this: a drain given up at its timeout,
 /// two node polls to notice, one scheduled sweep.
 const NODE_BOUND: u64 = DRAIN_TIMEOUT + 2 * NODE_POLL + SCHEDULE_PERIOD;
+/// A killed invocation dies at one of its first this many AWS requests.
+const KILL_WINDOW: u64 = 30;
 /// How far into the run the planted join record of `gamma` expires.
 const GAMMA_RECORD_LIFE: u64 = 150;
 
@@ -216,8 +216,18 @@ impl Rng {
 // ---- what the functions did, as seen from inside the harness ----------------------------------
 
 tokio::task_local! {
-    /// The invocation a task runs (the interceptor reads it to attribute each call).
-    static INVOCATION: String;
+    /// The invocation a task runs (the interceptor reads it to attribute each call and to
+    /// pull the kill switch).
+    static INVOCATION: Running;
+}
+
+/// What the interceptor knows of the invocation whose task makes a call.
+#[derive(Clone, Debug)]
+struct Running {
+    id: String,
+    /// Killed when its AWS request number `.0` leaves (1-based); `.1` is told then.
+    kill_at_call: Option<(usize, Arc<tokio::sync::Notify>)>,
+    calls: Arc<std::sync::atomic::AtomicUsize>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -306,7 +316,7 @@ impl Intercept for LeaseWatch {
         let parsed: Value = serde_json::from_str(&value).unwrap_or(Value::Null);
         let write = LeaseWrite {
             invocation: INVOCATION
-                .try_with(Clone::clone)
+                .try_with(|r| r.id.clone())
                 .unwrap_or_else(|_| "?".into()),
             name,
             op,
@@ -320,6 +330,23 @@ impl Intercept for LeaseWatch {
             cfg.interceptor_state()
                 .store_put(LeaseSlot(j.lease.len() - 1));
         }
+        Ok(())
+    }
+
+    fn read_before_transmit(
+        &self,
+        _ctx: &aws_smithy_runtime_api::client::interceptors::context::BeforeTransmitInterceptorContextRef<'_>,
+        _rc: &RuntimeComponents,
+        _cfg: &mut ConfigBag,
+    ) -> Result<(), BoxError> {
+        let _ = INVOCATION.try_with(|r| {
+            let n = r.calls.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
+            if let Some((at, switch)) = &r.kill_at_call {
+                if n == *at {
+                    switch.notify_one();
+                }
+            }
+        });
         Ok(())
     }
 
@@ -500,9 +527,10 @@ async fn subnet_for(setup: &AwsClients, cidr: &str) -> String {
         .to_owned()
 }
 
-/// A worker group of `spec.cluster` in `subnet`, with launch and terminate hooks, the real
-/// boot unit and join in its user data, and its warm pool.
+/// A worker group of `spec.cluster` (the harness's group with its launch and terminate hooks),
+/// moved into `subnet`, whose launches run the real boot unit and join from user data.
 async fn create_group(setup: &AwsClients, spec: &GroupSpec, subnet: &str) {
+    create_worker_group(setup, spec.cluster, spec.name, HEARTBEAT, &spec.tags).await;
     let args = format!(
         "--cluster {} --prefix /joinkeeper --deadline-seconds {JOIN_DEADLINE}",
         spec.cluster
@@ -510,68 +538,34 @@ async fn create_group(setup: &AwsClients, spec: &GroupSpec, subnet: &str) {
     let user_data = format!(
         "#!/bin/bash\nset -euo pipefail\nexport JOINKEEPER_JOIN_TARGET_POLL_SECONDS=1 JOINKEEPER_JOIN_SERVICE_POLL_SECONDS=1\n/opt/joinkeeper/bin/joinkeeper-boot-unit {args}\n/opt/joinkeeper/bin/joinkeeper-join {args}\n"
     );
-    setup
+    // A launch template of its own (the emulator's moto cannot launch from a version added
+    // later), and the group moved to it and into its subnet.
+    let template = format!("{}-chaos", spec.name);
+    let data = RequestLaunchTemplateData::builder()
+        .image_id("ami-12c6146b")
+        .instance_type(aws_sdk_ec2::types::InstanceType::T3Medium)
+        .user_data(aws_smithy_types::base64::encode(user_data.as_bytes()));
+    let made = setup
         .ec2
         .create_launch_template()
-        .launch_template_name(format!("{}-lt", spec.name))
-        .launch_template_data(
-            RequestLaunchTemplateData::builder()
-                .image_id("ami-12c6146b")
-                .instance_type(aws_sdk_ec2::types::InstanceType::T3Medium)
-                .user_data(aws_smithy_types::base64::encode(user_data.as_bytes()))
-                .build(),
-        )
+        .launch_template_name(&template);
+    made.launch_template_data(data.build())
         .send()
         .await
         .expect("launch template");
-    let tag = |k: &str, v: &str| {
-        AsgTag::builder()
-            .key(k)
-            .value(v)
-            .propagate_at_launch(true)
-            .resource_id(spec.name)
-            .resource_type("auto-scaling-group")
-            .build()
-    };
-    let mut create = setup
+    let spec_lt = aws_sdk_autoscaling::types::LaunchTemplateSpecification::builder()
+        .launch_template_name(template)
+        .version("$Latest")
+        .build();
+    setup
         .autoscaling
-        .create_auto_scaling_group()
+        .update_auto_scaling_group()
         .auto_scaling_group_name(spec.name)
-        .launch_template(
-            LaunchTemplateSpecification::builder()
-                .launch_template_name(format!("{}-lt", spec.name))
-                .version("$Latest")
-                .build(),
-        )
-        .min_size(0)
-        .max_size(20)
-        .desired_capacity(0)
+        .launch_template(spec_lt)
         .vpc_zone_identifier(subnet)
-        .tags(tag("joinkeeper:cluster", spec.cluster))
-        .tags(tag("joinkeeper:role", "worker"));
-    for (k, v) in &spec.tags {
-        create = create.tags(tag(k, v));
-    }
-    create.send().await.expect("group");
-    for (name, transition) in [
-        ("joinkeeper-launch", "autoscaling:EC2_INSTANCE_LAUNCHING"),
-        (
-            "joinkeeper-terminate",
-            "autoscaling:EC2_INSTANCE_TERMINATING",
-        ),
-    ] {
-        setup
-            .autoscaling
-            .put_lifecycle_hook()
-            .auto_scaling_group_name(spec.name)
-            .lifecycle_hook_name(name)
-            .lifecycle_transition(transition)
-            .heartbeat_timeout(HEARTBEAT)
-            .default_result("ABANDON")
-            .send()
-            .await
-            .expect("hook");
-    }
+        .send()
+        .await
+        .expect("group on its template, in its subnet");
     if let Some(state) = &spec.pool {
         setup
             .autoscaling
@@ -727,9 +721,15 @@ impl Delivery {
             }
             let mut rng = Rng::of(self.seed, &label, index * 4 + attempt);
             let budget = Duration::from_secs(rng.range(60, FUNCTION_TIMEOUT));
-            let kill_after = rng
-                .chance(self.kill)
-                .then(|| Duration::from_millis(rng.range(0, budget.as_millis() as u64)));
+            // Killed at a random one of its first KILL_WINDOW requests (as it leaves: the request
+            // may or may not reach AWS), plus 0-400 ms (between two calls, or while one is in
+            // flight). An invocation that makes fewer requests returns unharmed.
+            let kill_after = rng.chance(self.kill).then(|| {
+                (
+                    rng.range(1, KILL_WINDOW) as usize,
+                    Duration::from_millis(rng.range(0, 400)),
+                )
+            });
             let id = format!("{label}-{index}-a{attempt}");
             if self.invoke(&trigger, &id, budget, kill_after).await {
                 return;
@@ -743,7 +743,7 @@ impl Delivery {
         trigger: &Trigger,
         id: &str,
         budget: Duration,
-        kill_after: Option<Duration>,
+        kill_after: Option<(usize, Duration)>,
     ) -> bool {
         let (function, base) = match trigger {
             Trigger::Lifecycle(_, Transition::Launching) => ("launch-hook", &self.launch),
@@ -789,16 +789,35 @@ impl Delivery {
                     .map_err(|e| e.to_string()),
             }
         };
+        let switch = Arc::new(tokio::sync::Notify::new());
+        let running = Running {
+            id: id.to_owned(),
+            kill_at_call: kill_after.map(|(n, _)| (n, switch.clone())),
+            calls: Arc::default(),
+        };
         let span = tracing::info_span!("invocation", id = %id, function);
-        let work = tracing::Instrument::instrument(INVOCATION.scope(id.to_owned(), work), span);
-        let limit = kill_after.map_or(budget, |k| k.min(budget));
-        let result = tokio::time::timeout(limit, work).await;
-        let (outcome, summary, done) = match result {
-            Ok(Ok(s)) => ("ok".to_owned(), s, true),
-            Ok(Err(e)) => (format!("error: {e}"), String::new(), false),
-            Err(_) if kill_after.is_some_and(|k| k < budget) => {
-                ("killed".to_owned(), String::new(), false)
+        let work = tracing::Instrument::instrument(INVOCATION.scope(running, work), span);
+        let kill = async {
+            match kill_after {
+                Some((_, extra)) => {
+                    switch.notified().await;
+                    tokio::time::sleep(extra).await;
+                }
+                None => std::future::pending().await,
             }
+        };
+        // Lambda ends the invocation at its deadline whatever it is doing.
+        let result = tokio::time::timeout(budget, async {
+            tokio::select! {
+                r = work => Some(r),
+                () = kill => None,
+            }
+        })
+        .await;
+        let (outcome, summary, done) = match result {
+            Ok(Some(Ok(s))) => ("ok".to_owned(), s, true),
+            Ok(Some(Err(e))) => (format!("error: {e}"), String::new(), false),
+            Ok(None) => ("killed".to_owned(), String::new(), false),
             Err(_) => ("timed out".to_owned(), String::new(), false),
         };
         let mut j = self.journal.lock().expect("journal");
@@ -873,9 +892,7 @@ struct Monitor {
 }
 
 fn ms_of(text: &str) -> Option<i64> {
-    let t =
-        time::OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339).ok()?;
-    Some((t.unix_timestamp_nanos() / 1_000_000) as i64)
+    Some((joinkeeper::timefmt::parse(text)?.unix_timestamp_nanos() / 1_000_000) as i64)
 }
 
 fn ms(v: &Value) -> Option<i64> {
@@ -1172,8 +1189,15 @@ impl Monitor {
                 }
             }
             if !launch {
-                self.terminate_to_complete
-                    .push((t_c - ms(&a["started"]).unwrap_or(t_c)) as f64 / 1000.0);
+                let took = (t_c - ms(&a["started"]).unwrap_or(t_c)) as f64 / 1000.0;
+                self.terminate_to_complete.push(took);
+                self.slow_terminates.push((
+                    took,
+                    format!(
+                        "{instance} {} {}->{}",
+                        a["group"], a["origin"], a["destination"]
+                    ),
+                ));
                 if let Some(n) = &node {
                     let present_at_completion = n.first_seen_ms <= t_c
                         && (n.gone_ms.is_none() || n.last_seen_ms >= t_c || {
