@@ -21,6 +21,7 @@ use std::time::Duration;
 use aws_config::SdkConfig;
 use aws_sdk_ssm::config::ProvideCredentials;
 use joinkeeper::aws::{AwsCallError, AwsClients};
+use joinkeeper::metrics::Metrics;
 use joinkeeper::names::ClusterName;
 use joinkeeper::{Config, Context};
 
@@ -184,8 +185,6 @@ pub async fn run(
     out: &mut dyn Write,
     err: &mut dyn Write,
 ) -> i32 {
-    // This process's stdout is for people and scripts; no log group reads metric lines here.
-    joinkeeper::metrics::disable_stdout();
     match execute(command, sdk, env, out).await {
         Ok(()) => exit::OK,
         Err(e) => {
@@ -203,7 +202,8 @@ async fn execute(
 ) -> Result<(), CliError> {
     let config = Config::from_lookup(env).map_err(|e| CliError::Usage(e.to_string()))?;
     check_credentials(sdk).await?;
-    let ctx = Context::new(config, &AwsClients::from_conf(sdk));
+    // This process's stdout is for people and scripts; no log group reads metric lines here.
+    let ctx = Context::new(config, &AwsClients::from_conf(sdk)).with_metrics(Metrics::Off);
     let write = |e: std::io::Error| CliError::Failed(format!("cannot write the output: {e}"));
     match command {
         Command::Status { cluster, json } => {

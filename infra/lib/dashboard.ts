@@ -1,5 +1,5 @@
 // What the people on call look at: a CloudWatch dashboard of the metrics the functions print in
-// Embedded Metric Format (namespace `joinkeeper`, dimension `Cluster`; see shared/src/metrics.rs),
+// Embedded Metric Format (namespace `joinkeeper`, dimension `Cluster`; see shared/src/metrics/),
 // one line per cluster in every graph (SEARCH expressions, so a new cluster shows up by itself),
 // and per-cluster alarms (Metrics Insights queries grouped by cluster: one alarm, each cluster a
 // contributor) on the record running out, on refreshes failing, and on abandoned launches.
@@ -9,10 +9,10 @@ import * as lambda from 'aws-cdk-lib/aws-lambda';
 import * as sqs from 'aws-cdk-lib/aws-sqs';
 import { Construct } from 'constructs';
 
-/** The namespace of the functions' embedded metrics (shared/src/metrics.rs `NAMESPACE`). */
+/** The namespace of the functions' embedded metrics (shared/src/metrics/emf.rs `NAMESPACE`). */
 export const EMF_NAMESPACE = 'joinkeeper';
 
-/** Metric names, as shared/src/metrics.rs writes them. */
+/** Metric names, as shared/src/metrics/catalogue.rs lists them (`pub mod name`). */
 export const EMF_METRICS = {
   recordRemaining: 'RecordRemainingSeconds',
   refreshFailures: 'RefreshFailures',

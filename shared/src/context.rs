@@ -1,14 +1,15 @@
-//! One `Context` for every trigger: configuration and the AWS adapters, built once per process
-//! (outside the handler), and the per-invocation facts (request id, deadline).
+//! One `Context` for every trigger: configuration, the AWS adapters and the metrics sink, built
+//! once per process (outside the handler), and the per-invocation facts (request id, deadline).
 
 use crate::aws::autoscaling::AutoScaling;
 use crate::aws::fleet::Fleet;
 use crate::aws::parameters::ParameterStore;
-use crate::aws::run_command::CommandRunner;
+use crate::aws::run_command::{CommandOutput, CommandRequest, CommandRunner, RunCommandError};
 use crate::aws::AwsClients;
 use crate::config::Config;
 use crate::deadline::Deadline;
 use crate::lease::Leases;
+use crate::metrics::Metrics;
 
 #[derive(Clone, Debug)]
 pub struct Context {
@@ -18,6 +19,8 @@ pub struct Context {
     pub fleet: Fleet,
     pub runner: CommandRunner,
     pub asg: AutoScaling,
+    /// Where the metrics go: stdout unless [`Context::with_metrics`] chose another sink.
+    pub metrics: Metrics,
 }
 
 impl Context {
@@ -57,8 +60,43 @@ impl Context {
                 config.command_deadline,
             ),
             asg: AutoScaling::new(clients.autoscaling.clone()),
+            metrics: Metrics::Stdout,
             config,
         }
+    }
+
+    /// The same context with its metrics going to `metrics` (off for the command-line tool,
+    /// captured in tests).
+    pub fn with_metrics(mut self, metrics: Metrics) -> Self {
+        self.metrics = metrics;
+        self
+    }
+
+    /// Sends a Run Command document and returns the command id without waiting; counts it
+    /// (`CommandsSent`, property `Document`, dimension the request's cluster).
+    pub async fn send_command(
+        &self,
+        request: &CommandRequest<'_>,
+    ) -> Result<String, RunCommandError> {
+        let command_id = self.runner.send(request).await?;
+        self.metrics.record(crate::metrics::command_sent(
+            request.cluster,
+            request.document,
+        ));
+        Ok(command_id)
+    }
+
+    /// Sends the document ([`Context::send_command`]), then polls until it ends, its own deadline
+    /// passes (cancelled), or the invocation's deadline comes (left running).
+    pub async fn run_command(
+        &self,
+        request: CommandRequest<'_>,
+        deadline: &Deadline,
+    ) -> Result<CommandOutput, RunCommandError> {
+        let command_id = self.send_command(&request).await?;
+        self.runner
+            .wait(request.instance, &command_id, deadline)
+            .await
     }
 }
 

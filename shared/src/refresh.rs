@@ -144,13 +144,12 @@ pub async fn refresh_cluster(
             );
         }
     }
-    crate::metrics::refresh_pass(
+    ctx.metrics.record(crate::metrics::refresh_pass(
         &report.cluster,
         report.outcome.label(),
         metric_remaining,
         duration_ms,
-    )
-    .emit();
+    ));
     report
 }
 

@@ -136,7 +136,7 @@ pub async fn check(
             parameters: vec![("StartAfter", after.clone())],
             comment: format!("joinkeeper: Nodes of {cluster}"),
         };
-        let out = ctx.runner.run(request, &inv.deadline).await.ok()?;
+        let out = ctx.run_command(request, &inv.deadline).await.ok()?;
         let (page, more) = parse_nodes(&out.stdout);
         nodes.extend(page);
         match more {
@@ -196,11 +196,11 @@ pub async fn check(
             cordon(ctx, cluster, cp, &node.name, inv).await
         };
         warn!(cluster = %cluster, node = %node.name, age_seconds = age_seconds.unwrap_or(0), reason = %reason, action = %action, "rogue Node: no instance of the cluster stands behind it");
-        crate::metrics::Record::new(cluster.as_str())
-            .metric("RogueNodes", crate::metrics::Unit::Count, 1.0)
-            .property("Node", node.name.clone())
-            .property("Action", action.clone())
-            .emit();
+        ctx.metrics.record(crate::metrics::rogue_node(
+            cluster.as_str(),
+            &node.name,
+            &action,
+        ));
         found.push(RogueNode {
             cluster: cluster.to_string(),
             node: node.name.clone(),
@@ -230,7 +230,7 @@ async fn cordon(
         ],
         comment: format!("joinkeeper: cordon a rogue Node of {cluster}"),
     };
-    match ctx.runner.run(request, &inv.deadline).await {
+    match ctx.run_command(request, &inv.deadline).await {
         Ok(_) if delete => "deleted".to_owned(),
         Ok(_) => "cordoned".to_owned(),
         Err(err) => format!("failed: {err}"),

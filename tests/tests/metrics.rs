@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use joinkeeper::handler::handle_schedule;
-use joinkeeper::metrics::Capture;
+use joinkeeper::metrics::Metrics;
 use joinkeeper::refresh::{refresh_all, Outcome};
 use joinkeeper::{deadline::Deadline, Context, Invocation};
 use joinkeeper_tests::*;
@@ -64,13 +64,13 @@ async fn a_failed_refresh_still_reports_the_seconds_left_of_the_last_record() {
         &record_json("stuck", "ssssss", Duration::from_secs(23 * H + 1800)),
     )
     .await;
-    let ctx = Context::new(test_config(), &e.function_clients("token-refresher").await);
-    let capture = Capture::start();
+    let ctx = Context::new(test_config(), &e.function_clients("token-refresher").await)
+        .with_metrics(Metrics::captured());
 
     let summary = refresh_all(&ctx, &inv(60)).await.expect("refresh");
 
     assert_eq!(summary.clusters[0].outcome, Outcome::Failed);
-    let lines = capture.lines();
+    let lines = ctx.metrics.lines();
     let remaining = with_metric(&lines, "RecordRemainingSeconds", "Seconds");
     assert_eq!(remaining.len(), 1, "{lines:#?}");
     let left = remaining[0]["RecordRemainingSeconds"]
@@ -98,9 +98,9 @@ async fn a_schedule_run_reports_regeneration_join_drain_and_sweep_per_cluster() 
     let ctx = Context::new(
         hook_config(60),
         &e.function_clients("token-refresher").await,
-    );
+    )
+    .with_metrics(Metrics::captured());
     let schedule = scheduled_event();
-    let capture = Capture::start();
 
     // No record yet: the run regenerates it. A worker launched afterwards joins.
     handle_schedule(&ctx, &schedule, &inv(120))
@@ -125,7 +125,7 @@ async fn a_schedule_run_reports_regeneration_join_drain_and_sweep_per_cluster() 
         .await
         .expect("third run");
 
-    let lines = capture.lines();
+    let lines = ctx.metrics.lines();
     let regenerated = with_metric(&lines, "Regenerations", "Count");
     assert_eq!(regenerated.len(), 1, "{lines:#?}");
     assert_eq!(regenerated[0]["Cluster"], "demo");

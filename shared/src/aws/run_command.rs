@@ -1,6 +1,9 @@
 //! Run Command helper: sends one SSM document to one instance and waits for its result with
-//! bounded polling and an overall deadline. Command output is returned to the caller and never
-//! logged here: the regenerate document's output may hold a token.
+//! bounded polling and an overall deadline. The core goes through
+//! [`Context::run_command`](crate::Context::run_command) and
+//! [`Context::send_command`](crate::Context::send_command), which count the commands sent; this
+//! adapter records no metric. Command output is returned to the caller and never logged here: the
+//! regenerate document's output may hold a token.
 
 use std::fmt;
 use std::time::Duration;
@@ -18,7 +21,8 @@ pub struct CommandRunner {
     deadline: Duration,
 }
 
-/// One document to run on one instance, on behalf of one cluster (the metric's dimension).
+/// One document to run on one instance, on behalf of one cluster (the dimension of the
+/// `CommandsSent` metric that [`Context::send_command`](crate::Context::send_command) records).
 #[derive(Clone, Debug)]
 pub struct CommandRequest<'a> {
     pub cluster: &'a str,
@@ -138,17 +142,6 @@ impl CommandRunner {
         self.deadline
     }
 
-    /// Sends the document, then polls until it ends, its own deadline passes (cancelled), or the
-    /// invocation's deadline comes (left running).
-    pub async fn run(
-        &self,
-        request: CommandRequest<'_>,
-        deadline: &Deadline,
-    ) -> Result<CommandOutput, RunCommandError> {
-        let command_id = self.send(&request).await?;
-        self.wait(request.instance, &command_id, deadline).await
-    }
-
     /// Best effort: a command past its deadline must not keep running unobserved.
     pub async fn cancel(&self, instance: &InstanceId, command_id: &str) {
         let _ = self
@@ -174,19 +167,17 @@ impl CommandRunner {
             send = send.parameters(*name, vec![value.clone()]);
         }
         match send.send().await {
-            Ok(out) => {
-                crate::metrics::command_sent(request.cluster, request.document).emit();
-                out.command()
-                    .and_then(|c| c.command_id())
-                    .map(str::to_owned)
-                    .ok_or_else(|| {
-                        RunCommandError::Aws(AwsCallError {
-                            operation: "ssm:SendCommand",
-                            code: None,
-                            message: "response had no command id".into(),
-                        })
+            Ok(out) => out
+                .command()
+                .and_then(|c| c.command_id())
+                .map(str::to_owned)
+                .ok_or_else(|| {
+                    RunCommandError::Aws(AwsCallError {
+                        operation: "ssm:SendCommand",
+                        code: None,
+                        message: "response had no command id".into(),
                     })
-            }
+                }),
             Err(err) => {
                 let err = err.into_service_error();
                 if err.is_invalid_instance_id() {

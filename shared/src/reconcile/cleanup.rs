@@ -79,7 +79,7 @@ pub async fn delete_node(
             parameters: vec![("NodeName", node.to_owned()), ("Delete", "true".to_owned())],
             comment: format!("joinkeeper: delete the Node of a terminated instance of {cluster}"),
         };
-        match ctx.runner.run(request, deadline).await {
+        match ctx.run_command(request, deadline).await {
             Ok(out) if !out.stdout.contains("result=failed") => return true,
             Ok(_) => {
                 warn!(cluster = %cluster, node = %node, "the control plane could not delete the Node")

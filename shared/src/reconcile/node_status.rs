@@ -145,7 +145,7 @@ async fn ask(
             ],
             comment: format!("joinkeeper: node status for {cluster}"),
         };
-        match ctx.runner.run(request, deadline).await {
+        match ctx.run_command(request, deadline).await {
             Ok(out) => return Some(parse_node_status(&out.stdout, ids)),
             Err(err) => {
                 warn!(cluster = %cluster, control_plane = %cp, error = %err, "node status failed on this control plane")

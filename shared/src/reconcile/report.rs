@@ -110,12 +110,9 @@ impl ActionReport {
         }
     }
 
-    /// Logs the decision (only final ones and starts of drains at info; waits at debug) and emits
-    /// its metrics.
+    /// Logs the decision (only final ones and starts of drains at info; waits at debug). Its
+    /// metrics ([`crate::metrics::action`]) are recorded by the pass, into the context's sink.
     pub fn log(self) -> Self {
-        for record in crate::metrics::action(&self) {
-            record.emit();
-        }
         if self.outcome == ActionOutcome::Waiting || self.outcome == ActionOutcome::Draining {
             tracing::debug!(cluster = %self.cluster, instance = %self.instance, outcome = self.outcome.label(), reason = %self.reason, "lifecycle action waits");
         } else {

@@ -333,18 +333,23 @@ async fn regenerate_holding(
     };
     let result = run_on_candidates(ctx, cluster, &mut held, job, before, inv).await;
     match &result {
-        Ok(Ensured::Regenerated { instance, .. }) => crate::metrics::regeneration(
-            cluster.as_str(),
-            Some(started.elapsed().as_millis() as u64),
-            reason,
-            inv.trigger,
-            Some(instance.as_str()),
-        )
-        .emit(),
-        Ok(_) | Err(RegenerateError::OutOfTime { .. }) => {}
-        Err(_) => {
-            crate::metrics::regeneration(cluster.as_str(), None, reason, inv.trigger, None).emit()
+        Ok(Ensured::Regenerated { instance, .. }) => {
+            ctx.metrics.record(crate::metrics::regeneration(
+                cluster.as_str(),
+                Some(started.elapsed().as_millis() as u64),
+                reason,
+                inv.trigger.label(),
+                Some(instance.as_str()),
+            ))
         }
+        Ok(_) | Err(RegenerateError::OutOfTime { .. }) => {}
+        Err(_) => ctx.metrics.record(crate::metrics::regeneration(
+            cluster.as_str(),
+            None,
+            reason,
+            inv.trigger.label(),
+            None,
+        )),
     }
     let result = match (result, job.revoke_document) {
         (Ok(ensured @ Ensured::Regenerated { .. }), Some(document)) => {

@@ -51,8 +51,7 @@ pub(super) async fn revoke_older(
         Duration::from_millis((held.value.expires_at_ms - crate::lease::now_ms()).max(0) as u64)
             .saturating_sub(crate::lease::GUARD);
     let out = ctx
-        .runner
-        .run(request, &inv.deadline.within(lease_left))
+        .run_command(request, &inv.deadline.within(lease_left))
         .await
         .map_err(|e| failed(e.to_string()))?;
     let revoked = parse_revoke_output(&out.stdout).map_err(failed)?;

@@ -79,7 +79,7 @@ pub(super) async fn run_on_candidates(
         // The lease's own validity bounds the wait as much as the invocation does.
         let lease_left = ctx.leases.time_left(held);
         let bound = inv.deadline.within(lease_left);
-        let outcome = match ctx.runner.send(&request).await {
+        let outcome = match ctx.send_command(&request).await {
             Ok(command_id) => {
                 // Only an aid for a later takeover; failing to record it is harmless.
                 let _ = ctx
