@@ -1,0 +1,101 @@
+//! Where a new drain goes: spread over the control planes, a few at a time on each, so that no
+//! agent queues drains past their delivery timeout.
+
+use std::collections::HashMap;
+
+use super::DrainRecord;
+use crate::names::InstanceId;
+
+/// Drains sent to one control plane at once. Its SSM agent runs 5 commands at a time and buffers
+/// 5 more; node-status batches take up to 3 of those, so drains beyond this wait their turn here
+/// (no record, no command) instead of queueing past their delivery timeout on the agent.
+pub const DRAINS_PER_CONTROL_PLANE: usize = 2;
+
+/// Pure: the control planes to try for a new drain, least busy first, those with no room left
+/// out; `avoid` (the one that did not take this drain last time) goes last.
+pub fn pick_control_planes(
+    candidates: &[InstanceId],
+    in_flight: &HashMap<InstanceId, usize>,
+    avoid: Option<&InstanceId>,
+) -> Vec<InstanceId> {
+    let mut open: Vec<(bool, usize, usize, InstanceId)> = candidates
+        .iter()
+        .enumerate()
+        .map(|(i, c)| {
+            let busy = in_flight.get(c).copied().unwrap_or(0);
+            (Some(c) == avoid, busy, i, c.clone())
+        })
+        .filter(|(_, busy, _, _)| *busy < DRAINS_PER_CONTROL_PLANE)
+        .collect();
+    open.sort();
+    open.into_iter().map(|(_, _, _, c)| c).collect()
+}
+
+/// Drains in flight per control plane, from the run's records.
+pub fn in_flight_per_control_plane(
+    records: &HashMap<InstanceId, DrainRecord>,
+) -> HashMap<InstanceId, usize> {
+    let mut counts = HashMap::new();
+    for r in records.values().filter(|r| r.in_flight()) {
+        if let Some(cp) = &r.control_plane {
+            *counts.entry(cp.clone()).or_insert(0) += 1;
+        }
+    }
+    counts
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn id(s: &str) -> InstanceId {
+        InstanceId::parse(s).expect("id")
+    }
+
+    #[test]
+    fn drains_spread_over_control_planes_and_queue_when_all_are_busy() {
+        let (a, b, c) = (id("i-0000000a"), id("i-0000000b"), id("i-0000000c"));
+        let cands = vec![a.clone(), b.clone(), c.clone()];
+        let mut busy = HashMap::new();
+        assert_eq!(pick_control_planes(&cands, &busy, None)[0], a);
+        busy.insert(a.clone(), 1);
+        assert_eq!(
+            pick_control_planes(&cands, &busy, None)[0],
+            b,
+            "least busy first"
+        );
+        busy.insert(b.clone(), 1);
+        busy.insert(c.clone(), 1);
+        assert_eq!(
+            pick_control_planes(&cands, &busy, Some(&a)),
+            vec![b.clone(), c.clone(), a.clone()],
+            "the one that did not take it goes last"
+        );
+        for cp in &cands {
+            busy.insert(cp.clone(), DRAINS_PER_CONTROL_PLANE);
+        }
+        assert!(
+            pick_control_planes(&cands, &busy, None).is_empty(),
+            "all busy: queued"
+        );
+    }
+
+    #[test]
+    fn in_flight_counts_sent_drains_only() {
+        let cp = id("i-0000000a");
+        let rec = |cmd: &str, left: Option<&str>| DrainRecord {
+            command_id: cmd.into(),
+            control_plane: Some(cp.clone()),
+            started_at_ms: 0,
+            left_node: left.map(str::to_owned),
+        };
+        let records: HashMap<InstanceId, DrainRecord> = [
+            (id("i-00000001"), rec("c1", None)),
+            (id("i-00000002"), rec("", None)),
+            (id("i-00000003"), rec("c3", Some("n"))),
+        ]
+        .into_iter()
+        .collect();
+        assert_eq!(in_flight_per_control_plane(&records).get(&cp), Some(&1));
+    }
+}
