@@ -52,6 +52,10 @@ Gaps in moto that this launcher fills, by monkeypatching moto's classes at start
     rates, 5xx, answers lost after the call took effect, latency); an SSM agent per instance runs
     5 commands at a time and buffers 5, leaves the rest undelivered until their delivery timeout,
     and can go offline while SSM still lists it Online (POST /_joinkeeper/agents/<id>).
+11. DescribeScalingActivities answers an empty list. -> each instance move (launch into the group
+    or the warm pool, out of the pool for service, back to it, terminations) starts a scaling
+    activity with AWS's wording, at the moment it starts (a launch from the warm pool: when it
+    left the pool); DescribeScalingActivities lists them newest first, paged.
 
 Choices (also in emulator/README.md):
  - An undeliverable command invocation (tag emulator:agent=undeliverable) ends as Status Failed,
@@ -67,7 +71,8 @@ Choices (also in emulator/README.md):
 Modules, by concern: common (constants, configuration, state), scripts (running a script as if on
 an instance), documents / invocations / run_command / command_listing (Run Command),
 managed_nodes, lifecycle / lifecycle_api / capacity (Auto Scaling lifecycle hooks and capacity),
-warm_pool / warm_pool_api (warm pools), boot_units, imds (target lifecycle state),
+warm_pool / warm_pool_api (warm pools), activities (scaling activities), boot_units,
+imds (target lifecycle state),
 recorder / iam_context / iam_ssm / iam_compute (record of AWS calls), agent (the SSM agent),
 faults / rate_limits / fault_http (AWS's failures), user_data,
 accounts, control_api, server (patches, WSGI app, main).

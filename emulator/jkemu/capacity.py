@@ -13,6 +13,7 @@ from moto.autoscaling.models import (
     TerminateInstanceActivity,
 )
 
+from . import activities
 from .common import COUNTED_STATES, STATE
 from .imds import LAUNCH
 from .lifecycle import begin_launch, begin_termination, supersede_actions, terminate_now
@@ -20,6 +21,7 @@ from .warm_pool import (
     WARM_POOL,
     enter_pool,
     is_warm,
+    live_pool,
     maintain_pool,
     retire_from_pool,
     scale_in,
@@ -37,6 +39,12 @@ def wrap_replace_instances(original: Callable) -> Callable:
         with STATE.lock:
             into_pool = getattr(LAUNCH, "destination", None) == WARM_POOL
             before = set(map(id, self.instance_states))
+            if into_pool:
+                had = len(live_pool(self))
+                cause = activities.pool_cause(had, had + count_needed)
+            else:
+                had = sum(1 for s in self.instance_states if s.lifecycle_state in COUNTED_STATES)
+                cause = activities.capacity_cause(had, had + count_needed)
             LAUNCH.target = f"Warmed:{self.warm_pool.pool_state}" if into_pool else "InService"
             LAUNCH.group = self
             try:
@@ -45,8 +53,10 @@ def wrap_replace_instances(original: Callable) -> Callable:
                 LAUNCH.target = LAUNCH.group = None
             for state in [s for s in self.instance_states if id(s) not in before]:
                 if into_pool:
+                    activities.record(self, state, activities.LAUNCH_INTO_POOL, cause)
                     enter_pool(self, state)
                 else:
+                    activities.record(self, state, activities.LAUNCH, cause)
                     begin_launch(self, state)
 
     return replace_autoscaling_group_instances
@@ -79,7 +89,10 @@ def asg_set_desired_capacity(self: FakeAutoScalingGroup, new_capacity: int | Non
             self.replace_autoscaling_group_instances(delta, self.get_propagated_tags())
         elif delta < 0:
             for state in [s for s in counted if not s.protected_from_scale_in][:-delta]:
-                scale_in(self, state)
+                cause = activities.selected_cause(
+                    len(counted), len(counted) + delta, state.instance.id
+                )
+                scale_in(self, state, cause)
         maintain_pool(self)
         if self.name in self.autoscaling_backend.autoscaling_groups:
             self.autoscaling_backend.update_attached_elbs(self.name)
@@ -117,10 +130,13 @@ def asg_terminate_instance(
                         "group's min size constraint. Either set shouldDecrementDesiredCapacity flag to false or lower group's min size."
                     )
                 group.desired_capacity -= 1
-            begin_termination(group, state)
+            cause = activities.user_request_cause(
+                instance_id, original_size or 0, group.desired_capacity or 0
+            )
+            begin_termination(group, state, cause=cause)
             group.set_desired_capacity(group.desired_capacity)
         elif is_warm(state) and not state.lifecycle_state.startswith("Warmed:Terminat"):
-            retire_from_pool(group, state)
+            retire_from_pool(group, state, activities.user_request_cause(instance_id, 0, 0))
             maintain_pool(group)
         return TerminateInstanceActivity(state.instance, original_size)
 

@@ -81,6 +81,8 @@ class ExtensionState:
         self.boot_runs: list[dict[str, Any]] = []
         self.warming: dict[str, Any] = {}  # instance id -> InstanceState in Warmed:Pending
         self.agents: dict[str, Any] = {}  # instance id -> agent.Agent (SSM agent's state)
+        self.activities: list[Any] = []  # activities.Activity, oldest first
+        self.activity_seq = 0
 
 
 STATE = ExtensionState()

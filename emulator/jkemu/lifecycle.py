@@ -10,6 +10,7 @@ from typing import Any
 
 from moto.autoscaling.models import FakeAutoScalingGroup, InstanceState
 
+from . import activities
 from .common import LAUNCHING, LOG, STATE, TERMINATING, iso_z, utcnow
 from .imds import set_target_state
 
@@ -148,6 +149,7 @@ def begin_wait(
     """Put an instance in the move's wait state (Pending:Wait, Terminating:Wait, Warmed:...)
     with one action (and event) per hook."""
     state.lifecycle_state = move.wait_state
+    activities.holding(state.instance.id)
     now = utcnow()
     for hook in hooks:
         action = LifecycleAction(
@@ -179,6 +181,8 @@ def begin_launch(group: FakeAutoScalingGroup, state: InstanceState) -> None:
     hooks = hooks_for(group, LAUNCHING)
     if hooks:
         begin_wait(group, state, LAUNCH, hooks)
+    else:
+        activities.finish(state.instance.id, ok=True)
 
 
 def pending_actions(state: InstanceState, transition: str | None = None) -> list[LifecycleAction]:
@@ -209,10 +213,21 @@ def begin_move(group: FakeAutoScalingGroup, state: InstanceState, move: Move) ->
 
 
 def begin_termination(
-    group: FakeAutoScalingGroup, state: InstanceState, move: Move = TERMINATE
+    group: FakeAutoScalingGroup,
+    state: InstanceState,
+    move: Move = TERMINATE,
+    cause: str | None = None,
 ) -> None:
     """One instance leaves for good: it waits in Terminating:Wait (Warmed:Terminating:Wait from
-    the pool) when the group has a terminate hook, else it is terminated now."""
+    the pool) when the group has a terminate hook, else it is terminated now. Its activity
+    ("Terminating EC2 instance[ from warm pool]: i-...") starts now."""
+    template = activities.TERMINATE_FROM_POOL if move.origin == WARM_POOL else activities.TERMINATE
+    activities.record(
+        group,
+        state,
+        template,
+        cause or f"At {iso_z(utcnow())} instance {state.instance.id} was taken out of service.",
+    )
     set_target_state(state.instance.id, "Terminated")
     if not begin_move(group, state, move):
         terminate_now(group, state)
@@ -224,8 +239,10 @@ def settle_in_pool(group: FakeAutoScalingGroup, state: InstanceState) -> None:
     pool = getattr(group, "warm_pool", None)
     STATE.warming.pop(state.instance.id, None)
     if pool is None or getattr(pool, "status", None) == "PendingDelete":
+        activities.finish(state.instance.id, ok=False, message="The warm pool was deleted")
         terminate_now(group, state)
         return
+    activities.finish(state.instance.id, ok=True)
     state.lifecycle_state = f"Warmed:{pool.pool_state}"
     set_target_state(state.instance.id, state.lifecycle_state)
     if pool.pool_state != "Running" and state.instance.state == "running":
@@ -237,6 +254,7 @@ def terminate_now(group: FakeAutoScalingGroup, state: InstanceState) -> None:
     warm = state.lifecycle_state.startswith("Warmed:")
     state.lifecycle_state = "Warmed:Terminated" if warm else "Terminated"
     STATE.warming.pop(state.instance.id, None)
+    activities.finish(state.instance.id)
     set_target_state(state.instance.id, "Terminated")
     if state in group.instance_states:
         group.instance_states.remove(state)
@@ -268,11 +286,16 @@ def finish_action(action: LifecycleAction, result: str, by: str) -> None:
     move = action.move
     if move.destination == GROUP and result == "CONTINUE":
         state.lifecycle_state = "InService"
+        activities.finish(state.instance.id, ok=True)
         group.autoscaling_backend.update_attached_elbs(group.name)
         group.autoscaling_backend.update_attached_target_groups(group.name)
     elif move.destination == WARM_POOL and (move.transition == TERMINATING or result == "CONTINUE"):
         settle_in_pool(group, state)
     else:
+        if move.transition == LAUNCHING:
+            activities.finish(
+                state.instance.id, ok=False, message=activities.abandoned_message(action.token)
+            )
         terminate_now(group, state)
     LOG.info(
         "%s %s lifecycle %s by %s -> %s",
@@ -294,5 +317,7 @@ def expire_lifecycle_actions() -> None:
                 continue
             if not action.alive():
                 end_action(action, "ABANDON", "superseded")
+                if action.state.instance.state == "terminated":
+                    activities.finish(action.instance_id)
             elif action.deadline <= now:
                 finish_action(action, action.default_result, "timeout")

@@ -25,6 +25,7 @@ from werkzeug.serving import make_server
 
 from . import __doc__ as PACKAGE_DOC
 from . import agent
+from .activities import asg_describe_scaling_activities
 from .accounts import wrap_get_current_account
 from .boot_units import wrap_start_instances, wrap_stop_instances
 from .capacity import (
@@ -80,6 +81,7 @@ def install_patches() -> None:
     asg.put_warm_pool = asg_put_warm_pool
     asg.describe_warm_pool = asg_describe_warm_pool
     asg.delete_warm_pool = asg_delete_warm_pool
+    asg.describe_scaling_activities = asg_describe_scaling_activities
     FakeAutoScalingGroup.instances = property(group_instances)
     FakeAutoScalingGroup.warm_pool_size = property(group_warm_pool_size)
     FakeAutoScalingGroup.set_desired_capacity = asg_set_desired_capacity

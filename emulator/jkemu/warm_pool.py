@@ -7,7 +7,8 @@ from typing import Any
 
 from moto.autoscaling.models import FakeAutoScalingGroup, InstanceState
 
-from .common import LOG, STATE
+from . import activities
+from .common import COUNTED_STATES, LOG, STATE, iso_z, utcnow
 from .imds import LAUNCH, set_target_state
 from .lifecycle import (
     LEAVE_POOL,
@@ -93,27 +94,32 @@ def settle_warming() -> None:
                 settle_in_pool(group, state)
 
 
-def leave_pool(group: FakeAutoScalingGroup, state: InstanceState) -> None:
+def leave_pool(group: FakeAutoScalingGroup, state: InstanceState, cause: str) -> None:
     """Scale-out from the pool: the instance is started again (its boot units run, not its user
     data), then waits in Pending:Wait for the launch hooks (Origin WarmPool, Destination
-    AutoScalingGroup), or goes InService at once without a hook."""
+    AutoScalingGroup), or goes InService at once without a hook. Its activity ("Launching a new
+    EC2 instance from warm pool: i-...") starts now, whenever the instance was first launched."""
+    activities.record(group, state, activities.LAUNCH_FROM_POOL, cause)
     set_target_state(state.instance.id, "InService")
     if state.instance.state != "running":
         group.ec2_backend.start_instances([state.instance.id])
     if not begin_move(group, state, LEAVE_POOL):
         state.lifecycle_state = "InService"
+        activities.finish(state.instance.id, ok=True)
     LOG.info("%s %s left the warm pool -> %s", group.name, state.instance.id, state.lifecycle_state)
 
 
 def take_from_pool(group: FakeAutoScalingGroup, count: int) -> int:
     """Scale-out: up to `count` prepared instances leave the pool, oldest first."""
     ready = [s for s in group.instance_states if s.lifecycle_state in READY][:count]
+    serving = sum(1 for s in group.instance_states if s.lifecycle_state in COUNTED_STATES)
+    cause = activities.capacity_cause(serving, serving + len(ready))
     for state in ready:
-        leave_pool(group, state)
+        leave_pool(group, state, cause)
     return len(ready)
 
 
-def scale_in(group: FakeAutoScalingGroup, state: InstanceState) -> None:
+def scale_in(group: FakeAutoScalingGroup, state: InstanceState, cause: str) -> None:
     """Scale-in of one instance: back to the warm pool when the pool has ReuseOnScaleIn and room
     (Warmed:Pending:Wait through the terminate hooks, Origin AutoScalingGroup, Destination
     WarmPool), else terminated (Terminating:Wait, Destination EC2)."""
@@ -123,18 +129,19 @@ def scale_in(group: FakeAutoScalingGroup, state: InstanceState) -> None:
         or not reuse_on_scale_in(pool)
         or len(live_pool(group)) >= pool_target_size(group)
     ):
-        begin_termination(group, state)
+        begin_termination(group, state, cause=cause)
         return
+    activities.record(group, state, activities.RETURN_TO_POOL, cause)
     set_target_state(state.instance.id, f"Warmed:{pool.pool_state}")
     if not begin_move(group, state, RETURN_TO_POOL):
         settle_in_pool(group, state)
 
 
-def retire_from_pool(group: FakeAutoScalingGroup, state: InstanceState) -> None:
+def retire_from_pool(group: FakeAutoScalingGroup, state: InstanceState, cause: str) -> None:
     """A pool instance leaves to be terminated: Warmed:Terminating:Wait through the terminate
     hooks (Origin WarmPool, Destination EC2), else terminated now."""
     STATE.warming.pop(state.instance.id, None)
-    begin_termination(group, state, RETIRE_FROM_POOL)
+    begin_termination(group, state, RETIRE_FROM_POOL, cause)
 
 
 def maintain_pool(group: FakeAutoScalingGroup) -> None:
@@ -145,8 +152,12 @@ def maintain_pool(group: FakeAutoScalingGroup) -> None:
         return
     live = live_pool(group)
     if getattr(pool, "status", None) == "PendingDelete":
+        cause = (
+            f"At {iso_z(utcnow())} an instance was taken out of the warm pool in response to a "
+            "user request to delete the warm pool."
+        )
         for state in live:
-            retire_from_pool(group, state)
+            retire_from_pool(group, state, cause)
         if not any(is_warm(s) for s in group.instance_states):
             group.warm_pool = None
         return
@@ -158,5 +169,6 @@ def maintain_pool(group: FakeAutoScalingGroup) -> None:
         ranked = [s for s in newest_first if s.lifecycle_state in READY] + [
             s for s in newest_first if s.lifecycle_state not in READY
         ]
+        cause = activities.pool_cause(len(live), want)
         for state in ranked[: len(live) - want]:
-            retire_from_pool(group, state)
+            retire_from_pool(group, state, cause)

@@ -1,6 +1,7 @@
 //! Warm pools, other tools' hooks and failures, against the emulator: every warm-pool transition
-//! through the reconciler, a Node that belongs to another instance never lends its Ready
-//! condition, and one failing action does not stop the others.
+//! through the reconciler, a launch out of a Running warm pool timed from when it left the pool,
+//! a Node that belongs to another instance never lends its Ready condition, and one failing
+//! action does not stop the others.
 
 use std::time::Duration;
 
@@ -16,12 +17,16 @@ struct World {
 }
 
 async fn world() -> World {
+    world_with(600).await
+}
+
+async fn world_with(join_deadline: u64) -> World {
     let emulator = Emulator::start();
     let clients = emulator.clients().await;
     create_documents(&clients).await;
     launch_instance(&clients, "demo", "control-plane", &[]).await;
     let ctx = Context::new(
-        hook_config(600),
+        hook_config(join_deadline),
         &emulator.function_clients("launch-hook").await,
     );
     let cluster = ClusterName::parse("demo").expect("name");
@@ -95,24 +100,54 @@ fn node_of(id: &str) -> (String, String) {
     )
 }
 
-#[tokio::test]
-async fn warm_pool_instances_enter_leave_return_and_retire_through_the_reconciler() {
-    let w = world().await;
+/// Writes the line a worker's first boot, bound for the warm pool, ends with (node-scripts'
+/// joinkeeper-join writes it; its own tests cover that side).
+fn join_deferred(w: &World, id: &str, target: &str) {
+    let log = w.emulator.state_dir().join("nodes").join(id).join("log");
+    std::fs::create_dir_all(&log).expect("log dir");
+    std::fs::write(
+        log.join("joinkeeper-join.log"),
+        format!("2026-11-27T00:00:00Z joinkeeper-join: join deferred cluster=demo node=ip-{} target={target}\n", &id[2..]),
+    )
+    .expect("join log");
+}
+
+/// A warm pool for the workers: `min` .. `prepared` instances in `state`.
+async fn put_warm_pool(
+    w: &World,
+    min: i32,
+    prepared: i32,
+    state: aws_sdk_autoscaling::types::WarmPoolState,
+    reuse_on_scale_in: bool,
+) {
     w.clients
         .autoscaling
         .put_warm_pool()
         .auto_scaling_group_name("demo-workers")
-        .min_size(1)
-        .max_group_prepared_capacity(2)
-        .pool_state(aws_sdk_autoscaling::types::WarmPoolState::Stopped)
+        .min_size(min)
+        .max_group_prepared_capacity(prepared)
+        .pool_state(state)
         .instance_reuse_policy(
             aws_sdk_autoscaling::types::InstanceReusePolicy::builder()
-                .reuse_on_scale_in(true)
+                .reuse_on_scale_in(reuse_on_scale_in)
                 .build(),
         )
         .send()
         .await
         .expect("warm pool");
+}
+
+#[tokio::test]
+async fn warm_pool_instances_enter_leave_return_and_retire_through_the_reconciler() {
+    let w = world().await;
+    put_warm_pool(
+        &w,
+        1,
+        2,
+        aws_sdk_autoscaling::types::WarmPoolState::Stopped,
+        true,
+    )
+    .await;
 
     // EC2 -> WarmPool: CONTINUE once the worker is prepared, never waiting for a Node.
     let mut warming = states_with(&w, "Warmed:Pending:Wait", 2).await;
@@ -121,16 +156,9 @@ async fn warm_pool_instances_enter_leave_return_and_retire_through_the_reconcile
     let early = run(&w, 4).await;
     assert_eq!(early.pending, 2, "{early:#?}");
     assert!(early.actions.is_empty());
-    // Each worker's first boot, bound for the pool, ends by deferring its join (node-scripts'
-    // joinkeeper-join writes this line; its own tests cover that side).
+    // Each worker's first boot, bound for the pool, ends by deferring its join.
     for id in &warming {
-        let log = w.emulator.state_dir().join("nodes").join(id).join("log");
-        std::fs::create_dir_all(&log).expect("log dir");
-        std::fs::write(
-            log.join("joinkeeper-join.log"),
-            format!("2026-11-27T00:00:00Z joinkeeper-join: join deferred cluster=demo node=ip-{} target=Warmed:Stopped\n", &id[2..]),
-        )
-        .expect("join log");
+        join_deferred(&w, id, "Warmed:Stopped");
     }
     let r = run(&w, 20).await;
     let mut continued = outcomes(&r, ActionOutcome::Continue);
@@ -201,6 +229,52 @@ async fn warm_pool_instances_enter_leave_return_and_retire_through_the_reconcile
         w.emulator.commands(Some("joinkeeper-drain")).len(),
         1,
         "no second drain"
+    );
+}
+
+#[tokio::test]
+async fn a_launch_out_of_a_running_warm_pool_is_timed_from_leaving_it_not_from_launch_time() {
+    const JOIN_DEADLINE: u64 = 20;
+    let w = world_with(JOIN_DEADLINE).await;
+    // One prepared worker, none left in the pool once it serves (no refill to wait on).
+    put_warm_pool(
+        &w,
+        0,
+        1,
+        aws_sdk_autoscaling::types::WarmPoolState::Running,
+        false,
+    )
+    .await;
+    let pooled = states_with(&w, "Warmed:Pending:Wait", 1).await;
+    join_deferred(&w, &pooled[0], "Warmed:Running");
+    let r = run(&w, 20).await;
+    assert_eq!(outcomes(&r, ActionOutcome::Continue), pooled, "{r:#?}");
+    states_with(&w, "Warmed:Running", 1).await;
+
+    // It sits in the Running pool past the join deadline: EC2's LaunchTime keeps its first start.
+    tokio::time::sleep(Duration::from_secs(JOIN_DEADLINE + 3)).await;
+    set_capacity(&w.clients, "demo-workers", 1).await;
+    let serving = states_with(&w, "Pending:Wait", 1).await;
+    assert_eq!(serving, pooled, "the pool's instance left it for service");
+
+    // Just out of the pool, no Node yet: held, not ABANDONed for its time in the pool.
+    let held = run(&w, 4).await;
+    assert!(
+        outcomes(&held, ActionOutcome::Abandon).is_empty(),
+        "abandoned for its time in the pool: {held:#?}"
+    );
+    assert_eq!(held.pending, 1, "{held:#?}");
+
+    // Its Node becomes Ready a few seconds after it left the pool: CONTINUE.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    w.emulator.add_ready_nodes("demo", &[node_of(&serving[0])]);
+    let r = run(&w, 20).await;
+    assert_eq!(outcomes(&r, ActionOutcome::Continue), serving, "{r:#?}");
+    states_with(&w, "InService", 1).await;
+    let log = w.emulator.lifecycle_log();
+    assert!(
+        log.iter().all(|a| a["action"] != "ABANDON"),
+        "never ABANDON: {log:?}"
     );
 }
 
