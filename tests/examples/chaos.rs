@@ -8,7 +8,9 @@
 //!     cargo run -p joinkeeper-tests --example chaos -- --seeds 1..20
 //! Flags: `--seed N` | `--seeds A..B` (inclusive), `--minutes M`, `--throttle P` (default 0.10),
 //! `--lost P` (lost answers, 0.02), `--kill P` (killed invocations, 0.01), `--errors P` (5xx, 0),
-//! `--lost-mode reset|hold`, `--latency-ms MIN,MAX` (0,0), `--no-faults`.
+//! `--lost-mode reset|hold`, `--latency-ms MIN,MAX` (0,0), `--no-faults`, `--sabotage` (the
+//! harness itself completes a launch without a Ready Node and a terminate before its drain: the
+//! run must then report both and exit 1, a check of the checks).
 //!
 //! The seed picks the world's sizes, the timeline's jitter, each invocation's deadline, which
 //! invocations are killed and when, and the emulator's faults (its own seed). A run is
@@ -36,11 +38,33 @@
 //! Delivery, as Lambda does it: every lifecycle event from the emulator's outbox goes to
 //! `handle_lifecycle` in a task of its own (concurrent invocations, each with its own clients
 //! and a deadline of 60–120 s); the schedule (`handle_schedule`) every 20 s. With probability
-//! `--kill` an invocation is killed at a random point (its future dropped after a random delay:
-//! at an await point, between or during AWS calls); a killed or failed invocation is delivered
-//! again up to 2 times, 6 s and 12 s later (Lambda's asynchronous retries come after about 1 and
-//! 2 minutes; scaled down by 10). Auto Scaling's own upkeep is played too: warm pools refilled and
+//! `--kill` an invocation is killed at a random one of its first 30 AWS requests, 0–400 ms after
+//! that request leaves (its future dropped at an await point: between calls or with one in
+//! flight, which is what a killed process looks like to AWS; an invocation that makes fewer
+//! requests survives); a killed, failed or timed-out invocation is delivered again up to 2
+//! times, 6 s and 12 s later (Lambda's asynchronous retries come after about 1 and 2 minutes;
+//! scaled down by 10). Auto Scaling's own upkeep is played too: warm pools refilled and
 //! ABANDONed instances replaced every 15 s.
+//!
+//! Invariants, checked every second (from the emulator's lifecycle actions and completion log,
+//! the stand-in control planes' Nodes, the group instances, the join records) and at the end:
+//! - a launch completed CONTINUE into service had a Ready Node whose providerID names it,
+//!   registered before the completion call;
+//! - no ABANDON of a worker whose Node was Ready before the last node-status command joinkeeper
+//!   sent its cluster ahead of the ABANDON (a Node Ready after it is a race, noted), and no
+//!   ABANDON before the join deadline counted from when the wait began;
+//! - a terminate completed while the instance's Node stood only after a drain of it ended, or
+//!   one was sent at least the drain timeout before;
+//! - no Node of a terminated instance outlives it by more than `NODE_BOUND` (drain timeout + 2
+//!   node polls + one schedule period = 70 s);
+//! - every action ended by joinkeeper's call: none by the hook's timeout, none still open at the
+//!   end past its heartbeat timeout;
+//! - no lease held by two invocations at once: every lease write (create, overwrite, delete) of
+//!   every invocation is recorded by an SDK interceptor with its holder, expiry and answer; a
+//!   holder holds from the answer to its first write that took effect until it sent its
+//!   release, its invocation ended (returned or killed), or the latest expiry it wrote
+//!   successfully passed; two holders of one lease whose spans intersect are a violation;
+//! - no launch waits while its cluster's join record has expired.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::{Arc, Mutex};
@@ -117,6 +141,7 @@ struct Opts {
     lost_mode: String,
     latency_ms: (u64, u64),
     faults: bool,
+    sabotage: bool,
 }
 
 fn parse_args() -> Opts {
@@ -131,6 +156,7 @@ fn parse_args() -> Opts {
         lost_mode: "reset".into(),
         latency_ms: (0, 0),
         faults: true,
+        sabotage: false,
     };
     let mut i = 0;
     let value = |i: usize| -> String {
@@ -158,6 +184,11 @@ fn parse_args() -> Opts {
                 let v = value(i);
                 let (a, b) = v.split_once(',').expect("--latency-ms MIN,MAX");
                 o.latency_ms = (a.parse().expect("MIN"), b.parse().expect("MAX"));
+            }
+            "--sabotage" => {
+                o.sabotage = true;
+                i += 1;
+                continue;
             }
             "--no-faults" => {
                 o.faults = false;
@@ -259,6 +290,9 @@ struct InvocationRecord {
     /// "ok", "error: …", "killed" (the harness), "timed out" (Lambda's deadline).
     outcome: String,
     summary: String,
+    /// AWS requests it sent, and the one it was to be killed at.
+    calls: usize,
+    kill_planned: Option<usize>,
 }
 
 #[derive(Debug, Default)]
@@ -599,9 +633,13 @@ enum Step {
     /// The Node a dead instance of the cluster left, NotReady, under the name the next launch
     /// in the group's subnet will get (see `plant_stale_node`).
     StaleNode(&'static str),
+    /// `--sabotage`: a waiting instance of the group completed by the harness itself with
+    /// CONTINUE (a launch without a Ready Node, a terminate before its drain), to show the
+    /// checks catch it.
+    Sabotage(&'static str, &'static str),
 }
 
-fn timeline(seed: u64) -> Vec<(u64, Step)> {
+fn timeline(seed: u64, sabotage: bool) -> Vec<(u64, Step)> {
     let mut r = Rng::of(seed, "timeline", 0);
     let mut j = |base: u64| base + r.range(0, 6);
     let mut n = Rng::of(seed, "sizes", 0);
@@ -628,6 +666,10 @@ fn timeline(seed: u64) -> Vec<(u64, Step)> {
         (j(115), Step::Capacity("alpha-bad", 0)),
         (j(115), Step::Capacity("beta-bad", 0)),
     ];
+    if sabotage {
+        steps.push((12, Step::Sabotage("alpha-bad", "Pending:Wait")));
+        steps.push((47, Step::Sabotage("alpha-w", "Terminating:Wait")));
+    }
     steps.sort_by_key(|(t, _)| *t);
     steps
 }
@@ -790,10 +832,11 @@ impl Delivery {
             }
         };
         let switch = Arc::new(tokio::sync::Notify::new());
+        let calls: Arc<std::sync::atomic::AtomicUsize> = Arc::default();
         let running = Running {
             id: id.to_owned(),
             kill_at_call: kill_after.map(|(n, _)| (n, switch.clone())),
-            calls: Arc::default(),
+            calls: calls.clone(),
         };
         let span = tracing::info_span!("invocation", id = %id, function);
         let work = tracing::Instrument::instrument(INVOCATION.scope(running, work), span);
@@ -825,6 +868,8 @@ impl Delivery {
         r.end_ms = Some(now_ms());
         r.outcome = outcome;
         r.summary = summary;
+        r.calls = calls.load(std::sync::atomic::Ordering::Relaxed);
+        r.kill_planned = kill_after.map(|(n, _)| n);
         done
     }
 }
@@ -1543,7 +1588,7 @@ async fn run(seed: u64, o: &Opts) -> RunSummary {
         actions: Value::Null,
         slow_terminates: Vec::new(),
     };
-    let mut steps = timeline(seed);
+    let mut steps = timeline(seed, o.sabotage);
     steps.reverse();
     let last_step = steps.first().map_or(0, |(t, _)| *t);
     let mut tasks = tokio::task::JoinSet::new();
@@ -1640,6 +1685,29 @@ async fn run(seed: u64, o: &Opts) -> RunSummary {
                 Step::StaleNode(g) => {
                     if let Some(dead) = plant_stale_node(&emulator, &setup, g, &subnets).await {
                         monitor.terminated.insert(dead, now_ms());
+                    }
+                }
+                Step::Sabotage(g, state) => {
+                    let hook = if state.starts_with("Pending") {
+                        "joinkeeper-launch"
+                    } else {
+                        "joinkeeper-terminate"
+                    };
+                    let victim = group_states(&setup, g)
+                        .await
+                        .into_iter()
+                        .find(|(_, s)| s == state);
+                    if let Some((id, _)) = victim {
+                        let r = setup
+                            .autoscaling
+                            .complete_lifecycle_action()
+                            .auto_scaling_group_name(g)
+                            .lifecycle_hook_name(hook)
+                            .instance_id(&id)
+                            .lifecycle_action_result("CONTINUE")
+                            .send()
+                            .await;
+                        println!("    sabotage: {id} {hook} CONTINUE ({})", r.is_ok());
                     }
                 }
                 Step::TerminateInService(g) => {
@@ -1843,6 +1911,24 @@ async fn run(seed: u64, o: &Opts) -> RunSummary {
             (r.end_ms.unwrap_or(0) - r.start_ms) as f64 / 1000.0
         );
     }
+    for f in ["launch-hook", "terminate-hook", "token-refresher"] {
+        let calls: Vec<f64> = j
+            .invocations
+            .iter()
+            .filter(|r| r.function == f)
+            .map(|r| r.calls as f64)
+            .collect();
+        let planned = j
+            .invocations
+            .iter()
+            .filter(|r| r.function == f && r.kill_planned.is_some())
+            .count();
+        println!(
+            "  {f:<22} AWS requests per invocation p50 {:.0}, max {:.0}; kills planned {planned}",
+            percentile(&calls, 50.0).unwrap_or(0.0),
+            calls.iter().copied().fold(0.0, f64::max)
+        );
+    }
     for (e, n) in &errors {
         println!("  invocation {e} (x{n})");
     }
@@ -1932,5 +2018,80 @@ fn main() {
     } else {
         println!("violations in seeds {bad:?}");
         std::process::exit(1);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn write(
+        inv: &str,
+        op: LeaseOp,
+        holder: &str,
+        expires: i64,
+        sent: i64,
+        ok: bool,
+    ) -> LeaseWrite {
+        LeaseWrite {
+            invocation: inv.into(),
+            name: "/joinkeeper/c/leases/reconcile".into(),
+            op,
+            holder: holder.into(),
+            expires_at_ms: expires,
+            sent_ms: sent,
+            answered: Some((sent + 10, ok)),
+        }
+    }
+
+    fn overlaps(j: &Journal) -> usize {
+        let hs = holdings(j, 100_000);
+        let mut n = 0;
+        for (k, a) in hs.iter().enumerate() {
+            for b in hs.iter().skip(k + 1) {
+                if a.name == b.name && a.start_ms < b.end_ms && b.start_ms < a.end_ms {
+                    n += 1;
+                }
+            }
+        }
+        n
+    }
+
+    #[test]
+    fn a_release_then_a_create_and_an_expiry_then_a_takeover_are_not_overlaps() {
+        let j = Journal {
+            lease: vec![
+                write("a", LeaseOp::Create, "h1", 5_000, 1_000, true),
+                write("a", LeaseOp::Delete, "", 0, 2_000, true),
+                write("b", LeaseOp::Create, "h2", 9_000, 2_100, true),
+                // b is killed at 3 s; c takes over once h2's expiry has passed.
+                write("c", LeaseOp::Overwrite, "h3", 20_000, 9_000, true),
+                // A create whose answer said it failed holds nothing.
+                write("d", LeaseOp::Create, "h4", 30_000, 9_500, false),
+            ],
+            invocations: vec![InvocationRecord {
+                id: "b".into(),
+                end_ms: Some(3_000),
+                ..Default::default()
+            }],
+        };
+        assert_eq!(overlaps(&j), 0, "{:?}", holdings(&j, 100_000));
+    }
+
+    #[test]
+    fn a_late_renewal_after_a_takeover_is_an_overlap() {
+        let j = Journal {
+            lease: vec![
+                write("a", LeaseOp::Create, "h1", 5_000, 1_000, true),
+                write("b", LeaseOp::Overwrite, "h2", 20_000, 5_100, true),
+                // a's renewal, sent before its expiry, answered after b took over.
+                LeaseWrite {
+                    answered: Some((6_000, true)),
+                    ..write("a", LeaseOp::Overwrite, "h1", 15_000, 4_000, true)
+                },
+            ],
+            invocations: Vec::new(),
+        };
+        assert_eq!(overlaps(&j), 1, "{:?}", holdings(&j, 100_000));
     }
 }
