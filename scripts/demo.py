@@ -15,95 +15,22 @@ a 4th worker whose join fails -> ABANDON with its reason; scale-in of one worker
 deleted; a second schedule tick -> no change. Prints a timeline and a summary; exit 1 on any miss.
 """
 import argparse
+import argparse
 import base64
 import json
-import os
 import shutil
-import subprocess
 import sys
 import threading
 import time
-import urllib.request
 from datetime import datetime, timedelta, timezone
 
-from demo_services import (CLUSTER, FAILURES, FUNCTION_ENV, GROUP, INVOKE_TIMEOUT, REGION, ROOT, STATE, TIMELINE,
-                           Services, binary, build_functions, free_port, print_log_tails, record, say)
+from demo_client import DemoClient
+from demo_services import (CLUSTER, FAILURES, FUNCTION_ENV, GROUP, REGION, ROOT, STATE, TIMELINE, Services,
+                           build_functions, free_port, print_log_tails, record, say)
+from demo_warm_pool import WarmPoolStep
 
 
-class Demo:
-    def __init__(self, endpoint, port, services):
-        import boto3
-        self.services = services
-        self.endpoint = endpoint
-        self.port = port
-        kw = dict(endpoint_url=endpoint, region_name=REGION, aws_access_key_id="testing", aws_secret_access_key="testing")
-        self.ssm = boto3.client("ssm", **kw)
-        self.ec2 = boto3.client("ec2", **kw)
-        self.asg = boto3.client("autoscaling", **kw)
-        (STATE / "events").mkdir(exist_ok=True)
-        self.pending = []
-
-    # --- helpers -------------------------------------------------------------------------------
-    def control(self, path):
-        with urllib.request.urlopen(f"{self.endpoint}/_joinkeeper/{path}", timeout=10) as r:
-            return json.loads(r.read())
-
-    def invoke(self, function, event, name):
-        """Invokes `function` with `event` through `cargo lambda invoke`. An invocation that has not
-        returned well after the function timeout is treated as Lambda treats it: timed out, and
-        the asynchronous event retried once, by a fresh runtime (the log tails are printed first)."""
-        path = STATE / "events" / f"{name}.json"
-        path.write_text(json.dumps(event, indent=2))
-        for attempt in (1, 2):
-            try:
-                proc = subprocess.run(["cargo", "lambda", "invoke", function, "--invoke-port", str(self.port), "--data-file", str(path)],
-                                      cwd=ROOT, capture_output=True, text=True, timeout=INVOKE_TIMEOUT)
-                break
-            except subprocess.TimeoutExpired:
-                say(f"  {function} invocation {name} (attempt {attempt}) did not return within {INVOKE_TIMEOUT} s")
-                print_log_tails()
-                if attempt == 2:
-                    return None, f"timed out twice after {INVOKE_TIMEOUT} s"
-                self.services.restart_runtime()
-                say("  runtime restarted; the event is sent again, as Lambda retries an asynchronous invocation")
-        if proc.returncode != 0:
-            return None, (proc.stdout + proc.stderr).strip()[-600:]
-        try:
-            return json.loads(proc.stdout), ""
-        except json.JSONDecodeError:
-            return None, proc.stdout[-600:]
-
-    def wait_events(self, n, kind="launch", timeout=60):
-        """Waits for n lifecycle events of one kind (launch or terminate) from the emulator."""
-        detail_type = f"EC2 Instance-{kind} Lifecycle Action"
-        events, deadline = [], time.monotonic() + timeout
-        while len(events) < n and time.monotonic() < deadline:
-            self.pending += self.control("events")
-            events += [e for e in self.pending if e.get("detail-type") == detail_type][: n - len(events)]
-            self.pending = [e for e in self.pending if e not in events]
-            time.sleep(0.3)
-        return events
-
-    def states(self):
-        g = self.asg.describe_auto_scaling_groups(AutoScalingGroupNames=[GROUP])["AutoScalingGroups"][0]
-        return {i["InstanceId"]: i["LifecycleState"] for i in g["Instances"]}
-
-    def record(self):
-        p = self.ssm.get_parameter(Name=f"/joinkeeper/{CLUSTER}/join-record", WithDecryption=True)["Parameter"]
-        return json.loads(p["Value"]), p["Version"]
-
-    def scheduled_event(self):
-        now = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
-        event = json.loads((ROOT / "events/scheduled-refresh.json").read_text())
-        event["time"] = now
-        return event
-
-    def kube_nodes(self):
-        """The cluster's Nodes but the control plane's."""
-        path = STATE / "emulator" / "clusters" / CLUSTER / "state.json"
-        nodes = json.loads(path.read_text()).get("nodes", {}) if path.exists() else {}
-        return {n: v for n, v in nodes.items() if v.get("role") != "control-plane"}
-
+class Demo(DemoClient, WarmPoolStep):
     # --- scenario ------------------------------------------------------------------------------
     def shipped_cluster(self):
         """The cluster stack's single-kubeadm variant, synthesized once per run into .demo/synth
@@ -262,150 +189,6 @@ class Demo:
         reason = next((line.strip() for line in err.splitlines() if "expected" in line), "rejected") if err else "accepted"
         record("malformed scheduled event", "rejected" if res is None else "ACCEPTED", f"record version {version} -> {after}; {reason[:70]}",
                res is None and after == version)
-
-    def warm_pool(self):
-        """The worker group gets a warm pool (Stopped, ReuseOnScaleIn): instances enter it without
-        joining, one leaves it for service and its boot unit joins, and a scale-in sends a worker
-        back to it, its Node drained and deleted."""
-        def pool():
-            res = self.asg.describe_warm_pool(AutoScalingGroupName=GROUP)
-            return {i["InstanceId"]: i["LifecycleState"] for i in res.get("Instances", [])}
-
-        def move(desired, kind, side, where, hook, what):
-            """Sets the desired capacity, takes the lifecycle event whose Origin/Destination (side)
-            is `where`, invokes `hook` with it: (instance, final action, error), or None."""
-            self.asg.set_desired_capacity(AutoScalingGroupName=GROUP, DesiredCapacity=desired)
-            events = [e for e in self.wait_events(1, kind=kind) if e["detail"].get(side) == where]
-            if not events:
-                record(what, f"no {kind} event with {side} {where}", "", ok=False)
-                return None
-            iid = events[0]["detail"]["EC2InstanceId"]
-            res, err = self.invoke(hook, events[0], f"warm-pool-{kind}-{iid}")
-            return iid, next((a for a in (res or {}).get("actions", []) if a["instance"] == iid), {}), err
-
-        def join_log_last_line(iid):
-            logs = [STATE / "emulator" / "nodes" / iid / p for p in ("var/log/joinkeeper/joinkeeper-join.log", "log/joinkeeper-join.log")]
-            text = next((p.read_text(errors="replace") for p in logs if p.exists()), "")
-            return (text.strip().splitlines() or [""])[-1].split(": ", 1)[-1]
-
-        # At least 1 in the pool; prepared capacity 4 with 2 workers in service: 2 instances.
-        self.asg.put_warm_pool(AutoScalingGroupName=GROUP, MinSize=1, MaxGroupPreparedCapacity=4, PoolState="Stopped",
-                               InstanceReusePolicy={"ReuseOnScaleIn": True})
-        entering = self.wait_events(2)
-        into_pool = [e for e in entering if (e["detail"].get("Origin"), e["detail"].get("Destination")) == ("EC2", "WarmPool")]
-        record("worker group gets a warm pool", "min 1, prepared 4, Stopped, reuse",
-               f"{len(into_pool)} in Warmed:Pending:Wait: " + ", ".join(e["detail"]["EC2InstanceId"] for e in into_pool),
-               len(into_pool) == 2 == len(entering))
-        # The instances prepare (first boot: their user data) before the hook lets them stop.
-        ids = [e["detail"]["EC2InstanceId"] for e in into_pool]
-        deadline = time.monotonic() + 300
-        while time.monotonic() < deadline and not all(
-                any(r["instance_id"] == i and r["status"] == "done" for r in self.control("user-data")) for i in ids):
-            time.sleep(0.5)
-        results = {}
-        threads = [threading.Thread(target=lambda e=e: results.__setitem__(e["detail"]["EC2InstanceId"], self.invoke(
-            "launch-hook", e, f"warm-pool-enter-{e['detail']['EC2InstanceId']}"))) for e in into_pool]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
-        actions = {}
-        for res, _ in results.values():  # one invocation decides both, the other finds the cluster held
-            for a in (res or {}).get("actions", []):
-                actions[a["instance"]] = a
-        states = pool()
-        nodes = self.kube_nodes()
-        for iid in ids:
-            action = actions.get(iid, {})
-            has_node = any(v.get("providerID", "").endswith("/" + iid) for v in nodes.values())
-            last = join_log_last_line(iid)
-            record(f"enters the warm pool: {iid}", f"{action.get('outcome', 'error')} once prepared (EC2 → WarmPool)",
-                   f"{states.get(iid)}; Node: {has_node}; {' '.join(last.split()[:2]) or 'no join log'}",
-                   action.get("outcome") == "continue" and states.get(iid) == "Warmed:Stopped" and not has_node
-                   and last.startswith("join deferred"))
-
-        # Scale-out takes the oldest prepared instance: it starts again and its boot unit joins.
-        moved = move(3, "launch", "Origin", "WarmPool", "launch-hook", "scale-out from the warm pool")
-        if not moved:
-            return
-        iid, action, err = moved
-        name, node = next(((n, v) for n, v in self.kube_nodes().items() if v.get("providerID", "").endswith("/" + iid)), (None, {}))
-        booted = [r for r in self.control("boot-units") if r["instance_id"] == iid]
-        state = self.states().get(iid)
-        record(f"scale-out, leaves pool: {iid}", f"{action.get('outcome', 'error')}: {action.get('reason', err)[:50]}",
-               f"{state}; its boot unit joined {name}", action.get("outcome") == "continue" and state == "InService"
-               and node.get("ready") == "True" and len(booted) == 1 and join_log_last_line(iid).startswith("joined"))
-
-        # Scale-in with reuse: back to the pool through the terminate hook, drained first.
-        moved = move(2, "terminate", "Destination", "WarmPool", "terminate-hook", "scale-in with reuse")
-        if not moved:
-            return
-        victim, action, err = moved
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline and pool().get(victim) != "Warmed:Stopped":
-            time.sleep(0.3)
-        gone = not any(v.get("providerID", "").endswith("/" + victim) for v in self.kube_nodes().values())
-        record(f"scale-in, back to pool: {victim}", f"{action.get('outcome', 'error')}: {action.get('reason', err)[:50]}",
-               f"{pool().get(victim)}; Node deleted: {gone}",
-               action.get("outcome") == "drained" and gone and pool().get(victim) == "Warmed:Stopped")
-
-    # --- the operator's view ------------------------------------------------------------------
-    def cli(self, *args):
-        """Runs `joinkeeper ARGS --json` against the emulator; (exit code, parsed JSON or None)."""
-        env = dict(os.environ, AWS_ENDPOINT_URL=self.endpoint, AWS_REGION=REGION, AWS_ACCESS_KEY_ID="testing",
-                   AWS_SECRET_ACCESS_KEY="testing", RUST_LOG="warn", **FUNCTION_ENV)
-        proc = subprocess.run([str(binary("joinkeeper")), *args, "--json"], cwd=ROOT, env=env,
-                              capture_output=True, text=True, timeout=300)
-        (STATE / "cli.log").open("a").write(f"$ joinkeeper {' '.join(args)} --json\n{proc.stdout}{proc.stderr}\n")
-        try:
-            return proc.returncode, json.loads(proc.stdout)
-        except ValueError:
-            return proc.returncode, None
-
-    def status(self, label):
-        code, out = self.cli("status", "--cluster", CLUSTER)
-        text = json.dumps(out or {})
-        token = self.record()[0]["token_id"]
-        record(f"joinkeeper status ({label})", f"exit {code}", f"token {token} shown: {token in text}; secret shown: "
-               f"{self.record()[0]['token_secret'] in text}", code == 0 and token in text and self.record()[0]["token_secret"] not in text)
-
-    def rotate_revoke_all(self):
-        before, _ = self.record()
-        tokens_before = set(self.kube_tokens())
-        code, out = self.cli("rotate", "--cluster", CLUSTER, "--revoke-all")
-        after, _ = self.record()
-        left = set(self.kube_tokens())
-        record("joinkeeper rotate --revoke-all (suspected leak)", f"exit {code}: {before['token_id']} -> {after['token_id']}",
-               f"tokens on the control plane: {len(tokens_before)} -> {len(left)}",
-               code == 0 and after["token_id"] != before["token_id"] and after["token_id"] in left and before["token_id"] not in left)
-
-    def kube_tokens(self):
-        path = STATE / "emulator" / "clusters" / CLUSTER / "state.json"
-        return json.loads(path.read_text()).get("tokens", {}) if path.exists() else {}
-
-    def rogue_node(self):
-        """A Node registered with a valid token by something that is no instance of the cluster."""
-        env = dict(os.environ, JOINKEEPER_KUBE_STATE=str(STATE / "emulator" / "clusters" / CLUSTER))
-        subprocess.run([str(ROOT / "node-scripts/standins/kubectl"), "x-standin", "add-node", "ip-10-66-6-6.ec2.internal",
-                        "--provider-id", "aws:///us-east-1a/i-0badc0ffee0badc0f", "--age-seconds", "3600"],
-                       env=env, check=True, capture_output=True)
-        record("a Node appears with no instance behind it", "registered 1 h ago", "ip-10-66-6-6.ec2.internal")
-
-    def check_rogue(self, result):
-        rogues = (result or {}).get("rogue_nodes", [])
-        node = self.kube_nodes().get("ip-10-66-6-6.ec2.internal", {})
-        record("rogue Node found by the schedule", f"{len(rogues)} reported: {(rogues[0]['reason'] if rogues else '')[:40]}",
-               f"cordoned: {bool(node.get('unschedulable'))}", len(rogues) == 1 and bool(node.get("unschedulable")))
-
-    def check_logs(self):
-        state = STATE / "emulator" / "clusters" / CLUSTER / "state.json"
-        secrets = {t.get("secret") for t in json.loads(state.read_text()).get("tokens", {}).values()} if state.exists() else set()
-        secrets |= {"0ld0ld0ld0ld0ld0"}
-        rec, _ = self.record()
-        secrets.add(rec["token_secret"])
-        logs = (STATE / "functions.log").read_text(errors="replace")
-        leaked = [s for s in secrets if s and s in logs]
-        record("function logs checked for token secrets", f"{len(secrets)} secrets searched", "none found" if not leaked else "LEAKED", not leaked)
 
 
 def main():
