@@ -206,15 +206,39 @@ def add_node(state, name, provider_id="", ready="True", drain_seconds=0, stuck_p
                                   "node": name, "daemonset": False, "pdb_blocked": True})
 
 
+def calling_script():
+    """The node script (`joinkeeper-<name>`, from node-scripts/bin) this process runs under: the
+    nearest ancestor whose command line runs one, through wrappers such as `timeout` or the tests'
+    argv spy; "" for a test's or the emulator's own call."""
+    pid = os.getppid()
+    for _ in range(12):
+        try:
+            with open("/proc/%d/cmdline" % pid, "rb") as fh:
+                argv = fh.read().split(b"\0")
+            with open("/proc/%d/stat" % pid, "rb") as fh:
+                pid = int(fh.read().rsplit(b")", 1)[1].split()[1])
+        except (OSError, ValueError, IndexError):
+            return ""
+        for arg in argv[:2]:
+            name = os.path.basename(arg.decode("utf-8", "replace"))
+            if name.startswith("joinkeeper-") and not name.endswith(".py"):
+                return name
+        if pid <= 1:
+            return ""
+    return ""
+
+
 def record_call(tool):
     """Appends this call's command line to <kube state>/calls.jsonl: the tests' record of every
-    kubeadm/kubectl process, wherever it ran (a boot sandbox, a Run Command, a test)."""
+    kubeadm/kubectl process, wherever it ran (a boot sandbox, a Run Command, a test), with the
+    node script that made it ("caller", "" for the harness's own calls)."""
     path = os.environ.get("JOINKEEPER_KUBE_STATE", "")
     if not path:
         return
     os.makedirs(path, exist_ok=True)
     line = json.dumps({"time": time.time(), "tool": tool, "argv": sys.argv[1:],
-                       "instance": os.environ.get("JOINKEEPER_INSTANCE_ID") or os.environ.get("JOINKEEPER_BOOT_INSTANCE", "")})
+                       "instance": os.environ.get("JOINKEEPER_INSTANCE_ID") or os.environ.get("JOINKEEPER_BOOT_INSTANCE", ""),
+                       "caller": calling_script()})
     fd = os.open(os.path.join(path, "calls.jsonl"), os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
     with os.fdopen(fd, "a") as fh:
         fh.write(line + "\n")
