@@ -24,6 +24,7 @@ mkdir -p .calls
 step "formatting"
 cargo fmt --all -- --check
 step "no import cycle between the modules of shared/ (scripts/check-cycles.py)"; python3 scripts/check-cycles.py
+step "no import cycle between the modules of the emulator (scripts/check-cycles-python.py)"; python3 scripts/check-cycles-python.py emulator/jkemu
 
 step "dependencies: one HTTP client and one TLS stack in the functions (cargo tree)"
 bash scripts/check-deps.sh
