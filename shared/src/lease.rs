@@ -313,8 +313,13 @@ impl Leases {
     /// Releases a held lease if it is still ours to release; otherwise it simply expires.
     pub async fn release(&self, held: Held) -> Result<(), AwsCallError> {
         if self.may_act(&held) {
-            self.bounded(&held, "ssm:DeleteParameter", self.store.delete(&held.name))
-                .await?;
+            // One attempt: see `ParameterStore::delete_once`.
+            self.bounded(
+                &held,
+                "ssm:DeleteParameter",
+                self.store.delete_once(&held.name),
+            )
+            .await?;
         }
         Ok(())
     }

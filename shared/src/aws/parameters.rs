@@ -162,7 +162,29 @@ impl ParameterStore {
 
     /// Deletes a parameter; a parameter already gone counts as deleted.
     pub async fn delete(&self, name: &str) -> Result<(), AwsCallError> {
-        match self.client.delete_parameter().name(name).send().await {
+        self.delete_with(name, false).await
+    }
+
+    /// Deletes `name` in one attempt, never retried by the SDK: for a lease's release. Once the
+    /// delete took effect another caller may create the parameter at once; a retry of a delete
+    /// whose answer was lost would delete that successor's lease.
+    pub async fn delete_once(&self, name: &str) -> Result<(), AwsCallError> {
+        self.delete_with(name, true).await
+    }
+
+    async fn delete_with(&self, name: &str, once: bool) -> Result<(), AwsCallError> {
+        let call = self.client.delete_parameter().name(name);
+        let sent = if once {
+            call.customize()
+                .config_override(aws_sdk_ssm::config::Builder::default().retry_config(
+                    aws_sdk_ssm::config::retry::RetryConfig::standard().with_max_attempts(1),
+                ))
+                .send()
+                .await
+        } else {
+            call.send().await
+        };
+        match sent {
             Ok(_) => Ok(()),
             Err(err) => {
                 let err = err.into_service_error();

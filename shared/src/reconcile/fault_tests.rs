@@ -526,3 +526,79 @@ fn a_lease_left_to_expire_unrenewed_is_waited_for_and_taken_over() {
         "a dead holder's"
     );
 }
+
+#[tokio::test]
+async fn a_release_is_never_retried_so_a_lost_answer_cannot_delete_a_successors_lease() {
+    use aws_sdk_ssm::config::retry::RetryConfig;
+    use aws_smithy_mocks::{mock_client, RuleMode};
+    // The delete took effect, its answer was lost (a 5xx here): a retry would delete whatever
+    // lease a successor created meanwhile.
+    let delete = mock!(Ssm::delete_parameter)
+        .sequence()
+        .http_status(SERVER_ERROR, None)
+        .output(|| DeleteParameterOutput::builder().build())
+        .build();
+    let client = mock_client!(aws_sdk_ssm, RuleMode::Sequential, [&delete], |c| c
+        .retry_config(
+            RetryConfig::standard()
+                .with_max_attempts(3)
+                .with_initial_backoff(Duration::from_millis(1))
+        ));
+    let leases = crate::lease::Leases::new(crate::aws::parameters::ParameterStore::new(client));
+    let held = Held {
+        name: "/joinkeeper/demo/leases/reconcile".into(),
+        value: LeaseValue {
+            holder: "h".into(),
+            expires_at_ms: now_ms() + 120_000,
+            ..Default::default()
+        },
+        previous: None,
+    };
+    assert!(leases.release(held).await.is_err());
+    assert_eq!(delete.num_calls(), 1, "one attempt only");
+}
+
+#[tokio::test]
+async fn a_completion_that_failed_after_the_record_was_left_is_retried_without_a_new_drain() {
+    let (send, put, complete, beat) = (
+        sent_to("i-0000000000000000c"),
+        put_ok(),
+        complete_ok(),
+        heartbeat_ok(),
+    );
+    let ctx = context(&[&send, &put], &[], &[&complete, &beat]);
+    let mut mem = memory_with(DrainRecord {
+        command_id: String::new(),
+        control_plane: None,
+        started_at_ms: now_ms() - 5_000,
+        left_node: Some("ip-10-0-0-1.ec2.internal".into()),
+    });
+    let hooks = terminate_hooks();
+    let hooks: Vec<_> = hooks.iter().collect();
+    let cps = [id("i-0000000000000000c")];
+    let w = waiting(WaitState::TerminatingWait);
+    let r = terminate::terminate(
+        &ctx,
+        &mut mem,
+        &cluster(),
+        &w,
+        &hooks,
+        Some(NodeState::NotReady),
+        &cps,
+        "req",
+    )
+    .await
+    .expect("report");
+    assert_eq!(r.outcome, ActionOutcome::Completed, "{r:?}");
+    assert_eq!(send.num_calls(), 0, "no second drain");
+    assert_eq!(complete.num_calls(), 1);
+    let kept = mem
+        .drains
+        .as_ref()
+        .and_then(|d| d.get(&w.instance))
+        .cloned();
+    assert!(
+        kept.and_then(|k| k.left_node).is_some(),
+        "the Node is still to delete"
+    );
+}

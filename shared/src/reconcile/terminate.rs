@@ -35,6 +35,15 @@ pub async fn terminate(
         .and_then(|d| d.get(&w.instance))
         .cloned();
     let (status, left, node_name) = match &record {
+        // Left by this very action, whose completion then failed (throttled, lost): complete
+        // again, keeping the record for the Node's deletion; never drain again.
+        Some(r) if w.state == WaitState::TerminatingWait && r.left_node.is_some() => (
+            DrainStatus::Finished {
+                result: "failed (Node left in place)".into(),
+            },
+            Vec::new(),
+            r.left_node.clone(),
+        ),
         Some(r) => drain::status(ctx, r).await,
         None => (DrainStatus::NotStarted, Vec::new(), None),
     };
