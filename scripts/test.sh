@@ -39,6 +39,9 @@ fi
 step "benchmark: a burst of 10, 100 and 500 workers through the reconciler (figures, not a pass/fail test)"
 cargo run -q -p joinkeeper-tests --example burst -- 10 100 500 --join-seconds 20 --arrival-seconds 10
 
+step "chaos: one seeded run (at most 5 minutes) of several clusters under AWS's faults and killed invocations; fails on any invariant violation"
+cargo run -q -p joinkeeper-tests --example chaos -- --seed 7 --minutes 5
+
 if [[ -d emulator/tests ]]; then
   step "emulator tests"
   .venv/bin/python -m pytest emulator/tests -q
