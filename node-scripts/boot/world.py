@@ -26,17 +26,12 @@ there. Instances launched here carry the tag emulator:user-data=skip, so the emu
 runs their user data on this machine; this harness does, in the sandbox.
 """
 import base64
-import dataclasses
 import io
 import json
 import os
 import re
 import shutil
-import signal
-import stat
-import subprocess
 import sys
-import threading
 import time
 import zipfile
 
@@ -46,196 +41,12 @@ from botocore.config import Config
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 from userdata import Values  # noqa: E402
-NODE_SCRIPTS = os.path.dirname(HERE)
-REPO = os.path.dirname(NODE_SCRIPTS)
-STANDINS = os.path.join(NODE_SCRIPTS, "standins")
-VENV = os.path.join(REPO, ".venv")
-VENV_PYTHON = os.path.join(VENV, "bin", "python")
-SYSTEM_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"  # cloud-init's PATH
-BOOT_TOOLS = ("apt-get", "apt-mark", "snap", "systemctl", "modprobe", "sysctl", "swapoff", "hostnamectl",
-              "gpg", "curl", "kubeadm", "kubectl", "kubelet", "containerd", "aws", "kurl-install", "kurl-join")
+# The harness's other parts; its callers (the boot tests, the demo) use them through this module.
+from boot_host import NODE_SCRIPTS, Emulator, ProcessSampler, format_counts, print_counts, system_python  # noqa: E402,F401
+from boot_instance import BootResult, BootRun, InstanceBoot  # noqa: E402,F401
 
 
-def system_python():
-    for path in ("/usr/bin/python3", "/bin/python3"):
-        if os.access(path, os.X_OK):
-            return path
-    return shutil.which("python3", path=SYSTEM_PATH) or "python3"
-
-
-# Programs a fresh Ubuntu instance does not have before its packages are installed: when this
-# machine has them (a kubectl of some SDK, an aws CLI), the sandbox hides them with overlay
-# whiteouts, so a boot can only use what its own steps installed.
-PACKAGE_PROGRAMS = ("kubeadm", "kubectl", "kubelet", "containerd", "ctr", "crictl", "aws")
-PROGRAM_DIRS = ("/usr/local/sbin", "/usr/local/bin", "/usr/sbin", "/usr/bin", "/sbin", "/bin")
-
-
-def hide_host_programs(upper):
-    hidden = []
-    for folder in PROGRAM_DIRS:
-        if os.path.islink(folder) or not os.path.isdir(folder):
-            continue  # /bin -> usr/bin: hidden through the real folder
-        for name in PACKAGE_PROGRAMS:
-            host, mine = os.path.join(folder, name), os.path.join(upper, folder.lstrip("/"), name)
-            if os.path.lexists(host) and not os.path.lexists(mine):
-                os.makedirs(os.path.dirname(mine), exist_ok=True)
-                try:
-                    os.mknod(mine, 0o600 | stat.S_IFCHR, os.makedev(0, 0))  # an overlayfs whiteout
-                    hidden.append(host)
-                except PermissionError:
-                    pass  # without CAP_MKNOD (user namespace): the host's program stays visible
-    return hidden
-
-
-def _pdeathsig():
-    try:
-        import ctypes
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG: die with the harness
-    except (OSError, AttributeError):
-        pass
-
-
-class Emulator:
-    """emulator/joinkeeper_emulator.py on a free loopback port, state in <workdir>/state, every
-    AWS request it serves recorded in <workdir>/aws-calls.jsonl (caller, action, resources)."""
-
-    def __init__(self, workdir):
-        self.workdir = workdir
-        self.state = os.path.join(workdir, "state")
-        os.makedirs(self.state, exist_ok=True)
-        self.log = open(os.path.join(workdir, "emulator.log"), "ab")
-        self.calls_file = os.path.join(workdir, "aws-calls.jsonl")
-        self.proc = subprocess.Popen(
-            [VENV_PYTHON, os.path.join(REPO, "emulator", "joinkeeper_emulator.py"), "--host", "127.0.0.1",
-             "--port", "0", "--state-dir", self.state, "--scripts-dir", NODE_SCRIPTS,
-             "--record-calls", self.calls_file],
-            stdout=subprocess.PIPE, stderr=self.log, text=True, preexec_fn=_pdeathsig)
-        line = self.proc.stdout.readline().strip()
-        if not line.startswith("ready "):
-            self.stop()
-            raise RuntimeError("the emulator did not start (see %s/emulator.log)" % workdir)
-        self.url = line.split()[1]
-
-    def control(self, path, account):
-        import urllib.request
-        sep = "&" if "?" in path else "?"
-        with urllib.request.urlopen("%s/_joinkeeper/%s%saccount=%s" % (self.url, path, sep, account)) as resp:
-            return json.loads(resp.read())
-
-    def aws_calls(self, account=None):
-        """The AWS requests served so far (one dict each), optionally of one account."""
-        if not os.path.exists(self.calls_file):
-            return []
-        with open(self.calls_file) as fh:
-            calls = [json.loads(line) for line in fh if line.strip()]
-        return [c for c in calls if account is None or c.get("account") == account]
-
-    def stop(self):
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-        self.log.close()
-
-
-class ProcessSampler(threading.Thread):
-    """Samples, every `interval` seconds, the command line of every process inside a boot sandbox
-    (another PID namespace than ours) and of every process the emulator started (Run Command
-    scripts and their children). Complements the stand-ins' own records with what they do not
-    see (bash, jq, python3, the AWS CLI's interpreter, kURL's scripts)."""
-
-    def __init__(self, emulator_pid, interval=0.05):
-        super().__init__(daemon=True)
-        self.emulator_pid = emulator_pid
-        self.interval = interval
-        self.own_ns = os.readlink("/proc/self/ns/pid")
-        self.seen = {}  # pid -> argv (first sighting)
-        self.argvs = set()
-        self.samples = 0
-        self._halt = threading.Event()
-
-    def snapshot(self):
-        parents, ns = {}, {}
-        for entry in os.listdir("/proc"):
-            if not entry.isdigit():
-                continue
-            try:
-                with open("/proc/%s/stat" % entry) as fh:
-                    stat = fh.read()
-                parents[int(entry)] = int(stat.rsplit(")", 1)[1].split()[1])
-                ns[int(entry)] = os.readlink("/proc/%s/ns/pid" % entry)
-            except (OSError, IndexError, ValueError):
-                continue
-        watched = set()
-        for pid in parents:
-            chain, p = [], pid
-            while p > 1 and p not in watched and len(chain) < 64:
-                chain.append(p)
-                if p == self.emulator_pid or ns.get(p, self.own_ns) != self.own_ns:
-                    watched.update(chain)
-                    break
-                p = parents.get(p, 0)
-        for pid in watched:
-            try:
-                with open("/proc/%d/cmdline" % pid, "rb") as fh:
-                    raw = fh.read()
-            except OSError:
-                continue
-            if raw:
-                argv = tuple(a.decode(errors="replace") for a in raw.rstrip(b"\0").split(b"\0"))
-                self.argvs.add(argv)
-        self.samples += 1
-
-    def run(self):
-        while not self._halt.is_set():
-            self.snapshot()
-            self._halt.wait(self.interval)
-
-    def stop(self):
-        self._halt.set()
-        self.join(timeout=5)
-
-
-@dataclasses.dataclass
-class BootResult:
-    instance_id: str
-    role: str
-    exit_code: int
-    upper: str          # the instance's root overlay (its emulator node folder)
-    seconds: float
-
-    def path(self, absolute):
-        return os.path.join(self.upper, absolute.lstrip("/"))
-
-    def read(self, absolute):
-        with open(self.path(absolute), errors="replace") as fh:
-            return fh.read()
-
-    @property
-    def console(self):
-        """What the instance printed (cloud-init copies it to the EC2 console)."""
-        return self.read("/var/log/cloud-init-output.log")
-
-
-class BootRun:
-    def __init__(self, world, instance_id, role, proc, started):
-        self.world, self.instance_id, self.role, self.proc, self.started = world, instance_id, role, proc, started
-
-    def wait(self, timeout=600):
-        try:
-            code = self.proc.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            code = self.proc.wait()
-        self.world.boot_logs[self.instance_id].close()
-        return BootResult(self.instance_id, self.role, code, self.world.node_dir(self.instance_id),
-                          time.time() - self.started)
-
-
-class BootWorld:
+class BootWorld(InstanceBoot):
     """One variant of the cluster stack in one emulator account."""
 
     def __init__(self, emulator, variant, account, region="us-east-1", workdir=None, fail=(), time_scale=0.05):
@@ -376,107 +187,6 @@ class BootWorld:
             pass
         return text
 
-    # --- one boot -------------------------------------------------------------------------------
-    def node_dir(self, instance_id):
-        return os.path.join(self.emulator.state, "nodes", instance_id)
-
-    def kube_state(self):
-        return os.path.join(self.emulator.state, "clusters", self.cluster)
-
-    def write_imds(self, inst, role):
-        base = os.path.join(self.shared, "imds", inst["InstanceId"])
-        meta = {
-            "instance-id": inst["InstanceId"],
-            "local-hostname": inst["PrivateDnsName"],
-            "hostname": inst["PrivateDnsName"],
-            "local-ipv4": inst["PrivateIpAddress"],
-            "placement/availability-zone": inst["Placement"]["AvailabilityZone"],
-            "placement/region": self.region,
-            "instance-type": inst.get("InstanceType", "t3.medium"),
-            "ami-id": inst.get("ImageId", ""),
-        }
-        if role == "worker":
-            target = os.path.join(self.node_dir(inst["InstanceId"]), "imds", "autoscaling", "target-lifecycle-state")
-            meta["autoscaling/target-lifecycle-state"] = (
-                open(target).read().strip() if os.path.exists(target) else "InService")
-        for rel, value in meta.items():
-            path = os.path.join(base, "meta-data", rel)
-            os.makedirs(os.path.dirname(path), exist_ok=True)
-            with open(path, "w") as fh:
-                fh.write(value)
-        return base
-
-    def boot(self, instance_id, fail=None, text=None):
-        """Starts the instance's first boot in its sandbox (its user data, or `text`); returns a
-        BootRun (call .wait())."""
-        inst = self.instance(instance_id)
-        role = self.roles.get(instance_id) or {t["Key"]: t["Value"] for t in inst.get("Tags", [])}.get(
-            "joinkeeper:role", "worker")
-        text = self.instance_user_data(instance_id) if text is None else text
-        self.user_data[instance_id] = text
-        upper = self.node_dir(instance_id)
-        scripts = os.path.join(upper, "var", "lib", "cloud", "instance", "scripts")
-        os.makedirs(scripts, exist_ok=True)
-        with open(os.path.join(scripts, "part-001"), "w") as fh:
-            fh.write(text)
-        os.chmod(os.path.join(scripts, "part-001"), 0o700)
-        os.makedirs(os.path.join(upper, "var", "log"), exist_ok=True)
-        self.hidden = hide_host_programs(upper)
-        mnt = os.path.join(self.workdir, "mnt", instance_id)
-        work = os.path.join(self.workdir, "ovl-work", instance_id)
-        os.makedirs(mnt, exist_ok=True)
-        os.makedirs(work, exist_ok=True)
-        os.makedirs(self.kube_state(), exist_ok=True)
-        imds = self.write_imds(inst, role)
-        tags = {t["Key"]: t["Value"] for t in inst.get("Tags", [])}
-        env = {
-            "PATH": os.path.join(STANDINS, "boot") + ":" + SYSTEM_PATH,
-            "HOME": "/root",
-            "LANG": "C.UTF-8",
-            "TERM": "dumb",
-            # The emulator's AWS APIs, in this world's account; the instance role's principal.
-            "AWS_ENDPOINT_URL": self.emulator.url,
-            "AWS_ACCESS_KEY_ID": self.account,
-            "AWS_SECRET_ACCESS_KEY": "testing",
-            "AWS_EC2_METADATA_DISABLED": "true",
-            "AWS_CONFIG_FILE": "/nonexistent/aws-config",
-            "AWS_SHARED_CREDENTIALS_FILE": "/nonexistent/aws-credentials",
-            "AWS_SDK_UA_APP_ID": role,
-            # The stand-in cluster (kubeadm/kubectl) and where its node files go (the sandbox's /).
-            "JOINKEEPER_KUBE_STATE": self.kube_state() + "/",
-            "JOINKEEPER_STANDIN_ROOT": "/",
-            # The boot stand-ins.
-            "JOINKEEPER_BOOT_INSTANCE": instance_id,
-            "JOINKEEPER_BOOT_RECORD": self.record_file,
-            "JOINKEEPER_BOOT_SIGNALS": self.signal_file,
-            "JOINKEEPER_BOOT_IMDS_DIR": imds,
-            "JOINKEEPER_BOOT_WAIT_HANDLE": self.values.wait_handle_url,
-            "JOINKEEPER_BOOT_STANDINS": STANDINS,
-            "JOINKEEPER_BOOT_PYTHON": system_python(),
-            "JOINKEEPER_BOOT_AWS": os.path.join(VENV, "bin", "aws"),
-            "JOINKEEPER_BOOT_FAIL": " ".join(self.fail + list(fail or [])),
-            "JOINKEEPER_BOOT_TIME_SCALE": str(self.time_scale),
-            # The sandbox itself.
-            "JK_SANDBOX_ROOT": mnt,
-            "JK_SANDBOX_UPPER": upper,
-            "JK_SANDBOX_WORK": work,
-            "JK_SANDBOX_BINDS": ":".join([self.kube_state(), self.shared]),
-            "JK_SANDBOX_RO_BINDS": REPO,
-            "JK_SANDBOX_HOSTNAME": "localhost",
-            "JK_SANDBOX_INIT": os.path.join(HERE, "cloud-init.sh"),
-        }
-        for key, value in tags.items():
-            if key.startswith("emulator:"):
-                env["JOINKEEPER_EMULATOR_" + re.sub(r"[^A-Za-z0-9_]", "_", key[len("emulator:"):].upper())] = value
-        argv = ["unshare", "--mount", "--uts", "--ipc", "--pid", "--fork", "--kill-child", "--propagation", "private"]
-        if os.geteuid() != 0:
-            argv[1:1] = ["--user", "--map-root-user"]
-        log = open(os.path.join(self.workdir, "boot-logs", instance_id + ".log"), "ab")
-        self.boot_logs[instance_id] = log
-        proc = subprocess.Popen(argv + ["bash", os.path.join(HERE, "sandbox.sh")], env=env, stdin=subprocess.DEVNULL,
-                                stdout=log, stderr=subprocess.STDOUT, preexec_fn=_pdeathsig)
-        return BootRun(self, instance_id, role, proc, time.time())
-
     # --- what happened ------------------------------------------------------------------------
     def calls(self):
         """Every stand-in call: (time, instance id, argv list), in order."""
@@ -551,15 +261,6 @@ class BootWorld:
             if instance_ids is None or instance in instance_ids:
                 counts[argv[0]] = counts.get(argv[0], 0) + 1
         return counts
-
-
-def format_counts(title, counts):
-    order = [t for t in BOOT_TOOLS if t in counts] + sorted(t for t in counts if t not in BOOT_TOOLS)
-    return "%s: %s (total %d)" % (title, ", ".join("%s %d" % (t, counts[t]) for t in order), sum(counts.values()))
-
-
-def print_counts(title, counts):
-    sys.stdout.write(format_counts(title, counts) + "\n")
 
 
 def run_user_data(argv=None):
