@@ -12,10 +12,10 @@ import threading
 HERE = os.path.dirname(os.path.abspath(__file__))
 NODE_SCRIPTS = os.path.dirname(HERE)
 REPO = os.path.dirname(NODE_SCRIPTS)
+SYSTEM_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"  # cloud-init's PATH
 STANDINS = os.path.join(NODE_SCRIPTS, "standins")
 VENV = os.path.join(REPO, ".venv")
 VENV_PYTHON = os.path.join(VENV, "bin", "python")
-SYSTEM_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"  # cloud-init's PATH
 BOOT_TOOLS = ("apt-get", "apt-mark", "snap", "systemctl", "modprobe", "sysctl", "swapoff", "hostnamectl",
               "gpg", "curl", "kubeadm", "kubectl", "kubelet", "containerd", "aws", "kurl-install", "kurl-join")
 
