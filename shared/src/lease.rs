@@ -198,12 +198,30 @@ impl Leases {
         for _ in 0..3 {
             value.expires_at_ms = now_ms() + ttl.as_millis() as i64;
             self.pause("create").await;
-            if self.store.create_only(name, &to_json(&value)).await? {
-                return Ok(Acquire::Held(Held {
-                    name: name.to_owned(),
-                    value,
-                    previous: None,
-                }));
+            match self.store.create_only(name, &to_json(&value)).await {
+                Ok(true) => {
+                    return Ok(Acquire::Held(Held {
+                        name: name.to_owned(),
+                        value,
+                        previous: None,
+                    }))
+                }
+                Ok(false) => {}
+                // Writes are throttled (Parameter Store's write rate is a few per second per
+                // account): a lease another caller validly holds answers without a write, and
+                // only a caller that finds none fails (and is retried).
+                Err(err) if err.is_throttling() => {
+                    return match self.read(name).await? {
+                        Some((Some(v), _))
+                            if v.holder != value.holder
+                                && standing(&v, now_ms()) == Standing::Valid =>
+                        {
+                            Ok(Acquire::Busy(Some(v)))
+                        }
+                        _ => Err(err),
+                    };
+                }
+                Err(err) => return Err(err),
             }
             self.pause("read").await;
             let Some((found, version)) = self.read(name).await? else {

@@ -602,3 +602,47 @@ async fn a_completion_that_failed_after_the_record_was_left_is_retried_without_a
         "the Node is still to delete"
     );
 }
+
+#[tokio::test]
+async fn a_throttled_lease_create_finds_the_holder_without_failing() {
+    use aws_sdk_ssm::operation::get_parameter::GetParameterOutput;
+    use aws_sdk_ssm::types::Parameter;
+    const THROTTLED: &str = r#"{"__type":"ThrottlingException","message":"Rate exceeded"}"#;
+    let create = mock!(Ssm::put_parameter)
+        .sequence()
+        .http_status(400, Some(THROTTLED.to_owned()))
+        .repeatedly()
+        .build();
+    let holder = LeaseValue {
+        holder: "someone".into(),
+        request_id: "req-holder".into(),
+        expires_at_ms: now_ms() + 60_000,
+        ..Default::default()
+    };
+    let value = serde_json::to_string(&holder).expect("json");
+    let read = mock!(Ssm::get_parameter).then_output(move || {
+        GetParameterOutput::builder()
+            .parameter(
+                Parameter::builder()
+                    .name("/joinkeeper/demo/leases/reconcile")
+                    .value(value.clone())
+                    .version(3)
+                    .build(),
+            )
+            .build()
+    });
+    let ctx = context(&[&create, &read], &[], &[]);
+    let got = ctx
+        .leases
+        .try_acquire(
+            "/joinkeeper/demo/leases/reconcile",
+            Duration::from_secs(120),
+            LeaseValue::default(),
+        )
+        .await
+        .expect("a held lease is an answer, not an error");
+    assert!(
+        matches!(got, crate::lease::Acquire::Busy(Some(ref v)) if v.request_id == "req-holder"),
+        "{got:?}"
+    );
+}
