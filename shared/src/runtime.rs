@@ -3,15 +3,33 @@
 //! reported to Lambda as a classed `Diagnostic`.
 
 use std::future::Future;
+use std::sync::Arc;
 
 use lambda_runtime::{service_fn, Diagnostic, Error, LambdaEvent};
 use serde::Serialize;
 use serde_json::Value;
 use tracing::Instrument;
 
-use crate::context::Invocation;
+use crate::context::{Context, Invocation};
 use crate::deadline::Deadline;
 use crate::handler::HandlerError;
+
+/// A function's whole `main`: JSON logs, the configuration and the AWS clients built once per
+/// process (outside the handler), then `handler` served with the shared [`Context`] until the
+/// runtime stops. `function` names the function in the spans and in every AWS call's User-Agent.
+pub async fn serve_function<F, Fut, R>(function: &'static str, handler: F) -> Result<(), Error>
+where
+    F: Fn(Arc<Context>, Value, Invocation) -> Fut,
+    Fut: Future<Output = Result<R, HandlerError>>,
+    R: Serialize,
+{
+    crate::telemetry::init();
+    let config = crate::Config::from_env()?;
+    let clients = crate::aws::AwsClients::for_lambda(function)?;
+    let timeout = config.function_timeout;
+    let ctx = Arc::new(Context::new(config, &clients));
+    serve(function, timeout, move |event, inv| handler(ctx.clone(), event, inv)).await
+}
 
 /// Serves `handler` until the runtime stops. Build clients before calling this, once per process.
 pub async fn serve<F, Fut, R>(

@@ -2,7 +2,8 @@
 //! cluster, which holds the new worker until its Node is Ready (CONTINUE) or abandons it past the join deadline (ABANDON) — for this
 //! instance and every other action of the cluster pending at the time.
 //!
-//! Thin handler: configuration and AWS clients are built once per process, outside the handler.
+//! Thin handler: configuration and AWS clients are built once per process, outside the handler
+//! (`joinkeeper::runtime::serve_function`).
 
 #![recursion_limit = "256"] // the reconcile futures nest deeply (SDK calls inside retry loops)
 
@@ -14,14 +15,8 @@ use lambda_runtime::Error;
 // a fraction of one vCPU; worker threads would only add to start-up and memory.
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), Error> {
-    joinkeeper::telemetry::init();
-    let config = joinkeeper::Config::from_env()?;
-    let clients = joinkeeper::aws::AwsClients::for_lambda("launch-hook")?;
-    let timeout = config.function_timeout;
-    let ctx = joinkeeper::Context::new(config, &clients);
-    let ctx = &ctx;
-    joinkeeper::runtime::serve("launch-hook", timeout, |event, inv| async move {
-        handle_lifecycle(ctx, &event, Transition::Launching, &inv).await
+    joinkeeper::runtime::serve_function("launch-hook", |ctx, event, inv| async move {
+        handle_lifecycle(&ctx, &event, Transition::Launching, &inv).await
     })
     .await
 }

@@ -2,7 +2,8 @@
 //! cluster, which drains and deletes the Node, then completes the hook with CONTINUE — for this
 //! instance and every other action of the cluster pending at the time.
 //!
-//! Thin handler: configuration and AWS clients are built once per process, outside the handler.
+//! Thin handler: configuration and AWS clients are built once per process, outside the handler
+//! (`joinkeeper::runtime::serve_function`).
 
 #![recursion_limit = "256"] // the reconcile futures nest deeply (SDK calls inside retry loops)
 
@@ -14,14 +15,8 @@ use lambda_runtime::Error;
 // a fraction of one vCPU; worker threads would only add to start-up and memory.
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), Error> {
-    joinkeeper::telemetry::init();
-    let config = joinkeeper::Config::from_env()?;
-    let clients = joinkeeper::aws::AwsClients::for_lambda("terminate-hook")?;
-    let timeout = config.function_timeout;
-    let ctx = joinkeeper::Context::new(config, &clients);
-    let ctx = &ctx;
-    joinkeeper::runtime::serve("terminate-hook", timeout, |event, inv| async move {
-        handle_lifecycle(ctx, &event, Transition::Terminating, &inv).await
+    joinkeeper::runtime::serve_function("terminate-hook", |ctx, event, inv| async move {
+        handle_lifecycle(&ctx, &event, Transition::Terminating, &inv).await
     })
     .await
 }

@@ -2,7 +2,8 @@
 //! reconciles every cluster's pending lifecycle actions (the safety net for lost events), and
 //! cleans up leftover lease parameters.
 //!
-//! Thin handler: configuration and AWS clients are built once per process, outside the handler.
+//! Thin handler: configuration and AWS clients are built once per process, outside the handler
+//! (`joinkeeper::runtime::serve_function`).
 
 #![recursion_limit = "256"] // the reconcile futures nest deeply (SDK calls inside retry loops)
 
@@ -13,14 +14,8 @@ use lambda_runtime::Error;
 // a fraction of one vCPU; worker threads would only add to start-up and memory.
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), Error> {
-    joinkeeper::telemetry::init();
-    let config = joinkeeper::Config::from_env()?;
-    let clients = joinkeeper::aws::AwsClients::for_lambda("token-refresher")?;
-    let timeout = config.function_timeout;
-    let ctx = joinkeeper::Context::new(config, &clients);
-    let ctx = &ctx;
-    joinkeeper::runtime::serve("token-refresher", timeout, |event, inv| async move {
-        handle_schedule(ctx, &event, &inv).await
+    joinkeeper::runtime::serve_function("token-refresher", |ctx, event, inv| async move {
+        handle_schedule(&ctx, &event, &inv).await
     })
     .await
 }
