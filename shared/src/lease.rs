@@ -290,19 +290,10 @@ impl Leases {
     /// Extends a held lease to `ttl` from now. False (and nothing written) when the lease can no
     /// longer be trusted: the holder must stop.
     pub async fn renew(&self, held: &mut Held, ttl: Duration) -> Result<bool, AwsCallError> {
-        if !self.may_act(held) {
-            return Ok(false);
-        }
-        let mut value = held.value.clone();
-        value.expires_at_ms = now_ms() + ttl.as_millis() as i64;
-        self.bounded(
-            held,
-            "ssm:PutParameter",
-            self.store.overwrite(&held.name, &to_json(&value)),
-        )
-        .await?;
-        held.value = value;
-        Ok(true)
+        self.rewrite(held, |v| {
+            v.expires_at_ms = now_ms() + ttl.as_millis() as i64
+        })
+        .await
     }
 
     /// Records a command started under the lease (for waiters and a later takeover).
@@ -312,12 +303,25 @@ impl Leases {
         command_id: &str,
         instance: &str,
     ) -> Result<bool, AwsCallError> {
+        self.rewrite(held, |v| {
+            v.command_id = command_id.to_owned();
+            v.instance_id = instance.to_owned();
+        })
+        .await
+    }
+
+    /// Overwrites the holder's own value, changed by `change`, while it may still act (bounded:
+    /// see [`Leases::bounded`]). False, and nothing written, once it may not.
+    async fn rewrite(
+        &self,
+        held: &mut Held,
+        change: impl FnOnce(&mut LeaseValue),
+    ) -> Result<bool, AwsCallError> {
         if !self.may_act(held) {
             return Ok(false);
         }
         let mut value = held.value.clone();
-        value.command_id = command_id.to_owned();
-        value.instance_id = instance.to_owned();
+        change(&mut value);
         self.bounded(
             held,
             "ssm:PutParameter",

@@ -91,12 +91,40 @@ pub fn order_candidates(running: Vec<InstanceId>, online: &HashSet<String>) -> V
     candidates
 }
 
+/// EC2 states of an instance that is still there (not shutting down or terminated).
+const LIVE_STATES: &[&str] = &["pending", "running", "stopping", "stopped"];
+
 impl Fleet {
     pub fn new(clients: &super::AwsClients) -> Self {
         Fleet {
             ec2: clients.ec2.clone(),
             ssm: clients.ssm.clone(),
         }
+    }
+
+    /// Every instance `DescribeInstances` lists with these filters, all pages.
+    async fn describe(
+        &self,
+        filters: Vec<Filter>,
+    ) -> Result<Vec<aws_sdk_ec2::types::Instance>, AwsCallError> {
+        let mut pages = self
+            .ec2
+            .describe_instances()
+            .set_filters(Some(filters))
+            .into_paginator()
+            .send();
+        let mut found = Vec::new();
+        while let Some(page) = pages.next().await {
+            let page = page
+                .map_err(|e| AwsCallError::new("ec2:DescribeInstances", &e.into_service_error()))?;
+            found.extend(
+                page.reservations()
+                    .iter()
+                    .flat_map(|r| r.instances())
+                    .cloned(),
+            );
+        }
+        Ok(found)
     }
 
     /// Every cluster named by a `joinkeeper:cluster` tag on a live instance or, through
@@ -107,41 +135,33 @@ impl Fleet {
         group_tags: &[String],
     ) -> Result<ClusterScan, AwsCallError> {
         let mut scan = ClusterScan::default();
-        let mut pages = self
-            .ec2
-            .describe_instances()
-            .filters(filter("tag-key", &[CLUSTER_TAG]))
-            .filters(filter(
-                "instance-state-name",
-                &["pending", "running", "stopping", "stopped"],
-            ))
-            .into_paginator()
-            .send();
-        while let Some(page) = pages.next().await {
-            let page = page
-                .map_err(|e| AwsCallError::new("ec2:DescribeInstances", &e.into_service_error()))?;
-            for instance in page.reservations().iter().flat_map(|r| r.instances()) {
-                let tag = |key: &str| {
-                    instance
-                        .tags()
-                        .iter()
-                        .find(|t| t.key() == Some(key))
-                        .and_then(|t| t.value())
-                };
-                let Some(cluster) = tag(CLUSTER_TAG).and_then(|value| scan.add(value)) else {
-                    continue;
-                };
-                let running = instance
-                    .state()
-                    .and_then(|s| s.name())
-                    .is_some_and(|n| n.as_str() == "running");
-                if running && tag(ROLE_TAG) == Some(CONTROL_PLANE_ROLE) {
-                    if let Some(Ok(id)) = instance.instance_id().map(InstanceId::parse) {
-                        scan.running_control_planes
-                            .entry(cluster)
-                            .or_default()
-                            .push(id);
-                    }
+        let listed = self
+            .describe(vec![
+                filter("tag-key", &[CLUSTER_TAG]),
+                filter("instance-state-name", LIVE_STATES),
+            ])
+            .await?;
+        for instance in &listed {
+            let tag = |key: &str| {
+                instance
+                    .tags()
+                    .iter()
+                    .find(|t| t.key() == Some(key))
+                    .and_then(|t| t.value())
+            };
+            let Some(cluster) = tag(CLUSTER_TAG).and_then(|value| scan.add(value)) else {
+                continue;
+            };
+            let running = instance
+                .state()
+                .and_then(|s| s.name())
+                .is_some_and(|n| n.as_str() == "running");
+            if running && tag(ROLE_TAG) == Some(CONTROL_PLANE_ROLE) {
+                if let Some(Ok(id)) = instance.instance_id().map(InstanceId::parse) {
+                    scan.running_control_planes
+                        .entry(cluster)
+                        .or_default()
+                        .push(id);
                 }
             }
         }
@@ -158,30 +178,25 @@ impl Fleet {
         cluster: &ClusterName,
         states: &[&str],
     ) -> Result<Vec<(InstanceId, String)>, AwsCallError> {
-        let mut found = Vec::new();
-        let mut pages = self
-            .ec2
-            .describe_instances()
-            .filters(filter(&format!("tag:{CLUSTER_TAG}"), &[cluster.as_str()]))
-            .filters(filter(&format!("tag:{ROLE_TAG}"), &[CONTROL_PLANE_ROLE]))
-            .filters(filter("instance-state-name", states))
-            .into_paginator()
-            .send();
-        while let Some(page) = pages.next().await {
-            let page = page
-                .map_err(|e| AwsCallError::new("ec2:DescribeInstances", &e.into_service_error()))?;
-            for instance in page.reservations().iter().flat_map(|r| r.instances()) {
-                if let Some(Ok(id)) = instance.instance_id().map(InstanceId::parse) {
-                    let state = instance
-                        .state()
-                        .and_then(|s| s.name())
-                        .map(|n| n.as_str().to_owned())
-                        .unwrap_or_default();
-                    found.push((id, state));
-                }
-            }
-        }
-        Ok(found)
+        let listed = self
+            .describe(vec![
+                filter(&format!("tag:{CLUSTER_TAG}"), &[cluster.as_str()]),
+                filter(&format!("tag:{ROLE_TAG}"), &[CONTROL_PLANE_ROLE]),
+                filter("instance-state-name", states),
+            ])
+            .await?;
+        Ok(listed
+            .iter()
+            .filter_map(|instance| {
+                let id = InstanceId::parse(instance.instance_id()?).ok()?;
+                let state = instance
+                    .state()
+                    .and_then(|s| s.name())
+                    .map(|n| n.as_str().to_owned())
+                    .unwrap_or_default();
+                Some((id, state))
+            })
+            .collect())
     }
 
     /// The cluster's control-plane instances that are running and whose SSM agent is Online,
@@ -221,20 +236,9 @@ impl Fleet {
         // DescribeInstances takes at most 200 values per filter.
         for chunk in ids.chunks(200) {
             let values: Vec<&str> = chunk.iter().map(|i| i.as_str()).collect();
-            let mut pages = self
-                .ec2
-                .describe_instances()
-                .filters(filter("instance-id", &values))
-                .into_paginator()
-                .send();
-            while let Some(page) = pages.next().await {
-                let page = page.map_err(|e| {
-                    AwsCallError::new("ec2:DescribeInstances", &e.into_service_error())
-                })?;
-                for i in page.reservations().iter().flat_map(|r| r.instances()) {
-                    if let Some(f) = facts(i) {
-                        found.insert(f.id.clone(), f);
-                    }
+            for i in self.describe(vec![filter("instance-id", &values)]).await? {
+                if let Some(f) = facts(&i) {
+                    found.insert(f.id.clone(), f);
                 }
             }
         }
@@ -251,27 +255,18 @@ impl Fleet {
         let mut gone = HashSet::new();
         for chunk in ids.chunks(200) {
             let values: Vec<&str> = chunk.iter().map(|i| i.as_str()).collect();
-            let mut pages = self
-                .ec2
-                .describe_instances()
-                .filters(filter("instance-id", &values))
-                .filters(filter(&format!("tag:{CLUSTER_TAG}"), &[cluster.as_str()]))
-                .filters(filter(
-                    "instance-state-name",
-                    &["shutting-down", "terminated"],
-                ))
-                .into_paginator()
-                .send();
-            while let Some(page) = pages.next().await {
-                let page = page.map_err(|e| {
-                    AwsCallError::new("ec2:DescribeInstances", &e.into_service_error())
-                })?;
-                for i in page.reservations().iter().flat_map(|r| r.instances()) {
-                    if let Some(Ok(id)) = i.instance_id().map(InstanceId::parse) {
-                        gone.insert(id);
-                    }
-                }
-            }
+            let listed = self
+                .describe(vec![
+                    filter("instance-id", &values),
+                    filter(&format!("tag:{CLUSTER_TAG}"), &[cluster.as_str()]),
+                    filter("instance-state-name", &["shutting-down", "terminated"]),
+                ])
+                .await?;
+            gone.extend(
+                listed
+                    .iter()
+                    .filter_map(|i| InstanceId::parse(i.instance_id()?).ok()),
+            );
         }
         Ok(gone)
     }
@@ -281,28 +276,13 @@ impl Fleet {
         &self,
         cluster: &ClusterName,
     ) -> Result<Vec<InstanceFacts>, AwsCallError> {
-        let mut found = Vec::new();
-        let mut pages = self
-            .ec2
-            .describe_instances()
-            .filters(filter(&format!("tag:{CLUSTER_TAG}"), &[cluster.as_str()]))
-            .filters(filter(
-                "instance-state-name",
-                &["pending", "running", "stopping", "stopped"],
-            ))
-            .into_paginator()
-            .send();
-        while let Some(page) = pages.next().await {
-            let page = page
-                .map_err(|e| AwsCallError::new("ec2:DescribeInstances", &e.into_service_error()))?;
-            found.extend(
-                page.reservations()
-                    .iter()
-                    .flat_map(|r| r.instances())
-                    .filter_map(facts),
-            );
-        }
-        Ok(found)
+        let listed = self
+            .describe(vec![
+                filter(&format!("tag:{CLUSTER_TAG}"), &[cluster.as_str()]),
+                filter("instance-state-name", LIVE_STATES),
+            ])
+            .await?;
+        Ok(listed.iter().filter_map(facts).collect())
     }
 
     /// Which of `ids` have an SSM agent reporting Online.
