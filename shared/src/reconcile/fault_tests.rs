@@ -107,6 +107,90 @@ fn terminate_hooks() -> Vec<crate::aws::autoscaling::Hook> {
     vec![hook("joinkeeper-terminate", Transition::Terminating)]
 }
 
+/// The worker every test's action is about.
+fn worker() -> crate::names::InstanceId {
+    id("i-0000000000000000a")
+}
+
+/// One terminate step for the worker, in `Terminating:Wait`.
+async fn run_terminate(
+    ctx: &crate::context::Context,
+    mem: &mut Memory,
+    node: Option<NodeState>,
+    control_planes: &[crate::names::InstanceId],
+) -> Result<crate::reconcile::report::ActionReport, crate::aws::AwsCallError> {
+    let hooks = terminate_hooks();
+    let hooks: Vec<_> = hooks.iter().collect();
+    let w = waiting(WaitState::TerminatingWait);
+    terminate::terminate(
+        ctx,
+        mem,
+        &cluster(),
+        &w,
+        &hooks,
+        node,
+        control_planes,
+        "req",
+    )
+    .await
+}
+
+const LEASE: &str = "/joinkeeper/demo/leases/reconcile";
+
+/// A lease held by "h" for `ms` more milliseconds.
+fn held_for(ms: i64) -> Held {
+    Held {
+        name: LEASE.into(),
+        value: LeaseValue {
+            holder: "h".into(),
+            expires_at_ms: now_ms() + ms,
+            ..Default::default()
+        },
+        previous: None,
+    }
+}
+
+/// `GetParameter` of the lease, answering `value()`.
+fn lease_parameter(value: impl Fn() -> String + Send + Sync + 'static) -> Rule {
+    use aws_sdk_ssm::operation::get_parameter::GetParameterOutput;
+    use aws_sdk_ssm::types::Parameter;
+    mock!(Ssm::get_parameter).then_output(move || {
+        GetParameterOutput::builder()
+            .parameter(
+                Parameter::builder()
+                    .name(LEASE)
+                    .value(value())
+                    .version(1)
+                    .build(),
+            )
+            .build()
+    })
+}
+
+async fn acquire(ctx: &crate::context::Context) -> crate::lease::Acquire {
+    ctx.leases
+        .try_acquire(LEASE, Duration::from_secs(120), LeaseValue::default())
+        .await
+        .expect("an answer, not an error")
+}
+
+/// The worker, launched `launched` ago by EC2's clock, with the launch hook.
+fn launch_setup(
+    mem: &mut Memory,
+    w: &Waiting,
+    launched: time::Duration,
+) -> Vec<crate::aws::autoscaling::Hook> {
+    mem.facts.insert(
+        w.instance.clone(),
+        InstanceFacts {
+            id: w.instance.clone(),
+            launched: Some(OffsetDateTime::now_utc() - launched),
+            private_dns: String::new(),
+        },
+    );
+    vec![hook("joinkeeper-launch", Transition::Launching)]
+}
+
 #[tokio::test]
 async fn an_intended_drain_without_a_command_id_is_sent_not_counted_as_done() {
     let (send, put, complete, beat) = (
@@ -122,11 +206,7 @@ async fn an_intended_drain_without_a_command_id_is_sent_not_counted_as_done() {
         started_at_ms: now_ms() - 5_000,
         left_node: None,
     });
-    let hooks = terminate_hooks();
-    let hooks: Vec<_> = hooks.iter().collect();
-    let cps = [id("i-0000000000000000c")];
-    let w = waiting(WaitState::TerminatingWait);
-    let r = terminate::terminate(&ctx, &mut mem, &cluster(), &w, &hooks, None, &cps, "req")
+    let r = run_terminate(&ctx, &mut mem, None, &[id("i-0000000000000000c")])
         .await
         .expect("report");
     assert_eq!(r.outcome, ActionOutcome::DrainStarted, "{r:?}");
@@ -154,14 +234,15 @@ async fn an_undelivered_drain_is_sent_again_to_another_control_plane() {
         started_at_ms: now_ms() - 30_000,
         left_node: None,
     });
-    let hooks = terminate_hooks();
-    let hooks: Vec<_> = hooks.iter().collect();
     // The control plane that did not take it sorts first: it must still go last.
-    let cps = [id("i-0000000000000000c"), id("i-0000000000000000b")];
-    let w = waiting(WaitState::TerminatingWait);
-    let r = terminate::terminate(&ctx, &mut mem, &cluster(), &w, &hooks, None, &cps, "req")
-        .await
-        .expect("report");
+    let r = run_terminate(
+        &ctx,
+        &mut mem,
+        None,
+        &[id("i-0000000000000000c"), id("i-0000000000000000b")],
+    )
+    .await
+    .expect("report");
     assert_eq!(r.outcome, ActionOutcome::DrainStarted, "{r:?}");
     assert_eq!(to_b.num_calls(), 1, "resent to the other control plane");
     assert_eq!(complete.num_calls(), 0);
@@ -183,12 +264,7 @@ async fn the_record_is_forgotten_before_the_action_is_completed() {
         started_at_ms: now_ms() - 30_000,
         left_node: None,
     });
-    let hooks = terminate_hooks();
-    let hooks: Vec<_> = hooks.iter().collect();
-    let w = waiting(WaitState::TerminatingWait);
-    let cps = [id("i-0000000000000000c")];
-    let result =
-        terminate::terminate(&ctx, &mut mem, &cluster(), &w, &hooks, None, &cps, "req").await;
+    let result = run_terminate(&ctx, &mut mem, None, &[id("i-0000000000000000c")]).await;
     assert!(
         result.is_err(),
         "the record could not be forgotten: {result:?}"
@@ -215,11 +291,7 @@ async fn a_failed_drain_leaves_a_record_so_the_node_is_deleted_once_the_instance
         started_at_ms: now_ms() - 30_000,
         left_node: None,
     });
-    let hooks = terminate_hooks();
-    let hooks: Vec<_> = hooks.iter().collect();
-    let w = waiting(WaitState::TerminatingWait);
-    let cps = [id("i-0000000000000000c")];
-    let r = terminate::terminate(&ctx, &mut mem, &cluster(), &w, &hooks, None, &cps, "req")
+    let r = run_terminate(&ctx, &mut mem, None, &[id("i-0000000000000000c")])
         .await
         .expect("report");
     assert_eq!(r.outcome, ActionOutcome::Completed);
@@ -228,11 +300,7 @@ async fn a_failed_drain_leaves_a_record_so_the_node_is_deleted_once_the_instance
         1,
         "the record is marked left before completing"
     );
-    let left = mem
-        .drains
-        .as_ref()
-        .and_then(|d| d.get(&w.instance))
-        .cloned();
+    let left = mem.drains.as_ref().and_then(|d| d.get(&worker())).cloned();
     assert_eq!(
         left.and_then(|l| l.left_node).as_deref(),
         Some("ip-10-0-0-1.ec2.internal")
@@ -244,15 +312,7 @@ async fn a_failed_lease_renewal_lets_go_at_once() {
     let put = failing(mock!(Ssm::put_parameter));
     let delete = delete_ok();
     let ctx = context(&[&put, &delete], &[], &[]);
-    let mut held = Held {
-        name: "/joinkeeper/demo/leases/reconcile".into(),
-        value: LeaseValue {
-            holder: "h".into(),
-            expires_at_ms: now_ms() + 120_000,
-            ..Default::default()
-        },
-        previous: None,
-    };
+    let mut held = held_for(120_000);
     let r = super::renew_or_let_go(&ctx.leases, &mut held, Duration::from_secs(120)).await;
     assert!(r.is_err());
     assert_eq!(delete.num_calls(), 1, "released, not left to expire");
@@ -262,15 +322,7 @@ async fn a_failed_lease_renewal_lets_go_at_once() {
 async fn a_lease_write_that_would_outlive_the_guard_is_abandoned() {
     // Nothing answers within the time left: the write is cut before the lease's expiry.
     let leases = context(&[], &[], &[]).leases;
-    let held = Held {
-        name: "/joinkeeper/demo/leases/reconcile".into(),
-        value: LeaseValue {
-            holder: "h".into(),
-            expires_at_ms: now_ms() + crate::lease::GUARD.as_millis() as i64 - 1_000,
-            ..Default::default()
-        },
-        previous: None,
-    };
+    let held = held_for(crate::lease::GUARD.as_millis() as i64 - 1_000);
     assert!(!leases.may_act(&held), "inside the guard: no more writes");
     let mut h = held.clone();
     assert_eq!(
@@ -303,20 +355,22 @@ async fn a_running_warm_pool_instance_is_timed_from_leaving_the_pool_not_its_lau
             ))
             .build()
     });
+    let (r, completions) = launch_after_two_hours(&activities).await;
+    assert_eq!(r.outcome, ActionOutcome::Waiting, "{r:?}");
+    assert_eq!(completions, 0, "never ABANDONed for its time in the pool");
+    assert_eq!(activities.num_calls(), 1);
+}
+
+/// One launch step for a worker whose EC2 launch time is two hours old, its Node absent:
+/// the report and how many completions were made.
+async fn launch_after_two_hours(
+    activities: &Rule,
+) -> (crate::reconcile::report::ActionReport, usize) {
     let (complete, beat) = (complete_ok(), heartbeat_ok());
-    let ctx = context(&[], &[], &[&activities, &complete, &beat]);
+    let ctx = context(&[], &[], &[activities, &complete, &beat]);
     let w = waiting(WaitState::PendingWait);
     let mut mem = Memory::default();
-    mem.facts.insert(
-        w.instance.clone(),
-        InstanceFacts {
-            id: w.instance.clone(),
-            // In the pool, running, for two hours.
-            launched: Some(now - time::Duration::hours(2)),
-            private_dns: "ip-10-0-0-1.ec2.internal".into(),
-        },
-    );
-    let hooks = [hook("joinkeeper-launch", Transition::Launching)];
+    let hooks = launch_setup(&mut mem, &w, time::Duration::hours(2));
     let hooks: Vec<_> = hooks.iter().collect();
     let deadline = crate::deadline::Deadline::after(Duration::from_secs(60));
     let r = launch::launch(
@@ -330,46 +384,15 @@ async fn a_running_warm_pool_instance_is_timed_from_leaving_the_pool_not_its_lau
     )
     .await
     .expect("report");
-    assert_eq!(r.outcome, ActionOutcome::Waiting, "{r:?}");
-    assert_eq!(
-        complete.num_calls(),
-        0,
-        "never ABANDONed for its time in the pool"
-    );
-    assert_eq!(activities.num_calls(), 1);
+    (r, complete.num_calls())
 }
 
 #[tokio::test]
 async fn an_unknown_wait_start_holds_the_action() {
     let activities = failing(mock!(Asg::describe_scaling_activities));
-    let (complete, beat) = (complete_ok(), heartbeat_ok());
-    let ctx = context(&[], &[], &[&activities, &complete, &beat]);
-    let w = waiting(WaitState::PendingWait);
-    let mut mem = Memory::default();
-    mem.facts.insert(
-        w.instance.clone(),
-        InstanceFacts {
-            id: w.instance.clone(),
-            launched: Some(OffsetDateTime::now_utc() - time::Duration::hours(2)),
-            private_dns: String::new(),
-        },
-    );
-    let hooks = [hook("joinkeeper-launch", Transition::Launching)];
-    let hooks: Vec<_> = hooks.iter().collect();
-    let deadline = crate::deadline::Deadline::after(Duration::from_secs(60));
-    let r = launch::launch(
-        &ctx,
-        &mut mem,
-        "demo",
-        &w,
-        &hooks,
-        Some(NodeState::Absent),
-        &deadline,
-    )
-    .await
-    .expect("report");
+    let (r, completions) = launch_after_two_hours(&activities).await;
     assert_eq!(r.outcome, ActionOutcome::Waiting);
-    assert_eq!(complete.num_calls(), 0);
+    assert_eq!(completions, 0);
 }
 
 #[tokio::test]
@@ -392,14 +415,7 @@ async fn warm_pool_entries_fetch_at_most_five_join_logs_per_pass() {
             instance: id(&format!("i-000000000000000{n}a")),
             state: WaitState::WarmedPendingWait,
         };
-        mem.facts.insert(
-            w.instance.clone(),
-            InstanceFacts {
-                id: w.instance.clone(),
-                launched: Some(OffsetDateTime::now_utc()),
-                private_dns: String::new(),
-            },
-        );
+        launch_setup(&mut mem, &w, time::Duration::ZERO);
         let r = launch::enter_warm_pool(&ctx, &mut mem, "demo", &w, &hooks, &deadline)
             .await
             .expect("report");
@@ -464,10 +480,8 @@ async fn a_scheduled_sweep_reports_a_failed_cluster_instead_of_failing_and_being
 
 #[tokio::test]
 async fn a_lease_whose_create_answer_was_lost_is_recognised_as_ours() {
-    use aws_sdk_ssm::operation::get_parameter::GetParameterOutput;
     use aws_sdk_ssm::operation::put_parameter::PutParameterError;
     use aws_sdk_ssm::types::error::ParameterAlreadyExists;
-    use aws_sdk_ssm::types::Parameter;
     use std::sync::{Arc, Mutex};
     // The create took effect, its answer was lost, and the SDK's retry found the parameter.
     let written = Arc::new(Mutex::new(String::new()));
@@ -481,27 +495,9 @@ async fn a_lease_whose_create_answer_was_lost_is_recognised_as_ours() {
             PutParameterError::ParameterAlreadyExists(ParameterAlreadyExists::builder().build())
         });
     let stored = written.clone();
-    let read = mock!(Ssm::get_parameter).then_output(move || {
-        GetParameterOutput::builder()
-            .parameter(
-                Parameter::builder()
-                    .name("/joinkeeper/demo/leases/reconcile")
-                    .value(stored.lock().expect("lock").clone())
-                    .version(1)
-                    .build(),
-            )
-            .build()
-    });
+    let read = lease_parameter(move || stored.lock().expect("lock").clone());
     let ctx = context(&[&create, &read], &[], &[]);
-    let got = ctx
-        .leases
-        .try_acquire(
-            "/joinkeeper/demo/leases/reconcile",
-            Duration::from_secs(120),
-            LeaseValue::default(),
-        )
-        .await
-        .expect("acquire");
+    let got = acquire(&ctx).await;
     assert!(
         matches!(got, crate::lease::Acquire::Held(_)),
         "our own lease must not lock us out until it expires: {got:?}"
@@ -545,15 +541,7 @@ async fn a_release_is_never_retried_so_a_lost_answer_cannot_delete_a_successors_
                 .with_initial_backoff(Duration::from_millis(1))
         ));
     let leases = crate::lease::Leases::new(crate::aws::parameters::ParameterStore::new(client));
-    let held = Held {
-        name: "/joinkeeper/demo/leases/reconcile".into(),
-        value: LeaseValue {
-            holder: "h".into(),
-            expires_at_ms: now_ms() + 120_000,
-            ..Default::default()
-        },
-        previous: None,
-    };
+    let held = held_for(120_000);
     assert!(leases.release(held).await.is_err());
     assert_eq!(delete.num_calls(), 1, "one attempt only");
 }
@@ -573,30 +561,18 @@ async fn a_completion_that_failed_after_the_record_was_left_is_retried_without_a
         started_at_ms: now_ms() - 5_000,
         left_node: Some("ip-10-0-0-1.ec2.internal".into()),
     });
-    let hooks = terminate_hooks();
-    let hooks: Vec<_> = hooks.iter().collect();
-    let cps = [id("i-0000000000000000c")];
-    let w = waiting(WaitState::TerminatingWait);
-    let r = terminate::terminate(
+    let r = run_terminate(
         &ctx,
         &mut mem,
-        &cluster(),
-        &w,
-        &hooks,
         Some(NodeState::NotReady),
-        &cps,
-        "req",
+        &[id("i-0000000000000000c")],
     )
     .await
     .expect("report");
     assert_eq!(r.outcome, ActionOutcome::Completed, "{r:?}");
     assert_eq!(send.num_calls(), 0, "no second drain");
     assert_eq!(complete.num_calls(), 1);
-    let kept = mem
-        .drains
-        .as_ref()
-        .and_then(|d| d.get(&w.instance))
-        .cloned();
+    let kept = mem.drains.as_ref().and_then(|d| d.get(&worker())).cloned();
     assert!(
         kept.and_then(|k| k.left_node).is_some(),
         "the Node is still to delete"
@@ -605,8 +581,6 @@ async fn a_completion_that_failed_after_the_record_was_left_is_retried_without_a
 
 #[tokio::test]
 async fn a_throttled_lease_create_finds_the_holder_without_failing() {
-    use aws_sdk_ssm::operation::get_parameter::GetParameterOutput;
-    use aws_sdk_ssm::types::Parameter;
     const THROTTLED: &str = r#"{"__type":"ThrottlingException","message":"Rate exceeded"}"#;
     let create = mock!(Ssm::put_parameter)
         .sequence()
@@ -620,27 +594,9 @@ async fn a_throttled_lease_create_finds_the_holder_without_failing() {
         ..Default::default()
     };
     let value = serde_json::to_string(&holder).expect("json");
-    let read = mock!(Ssm::get_parameter).then_output(move || {
-        GetParameterOutput::builder()
-            .parameter(
-                Parameter::builder()
-                    .name("/joinkeeper/demo/leases/reconcile")
-                    .value(value.clone())
-                    .version(3)
-                    .build(),
-            )
-            .build()
-    });
+    let read = lease_parameter(move || value.clone());
     let ctx = context(&[&create, &read], &[], &[]);
-    let got = ctx
-        .leases
-        .try_acquire(
-            "/joinkeeper/demo/leases/reconcile",
-            Duration::from_secs(120),
-            LeaseValue::default(),
-        )
-        .await
-        .expect("a held lease is an answer, not an error");
+    let got = acquire(&ctx).await;
     assert!(
         matches!(got, crate::lease::Acquire::Busy(Some(ref v)) if v.request_id == "req-holder"),
         "{got:?}"
