@@ -107,6 +107,32 @@ fn terminate_hooks() -> Vec<crate::aws::autoscaling::Hook> {
     vec![hook("joinkeeper-terminate", Transition::Terminating)]
 }
 
+/// A drain record started `ago_ms` ago (`command` empty: only intended).
+fn record(
+    command: &str,
+    control_plane: Option<&str>,
+    ago_ms: i64,
+    left: Option<&str>,
+) -> DrainRecord {
+    DrainRecord {
+        command_id: command.into(),
+        control_plane: control_plane.map(id),
+        started_at_ms: now_ms() - ago_ms,
+        left_node: left.map(str::to_owned),
+    }
+}
+
+/// A control plane that takes drains, Parameter Store writes and Auto Scaling completions and
+/// heartbeats that succeed: (send, put, complete, heartbeat).
+fn sending_world() -> (Rule, Rule, Rule, Rule) {
+    (
+        sent_to("i-0000000000000000c"),
+        put_ok(),
+        complete_ok(),
+        heartbeat_ok(),
+    )
+}
+
 /// The worker every test's action is about.
 fn worker() -> crate::names::InstanceId {
     id("i-0000000000000000a")
@@ -193,19 +219,9 @@ fn launch_setup(
 
 #[tokio::test]
 async fn an_intended_drain_without_a_command_id_is_sent_not_counted_as_done() {
-    let (send, put, complete, beat) = (
-        sent_to("i-0000000000000000c"),
-        put_ok(),
-        complete_ok(),
-        heartbeat_ok(),
-    );
+    let (send, put, complete, beat) = sending_world();
     let ctx = context(&[&send, &put], &[], &[&complete, &beat]);
-    let mut mem = memory_with(DrainRecord {
-        command_id: String::new(),
-        control_plane: None,
-        started_at_ms: now_ms() - 5_000,
-        left_node: None,
-    });
+    let mut mem = memory_with(record("", None, 5_000, None));
     let r = run_terminate(&ctx, &mut mem, None, &[id("i-0000000000000000c")])
         .await
         .expect("report");
@@ -228,12 +244,7 @@ async fn an_undelivered_drain_is_sent_again_to_another_control_plane() {
         heartbeat_ok(),
     );
     let ctx = context(&[&undelivered, &to_b, &put], &[], &[&complete, &beat]);
-    let mut mem = memory_with(DrainRecord {
-        command_id: "cmd-old".into(),
-        control_plane: Some(id("i-0000000000000000c")),
-        started_at_ms: now_ms() - 30_000,
-        left_node: None,
-    });
+    let mut mem = memory_with(record("cmd-old", Some("i-0000000000000000c"), 30_000, None));
     // The control plane that did not take it sorts first: it must still go last.
     let r = run_terminate(
         &ctx,
@@ -258,12 +269,7 @@ async fn the_record_is_forgotten_before_the_action_is_completed() {
     let failing_delete = failing(mock!(Ssm::delete_parameter));
     let (complete, beat) = (complete_ok(), heartbeat_ok());
     let ctx = context(&[&drained, &failing_delete], &[], &[&complete, &beat]);
-    let mut mem = memory_with(DrainRecord {
-        command_id: "cmd-1".into(),
-        control_plane: Some(id("i-0000000000000000c")),
-        started_at_ms: now_ms() - 30_000,
-        left_node: None,
-    });
+    let mut mem = memory_with(record("cmd-1", Some("i-0000000000000000c"), 30_000, None));
     let result = run_terminate(&ctx, &mut mem, None, &[id("i-0000000000000000c")]).await;
     assert!(
         result.is_err(),
@@ -285,12 +291,7 @@ async fn a_failed_drain_leaves_a_record_so_the_node_is_deleted_once_the_instance
     );
     let (put, complete, beat) = (put_ok(), complete_ok(), heartbeat_ok());
     let ctx = context(&[&failed, &put], &[], &[&complete, &beat]);
-    let mut mem = memory_with(DrainRecord {
-        command_id: "cmd-1".into(),
-        control_plane: Some(id("i-0000000000000000c")),
-        started_at_ms: now_ms() - 30_000,
-        left_node: None,
-    });
+    let mut mem = memory_with(record("cmd-1", Some("i-0000000000000000c"), 30_000, None));
     let r = run_terminate(&ctx, &mut mem, None, &[id("i-0000000000000000c")])
         .await
         .expect("report");
@@ -548,19 +549,9 @@ async fn a_release_is_never_retried_so_a_lost_answer_cannot_delete_a_successors_
 
 #[tokio::test]
 async fn a_completion_that_failed_after_the_record_was_left_is_retried_without_a_new_drain() {
-    let (send, put, complete, beat) = (
-        sent_to("i-0000000000000000c"),
-        put_ok(),
-        complete_ok(),
-        heartbeat_ok(),
-    );
+    let (send, put, complete, beat) = sending_world();
     let ctx = context(&[&send, &put], &[], &[&complete, &beat]);
-    let mut mem = memory_with(DrainRecord {
-        command_id: String::new(),
-        control_plane: None,
-        started_at_ms: now_ms() - 5_000,
-        left_node: Some("ip-10-0-0-1.ec2.internal".into()),
-    });
+    let mut mem = memory_with(record("", None, 5_000, Some("ip-10-0-0-1.ec2.internal")));
     let r = run_terminate(
         &ctx,
         &mut mem,
