@@ -417,9 +417,11 @@ async fn warm_pool_entries_fetch_at_most_five_join_logs_per_pass() {
             state: WaitState::WarmedPendingWait,
         };
         launch_setup(&mut mem, &w, time::Duration::ZERO);
-        let r = launch::enter_warm_pool(&ctx, &mut mem, "demo", &w, &hooks, &deadline)
-            .await
-            .expect("report");
+        let r = crate::reconcile::warm_entry::enter_warm_pool(
+            &ctx, &mut mem, "demo", &w, &hooks, true, &deadline,
+        )
+        .await
+        .expect("report");
         assert_eq!(r.outcome, ActionOutcome::Waiting);
     }
     assert_eq!(

@@ -1,6 +1,5 @@
 //! Launching instances: `Pending:Wait` (into service) gets CONTINUE once its Node is Ready and
-//! ABANDON past the join deadline; `Warmed:Pending:Wait` without a Node (fresh from EC2 into the
-//! warm pool) gets CONTINUE at once: it joins only when it leaves the pool for service.
+//! ABANDON past the join deadline (entering the warm pool: [`crate::reconcile::warm_entry`]).
 
 use std::time::Duration;
 
@@ -12,17 +11,15 @@ use crate::aws::run_command::CommandRequest;
 use crate::aws::AwsCallError;
 use crate::context::Context;
 use crate::deadline::Deadline;
-use crate::lifecycle::{HookResult, NodeState, WaitState};
+use crate::lifecycle::{HookResult, NodeState};
 use crate::reconcile::act;
-use crate::reconcile::decide::{
-    decide_launch, wait_start_needed, warm_pool_entry_unknown, LaunchDecision, LaunchFacts,
-};
+use crate::reconcile::decide::{decide_launch, wait_start_needed, LaunchDecision, LaunchFacts};
 use crate::reconcile::gather::Waiting;
 use crate::reconcile::memory::Memory;
 use crate::reconcile::report::{ActionOutcome, ActionReport};
 
 /// At most this many join logs are fetched per pass (each is a Run Command on the worker).
-const JOIN_LOGS_PER_PASS: usize = 5;
+pub(crate) const JOIN_LOGS_PER_PASS: usize = 5;
 
 pub async fn launch(
     ctx: &Context,
@@ -198,148 +195,13 @@ pub async fn continue_ready(
         .await
 }
 
-/// An instance entering the warm pool from EC2. Auto Scaling stops it as soon as the action is
-/// completed, whatever its user data is still doing, so CONTINUE waits until the worker says it
-/// is prepared (its join log ends with `join deferred`: packages in, boot unit installed) — or,
-/// past the join deadline, completes anyway rather than hold the pool. It never waits for a
-/// Node: the worker joins when it leaves the pool for service.
-pub async fn enter_warm_pool(
-    ctx: &Context,
-    mem: &mut Memory,
-    cluster: &str,
-    w: &Waiting,
-    hooks: &[&Hook],
-    deadline: &Deadline,
-) -> Result<ActionReport, AwsCallError> {
-    debug_assert_eq!(w.state, WaitState::WarmedPendingWait);
-    let age = mem
-        .facts
-        .get(&w.instance)
-        .and_then(|f| f.launched)
-        .map(|l| Duration::try_from(OffsetDateTime::now_utc() - l).unwrap_or(Duration::ZERO));
-    let Some(prepared) = prepared(ctx, mem, cluster, w, deadline).await else {
-        return capped(ctx, mem, cluster, w, hooks, age).await;
-    };
-    let decision = warm_pool_entry(prepared, age, ctx.config.join_deadline);
-    let report = |outcome, reason: &str| {
-        ActionReport::new(cluster, &w.group, &w.instance, w.state, outcome, reason)
-    };
-    let Some(reason) = decision else {
-        let beat = act::heartbeat_if_due(ctx, mem, w, hooks, age).await?;
-        let mut r = report(
-            ActionOutcome::Waiting,
-            "entering the warm pool: its user data is still preparing it",
-        );
-        r.heartbeat = beat;
-        return Ok(r);
-    };
-    Ok(
-        match act::complete(ctx, w, hooks, HookResult::Continue).await? {
-            Completion::Completed => report(ActionOutcome::Continue, reason),
-            Completion::AlreadyDone => report(ActionOutcome::Skipped, "already completed"),
-        },
-    )
-}
-
-/// Whether the worker says it is prepared (its join log ends with `join deferred`); `None` when
-/// this pass already fetched its share of join logs (each is a Run Command on a worker).
-async fn prepared(
-    ctx: &Context,
-    mem: &mut Memory,
-    cluster: &str,
-    w: &Waiting,
-    deadline: &Deadline,
-) -> Option<bool> {
-    if mem.join_logs >= JOIN_LOGS_PER_PASS {
-        return None;
-    }
-    mem.join_logs += 1;
-    let log = join_log_tail(ctx, cluster, w, deadline).await;
-    Some(
-        log.lines()
-            .rev()
-            .find(|l| !l.trim().is_empty())
-            .is_some_and(|l| l.contains("join deferred")),
-    )
-}
-
-/// Held for a later pass: this one fetched its share of join logs.
-async fn capped(
-    ctx: &Context,
-    mem: &mut Memory,
-    cluster: &str,
-    w: &Waiting,
-    hooks: &[&Hook],
-    age: Option<Duration>,
-) -> Result<ActionReport, AwsCallError> {
-    let beat = act::heartbeat_if_due(ctx, mem, w, hooks, age).await?;
-    let mut r = ActionReport::new(
-        cluster,
-        &w.group,
-        &w.instance,
-        w.state,
-        ActionOutcome::Waiting,
-        "entering the warm pool: its join log is read in a later pass",
-    );
-    r.heartbeat = beat;
-    Ok(r)
-}
-
-/// An instance entering the warm pool while no control plane can say whether it has a Node:
-/// its own join log decides when it can ([`warm_pool_entry_unknown`]), and the wait is bounded.
-pub async fn enter_warm_pool_unknown(
-    ctx: &Context,
-    mem: &mut Memory,
-    cluster: &str,
-    w: &Waiting,
-    hooks: &[&Hook],
-    deadline: &Deadline,
-) -> Result<ActionReport, AwsCallError> {
-    let unreachable_for = mem.unreachable_for(&w.instance, false);
-    let Some(prepared) = prepared(ctx, mem, cluster, w, deadline).await else {
-        return capped(ctx, mem, cluster, w, hooks, None).await;
-    };
-    let report = |outcome, reason: String| {
-        ActionReport::new(cluster, &w.group, &w.instance, w.state, outcome, reason)
-    };
-    let Some(reason) = warm_pool_entry_unknown(prepared, unreachable_for, ctx.config.drain_timeout)
-    else {
-        let beat = act::heartbeat_if_due(ctx, mem, w, hooks, None).await?;
-        let mut r = report(
-            ActionOutcome::Waiting,
-            "control plane unreachable: cannot tell whether it has a Node".into(),
-        );
-        r.heartbeat = beat;
-        return Ok(r);
-    };
-    // Back to the pool from service is held by the terminate hook: try it first.
-    let mut ordered: Vec<&Hook> = hooks.to_vec();
-    ordered.sort_by_key(|h| h.transition != crate::lifecycle::Transition::Terminating || prepared);
-    Ok(
-        match act::complete(ctx, w, &ordered, HookResult::Continue).await? {
-            Completion::Completed => report(ActionOutcome::Continue, reason),
-            Completion::AlreadyDone => report(ActionOutcome::Skipped, "already completed".into()),
-        },
-    )
-}
-
-/// Pure: complete an instance entering the warm pool now (with the reason), or wait (`None`).
-pub fn warm_pool_entry(
-    prepared: bool,
-    age: Option<Duration>,
-    join_deadline: Duration,
-) -> Option<&'static str> {
-    if prepared {
-        Some("entering the warm pool prepared: it joins when it leaves the pool for service")
-    } else if age.is_none_or(|a| a >= join_deadline) {
-        Some("entering the warm pool: preparation not confirmed by the join deadline, completed anyway")
-    } else {
-        None
-    }
-}
-
 /// The tail of the worker's own join log, through Run Command, tokens redacted.
-async fn join_log_tail(ctx: &Context, cluster: &str, w: &Waiting, deadline: &Deadline) -> String {
+pub(crate) async fn join_log_tail(
+    ctx: &Context,
+    cluster: &str,
+    w: &Waiting,
+    deadline: &Deadline,
+) -> String {
     let request = CommandRequest {
         cluster,
         instance: &w.instance,
@@ -355,29 +217,5 @@ async fn join_log_tail(ctx: &Context, cluster: &str, w: &Waiting, deadline: &Dea
             chars[chars.len().saturating_sub(2000)..].iter().collect()
         }
         Err(err) => format!("(join log unavailable: {err})"),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn warm_pool_entry_waits_for_the_worker_to_be_prepared() {
-        let d = Duration::from_secs(900);
-        let min = |m: u64| Some(Duration::from_secs(m * 60));
-        assert!(warm_pool_entry(true, min(1), d).is_some());
-        assert!(
-            warm_pool_entry(false, min(1), d).is_none(),
-            "still preparing: wait"
-        );
-        assert!(
-            warm_pool_entry(false, min(15), d).is_some(),
-            "past the deadline: complete"
-        );
-        assert!(
-            warm_pool_entry(false, None, d).is_some(),
-            "unknown instance: do not hold it"
-        );
     }
 }

@@ -17,7 +17,7 @@ use crate::reconcile::gather::{gather, Waiting};
 use crate::reconcile::memory::Memory;
 use crate::reconcile::plan::{self, Route};
 use crate::reconcile::report::{ActionOutcome, ActionReport};
-use crate::reconcile::{cleanup, drain, launch, node_status, terminate};
+use crate::reconcile::{cleanup, drain, launch, node_status, terminate, warm_entry};
 
 /// What one pass did.
 #[derive(Debug, Default)]
@@ -169,15 +169,15 @@ async fn act_on(
         .drains
         .as_ref()
         .is_some_and(|d| plan::draining(d, &w.instance));
-    match plan::route(w.state, node, draining) {
+    let route = plan::route(w.state, node, draining);
+    match route {
         Route::Ready | Route::Launch => {
             launch::launch(ctx, mem, cluster.as_str(), w, &hooks, node, bound).await
         }
-        Route::EnterWarmPool => {
-            launch::enter_warm_pool(ctx, mem, cluster.as_str(), w, &hooks, bound).await
-        }
-        Route::EnterWarmPoolUnknown => {
-            launch::enter_warm_pool_unknown(ctx, mem, cluster.as_str(), w, &hooks, bound).await
+        Route::EnterWarmPool | Route::EnterWarmPoolUnknown => {
+            let node_known = route == Route::EnterWarmPool;
+            warm_entry::enter_warm_pool(ctx, mem, cluster.as_str(), w, &hooks, node_known, bound)
+                .await
         }
         Route::Leave => {
             terminate::terminate(
