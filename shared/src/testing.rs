@@ -34,10 +34,12 @@ macro_rules! retry_once {
 }
 retry_once!(aws_sdk_ssm, aws_sdk_ec2, aws_sdk_autoscaling);
 
-/// Settings for in-process tests: fast Run Command polling, the documented defaults otherwise.
+/// Settings for in-process tests: fast Run Command and node polling, the documented defaults
+/// otherwise.
 pub fn config() -> Config {
     Config::from_lookup(|name| match name {
         "JOINKEEPER_COMMAND_POLL_MILLIS" => Some("100".into()),
+        "JOINKEEPER_NODE_POLL_SECONDS" => Some("1".into()),
         _ => None,
     })
     .expect("test configuration")

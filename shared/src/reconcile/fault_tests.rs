@@ -595,3 +595,29 @@ async fn a_throttled_lease_create_finds_the_holder_without_failing() {
         "{got:?}"
     );
 }
+
+#[tokio::test]
+async fn a_pass_that_cannot_read_the_cluster_is_asked_again_not_the_end_of_the_run() {
+    use aws_sdk_autoscaling::operation::describe_auto_scaling_groups::DescribeAutoScalingGroupsOutput;
+    const THROTTLED: &str = "<ErrorResponse><Error><Type>Sender</Type><Code>Throttling</Code><Message>Rate exceeded</Message></Error><RequestId>r</RequestId></ErrorResponse>";
+    let groups = mock!(Asg::describe_auto_scaling_groups)
+        .sequence()
+        .http_status(400, Some(THROTTLED.to_owned()))
+        .output(|| DescribeAutoScalingGroupsOutput::builder().build())
+        .repeatedly()
+        .build();
+    let (put, delete) = (put_ok(), delete_ok());
+    let ctx = context(&[&put, &delete], &[], &[&groups]);
+    let inv = crate::context::Invocation::new(
+        "req",
+        crate::deadline::Deadline::after(Duration::from_secs(120)),
+    );
+    let outcome = super::reconcile(&ctx, &cluster(), &inv)
+        .await
+        .expect("a throttled read is asked again within the run");
+    match outcome {
+        super::ReconcileOutcome::Ran(report) => assert_eq!(report.passes, 2, "{report:?}"),
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(delete.num_calls(), 1, "the lease released at the end");
+}

@@ -50,6 +50,10 @@ pub enum ReconcileOutcome {
     },
 }
 
+/// Passes in a row that may fail (AWS errors after the SDK's retries) before the run gives up
+/// and returns the error (Lambda then retries the invocation).
+pub const MAX_FAILED_PASSES: u32 = 5;
+
 /// How long the reconcile lease is honoured without renewal: a pass (one Run Command wait, the
 /// completions) and the sleep before the next one.
 pub fn lease_ttl(ctx: &Context) -> Duration {
@@ -131,7 +135,8 @@ async fn reconcile_inner(
         }
         // Released: look once more, so an action that arrived while this run was ending (its
         // invocation saw the lease held and returned) is not left for the schedule.
-        if !gather::any_waiting(ctx, cluster).await? {
+        // An error here is no answer: the run itself succeeded; the next trigger looks again.
+        if !gather::any_waiting(ctx, cluster).await.unwrap_or(false) {
             break;
         }
     }
@@ -183,6 +188,7 @@ async fn run_passes(
 ) -> Result<StopReason, AwsCallError> {
     let mut mem = Memory::default();
     let mut first = true;
+    let mut failed_passes = 0;
     let stopped = loop {
         if !first && !renew_or_let_go(&ctx.leases, &mut held, lease_ttl(ctx)).await? {
             break StopReason::LeaseLost;
@@ -193,7 +199,23 @@ async fn run_passes(
         let result = pass::run_pass(ctx, cluster, inv, &mut mem, &bound).await;
         report.passes += 1;
         let result = match result {
-            Ok(r) => r,
+            Ok(r) => {
+                failed_passes = 0;
+                r
+            }
+            // A pass that could not read the cluster (throttled, a 5xx, an answer lost) holds
+            // every action: keep the lease and ask again after a poll, so the actions are
+            // heartbeated and decided by this run rather than left to a retry or the schedule.
+            Err(err) if failed_passes + 1 < MAX_FAILED_PASSES => {
+                failed_passes += 1;
+                tracing::warn!(cluster = %cluster, error = %err, failed_passes, "pass failed; asking again next poll");
+                if inv.deadline.is_near(ctx.config.node_poll + pass_room(ctx))
+                    || !inv.deadline.sleep(ctx.config.node_poll).await
+                {
+                    break StopReason::Deadline;
+                }
+                continue;
+            }
             Err(err) => {
                 let _ = ctx.leases.release(held).await;
                 return Err(err);
