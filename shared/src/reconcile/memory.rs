@@ -70,3 +70,31 @@ impl Memory {
             .elapsed()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testing::id;
+
+    #[test]
+    fn what_the_run_knew_of_an_instance_is_dropped_when_it_moves() {
+        let i = id("i-0000000a");
+        let mut mem = Memory::default();
+        mem.see(&i, WaitState::WarmedPendingWait);
+        mem.facts.insert(
+            i.clone(),
+            InstanceFacts {
+                id: i.clone(),
+                launched: Some(time::OffsetDateTime::UNIX_EPOCH),
+                private_dns: String::new(),
+            },
+        );
+        mem.wait_began.insert(i.clone(), None);
+        mem.see(&i, WaitState::WarmedPendingWait);
+        assert!(mem.facts.contains_key(&i), "same wait: kept");
+        // Out of the pool: started again, a new launch time, a new wait.
+        mem.see(&i, WaitState::PendingWait);
+        assert!(!mem.facts.contains_key(&i));
+        assert!(!mem.wait_began.contains_key(&i));
+    }
+}
