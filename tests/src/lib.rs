@@ -94,6 +94,15 @@ impl Emulator {
         }
     }
 
+    /// A started emulator with joinkeeper's documents created, and its set-up clients: where
+    /// every test of the functions begins.
+    pub async fn with_documents() -> (Emulator, AwsClients) {
+        let emulator = Emulator::start();
+        let clients = emulator.clients().await;
+        create_documents(&clients).await;
+        (emulator, clients)
+    }
+
     /// SDK clients pointed at this emulator, with fast retries, for setting up the world (no
     /// app id: the IAM check leaves these calls out).
     pub async fn clients(&self) -> AwsClients {
@@ -264,6 +273,21 @@ pub fn record_json(cluster: &str, token_id: &str, age: Duration) -> String {
         "created_at": joinkeeper::timefmt::rfc3339(created), "expires_at": joinkeeper::timefmt::rfc3339(expires),
     })
     .to_string()
+}
+
+/// The tag that starts an instance with its SSM agent offline (`launch_instance`'s `extra`).
+pub const AGENT_OFFLINE: (&str, &str) = ("emulator:agent", "offline");
+
+/// Writes a valid record of token `token_id`, created `age_seconds` ago ([`record_json`]), as
+/// the record of `cluster`.
+pub async fn put_aged_record(
+    clients: &AwsClients,
+    cluster: &str,
+    token_id: &str,
+    age_seconds: u64,
+) {
+    let value = record_json(cluster, token_id, Duration::from_secs(age_seconds));
+    put_record(clients, cluster, &value).await;
 }
 
 /// Writes the record and, as the control-plane scripts do, its meta beside it (when the value is
