@@ -7,6 +7,8 @@ import ast
 import sys
 from pathlib import Path
 
+from cycle_report import report
+
 
 def edges(pkg: Path):
     name = pkg.name
@@ -78,20 +80,13 @@ def cycles(graph):
 def main():
     pkg = Path(sys.argv[1] if len(sys.argv) > 1 else "emulator/jkemu").resolve()
     graph, mods = edges(pkg)
-    found = cycles(graph)
-    if not found:
-        uses = sum(len(v) for v in graph.values())
-        print(f"no import cycle between the {len(mods)} modules of {pkg} ({uses} imports read)")
-        return 0
-    print(f"{len(found)} import cycle(s) between the modules of {pkg}:")
-    for comp in found:
-        print("  " + " <-> ".join(comp))
-        for m in comp:
-            for t, line in graph[m]:
-                if t in comp:
-                    print(f"      {mods[m].relative_to(pkg.parent)}:{line}  ({m} -> {t})")
-    return 1
-
+    listing = [
+        (" <-> ".join(comp),
+         [f"{mods[m].relative_to(pkg.parent)}:{line}  ({m} -> {t})" for m in comp for t, line in graph[m] if t in comp])
+        for comp in cycles(graph)
+    ]
+    uses = sum(len(v) for v in graph.values())
+    return report("modules", pkg, len(mods), uses, "imports", listing)
 
 if __name__ == "__main__":
     sys.exit(main())

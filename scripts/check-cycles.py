@@ -28,6 +28,8 @@ import tempfile
 from collections import deque
 from pathlib import Path
 
+from cycle_report import report
+
 IDENT = r"[A-Za-z_][A-Za-z0-9_]*"
 
 
@@ -283,17 +285,13 @@ def main():
     def shown(f):
         return f.relative_to(Path.cwd()) if Path.cwd() in f.parents else f
 
-    if not cycles:
-        uses = sum(len(e) for e in edges.values())
-        print(f"no import cycle between the {len(files)} module files of {src} ({uses} uses read)")
-        return 0
-    print(f"{len(cycles)} import cycle(s) between the module files of {src}:")
-    for cycle in cycles:
-        print("  " + " -> ".join(name(m) for m in cycle + (cycle[0],)))
-        for a, b in zip(cycle, cycle[1:] + (cycle[0],)):
-            print(f"      {shown(files[a])}:{edges[a][b]}  ({name(a)} -> {name(b)})")
-    return 1
-
+    listing = [
+        (" -> ".join(name(m) for m in cycle + (cycle[0],)),
+         [f"{shown(files[a])}:{edges[a][b]}  ({name(a)} -> {name(b)})" for a, b in zip(cycle, cycle[1:] + (cycle[0],))])
+        for cycle in cycles
+    ]
+    uses = sum(len(e) for e in edges.values())
+    return report("module files", src, len(files), uses, "uses", listing)
 
 if __name__ == "__main__":
     sys.exit(main())
