@@ -40,6 +40,9 @@ from figures import FUNCTIONS, binary_of, elf_machine, med, mib, ms, print_table
 from lambda_servers import REGION, Proxy, RuntimeApi, now
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "emulator"))
+import launch  # noqa: E402  (emulator/launch.py)
+
 CLUSTER = "bench"
 PREFIX = "/joinkeeper"
 TTL_SECONDS, MARGIN_SECONDS = 7200, 3600
@@ -49,16 +52,10 @@ TTL_SECONDS, MARGIN_SECONDS = 7200, 3600
 
 
 def start_emulator(state):
-    log = open(state / "emulator.log", "w")
-    proc = subprocess.Popen(
-        [str(ROOT / ".venv/bin/python"), str(ROOT / "emulator/joinkeeper_emulator.py"), "--host", "127.0.0.1",
-         "--port", "0", "--state-dir", str(state / "emulator"), "--scripts-dir", str(ROOT / "node-scripts")],
-        stdout=subprocess.PIPE, stderr=log, text=True)
-    line = proc.stdout.readline().strip()
-    if not line.startswith("ready "):
-        proc.kill()
-        sys.exit(f"emulator did not start: {line!r}; see {state / 'emulator.log'}")
-    return proc, line.split(" ", 1)[1]
+    try:
+        return launch.start(state / "emulator", log=state / "emulator.log", scripts_dir=ROOT / "node-scripts")
+    except launch.DidNotStart as err:
+        sys.exit(str(err))
 
 
 def seed(endpoint):
@@ -211,10 +208,10 @@ def main():
         print("nothing to run")
         return
 
-    emulator, endpoint = start_emulator(state)
-    proxy = Proxy(endpoint)
+    emulator = start_emulator(state)
+    proxy = Proxy(emulator.url)
     try:
-        seed(endpoint)
+        seed(emulator.url)
         candidates = []
         if "token-refresher" in runnable:
             candidates.append(("token-refresher", [str(runnable["token-refresher"])]))
@@ -233,8 +230,7 @@ def main():
                  for fn, b in runnable.items() if fn != "token-refresher"}
     finally:
         proxy.shutdown()
-        emulator.terminate()
-        emulator.wait(timeout=10)
+        emulator.stop()
         shutil.rmtree(state / "emulator", ignore_errors=True)
         shutil.rmtree(state / "bin", ignore_errors=True)
 

@@ -10,6 +10,9 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "emulator"))
+import launch  # noqa: E402  (emulator/launch.py)
+
 STATE = ROOT / ".demo"
 REGION = "us-east-1"
 CLUSTER = "demo"
@@ -85,21 +88,18 @@ class Services:
         self.procs = []
 
     def start_emulator(self):
-        log = open(STATE / "emulator.log", "w")
         # Every AWS call is recorded for the IAM check of the test suite (.calls/).
         (ROOT / ".calls").mkdir(exist_ok=True)
         env = dict(os.environ, JOINKEEPER_RECORD_CALLS=str(ROOT / ".calls" / f"demo-{os.getpid()}.jsonl"))
-        proc = subprocess.Popen(
-            [str(ROOT / ".venv/bin/python"), str(ROOT / "emulator/joinkeeper_emulator.py"), "--host", "127.0.0.1",
-             "--port", "0", "--state-dir", str(STATE / "emulator"), "--scripts-dir", str(ROOT / "node-scripts"),
-             # Launched instances boot their user data in sandboxes (node-scripts/boot), not on this machine.
-             "--user-data-runner", f"{ROOT / '.venv/bin/python'} {ROOT / 'node-scripts/boot/world.py'} run-user-data"],
-            stdout=subprocess.PIPE, stderr=log, text=True, env=env)
-        self.procs.append(proc)
-        line = proc.stdout.readline().strip()
-        if not line.startswith("ready "):
-            sys.exit(f"emulator did not start: {line!r}; see {STATE / 'emulator.log'}")
-        return line.split(" ", 1)[1]
+        try:
+            emulator = launch.start(
+                STATE / "emulator", log=STATE / "emulator.log", scripts_dir=ROOT / "node-scripts", env=env,
+                # Launched instances boot their user data in sandboxes (node-scripts/boot), not on this machine.
+                user_data_runner=f"{ROOT / '.venv/bin/python'} {ROOT / 'node-scripts/boot/world.py'} run-user-data")
+        except launch.DidNotStart as err:
+            sys.exit(str(err))
+        self.procs.append(emulator.proc)
+        return emulator.url
 
     def restart_runtime(self):
         """Stops the runtime API and the function processes, and starts them again."""

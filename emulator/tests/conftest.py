@@ -3,16 +3,14 @@ serves), and per test an account of its own."""
 
 from __future__ import annotations
 
-import signal
-import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
-from support import Aws
-
-EMULATOR = Path(__file__).resolve().parent.parent / "joinkeeper_emulator.py"
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+import launch  # noqa: E402  (emulator/launch.py; the test modules import it too)
+from support import Aws  # noqa: E402
 
 
 @pytest.fixture(scope="session")
@@ -33,35 +31,9 @@ def scripts_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="session")
 def emulator(tmp_path_factory: pytest.TempPathFactory, scripts_dir: Path):
     state = tmp_path_factory.mktemp("state")
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            str(EMULATOR),
-            "--host",
-            "127.0.0.1",
-            "--port",
-            "0",
-            "--state-dir",
-            str(state),
-            "--scripts-dir",
-            str(scripts_dir),
-            "--record-calls",
-            str(state / "calls.jsonl"),
-        ],
-        stdout=subprocess.PIPE,
-        stderr=open(state / "emulator.log", "wb"),
-        text=True,
-    )
-    line = proc.stdout.readline().strip()
-    assert line.startswith("ready http://127.0.0.1:"), line
-    yield {
-        "url": line.split()[1],
-        "state": state,
-        "scripts": scripts_dir,
-        "calls": state / "calls.jsonl",
-    }
-    proc.send_signal(signal.SIGTERM)
-    proc.wait(timeout=10)
+    calls = state / "calls.jsonl"
+    with launch.start(state, scripts_dir=scripts_dir, record_calls=calls, python=sys.executable) as emu:
+        yield {"url": emu.url, "state": state, "scripts": scripts_dir, "calls": calls}
 
 
 @pytest.fixture

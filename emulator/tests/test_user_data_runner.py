@@ -4,16 +4,12 @@ instead of running it (the demo boots the cluster stack's user data in sandboxes
 from __future__ import annotations
 
 import json
-import signal
-import subprocess
 import sys
-from pathlib import Path
 
+import launch  # emulator/launch.py (conftest.py puts emulator/ on sys.path)
 import pytest
 
 from support import Aws, wait_for
-
-EMULATOR = Path(__file__).resolve().parent.parent / "joinkeeper_emulator.py"
 
 # Records what it was given (argv, environment, the file's text) and exits 3.
 RUNNER = """import json, os, sys
@@ -31,16 +27,9 @@ def runner_emulator(tmp_path_factory: pytest.TempPathFactory):
     root = tmp_path_factory.mktemp("runner")
     (root / "runner.py").write_text(RUNNER)
     state = root / "state"
-    proc = subprocess.Popen(
-        [sys.executable, str(EMULATOR), "--port", "0", "--state-dir", str(state),
-         "--user-data-runner", f"{sys.executable} {root / 'runner.py'} --mode 'a b'"],
-        stdout=subprocess.PIPE, stderr=open(root / "emulator.log", "wb"), text=True,
-    )  # fmt: skip
-    line = proc.stdout.readline().strip()
-    assert line.startswith("ready http://127.0.0.1:"), line
-    yield {"url": line.split()[1], "state": state}
-    proc.send_signal(signal.SIGTERM)
-    proc.wait(timeout=10)
+    runner = f"{sys.executable} {root / 'runner.py'} --mode 'a b'"
+    with launch.start(state, log=root / "emulator.log", user_data_runner=runner, python=sys.executable) as emu:
+        yield {"url": emu.url, "state": state}
 
 
 def test_runner_gets_the_user_data_instead_of_bash(runner_emulator: dict) -> None:

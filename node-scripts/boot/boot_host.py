@@ -5,7 +5,6 @@ import os
 import shutil
 import signal
 import stat
-import subprocess
 import sys
 import threading
 
@@ -18,6 +17,8 @@ VENV = os.path.join(REPO, ".venv")
 VENV_PYTHON = os.path.join(VENV, "bin", "python")
 BOOT_TOOLS = ("apt-get", "apt-mark", "snap", "systemctl", "modprobe", "sysctl", "swapoff", "hostnamectl",
               "gpg", "curl", "kubeadm", "kubectl", "kubelet", "containerd", "aws", "kurl-install", "kurl-join")
+sys.path.insert(0, os.path.join(REPO, "emulator"))
+import launch  # noqa: E402  (emulator/launch.py)
 
 
 def system_python():
@@ -68,18 +69,11 @@ class Emulator:
         self.workdir = workdir
         self.state = os.path.join(workdir, "state")
         os.makedirs(self.state, exist_ok=True)
-        self.log = open(os.path.join(workdir, "emulator.log"), "ab")
         self.calls_file = os.path.join(workdir, "aws-calls.jsonl")
-        self.proc = subprocess.Popen(
-            [VENV_PYTHON, os.path.join(REPO, "emulator", "joinkeeper_emulator.py"), "--host", "127.0.0.1",
-             "--port", "0", "--state-dir", self.state, "--scripts-dir", NODE_SCRIPTS,
-             "--record-calls", self.calls_file],
-            stdout=subprocess.PIPE, stderr=self.log, text=True, preexec_fn=_pdeathsig)
-        line = self.proc.stdout.readline().strip()
-        if not line.startswith("ready "):
-            self.stop()
-            raise RuntimeError("the emulator did not start (see %s/emulator.log)" % workdir)
-        self.url = line.split()[1]
+        self.running = launch.start(self.state, log=os.path.join(workdir, "emulator.log"), append_log=True,
+                                    scripts_dir=NODE_SCRIPTS, record_calls=self.calls_file,
+                                    preexec_fn=_pdeathsig)  # DidNotStart (a RuntimeError) with its log's end
+        self.proc, self.url = self.running.proc, self.running.url
 
     def control(self, path, account):
         import urllib.request
@@ -96,13 +90,7 @@ class Emulator:
         return [c for c in calls if account is None or c.get("account") == account]
 
     def stop(self):
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-        self.log.close()
+        self.running.stop(grace=15)
 
 
 class ProcessSampler(threading.Thread):

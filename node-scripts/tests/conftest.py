@@ -27,6 +27,9 @@ REPO = os.path.dirname(NODE_SCRIPTS)
 BIN = os.path.join(NODE_SCRIPTS, "bin")
 STANDINS = os.path.join(NODE_SCRIPTS, "standins")
 VENV_BIN = os.path.join(REPO, ".venv", "bin")
+sys.path.insert(0, os.path.join(REPO, "emulator"))
+import launch  # noqa: E402  (emulator/launch.py)
+
 TOKEN_SHAPE = re.compile(r"[a-z0-9]{6}\.[a-z0-9]{16}")
 SPIED = ("kubeadm", "kubectl", "aws", "python3")
 # Which instance role runs each script: its AWS calls carry that principal (contract 1: the
@@ -49,22 +52,8 @@ def emulator(tmp_path_factory):
     calls = os.path.join(calls_dir, "node-scripts.jsonl")
     open(calls, "w").close()  # this suite's own recording, fresh each session
     state = tmp_path_factory.mktemp("emulator-state")
-    log = open(str(state / "emulator.log"), "wb")
-    proc = subprocess.Popen([python, os.path.join(REPO, "emulator", "joinkeeper_emulator.py"),
-                             "--host", "127.0.0.1", "--port", "0", "--state-dir", str(state),
-                             "--record-calls", calls],
-                            stdout=subprocess.PIPE, stderr=log, text=True)
-    line = proc.stdout.readline().strip()
-    if not line.startswith("ready http://"):
-        proc.kill()
-        pytest.fail("the emulator did not start (see %s)" % (state / "emulator.log"))
-    yield {"url": line.split()[1], "state": str(state), "calls": calls}
-    proc.terminate()
-    try:
-        proc.wait(timeout=10)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-    log.close()
+    with launch.start(state, record_calls=calls, python=python) as emu:  # launch.DidNotStart: its log's end
+        yield {"url": emu.url, "state": str(state), "calls": calls}
 
 
 @pytest.fixture(scope="session")
