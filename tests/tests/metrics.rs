@@ -48,22 +48,9 @@ fn with_metric<'a>(lines: &'a [Value], metric: &str, unit: &str) -> Vec<&'a Valu
 
 #[tokio::test]
 async fn a_failed_refresh_still_reports_the_seconds_left_of_the_last_record() {
-    let e = Emulator::start();
-    let clients = e.clients().await;
-    create_documents(&clients).await;
-    launch_instance(
-        &clients,
-        "stuck",
-        "control-plane",
-        &[("emulator:agent", "offline")],
-    )
-    .await;
-    put_record(
-        &clients,
-        "stuck",
-        &record_json("stuck", "ssssss", Duration::from_secs(23 * H + 1800)),
-    )
-    .await;
+    let (e, clients) = Emulator::with_documents().await;
+    launch_instance(&clients, "stuck", "control-plane", &[AGENT_OFFLINE]).await;
+    put_aged_record(&clients, "stuck", "ssssss", 23 * H + 1800).await;
     let ctx = Context::new(test_config(), &e.function_clients("token-refresher").await)
         .with_metrics(Metrics::captured());
 
@@ -90,9 +77,7 @@ async fn a_failed_refresh_still_reports_the_seconds_left_of_the_last_record() {
 
 #[tokio::test]
 async fn a_schedule_run_reports_regeneration_join_drain_and_sweep_per_cluster() {
-    let e = Emulator::start();
-    let clients = e.clients().await;
-    create_documents(&clients).await;
+    let (e, clients) = Emulator::with_documents().await;
     launch_instance(&clients, "demo", "control-plane", &[]).await;
     create_worker_group(&clients, "demo", "demo-workers", 300, &[]).await;
     let ctx = Context::new(

@@ -7,7 +7,9 @@ use std::time::Duration;
 use joinkeeper::handler::{handle_lifecycle, LifecycleResponse};
 use joinkeeper::lifecycle::Transition;
 use joinkeeper::names::ClusterName;
-use joinkeeper::reconcile::{reconcile, ActionOutcome, ActionReport, ReconcileOutcome};
+use joinkeeper::reconcile::{
+    reconcile, ActionOutcome, ActionReport, ReconcileOutcome, ReconcileReport,
+};
 use joinkeeper::{deadline::Deadline, Context, Invocation};
 use joinkeeper_tests::*;
 use serde_json::Value;
@@ -29,9 +31,7 @@ fn demo() -> ClusterName {
 impl World {
     /// An emulator with the documents, one control plane for `cluster` and a fresh record.
     async fn new(cluster: &str, join_deadline: u64) -> (World, Context) {
-        let emulator = Emulator::start();
-        let clients = emulator.clients().await;
-        create_documents(&clients).await;
+        let (emulator, clients) = Emulator::with_documents().await;
         launch_instance(&clients, cluster, "control-plane", &[]).await;
         let ctx = Context::new(
             hook_config(join_deadline),
@@ -53,6 +53,13 @@ impl World {
             },
             ctx,
         )
+    }
+
+    /// The group `demo-workers` of `demo` (hooks whose heartbeat timeout is `heartbeat` s,
+    /// `tags` as [`create_worker_group`] takes them), scaled out to `n`.
+    async fn scale_out(&self, heartbeat: i32, tags: &[(&str, &str)], n: i32) {
+        create_worker_group(&self.clients, "demo", "demo-workers", heartbeat, tags).await;
+        set_capacity(&self.clients, "demo-workers", n).await;
     }
 
     fn actions(&self, action: &str) -> Vec<Value> {
@@ -108,6 +115,25 @@ async fn handle_all(ctx: &Context, events: &[Value], transition: Transition) -> 
     reports
 }
 
+/// The report of a reconcile of `demo` that ran (not one held elsewhere).
+async fn reconcile_demo(ctx: &Context, inv: &Invocation) -> ReconcileReport {
+    match reconcile(ctx, &demo(), inv).await.expect("reconciled") {
+        ReconcileOutcome::Ran(run) => run,
+        other => panic!("{other:?}"),
+    }
+}
+
+/// The report of a handled event that reconciled.
+fn reconciled(response: LifecycleResponse) -> ReconcileReport {
+    match response {
+        LifecycleResponse::Reconciled {
+            outcome: ReconcileOutcome::Ran(run),
+            ..
+        } => run,
+        other => panic!("did not reconcile: {other:?}"),
+    }
+}
+
 fn count(reports: &[ActionReport], outcome: ActionOutcome) -> usize {
     reports.iter().filter(|r| r.outcome == outcome).count()
 }
@@ -117,8 +143,7 @@ async fn scale_out_by_three_two_ready_continue_one_never_ready_abandoned_duplica
 {
     let (w, ctx) = World::new("demo", 12).await;
     let _g = w.logs.install();
-    create_worker_group(&w.clients, "demo", "demo-workers", 300, &[]).await;
-    set_capacity(&w.clients, "demo-workers", 2).await;
+    w.scale_out(300, &[], 2).await;
     let mut events = wait_for_events(&w, 2).await;
     tag_group(&w.clients, "demo-workers", "emulator:join", "never-ready").await;
     set_capacity(&w.clients, "demo-workers", 3).await;
@@ -170,8 +195,7 @@ async fn scale_out_by_three_two_ready_continue_one_never_ready_abandoned_duplica
 #[tokio::test]
 async fn events_for_other_groups_foreign_hooks_and_hostile_fields_change_nothing() {
     let (w, ctx) = World::new("demo", 12).await;
-    create_worker_group(&w.clients, "demo", "demo-workers", 300, &[]).await;
-    set_capacity(&w.clients, "demo-workers", 1).await;
+    w.scale_out(300, &[], 1).await;
     let event = wait_for_events(&w, 1).await.remove(0);
     let call = |e: Value, t| {
         let ctx = &ctx;
@@ -235,12 +259,7 @@ async fn a_foreign_hook_on_the_same_group_is_never_completed_or_heartbeated() {
         .expect("foreign hook");
     set_capacity(&w.clients, "demo-workers", 1).await;
     wait_for_events(&w, 2).await;
-    let out = reconcile(&ctx, &demo(), &inv("req", 20))
-        .await
-        .expect("reconciled");
-    let ReconcileOutcome::Ran(run) = out else {
-        panic!("{out:?}")
-    };
+    let run = reconcile_demo(&ctx, &inv("req", 20)).await;
     assert_eq!(count(&run.actions, ActionOutcome::Continue), 1, "{run:#?}");
     let log = w.emulator.lifecycle_log();
     assert!(
@@ -258,25 +277,13 @@ async fn a_foreign_hook_on_the_same_group_is_never_completed_or_heartbeated() {
 #[tokio::test]
 async fn fifty_waiting_instances_cost_one_node_status_command_per_pass_and_no_early_heartbeats() {
     let (w, ctx) = World::new("demo", 600).await;
-    create_worker_group(
-        &w.clients,
-        "demo",
-        "demo-workers",
-        300,
-        &[("emulator:user-data", "skip")],
-    )
-    .await;
-    set_capacity(&w.clients, "demo-workers", 50).await;
+    w.scale_out(300, &[("emulator:user-data", "skip")], 50)
+        .await;
     let before = w.emulator.commands(Some("joinkeeper-node-status")).len();
     let started = std::time::Instant::now();
 
-    let out = reconcile(&ctx, &demo(), &inv("req", 16))
-        .await
-        .expect("reconciled");
+    let run = reconcile_demo(&ctx, &inv("req", 16)).await;
 
-    let ReconcileOutcome::Ran(run) = out else {
-        panic!("{out:?}")
-    };
     assert!(
         started.elapsed() < Duration::from_secs(16),
         "ran past its deadline: {:?}",
@@ -303,8 +310,7 @@ async fn scale_in_drains_and_deletes_the_node_then_completes_and_a_duplicate_doe
 {
     let (w, ctx) = World::new("demo", 12).await;
     let _g = w.logs.install();
-    create_worker_group(&w.clients, "demo", "demo-workers", 300, &[]).await;
-    set_capacity(&w.clients, "demo-workers", 2).await;
+    w.scale_out(300, &[], 2).await;
     let launches = wait_for_events(&w, 2).await;
     let reports = handle_all(&ctx, &launches, Transition::Launching).await;
     assert_eq!(count(&reports, ActionOutcome::Continue), 2, "{reports:#?}");
@@ -349,15 +355,7 @@ async fn scale_in_drains_and_deletes_the_node_then_completes_and_a_duplicate_doe
 #[tokio::test]
 async fn a_worker_that_never_joined_is_completed_at_once_without_a_drain() {
     let (w, ctx) = World::new("demo", 600).await;
-    create_worker_group(
-        &w.clients,
-        "demo",
-        "demo-workers",
-        300,
-        &[("emulator:user-data", "skip")],
-    )
-    .await;
-    set_capacity(&w.clients, "demo-workers", 1).await;
+    w.scale_out(300, &[("emulator:user-data", "skip")], 1).await;
     let launch = wait_for_events(&w, 1).await;
     let instance = launch[0]["detail"]["EC2InstanceId"]
         .as_str()
@@ -386,15 +384,7 @@ async fn a_worker_that_never_joined_is_completed_at_once_without_a_drain() {
 async fn a_drain_outlives_its_invocation_and_the_next_one_follows_it_by_command_id() {
     let (w, ctx) = World::new("demo", 12).await;
     // Heartbeat timeout 30 s (AWS's minimum); the drain takes 8 s.
-    create_worker_group(
-        &w.clients,
-        "demo",
-        "demo-workers",
-        30,
-        &[("emulator:drain-seconds", "8")],
-    )
-    .await;
-    set_capacity(&w.clients, "demo-workers", 1).await;
+    w.scale_out(30, &[("emulator:drain-seconds", "8")], 1).await;
     let launch = wait_for_events(&w, 1).await;
     assert_eq!(
         count(
@@ -421,13 +411,7 @@ async fn a_drain_outlives_its_invocation_and_the_next_one_follows_it_by_command_
         "{:?}",
         started.elapsed()
     );
-    let LifecycleResponse::Reconciled {
-        outcome: ReconcileOutcome::Ran(run),
-        ..
-    } = first
-    else {
-        panic!("{first:?}")
-    };
+    let run = reconciled(first);
     assert_eq!(run.pending, 1, "{run:?}");
     assert_eq!(w.emulator.commands(Some("joinkeeper-drain")).len(), 1);
     assert!(
@@ -436,12 +420,7 @@ async fn a_drain_outlives_its_invocation_and_the_next_one_follows_it_by_command_
     );
 
     // A later invocation (the retried event, or the schedule) follows the same command.
-    let later = reconcile(&ctx, &demo(), &inv("later", 30))
-        .await
-        .expect("reconciled");
-    let ReconcileOutcome::Ran(run) = later else {
-        panic!("{later:?}")
-    };
+    let run = reconcile_demo(&ctx, &inv("later", 30)).await;
     assert_eq!(count(&run.actions, ActionOutcome::Drained), 1, "{run:#?}");
     assert_eq!(
         w.emulator.commands(Some("joinkeeper-drain")).len(),
@@ -460,8 +439,7 @@ async fn a_drain_outlives_its_invocation_and_the_next_one_follows_it_by_command_
 async fn a_caller_that_finds_a_holder_about_to_stop_takes_over_so_no_action_waits_for_the_schedule()
 {
     let (w, ctx) = World::new("demo", 600).await;
-    create_worker_group(&w.clients, "demo", "demo-workers", 300, &[]).await;
-    set_capacity(&w.clients, "demo-workers", 1).await;
+    w.scale_out(300, &[], 1).await;
     let first = wait_for_events(&w, 1).await;
     // The first holder has only 3 s: it stops (deadline) before its worker is Ready.
     let short = inv("short", 3);
@@ -473,13 +451,7 @@ async fn a_caller_that_finds_a_holder_about_to_stop_takes_over_so_no_action_wait
         handle_lifecycle(&ctx, &second[0], Transition::Launching, &inv("late", 60)).await
     };
     let (_, late) = tokio::join!(holder, late);
-    let LifecycleResponse::Reconciled {
-        outcome: ReconcileOutcome::Ran(run),
-        ..
-    } = late.expect("handled")
-    else {
-        panic!("the late caller returned without reconciling")
-    };
+    let run = reconciled(late.expect("handled"));
     assert_eq!(count(&run.actions, ActionOutcome::Continue), 2, "{run:#?}");
     assert!(group_states(&w.clients, "demo-workers")
         .await

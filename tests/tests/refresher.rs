@@ -18,6 +18,8 @@ struct World {
     clients: joinkeeper::aws::AwsClients,
     function: joinkeeper::aws::AwsClients,
     logs: LogCapture,
+    /// The capture stays installed on the test's thread while the world lives.
+    _capture: tracing::subscriber::DefaultGuard,
 }
 
 fn inv() -> Invocation {
@@ -25,15 +27,16 @@ fn inv() -> Invocation {
 }
 
 impl World {
+    /// An emulator with the documents, and the code's log lines captured from now on.
     async fn new() -> World {
-        let emulator = Emulator::start();
-        let clients = emulator.clients().await;
-        create_documents(&clients).await;
+        let (emulator, clients) = Emulator::with_documents().await;
+        let logs = LogCapture::default();
         World {
             function: emulator.function_clients("token-refresher").await,
             emulator,
             clients,
-            logs: LogCapture::default(),
+            _capture: logs.install(),
+            logs,
         }
     }
 
@@ -70,21 +73,10 @@ fn cluster(name: &str) -> ClusterName {
 #[tokio::test]
 async fn rotates_a_record_older_than_ttl_minus_margin_and_leaves_a_fresh_one() {
     let w = World::new().await;
-    let _g = w.logs.install();
     launch_instance(&w.clients, "old", "control-plane", &[]).await;
+    put_aged_record(&w.clients, "old", "aaaaaa", 23 * H).await;
     launch_instance(&w.clients, "young", "control-plane", &[]).await;
-    put_record(
-        &w.clients,
-        "old",
-        &record_json("old", "aaaaaa", Duration::from_secs(23 * H)),
-    )
-    .await;
-    put_record(
-        &w.clients,
-        "young",
-        &record_json("young", "bbbbbb", Duration::from_secs(H)),
-    )
-    .await;
+    put_aged_record(&w.clients, "young", "bbbbbb", H).await;
     let (_, young_version) = get_record(&w.clients, "young").await.expect("young record");
 
     let summary = refresh_all(&w.ctx(), &inv()).await.expect("refresh");
@@ -144,7 +136,6 @@ async fn rotates_a_record_older_than_ttl_minus_margin_and_leaves_a_fresh_one() {
 #[tokio::test]
 async fn missing_and_corrupt_records_are_regenerated_with_the_reason_logged() {
     let w = World::new().await;
-    let _g = w.logs.install();
     launch_instance(&w.clients, "missing", "control-plane", &[]).await;
     launch_instance(&w.clients, "corrupt", "control-plane", &[]).await;
     put_record(
@@ -187,20 +178,8 @@ async fn missing_and_corrupt_records_are_regenerated_with_the_reason_logged() {
 #[tokio::test]
 async fn no_control_plane_online_is_a_clear_error_and_the_record_is_left_alone() {
     let w = World::new().await;
-    let _g = w.logs.install();
-    launch_instance(
-        &w.clients,
-        "dark",
-        "control-plane",
-        &[("emulator:agent", "offline")],
-    )
-    .await;
-    put_record(
-        &w.clients,
-        "dark",
-        &record_json("dark", "cccccc", Duration::from_secs(23 * H)),
-    )
-    .await;
+    launch_instance(&w.clients, "dark", "control-plane", &[AGENT_OFFLINE]).await;
+    put_aged_record(&w.clients, "dark", "cccccc", 23 * H).await;
     let before = get_record(&w.clients, "dark").await;
 
     let err = ensure_fresh(&w.ctx(), &cluster("dark"), Duration::from_secs(H), &inv())
@@ -240,28 +219,11 @@ async fn no_control_plane_online_is_a_clear_error_and_the_record_is_left_alone()
 #[tokio::test]
 async fn fails_over_to_the_next_control_plane_when_one_cannot_take_the_command() {
     let w = World::new().await;
-    let _g = w.logs.install();
-    let a = launch_instance(
-        &w.clients,
-        "ha",
-        "control-plane",
-        &[("emulator:agent", "undeliverable")],
-    )
-    .await;
+    let undeliverable = [("emulator:agent", "undeliverable")];
+    let a = launch_instance(&w.clients, "ha", "control-plane", &undeliverable).await;
     let b = launch_instance(&w.clients, "ha", "control-plane", &[]).await;
-    let c = launch_instance(
-        &w.clients,
-        "ha",
-        "control-plane",
-        &[("emulator:agent", "undeliverable")],
-    )
-    .await;
-    put_record(
-        &w.clients,
-        "ha",
-        &record_json("ha", "dddddd", Duration::from_secs(25 * H)),
-    )
-    .await;
+    let c = launch_instance(&w.clients, "ha", "control-plane", &undeliverable).await;
+    put_aged_record(&w.clients, "ha", "dddddd", 25 * H).await;
 
     let ensured = ensure_fresh(&w.ctx(), &cluster("ha"), Duration::from_secs(H), &inv())
         .await
@@ -296,12 +258,7 @@ async fn fails_over_to_the_next_control_plane_when_one_cannot_take_the_command()
 async fn twenty_concurrent_refreshes_run_exactly_one_regeneration() {
     let w = World::new().await;
     launch_instance(&w.clients, "busy", "control-plane", &[]).await;
-    put_record(
-        &w.clients,
-        "busy",
-        &record_json("busy", "eeeeee", Duration::from_secs(23 * H)),
-    )
-    .await;
+    put_aged_record(&w.clients, "busy", "eeeeee", 23 * H).await;
     let ctx = std::sync::Arc::new(w.ctx());
 
     let mut tasks = Vec::new();

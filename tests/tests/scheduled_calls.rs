@@ -23,9 +23,7 @@ fn count(calls: &BTreeMap<String, usize>, operation: &str) -> usize {
 
 #[tokio::test]
 async fn a_scheduled_run_lists_the_groups_and_the_instances_once_each() {
-    let e = Emulator::start();
-    let clients = e.clients().await;
-    create_documents(&clients).await;
+    let (e, clients) = Emulator::with_documents().await;
     // A cluster with no worker group: nothing to reconcile, so every listing counted below is
     // the scheduled run's own.
     launch_instance(&clients, "demo", "control-plane", &[]).await;
