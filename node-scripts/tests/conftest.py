@@ -164,18 +164,17 @@ class Harness:
                               stderr=subprocess.PIPE, text=True, check=check, timeout=60)
 
     def publish(self, ttl=86400, mode=None, env=None):
-        args = ["--cluster", self.cluster, "--prefix", self.prefix, "--ttl-seconds", str(ttl)]
-        if mode:
-            args += ["--mode", mode]
-        proc = self.run("joinkeeper-publish", *args, env=env)
-        assert proc.returncode == 0, proc.stderr
-        return proc
+        return self._write_record("joinkeeper-publish", ttl, mode, env)
 
     def regenerate(self, ttl=86400, mode=None, env=None):
+        return self._write_record("joinkeeper-regenerate", ttl, mode, env)
+
+    def _write_record(self, script, ttl, mode, env):
+        """Runs a script that writes this cluster's record (publish, regenerate); it must succeed."""
         args = ["--cluster", self.cluster, "--prefix", self.prefix, "--ttl-seconds", str(ttl)]
         if mode:
             args += ["--mode", mode]
-        proc = self.run("joinkeeper-regenerate", *args, env=env)
+        proc = self.run(script, *args, env=env)
         assert proc.returncode == 0, proc.stderr
         return proc
 

@@ -4,17 +4,24 @@ import re
 import sys
 import time
 
+# The pieces that recur, written once: a bootstrap token's id and secret, an EC2 instance id,
+# and a Kubernetes object name (an RFC 1123 subdomain; Node names are ones).
+TOKEN_ID = r"[a-z0-9]{6}"
+TOKEN_SECRET = r"[a-z0-9]{16}"
+INSTANCE_ID = r"i-[0-9a-f]{8}(?:[0-9a-f]{9})?"
+K8S_NAME = r"[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?"
+
 CLUSTER_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,62}")
-TOKEN_ID_RE = re.compile(r"[a-z0-9]{6}")
-TOKEN_SECRET_RE = re.compile(r"[a-z0-9]{16}")
-TOKEN_RE = re.compile(r"([a-z0-9]{6})\.([a-z0-9]{16})")
+TOKEN_ID_RE = re.compile(TOKEN_ID)
+TOKEN_SECRET_RE = re.compile(TOKEN_SECRET)
+TOKEN_RE = re.compile(r"(%s)\.(%s)" % (TOKEN_ID, TOKEN_SECRET))
 HASH_RE = re.compile(r"sha256:[0-9a-f]{64}")
 TS_RE = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}Z")
-INSTANCE_RE = re.compile(r"i-[0-9a-f]{8}(?:[0-9a-f]{9})?")
-NODE_NAME_RE = re.compile(r"[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?")
+INSTANCE_RE = re.compile(INSTANCE_ID)
+K8S_NAME_RE = re.compile(K8S_NAME)
+NODE_NAME_RE = K8S_NAME_RE
 DNS_NAME_RE = re.compile(r"[A-Za-z0-9]([-A-Za-z0-9.]{0,251}[A-Za-z0-9])?")
-PROVIDER_ID_RE = re.compile(r"aws:///[a-z0-9-]{1,32}/i-[0-9a-f]{8}(?:[0-9a-f]{9})?")
-K8S_NAME_RE = re.compile(r"[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?")
+PROVIDER_ID_RE = re.compile(r"aws:///[a-z0-9-]{1,32}/" + INSTANCE_ID)
 PROVIDER_TEXT_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9:/._-]{0,252}")
 ANSI_RE = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 
