@@ -67,40 +67,54 @@ export class JoinkeeperOperations extends Construct {
     const { period } = props;
     const query = (label: string, expression: string) => new cloudwatch.MathExpression({ expression, label, period });
 
-    this.recordRemainingAlarm = new cloudwatch.Alarm(this, 'RecordRemainingLow', {
-      alarmDescription:
-        `a cluster's join record has less than ${props.expiryAlarmSeconds} s left (the contributor names the cluster): ` +
-        'the refresher is not rotating it; `joinkeeper status --cluster <C>` shows why, `joinkeeper rotate --cluster <C>` rotates by hand',
-      metric: query('seconds left per cluster', perClusterQuery('MIN', EMF_METRICS.recordRemaining)),
-      threshold: props.expiryAlarmSeconds,
-      evaluationPeriods: 1,
-      comparisonOperator: cloudwatch.ComparisonOperator.LESS_THAN_THRESHOLD,
-      treatMissingData: cloudwatch.TreatMissingData.NOT_BREACHING,
-    });
-    this.refreshFailingAlarm = new cloudwatch.Alarm(this, 'RefreshFailing', {
-      alarmDescription:
-        "a cluster's join record failed to refresh on two runs in a row (the contributor names the cluster); " +
-        'the token-refresher log lines with outcome "failed" say why',
-      metric: query('failed refreshes per cluster', perClusterQuery('SUM', EMF_METRICS.refreshFailures)),
-      threshold: 1,
-      evaluationPeriods: 2,
-      datapointsToAlarm: 2,
-      comparisonOperator: cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
-      treatMissingData: cloudwatch.TreatMissingData.NOT_BREACHING,
-    });
-    this.abandonedAlarm = new cloudwatch.Alarm(this, 'LaunchesAbandoned', {
-      alarmDescription:
-        'joinkeeper ABANDONed a worker that did not join by its deadline (the contributor names the cluster); ' +
-        'the log line "abandoning a worker that could not join" has the reason and the tail of its join log',
-      metric: query('abandoned launches per cluster', perClusterQuery('SUM', EMF_METRICS.launchesAbandoned)),
-      threshold: 1,
-      evaluationPeriods: 1,
-      comparisonOperator: cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
-      treatMissingData: cloudwatch.TreatMissingData.NOT_BREACHING,
-    });
-    for (const alarm of [this.recordRemainingAlarm, this.refreshFailingAlarm, this.abandonedAlarm]) {
+    // A per-cluster alarm: a Metrics Insights query grouped by cluster (each cluster a
+    // contributor), quiet while no function reports, and told to the people on call.
+    const perClusterAlarm = (
+      id: string,
+      alarmDescription: string,
+      label: string,
+      stat: 'MIN' | 'SUM',
+      metric: string,
+      rule: Pick<cloudwatch.AlarmProps, 'threshold' | 'evaluationPeriods' | 'datapointsToAlarm' | 'comparisonOperator'>,
+    ) => {
+      const alarm = new cloudwatch.Alarm(this, id, {
+        alarmDescription,
+        metric: query(label, perClusterQuery(stat, metric)),
+        ...rule,
+        treatMissingData: cloudwatch.TreatMissingData.NOT_BREACHING,
+      });
       alarm.addAlarmAction(props.notify);
-    }
+      return alarm;
+    };
+    const atLeastOne = { threshold: 1, comparisonOperator: cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD };
+
+    this.recordRemainingAlarm = perClusterAlarm(
+      'RecordRemainingLow',
+      `a cluster's join record has less than ${props.expiryAlarmSeconds} s left (the contributor names the cluster): ` +
+        'the refresher is not rotating it; `joinkeeper status --cluster <C>` shows why, `joinkeeper rotate --cluster <C>` rotates by hand',
+      'seconds left per cluster',
+      'MIN',
+      EMF_METRICS.recordRemaining,
+      { threshold: props.expiryAlarmSeconds, evaluationPeriods: 1, comparisonOperator: cloudwatch.ComparisonOperator.LESS_THAN_THRESHOLD },
+    );
+    this.refreshFailingAlarm = perClusterAlarm(
+      'RefreshFailing',
+      "a cluster's join record failed to refresh on two runs in a row (the contributor names the cluster); " +
+        'the token-refresher log lines with outcome "failed" say why',
+      'failed refreshes per cluster',
+      'SUM',
+      EMF_METRICS.refreshFailures,
+      { ...atLeastOne, evaluationPeriods: 2, datapointsToAlarm: 2 },
+    );
+    this.abandonedAlarm = perClusterAlarm(
+      'LaunchesAbandoned',
+      'joinkeeper ABANDONed a worker that did not join by its deadline (the contributor names the cluster); ' +
+        'the log line "abandoning a worker that could not join" has the reason and the tail of its join log',
+      'abandoned launches per cluster',
+      'SUM',
+      EMF_METRICS.launchesAbandoned,
+      { ...atLeastOne, evaluationPeriods: 1 },
+    );
 
     // Every alarm of the stack (the functions' errors and the failed-events queue included).
     const alarms = Stack.of(this)

@@ -20,6 +20,29 @@ export const PARAMETER_NAMES = {
   leases: 'leases',
 } as const;
 
+/**
+ * The functions' actions that have no resource-level permissions ("*" is the only resource IAM
+ * accepts for them): following Run Command (CancelCommand: a command past its deadline is
+ * cancelled on its instance), and discovery by tag with the instance and group state the
+ * decisions need.
+ */
+export const FOLLOW_COMMAND_ACTIONS = [
+  'ssm:GetCommandInvocation',
+  'ssm:ListCommandInvocations',
+  'ssm:ListCommands',
+  'ssm:CancelCommand',
+  'ssm:DescribeInstanceInformation',
+] as const;
+export const DISCOVERY_ACTIONS = [
+  'ec2:DescribeInstances',
+  'autoscaling:DescribeAutoScalingGroups',
+  'autoscaling:DescribeAutoScalingInstances',
+  'autoscaling:DescribeLifecycleHooks',
+  'autoscaling:DescribeWarmPool',
+  // When a launch's wait began (an instance out of a Running warm pool keeps its LaunchTime).
+  'autoscaling:DescribeScalingActivities',
+] as const;
+
 export interface FunctionGrants {
   /** SSM document names this function may run. */
   readonly documents: readonly string[];
@@ -85,10 +108,9 @@ export function functionStatements(stack: Stack, g: FunctionGrants): iam.PolicyS
       },
     }),
     new iam.PolicyStatement({
-      // These actions have no resource-level permissions: "*" is the only form IAM accepts.
-      // CancelCommand: a command past its deadline is cancelled on its instance.
+      // No resource-level permissions: "*" is the only form IAM accepts.
       sid: 'FollowCommands',
-      actions: ['ssm:GetCommandInvocation', 'ssm:ListCommandInvocations', 'ssm:ListCommands', 'ssm:CancelCommand', 'ssm:DescribeInstanceInformation'],
+      actions: [...FOLLOW_COMMAND_ACTIONS],
       resources: ['*'],
     }),
     new iam.PolicyStatement({
@@ -129,15 +151,7 @@ export function functionStatements(stack: Stack, g: FunctionGrants): iam.PolicyS
       // Discovery by tag and the instance/group state the decisions need; Describe* calls have
       // no resource-level permissions.
       sid: 'DiscoverClusters',
-      actions: [
-        'ec2:DescribeInstances',
-        'autoscaling:DescribeAutoScalingGroups',
-        'autoscaling:DescribeAutoScalingInstances',
-        'autoscaling:DescribeLifecycleHooks',
-        'autoscaling:DescribeWarmPool',
-        // When a launch's wait began (an instance out of a Running warm pool keeps its LaunchTime).
-        'autoscaling:DescribeScalingActivities',
-      ],
+      actions: [...DISCOVERY_ACTIONS],
       resources: ['*'],
     }),
   ];

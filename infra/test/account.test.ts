@@ -4,6 +4,7 @@ import { describe, it } from 'node:test';
 import { Match } from 'aws-cdk-lib/assertions';
 import { actionsOf, flat, resourcesOf, statementsOfRole, synth } from './support';
 import { SETTINGS } from '../lib/config';
+import { DISCOVERY_ACTIONS, FOLLOW_COMMAND_ACTIONS } from '../lib/iam';
 
 const ENV_NAMES = [
   'JOINKEEPER_PARAMETER_PREFIX',
@@ -285,19 +286,11 @@ describe('account stack: alarms', () => {
   });
 
   it('gives "*" only to actions that have no resource-level permissions (and to the one Deny)', () => {
-    const allowedOnStar = new Set([
-      'ssm:GetCommandInvocation',
-      'ssm:ListCommandInvocations',
-      'ssm:ListCommands',
-      'ssm:CancelCommand',
-      'ssm:DescribeInstanceInformation',
-      'ec2:DescribeInstances',
-      'autoscaling:DescribeAutoScalingGroups',
-      'autoscaling:DescribeAutoScalingInstances',
-      'autoscaling:DescribeLifecycleHooks',
-      'autoscaling:DescribeWarmPool',
-      'autoscaling:DescribeScalingActivities',
-    ]);
+    // The list iam.ts grants on "*", each of a kind IAM gives no resource-level permissions.
+    const allowedOnStar = new Set<string>([...FOLLOW_COMMAND_ACTIONS, ...DISCOVERY_ACTIONS]);
+    for (const a of allowedOnStar) {
+      assert.match(a, /^(ec2:Describe|autoscaling:Describe|ssm:(DescribeInstanceInformation|ListCommands|ListCommandInvocations|GetCommandInvocation|CancelCommand)$)/, a);
+    }
     for (const role of Object.values(ROLES)) {
       for (const s of statementsOfRole(account, role)) {
         if (s.Effect === 'Deny') {

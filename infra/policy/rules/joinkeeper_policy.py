@@ -99,12 +99,18 @@ class _Rule(CloudFormationLintRule):
     tags = ["joinkeeper", "iam"]
     source_url = "infra/README.md#policy-rules"
 
+    # The actions a statement must grant (one of them, wildcards included) for `check` to look at
+    # it; empty: every Allow statement.
+    granting = ()
+
     def check(self, path, statement):  # pragma: no cover - overridden
         return []
 
     def match(self, cfn):
         matches = []
         for path, st in allow_statements(cfn):
+            if self.granting and not any(grants(st, a) for a in self.granting):
+                continue
             for msg in self.check(path, st):
                 matches.append(RuleMatch(path, msg))
         return matches
@@ -116,10 +122,9 @@ class SendCommandNotOnEverything(_Rule):
     id = "E9101"
     shortdesc = "ssm:SendCommand on every resource"
     description = 'An Allow statement grants ssm:SendCommand (possibly through a wildcard action) on Resource "*" or with NotResource'
+    granting = (SEND_COMMAND,)
 
     def check(self, path, st):
-        if not grants(st, SEND_COMMAND):
-            return []
         if "NotResource" in st:
             return ["ssm:SendCommand allowed with NotResource: name the documents and instances instead"]
         if any(r == "*" for r in resources_of(st)):
@@ -133,10 +138,9 @@ class SendCommandInstancesByRoleTag(_Rule):
     id = "E9102"
     shortdesc = "ssm:SendCommand on instances without the joinkeeper:role condition"
     description = "An Allow statement grants ssm:SendCommand on EC2 instances without a condition on ssm:resourceTag/joinkeeper:role"
+    granting = (SEND_COMMAND,)
 
     def check(self, path, st):
-        if not grants(st, SEND_COMMAND):
-            return []
         on_instances = [r for r in resources_of(st) if ":instance/" in r or ":managed-instance/" in r]
         if on_instances and ROLE_TAG_KEY not in condition_keys(st):
             return ["ssm:SendCommand on instances must be conditioned on ssm:resourceTag/joinkeeper:role"]
@@ -149,10 +153,9 @@ class SendCommandNamedDocuments(_Rule):
     id = "E9103"
     shortdesc = "ssm:SendCommand on a wildcard document"
     description = "An Allow statement grants ssm:SendCommand on documents matched by a wildcard"
+    granting = (SEND_COMMAND,)
 
     def check(self, path, st):
-        if not grants(st, SEND_COMMAND):
-            return []
         bad = [r for r in resources_of(st) if ":document/" in r and "*" in r.split(":document/", 1)[1]]
         if bad:
             return ["ssm:SendCommand on wildcard documents %s: name joinkeeper's documents" % ", ".join(bad)]
@@ -163,10 +166,9 @@ class LifecycleActionsOnTaggedGroups(_Rule):
     id = "E9104"
     shortdesc = "lifecycle actions without the joinkeeper:cluster tag condition"
     description = "CompleteLifecycleAction / RecordLifecycleActionHeartbeat must be conditioned on aws:ResourceTag/joinkeeper:cluster"
+    granting = LIFECYCLE_ACTIONS
 
     def check(self, path, st):
-        if not any(grants(st, a) for a in LIFECYCLE_ACTIONS):
-            return []
         if CLUSTER_TAG_KEY not in condition_keys(st):
             return ["autoscaling lifecycle actions must be conditioned on aws:ResourceTag/joinkeeper:cluster"]
         return []
@@ -176,10 +178,9 @@ class KmsDecryptViaSsm(_Rule):
     id = "E9105"
     shortdesc = "kms:Decrypt without kms:ViaService"
     description = "kms:Decrypt must be conditioned on kms:ViaService (the SecureString key, used through SSM only)"
+    granting = (KMS_DECRYPT,)
 
     def check(self, path, st):
-        if not grants(st, KMS_DECRYPT):
-            return []
         if "kms:viaservice" not in condition_keys(st):
             return ["kms:Decrypt must be conditioned on kms:ViaService"]
         return []
