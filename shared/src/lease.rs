@@ -33,6 +33,8 @@ pub const WRITE_BOUND: Duration = Duration::from_secs(8);
 /// clock skew. A renew or release started before the guard ends before the expiry that a
 /// successor waits for, so it can never overwrite or delete the successor's lease.
 pub const GUARD: Duration = Duration::from_secs(8 + 4);
+/// The longest pause between two attempts of a throttled release (200 ms, doubling).
+const RELEASE_RETRY_MAX: Duration = Duration::from_millis(1600);
 /// Markers and abandoned leases older than this are removed by the cleanup.
 pub const LEFTOVER_AGE: Duration = Duration::from_secs(1800);
 
@@ -44,6 +46,9 @@ pub struct LeaseValue {
     #[serde(default)]
     pub request_id: String,
     pub expires_at_ms: i64,
+    /// The TTL the holder last wrote (ms; 0 when unknown): how low a live holder lets it run.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub ttl_ms: i64,
     /// When the holder's own invocation ends (ms since the epoch); 0 when unknown.
     #[serde(default)]
     pub holder_until_ms: i64,
@@ -197,6 +202,7 @@ impl Leases {
         value.holder = new_holder_id();
         for _ in 0..3 {
             value.expires_at_ms = now_ms() + ttl.as_millis() as i64;
+            value.ttl_ms = ttl.as_millis() as i64;
             self.pause("create").await;
             match self.store.create_only(name, &to_json(&value)).await {
                 Ok(true) => {
@@ -254,6 +260,7 @@ impl Leases {
                 return Ok(Acquire::Busy(found));
             }
             value.expires_at_ms = now_ms() + ttl.as_millis() as i64;
+            value.ttl_ms = ttl.as_millis() as i64;
             self.pause("overwrite").await;
             self.store.overwrite(name, &to_json(&value)).await?;
             return Ok(Acquire::Held(Held {
@@ -334,16 +341,29 @@ impl Leases {
 
     /// Releases a held lease if it is still ours to release; otherwise it simply expires.
     pub async fn release(&self, held: Held) -> Result<(), AwsCallError> {
-        if self.may_act(&held) {
-            // One attempt: see `ParameterStore::delete_once`.
-            self.bounded(
-                &held,
-                "ssm:DeleteParameter",
-                self.store.delete_once(&held.name),
-            )
-            .await?;
+        let mut pause = Duration::from_millis(200);
+        loop {
+            if !self.may_act(&held) {
+                return Ok(());
+            }
+            // One attempt per call (`ParameterStore::delete_once`): a delete whose answer was
+            // lost may have taken effect, and a blind retry could delete a successor's lease. A
+            // throttled delete was refused, never applied: that one is tried again.
+            match self
+                .bounded(
+                    &held,
+                    "ssm:DeleteParameter",
+                    self.store.delete_once(&held.name),
+                )
+                .await
+            {
+                Err(err) if err.is_throttling() && pause <= RELEASE_RETRY_MAX => {
+                    tokio::time::sleep(pause).await;
+                    pause *= 2;
+                }
+                other => return other,
+            }
         }
-        Ok(())
     }
 
     /// Removes takeover markers and leases that expired long ago under `path`. Returns how many.
@@ -368,6 +388,10 @@ impl Leases {
         }
         Ok(removed)
     }
+}
+
+fn is_zero(v: &i64) -> bool {
+    *v == 0
 }
 
 fn to_json(value: &LeaseValue) -> String {

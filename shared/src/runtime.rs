@@ -28,7 +28,10 @@ where
     let clients = crate::aws::AwsClients::for_lambda(function)?;
     let timeout = config.function_timeout;
     let ctx = Arc::new(Context::new(config, &clients));
-    serve(function, timeout, move |event, inv| handler(ctx.clone(), event, inv)).await
+    serve(function, timeout, move |event, inv| {
+        handler(ctx.clone(), event, inv)
+    })
+    .await
 }
 
 /// Serves `handler` until the runtime stops. Build clients before calling this, once per process.

@@ -621,3 +621,55 @@ async fn a_pass_that_cannot_read_the_cluster_is_asked_again_not_the_end_of_the_r
     }
     assert_eq!(delete.num_calls(), 1, "the lease released at the end");
 }
+
+#[tokio::test]
+async fn a_throttled_release_is_tried_again_it_was_never_applied() {
+    const THROTTLED: &str = r#"{"__type":"ThrottlingException","message":"Rate exceeded"}"#;
+    let delete = mock!(Ssm::delete_parameter)
+        .sequence()
+        .http_status(400, Some(THROTTLED.to_owned()))
+        .times(2)
+        .output(|| DeleteParameterOutput::builder().build())
+        .build();
+    let ctx = context(&[&delete], &[], &[]);
+    ctx.leases
+        .release(held_for(120_000))
+        .await
+        .expect("released on the third attempt");
+    assert_eq!(delete.num_calls(), 3);
+}
+
+#[test]
+fn a_run_renews_its_lease_for_no_longer_than_half_the_shortest_heartbeat_timeout() {
+    use crate::reconcile::gather::GroupHooks;
+    let ctx = context(&[], &[], &[]);
+    let mut mem = Memory::default();
+    assert_eq!(
+        super::run_ttl(&ctx, &mem),
+        super::lease_ttl(&ctx),
+        "hooks not read yet"
+    );
+    let mut short = hook("joinkeeper-launch", Transition::Launching);
+    short.heartbeat_timeout = Duration::from_secs(90);
+    mem.hooks.insert(
+        group("demo-workers"),
+        GroupHooks {
+            launch: Some(short),
+            terminate: None,
+        },
+    );
+    assert_eq!(super::run_ttl(&ctx, &mem), Duration::from_secs(45));
+}
+
+#[test]
+fn the_takeover_window_follows_the_ttl_the_holder_wrote() {
+    let ctx = context(&[], &[], &[]);
+    let holder = |left_ms: i64, ttl_ms: i64| LeaseValue {
+        expires_at_ms: now_ms() + left_ms,
+        ttl_ms,
+        ..Default::default()
+    };
+    // A live holder on a 45 s lease, 20 s left: not expiring (a third of 45 s is 15 s).
+    assert!(super::expiring_unrenewed(&ctx, &holder(20_000, 45_000)).is_none());
+    assert!(super::expiring_unrenewed(&ctx, &holder(10_000, 45_000)).is_some());
+}

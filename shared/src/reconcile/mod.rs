@@ -60,6 +60,23 @@ pub fn lease_ttl(ctx: &Context) -> Duration {
     ctx.config.command_deadline * 2 + ctx.config.node_poll + Duration::from_secs(30)
 }
 
+/// The lease's TTL once the run knows the cluster's hooks: never longer than half the shortest
+/// heartbeat timeout (but long enough for two polls past the guard), so that if this run dies
+/// the next one takes over while the actions it held can still be heartbeated in time.
+pub fn run_ttl(ctx: &Context, mem: &Memory) -> Duration {
+    let shortest = mem
+        .hooks
+        .values()
+        .flat_map(|g| g.launch.iter().chain(g.terminate.iter()))
+        .map(|h| h.heartbeat_timeout)
+        .min();
+    let floor = ctx.config.node_poll * 2 + crate::lease::GUARD * 2;
+    match shortest {
+        Some(h) => lease_ttl(ctx).min((h / 2).max(floor)),
+        None => lease_ttl(ctx),
+    }
+}
+
 /// Room a run keeps before its deadline to start another pass.
 fn pass_room(ctx: &Context) -> Duration {
     Duration::from_secs(10).max(ctx.config.node_poll / 2)
@@ -81,6 +98,7 @@ async fn reconcile_inner(
     inv: &Invocation,
 ) -> Result<ReconcileOutcome, AwsCallError> {
     let name = ctx.config.lease_parameter(cluster, "reconcile");
+    let mut waited = false;
     let mut report = ReconcileReport {
         cluster: cluster.to_string(),
         passes: 0,
@@ -101,7 +119,9 @@ async fn reconcile_inner(
                 // A lease about to expire unrenewed: its holder died (killed, timed out) or is
                 // about to lose it. Wait for the expiry and take over, so the actions it held do
                 // not wait for the schedule (Lambda's retry of a killed invocation lands here).
-                if let Some(wait) = expiring_unrenewed(ctx, &holder) {
+                // Once per invocation: a live holder that renewed meanwhile keeps the cluster.
+                if let Some(wait) = expiring_unrenewed(ctx, &holder).filter(|_| !waited) {
+                    waited = true;
                     if inv.deadline.remaining() > wait + pass_room(ctx) * 2
                         && inv.deadline.sleep(wait).await
                     {
@@ -168,7 +188,12 @@ pub(crate) async fn renew_or_let_go(
 /// that would outlast the lease stops at the lease's guard and loses it).
 pub fn expiring_unrenewed(ctx: &Context, holder: &LeaseValue) -> Option<Duration> {
     let left = holder.expires_at_ms - now_ms();
-    let window = (lease_ttl(ctx) / 3).as_millis() as i64;
+    let ttl = if holder.ttl_ms > 0 {
+        holder.ttl_ms
+    } else {
+        lease_ttl(ctx).as_millis() as i64
+    };
+    let window = ttl / 3;
     (holder.expires_at_ms > 0 && left < window)
         .then(|| Duration::from_millis(left.max(0) as u64 + 250))
 }
@@ -190,7 +215,7 @@ async fn run_passes(
     let mut first = true;
     let mut failed_passes = 0;
     let stopped = loop {
-        if !first && !renew_or_let_go(&ctx.leases, &mut held, lease_ttl(ctx)).await? {
+        if !first && !renew_or_let_go(&ctx.leases, &mut held, run_ttl(ctx, &mem)).await? {
             break StopReason::LeaseLost;
         }
         first = false;
