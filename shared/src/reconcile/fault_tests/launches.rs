@@ -1,0 +1,180 @@
+//! Launches, warm-pool entry and the scheduled sweep under faults.
+
+use super::*;
+
+fn activity(description: &str, start: OffsetDateTime) -> Activity {
+    Activity::builder()
+        .activity_id("a-1")
+        .auto_scaling_group_name("demo-workers")
+        .cause("scale-out")
+        .description(description)
+        .start_time(aws_smithy_types::DateTime::from_secs(
+            start.unix_timestamp(),
+        ))
+        .status_code(ScalingActivityStatusCode::InProgress)
+        .build()
+}
+
+#[tokio::test]
+async fn a_running_warm_pool_instance_is_timed_from_leaving_the_pool_not_its_launch() {
+    let now = OffsetDateTime::now_utc();
+    let activities = mock!(Asg::describe_scaling_activities).then_output(move || {
+        DescribeScalingActivitiesOutput::builder()
+            .activities(activity(
+                "Launching a new EC2 instance from warm pool: i-0000000000000000a",
+                now - time::Duration::seconds(10),
+            ))
+            .build()
+    });
+    let (r, completions) = launch_after_two_hours(&activities).await;
+    assert_eq!(r.outcome, ActionOutcome::Waiting, "{r:?}");
+    assert_eq!(completions, 0, "never ABANDONed for its time in the pool");
+    assert_eq!(activities.num_calls(), 1);
+}
+
+/// One launch step for a worker whose EC2 launch time is two hours old, its Node absent:
+/// the report and how many completions were made.
+async fn launch_after_two_hours(
+    activities: &Rule,
+) -> (crate::reconcile::report::ActionReport, usize) {
+    let (complete, beat) = (complete_ok(), heartbeat_ok());
+    let ctx = context(&[], &[], &[activities, &complete, &beat]);
+    let w = waiting(WaitState::PendingWait);
+    let mut mem = Memory::default();
+    let hooks = launch_setup(&mut mem, &w, time::Duration::hours(2));
+    let hooks: Vec<_> = hooks.iter().collect();
+    let deadline = crate::deadline::Deadline::after(Duration::from_secs(60));
+    let r = launch::launch(
+        &ctx,
+        &mut mem,
+        "demo",
+        &w,
+        &hooks,
+        Some(NodeState::Absent),
+        &deadline,
+    )
+    .await
+    .expect("report");
+    (r, complete.num_calls())
+}
+
+#[tokio::test]
+async fn an_unknown_wait_start_holds_the_action() {
+    let activities = failing(mock!(Asg::describe_scaling_activities));
+    let (r, completions) = launch_after_two_hours(&activities).await;
+    assert_eq!(r.outcome, ActionOutcome::Waiting);
+    assert_eq!(completions, 0);
+}
+
+#[tokio::test]
+async fn warm_pool_entries_fetch_at_most_five_join_logs_per_pass() {
+    let send = mock!(Ssm::send_command).then_output(|| {
+        SendCommandOutput::builder()
+            .command(Command::builder().command_id("cmd-log").build())
+            .build()
+    });
+    let log = invocation(CommandInvocationStatus::Success, "Success", "installing\n");
+    let (complete, beat) = (complete_ok(), heartbeat_ok());
+    let ctx = context(&[&send, &log], &[], &[&complete, &beat]);
+    let mut mem = Memory::default();
+    let hooks = [hook("joinkeeper-launch", Transition::Launching)];
+    let hooks: Vec<_> = hooks.iter().collect();
+    let deadline = crate::deadline::Deadline::after(Duration::from_secs(60));
+    for n in 0..8 {
+        let w = Waiting {
+            group: group("demo-workers"),
+            instance: id(&format!("i-000000000000000{n}a")),
+            state: WaitState::WarmedPendingWait,
+        };
+        launch_setup(&mut mem, &w, time::Duration::ZERO);
+        let r = crate::reconcile::warm_entry::enter_warm_pool(
+            &ctx, &mut mem, "demo", &w, &hooks, true, &deadline,
+        )
+        .await
+        .expect("report");
+        assert_eq!(r.outcome, ActionOutcome::Waiting);
+    }
+    assert_eq!(
+        send.num_calls(),
+        5,
+        "the per-pass cap applies to warm-pool entry"
+    );
+}
+
+#[tokio::test]
+async fn a_scheduled_sweep_reports_a_failed_cluster_instead_of_failing_and_being_retried() {
+    use aws_sdk_autoscaling::operation::describe_auto_scaling_groups::DescribeAutoScalingGroupsOutput;
+    use aws_sdk_ec2::operation::describe_instances::DescribeInstancesOutput;
+    use aws_sdk_ec2::types::{Instance, InstanceState, InstanceStateName, Reservation, Tag};
+    type Ec2 = aws_sdk_ec2::Client;
+    let groups = mock!(Asg::describe_auto_scaling_groups)
+        .then_output(|| DescribeAutoScalingGroupsOutput::builder().build());
+    let instances = mock!(Ec2::describe_instances).then_output(|| {
+        let tag = |k: &str, v: &str| Tag::builder().key(k).value(v).build();
+        DescribeInstancesOutput::builder()
+            .reservations(
+                Reservation::builder()
+                    .instances(
+                        Instance::builder()
+                            .instance_id("i-0000000000000000c")
+                            .state(
+                                InstanceState::builder()
+                                    .name(InstanceStateName::Running)
+                                    .build(),
+                            )
+                            .tags(tag("joinkeeper:cluster", "demo"))
+                            .tags(tag("joinkeeper:role", "control-plane"))
+                            .build(),
+                    )
+                    .build(),
+            )
+            .build()
+    });
+    // Every Parameter Store and SSM call fails: the cluster's refresh fails.
+    let get = failing(mock!(Ssm::get_parameter));
+    let put = failing(mock!(Ssm::put_parameter));
+    let by_path = failing(mock!(Ssm::get_parameters_by_path));
+    let info = failing(mock!(Ssm::describe_instance_information));
+    let ctx = context(&[&get, &put, &by_path, &info], &[&instances], &[&groups]);
+    let event: serde_json::Value = serde_json::from_str(include_str!(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../events/scheduled-refresh.json"
+    )))
+    .expect("event");
+    let inv = crate::context::Invocation::new(
+        "req",
+        crate::deadline::Deadline::after(Duration::from_secs(60)),
+    );
+    let response = crate::handler::handle_schedule(&ctx, &event, &inv)
+        .await
+        .expect("a failed cluster is reported, not returned as the invocation's error");
+    assert_eq!(response.refresh.failed(), 1, "{:?}", response.refresh);
+}
+
+#[tokio::test]
+async fn a_pass_that_cannot_read_the_cluster_is_asked_again_not_the_end_of_the_run() {
+    use aws_sdk_autoscaling::operation::describe_auto_scaling_groups::DescribeAutoScalingGroupsOutput;
+    const THROTTLED: &str = "<ErrorResponse><Error><Type>Sender</Type><Code>Throttling</Code><Message>Rate exceeded</Message></Error><RequestId>r</RequestId></ErrorResponse>";
+    let groups = mock!(Asg::describe_auto_scaling_groups)
+        .sequence()
+        .http_status(400, Some(THROTTLED.to_owned()))
+        .output(|| DescribeAutoScalingGroupsOutput::builder().build())
+        .repeatedly()
+        .build();
+    let (put, delete) = (put_ok(), delete_ok());
+    let ctx = context(&[&put, &delete], &[], &[&groups]);
+    let inv = crate::context::Invocation::new(
+        "req",
+        crate::deadline::Deadline::after(Duration::from_secs(120)),
+    );
+    let outcome = crate::reconcile::reconcile(&ctx, &cluster(), &inv)
+        .await
+        .expect("a throttled read is asked again within the run");
+    match outcome {
+        crate::reconcile::ReconcileOutcome::Ran(report) => {
+            assert_eq!(report.passes, 2, "{report:?}")
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(delete.num_calls(), 1, "the lease released at the end");
+}
