@@ -33,6 +33,19 @@ pub const WRITE_BOUND: Duration = Duration::from_secs(8);
 /// clock skew. A renew or release started before the guard ends before the expiry that a
 /// successor waits for, so it can never overwrite or delete the successor's lease.
 pub const GUARD: Duration = Duration::from_secs(8 + 4);
+/// A takeover marker: who won it, and when.
+#[derive(Serialize, Deserialize)]
+struct Marker {
+    holder: String,
+    at_ms: i64,
+}
+
+/// A takeover marker whose winner has not taken the lease by now never will (its takeover is
+/// bounded by [`WRITE_BOUND`]): the next generation may be tried.
+pub const MARKER_STALE: Duration = Duration::from_secs(8 * 2 + 12);
+/// How many marker generations one takeover tries.
+const MARKER_GENERATIONS: u32 = 4;
+
 /// The longest pause between two attempts of a throttled release (200 ms, doubling).
 const RELEASE_RETRY_MAX: Duration = Duration::from_millis(1600);
 /// Markers and abandoned leases older than this are removed by the cleanup.
@@ -205,29 +218,22 @@ impl Leases {
             value.ttl_ms = ttl.as_millis() as i64;
             self.pause("create").await;
             match self.store.create_only(name, &to_json(&value)).await {
-                Ok(true) => {
-                    return Ok(Acquire::Held(Held {
-                        name: name.to_owned(),
-                        value,
-                        previous: None,
-                    }))
-                }
+                Ok(true) => return Ok(self.held(name, value, None)),
                 Ok(false) => {}
-                // Writes are throttled (Parameter Store's write rate is a few per second per
-                // account): a lease another caller validly holds answers without a write, and
-                // only a caller that finds none fails (and is retried).
-                Err(err) if err.is_throttling() => {
+                // Throttled (refused), or lost after it may have taken effect: the lease tells.
+                // Ours: it took effect. Another's, valid: it answers without a write. Otherwise
+                // the caller fails (and is retried); never a lease of ours left behind unknown.
+                Err(err) => {
                     return match self.read(name).await? {
-                        Some((Some(v), _))
-                            if v.holder != value.holder
-                                && standing(&v, now_ms()) == Standing::Valid =>
-                        {
+                        Some((Some(v), _)) if v.holder == value.holder => {
+                            Ok(self.held(name, value, None))
+                        }
+                        Some((Some(v), _)) if standing(&v, now_ms()) == Standing::Valid => {
                             Ok(Acquire::Busy(Some(v)))
                         }
                         _ => Err(err),
                     };
                 }
-                Err(err) => return Err(err),
             }
             self.pause("read").await;
             let Some((found, version)) = self.read(name).await? else {
@@ -235,11 +241,7 @@ impl Leases {
             };
             // Our own create, whose answer was lost (the SDK's retry then found it existing).
             if found.as_ref().is_some_and(|v| v.holder == value.holder) {
-                return Ok(Acquire::Held(Held {
-                    name: name.to_owned(),
-                    value,
-                    previous: None,
-                }));
+                return Ok(self.held(name, value, None));
             }
             if let Some(v) = &found {
                 if standing(v, now_ms()) == Standing::Valid {
@@ -247,27 +249,44 @@ impl Leases {
                 }
             }
             // Expired (or not a lease at all): one waiter takes it over.
-            let old = found
-                .as_ref()
-                .map(|v| v.holder.as_str())
-                .unwrap_or("corrupt");
-            let marker = format!("{name}.takeover.{}-v{version}", sanitize(old));
-            self.pause("marker").await;
-            if !self.store.create_only(&marker, &value.holder).await?
-                // A lost answer to our own marker reads as ours.
-                && self.store.get(&marker, false).await?.map(|(v, _)| v) != Some(value.holder.clone())
+            if !self
+                .win_takeover(name, found.as_ref(), version, &value.holder)
+                .await?
             {
                 return Ok(Acquire::Busy(found));
             }
             value.expires_at_ms = now_ms() + ttl.as_millis() as i64;
             value.ttl_ms = ttl.as_millis() as i64;
             self.pause("overwrite").await;
-            self.store.overwrite(name, &to_json(&value)).await?;
-            return Ok(Acquire::Held(Held {
-                name: name.to_owned(),
-                value,
-                previous: found,
-            }));
+            let write = async {
+                // A later generation's winner checks that no earlier winner took the lease.
+                match self.read(name).await? {
+                    Some((_, v)) if v != version => return Ok(false),
+                    _ => {}
+                }
+                match self.store.overwrite(name, &to_json(&value)).await {
+                    Ok(()) => Ok(true),
+                    // Lost after it may have taken effect: the lease tells.
+                    Err(err) => match self.read(name).await? {
+                        Some((Some(v), _)) if v.holder == value.holder => Ok(true),
+                        _ => Err(err),
+                    },
+                }
+            };
+            // Bounded, so that a winner's overwrite never lands after its marker went stale.
+            let took = tokio::time::timeout(WRITE_BOUND, write)
+                .await
+                .unwrap_or_else(|_| {
+                    Err(AwsCallError {
+                        operation: "ssm:PutParameter",
+                        code: None,
+                        message: "takeover abandoned: it would have outlived its marker".into(),
+                    })
+                })?;
+            if !took {
+                return Ok(Acquire::Busy(None));
+            }
+            return Ok(self.held(name, value, found));
         }
         Ok(Acquire::Busy(None))
     }
@@ -292,6 +311,64 @@ impl Leases {
                 message: "abandoned: it would have outlived the lease's guard".into(),
             }),
         }
+    }
+
+    fn held(&self, name: &str, value: LeaseValue, previous: Option<LeaseValue>) -> Acquire {
+        Acquire::Held(Held {
+            name: name.to_owned(),
+            value,
+            previous,
+        })
+    }
+
+    /// Creates the takeover marker of the expired lease at `version` (create-only: one winner).
+    /// A marker whose winner never took the lease (it died, or its overwrite failed) is stale
+    /// after [`MARKER_STALE`]; the next generation's marker (`….1`, `….2`, …) is then tried, so
+    /// one failed winner cannot block the lease until the cleanup. True when this caller won.
+    async fn win_takeover(
+        &self,
+        name: &str,
+        found: Option<&LeaseValue>,
+        version: i64,
+        holder: &str,
+    ) -> Result<bool, AwsCallError> {
+        let old = found.map(|v| v.holder.as_str()).unwrap_or("corrupt");
+        let base = format!("{name}.takeover.{}-v{version}", sanitize(old));
+        for generation in 0..MARKER_GENERATIONS {
+            let marker = if generation == 0 {
+                base.clone()
+            } else {
+                format!("{base}.{generation}")
+            };
+            let mine = Marker {
+                holder: holder.to_owned(),
+                at_ms: now_ms(),
+            };
+            self.pause("marker").await;
+            if self
+                .store
+                .create_only(&marker, &serde_json::to_string(&mine).unwrap_or_default())
+                .await?
+            {
+                return Ok(true);
+            }
+            let Some((text, _)) = self.store.get(&marker, false).await? else {
+                continue;
+            };
+            let theirs = serde_json::from_str::<Marker>(&text).unwrap_or(Marker {
+                holder: text.clone(),
+                at_ms: 0,
+            });
+            if theirs.holder == holder {
+                return Ok(true); // our own create, whose answer was lost
+            }
+            let stale =
+                theirs.at_ms > 0 && now_ms() - theirs.at_ms > MARKER_STALE.as_millis() as i64;
+            if !stale {
+                return Ok(false);
+            }
+        }
+        Ok(false)
     }
 
     /// Extends a held lease to `ttl` from now. False (and nothing written) when the lease can no

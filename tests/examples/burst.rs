@@ -45,7 +45,7 @@ async fn run(n: usize, join_seconds: u64, arrival: Duration) {
     launch_instance(&setup, "demo", "control-plane", &[]).await;
     let counter = CallCounter::default();
     let clients = emulator.counted_clients_as(&counter, "launch-hook").await;
-    let ctx = Context::new(config(), &clients);
+    let ctx = Context::new(config(), &clients).with_metrics(joinkeeper::metrics::Metrics::Off);
     let cluster = ClusterName::parse("demo").expect("name");
     let setup_inv = Invocation::new("setup", Deadline::after(Duration::from_secs(120)));
     joinkeeper::regenerate::ensure_fresh(&ctx, &cluster, Duration::from_secs(3600), &setup_inv)
@@ -86,7 +86,8 @@ async fn run(n: usize, join_seconds: u64, arrival: Duration) {
         let spread = arrival.as_millis() as u64 * (i as u64 * 7919 % n as u64) / n as u64;
         tokio::time::sleep(Duration::from_millis(spread)).await;
         let timer = CallTimer::default();
-        let ctx = Context::new(config(), &container_clients(base, counter, &timer));
+        let ctx = Context::new(config(), &container_clients(base, counter, &timer))
+            .with_metrics(joinkeeper::metrics::Metrics::Off);
         let t = Instant::now();
         let inv = Invocation::new(
             format!("req-{i}"),

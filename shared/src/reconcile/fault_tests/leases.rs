@@ -173,3 +173,68 @@ fn the_takeover_window_follows_the_ttl_the_holder_wrote() {
     assert!(crate::reconcile::expiring_unrenewed(&ctx, &holder(20_000, 45_000)).is_none());
     assert!(crate::reconcile::expiring_unrenewed(&ctx, &holder(10_000, 45_000)).is_some());
 }
+
+#[tokio::test]
+async fn a_takeover_marker_whose_winner_never_took_the_lease_does_not_block_it() {
+    use aws_sdk_ssm::operation::get_parameter::GetParameterOutput;
+    use aws_sdk_ssm::operation::put_parameter::PutParameterError;
+    use aws_sdk_ssm::types::error::ParameterAlreadyExists;
+    use aws_sdk_ssm::types::Parameter;
+    let exists =
+        || PutParameterError::ParameterAlreadyExists(ParameterAlreadyExists::builder().build());
+    // The lease expired long ago; generation 0's marker was won 60 s ago by a waiter that died.
+    let lease_create = mock!(Ssm::put_parameter)
+        .match_requests(|r| r.name() == Some(LEASE) && r.overwrite() == Some(false))
+        .then_error(exists);
+    let gen0 = mock!(Ssm::put_parameter)
+        .match_requests(|r| {
+            r.name()
+                .is_some_and(|n| n.contains(".takeover.") && !n.ends_with(".1"))
+        })
+        .then_error(exists);
+    let gen1 = put_ok();
+    let overwrite = mock!(Ssm::put_parameter)
+        .match_requests(|r| r.name() == Some(LEASE) && r.overwrite() == Some(true))
+        .then_output(|| {
+            aws_sdk_ssm::operation::put_parameter::PutParameterOutput::builder()
+                .version(4)
+                .build()
+        });
+    let read = |name: &'static str, value: String, version: i64| {
+        mock!(Ssm::get_parameter)
+            .match_requests(move |r| r.name() == Some(name))
+            .then_output(move || {
+                GetParameterOutput::builder()
+                    .parameter(
+                        Parameter::builder()
+                            .name(name)
+                            .value(value.clone())
+                            .version(version)
+                            .build(),
+                    )
+                    .build()
+            })
+    };
+    let expired = serde_json::to_string(&LeaseValue {
+        holder: "dead".into(),
+        expires_at_ms: now_ms() - 600_000,
+        ..Default::default()
+    })
+    .expect("json");
+    let lease = read(LEASE, expired, 3);
+    let marker_name: &'static str = "/joinkeeper/demo/leases/reconcile.takeover.dead-v3";
+    let marker = read(
+        marker_name,
+        format!(r#"{{"holder":"h-dead","at_ms":{}}}"#, now_ms() - 60_000),
+        1,
+    );
+    let ctx = context(
+        &[&lease_create, &overwrite, &gen0, &gen1, &lease, &marker],
+        &[],
+        &[],
+    );
+    let got = acquire(&ctx).await;
+    assert!(matches!(got, crate::lease::Acquire::Held(_)), "{got:?}");
+    assert_eq!(gen1.num_calls(), 1, "the next generation's marker was won");
+    assert_eq!(overwrite.num_calls(), 1);
+}
