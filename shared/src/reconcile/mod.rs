@@ -60,18 +60,6 @@ pub fn lease_ttl(ctx: &Context) -> Duration {
     ctx.config.command_deadline * 2 + ctx.config.node_poll + Duration::from_secs(30)
 }
 
-/// The lease's TTL when it is taken, before the run knows the cluster's hooks: enough for the
-/// first pass (one Run Command wait and a poll past the guard), so that a holder killed at once
-/// blocks its cluster no longer than that; [`run_ttl`] takes over at the first renewal.
-pub fn first_ttl(ctx: &Context) -> Duration {
-    lease_ttl(ctx).min(
-        ctx.config.command_deadline
-            + ctx.config.node_poll
-            + crate::lease::GUARD
-            + Duration::from_secs(10),
-    )
-}
-
 /// The lease's TTL once the run knows the cluster's hooks: never longer than half the shortest
 /// heartbeat timeout (but long enough for two polls past the guard), so that if this run dies
 /// the next one takes over while the actions it held can still be heartbeated in time.
@@ -124,7 +112,7 @@ async fn reconcile_inner(
             holder_until_ms: now_ms() + inv.deadline.remaining().as_millis() as i64,
             ..Default::default()
         };
-        let held = match ctx.leases.try_acquire(&name, first_ttl(ctx), value).await? {
+        let held = match ctx.leases.try_acquire(&name, lease_ttl(ctx), value).await? {
             Acquire::Held(held) => held,
             Acquire::Busy(holder) => {
                 let holder = holder.unwrap_or_default();

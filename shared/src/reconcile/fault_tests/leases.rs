@@ -238,12 +238,3 @@ async fn a_takeover_marker_whose_winner_never_took_the_lease_does_not_block_it()
     assert_eq!(gen1.num_calls(), 1, "the next generation's marker was won");
     assert_eq!(overwrite.num_calls(), 1);
 }
-
-#[test]
-fn a_lease_is_taken_for_one_pass_before_the_hooks_are_known() {
-    let ctx = context(&[], &[], &[]);
-    let first = crate::reconcile::first_ttl(&ctx);
-    assert!(first < crate::reconcile::lease_ttl(&ctx));
-    // One Run Command wait fits inside it, past the guard.
-    assert!(first > ctx.config.command_deadline + crate::lease::GUARD);
-}
