@@ -114,8 +114,14 @@ pub async fn launch(
     })
 }
 
-fn age_since(t: OffsetDateTime) -> Duration {
+pub(crate) fn age_since(t: OffsetDateTime) -> Duration {
     Duration::try_from(OffsetDateTime::now_utc() - t).unwrap_or(Duration::ZERO)
+}
+
+/// When a launch's wait began: its launch time, or the later start of the scaling activity that
+/// took it into service.
+fn wait_start(launched: OffsetDateTime, activity: Option<OffsetDateTime>) -> OffsetDateTime {
+    activity.map_or(launched, |b| b.max(launched))
 }
 
 /// How long the launch has waited: from the later of its launch time and the start of the
@@ -134,7 +140,7 @@ async fn wait_age(
             b
         }
     };
-    Ok(age_since(began.map_or(launched, |b| b.max(launched))))
+    Ok(age_since(wait_start(launched, began)))
 }
 
 /// Completes CONTINUE for every instance whose Node is Ready, a few at a time (a burst of
@@ -154,18 +160,18 @@ pub async fn continue_ready(
             .map(|h| h.for_state(w.state).into_iter().cloned().collect())
             .unwrap_or_default();
         let launched = mem.facts.get(&w.instance).and_then(|f| f.launched);
-        let known_start = mem.wait_began.get(&w.instance).copied().flatten();
+        let looked_up = mem.wait_began.get(&w.instance).copied();
         let deadline = ctx.config.join_deadline;
         async move {
             let hooks: Vec<&Hook> = hooks.iter().collect();
             // Timed from the wait's start: a launch time older than the join deadline may be a
-            // Running warm pool's (one lookup, only then, for the JoinSeconds figure).
-            let mut start = launched.map(|l| known_start.map_or(l, |b| b.max(l)));
-            if start.is_some_and(|s| age_since(s) >= deadline) && known_start.is_none() {
-                if let (Ok(Some(b)), Some(s)) =
-                    (ctx.asg.wait_began(&w.group, &w.instance).await, start)
-                {
-                    start = Some(b.max(s));
+            // Running warm pool's (one lookup, only then and only once a run, for JoinSeconds).
+            let mut start = launched.map(|l| wait_start(l, looked_up.flatten()));
+            if let (Some(s), None) = (start, looked_up) {
+                if age_since(s) >= deadline {
+                    if let Ok(began) = ctx.asg.wait_began(&w.group, &w.instance).await {
+                        start = Some(wait_start(s, began));
+                    }
                 }
             }
             let age = start.map(age_since);

@@ -10,8 +10,6 @@
 
 use std::time::Duration;
 
-use time::OffsetDateTime;
-
 use crate::aws::autoscaling::{Completion, Hook};
 use crate::aws::AwsCallError;
 use crate::context::Context;
@@ -20,7 +18,7 @@ use crate::lifecycle::{HookResult, Transition, WaitState};
 use crate::reconcile::act;
 use crate::reconcile::decide::warm_pool_entry_unknown;
 use crate::reconcile::gather::Waiting;
-use crate::reconcile::launch::{join_log_tail, JOIN_LOGS_PER_PASS};
+use crate::reconcile::launch::{age_since, join_log_tail, JOIN_LOGS_PER_PASS};
 use crate::reconcile::memory::Memory;
 use crate::reconcile::report::{ActionOutcome, ActionReport};
 
@@ -40,7 +38,7 @@ pub async fn enter_warm_pool(
         .facts
         .get(&w.instance)
         .and_then(|f| f.launched)
-        .map(|l| Duration::try_from(OffsetDateTime::now_utc() - l).unwrap_or(Duration::ZERO));
+        .map(age_since);
     let unreachable_for = mem.unreachable_for(&w.instance, node_known);
     let Some(prepared) = prepared(ctx, mem, cluster, w, deadline).await else {
         return capped(ctx, mem, cluster, w, hooks, age).await;
