@@ -33,19 +33,6 @@ pub const WRITE_BOUND: Duration = Duration::from_secs(8);
 /// clock skew. A renew or release started before the guard ends before the expiry that a
 /// successor waits for, so it can never overwrite or delete the successor's lease.
 pub const GUARD: Duration = Duration::from_secs(8 + 4);
-/// A takeover marker: who won it, and when.
-#[derive(Serialize, Deserialize)]
-struct Marker {
-    holder: String,
-    at_ms: i64,
-}
-
-/// A takeover marker whose winner has not taken the lease by now never will (its takeover is
-/// bounded by [`WRITE_BOUND`]): the next generation may be tried.
-pub const MARKER_STALE: Duration = Duration::from_secs(8 * 2 + 12);
-/// How many marker generations one takeover tries.
-const MARKER_GENERATIONS: u32 = 4;
-
 /// The longest pause between two attempts of a throttled release (200 ms, doubling).
 const RELEASE_RETRY_MAX: Duration = Duration::from_millis(1600);
 /// Markers and abandoned leases older than this are removed by the cleanup.
@@ -130,6 +117,9 @@ pub fn new_holder_id() -> String {
         SEQ.fetch_add(1, Ordering::Relaxed)
     )
 }
+
+mod takeover;
+pub use takeover::MARKER_STALE;
 
 type Delay = Arc<dyn Fn(&'static str) -> Duration + Send + Sync>;
 
@@ -321,56 +311,6 @@ impl Leases {
         })
     }
 
-    /// Creates the takeover marker of the expired lease at `version` (create-only: one winner).
-    /// A marker whose winner never took the lease (it died, or its overwrite failed) is stale
-    /// after [`MARKER_STALE`]; the next generation's marker (`….1`, `….2`, …) is then tried, so
-    /// one failed winner cannot block the lease until the cleanup. True when this caller won.
-    async fn win_takeover(
-        &self,
-        name: &str,
-        found: Option<&LeaseValue>,
-        version: i64,
-        holder: &str,
-    ) -> Result<bool, AwsCallError> {
-        let old = found.map(|v| v.holder.as_str()).unwrap_or("corrupt");
-        let base = format!("{name}.takeover.{}-v{version}", sanitize(old));
-        for generation in 0..MARKER_GENERATIONS {
-            let marker = if generation == 0 {
-                base.clone()
-            } else {
-                format!("{base}.{generation}")
-            };
-            let mine = Marker {
-                holder: holder.to_owned(),
-                at_ms: now_ms(),
-            };
-            self.pause("marker").await;
-            if self
-                .store
-                .create_only(&marker, &serde_json::to_string(&mine).unwrap_or_default())
-                .await?
-            {
-                return Ok(true);
-            }
-            let Some((text, _)) = self.store.get(&marker, false).await? else {
-                continue;
-            };
-            let theirs = serde_json::from_str::<Marker>(&text).unwrap_or(Marker {
-                holder: text.clone(),
-                at_ms: 0,
-            });
-            if theirs.holder == holder {
-                return Ok(true); // our own create, whose answer was lost
-            }
-            let stale =
-                theirs.at_ms > 0 && now_ms() - theirs.at_ms > MARKER_STALE.as_millis() as i64;
-            if !stale {
-                return Ok(false);
-            }
-        }
-        Ok(false)
-    }
-
     /// Extends a held lease to `ttl` from now. False (and nothing written) when the lease can no
     /// longer be trusted: the holder must stop.
     pub async fn renew(&self, held: &mut Held, ttl: Duration) -> Result<bool, AwsCallError> {
@@ -484,44 +424,4 @@ fn sanitize(s: &str) -> String {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_holder_stops_before_a_taker_may_start() {
-        let v = LeaseValue {
-            expires_at_ms: 10_000,
-            ..Default::default()
-        };
-        let guard = GUARD.as_millis() as i64;
-        assert!(holder_may_act(&v, 10_000 - guard - 1, GUARD));
-        assert!(!holder_may_act(&v, 10_000 - guard, GUARD));
-        assert_eq!(standing(&v, 9_999), Standing::Valid);
-        assert_eq!(standing(&v, 10_000), Standing::Expired);
-        // No instant at which both the holder may act and a taker may take over.
-        for t in 0..20_000 {
-            assert!(!(holder_may_act(&v, t, GUARD) && standing(&v, t) == Standing::Expired));
-        }
-    }
-
-    #[test]
-    fn holder_ids_are_unique_and_safe_in_names() {
-        let a = new_holder_id();
-        let b = new_holder_id();
-        assert_ne!(a, b);
-        assert_eq!(sanitize(&a), a);
-        assert_eq!(sanitize("a/b c;d"), "abcd");
-    }
-
-    #[test]
-    fn values_round_trip_and_old_fields_default() {
-        let v: LeaseValue =
-            serde_json::from_str(r#"{"holder":"x","expires_at_ms":5}"#).expect("lease");
-        assert_eq!(v.holder, "x");
-        assert!(v.command_id.is_empty());
-        assert_eq!(
-            serde_json::from_str::<LeaseValue>(&to_json(&v)).ok(),
-            Some(v)
-        );
-    }
-}
+mod tests;
