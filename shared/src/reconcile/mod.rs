@@ -60,6 +60,16 @@ pub fn lease_ttl(ctx: &Context) -> Duration {
     ctx.config.command_deadline * 2 + ctx.config.node_poll + Duration::from_secs(30)
 }
 
+/// The lease's TTL when it is taken, before the run knows the cluster's hooks: enough for the
+/// first pass (one Run Command wait and a poll past the guard), so that a holder killed at once
+/// blocks its cluster no longer than that; [`run_ttl`] takes over at the first renewal. Safe
+/// because a pass never outlives its lease: it is cut at the guard (see [`run_passes`]).
+pub fn first_ttl(ctx: &Context) -> Duration {
+    lease_ttl(ctx).min(
+        ctx.config.command_deadline + ctx.config.node_poll + crate::lease::GUARD + pass::ACT_ROOM,
+    )
+}
+
 /// The lease's TTL once the run knows the cluster's hooks: never longer than half the shortest
 /// heartbeat timeout (but long enough for two polls past the guard), so that if this run dies
 /// the next one takes over while the actions it held can still be heartbeated in time.
@@ -112,7 +122,7 @@ async fn reconcile_inner(
             holder_until_ms: now_ms() + inv.deadline.remaining().as_millis() as i64,
             ..Default::default()
         };
-        let held = match ctx.leases.try_acquire(&name, lease_ttl(ctx), value).await? {
+        let held = match ctx.leases.try_acquire(&name, first_ttl(ctx), value).await? {
             Acquire::Held(held) => held,
             Acquire::Busy(holder) => {
                 let holder = holder.unwrap_or_default();
@@ -221,8 +231,20 @@ async fn run_passes(
         first = false;
         let lease_left = ctx.leases.time_left(&held);
         let bound = pass::pass_bound(inv, lease_left);
-        let result = pass::run_pass(ctx, cluster, inv, &mut mem, &bound).await;
+        // Every write of a pass (completions, drain records, heartbeats, not only the Run Command
+        // waits that `bound` limits) must land while the lease is this run's: a pass slowed past
+        // the lease's guard (throttling, retries) is cut there, as a killed invocation would be,
+        // and the run stops; what it left half done is what a successor already survives.
+        let result = tokio::time::timeout(
+            lease_left,
+            pass::run_pass(ctx, cluster, inv, &mut mem, &bound),
+        )
+        .await;
         report.passes += 1;
+        let Ok(result) = result else {
+            tracing::warn!(cluster = %cluster, "pass cut at the lease's guard; the next holder goes on");
+            break StopReason::LeaseLost;
+        };
         let result = match result {
             Ok(r) => {
                 failed_passes = 0;

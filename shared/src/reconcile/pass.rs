@@ -195,7 +195,12 @@ async fn act_on(
     }
 }
 
-/// The pass's own time bound: the invocation's deadline, and the lease's validity.
+/// Time a pass keeps, between its longest wait and the end of its lease, for what it decided from
+/// that wait (completions, drain records).
+pub const ACT_ROOM: Duration = Duration::from_secs(10);
+
+/// The bound of a pass's waits: the invocation's deadline, and the lease's validity less
+/// [`ACT_ROOM`] (the pass itself is cut when the lease's validity runs out).
 pub fn pass_bound(inv: &Invocation, lease_left: Duration) -> Deadline {
-    inv.deadline.within(lease_left)
+    inv.deadline.within(lease_left.saturating_sub(ACT_ROOM))
 }

@@ -139,6 +139,10 @@ pub fn report(
     for (took, what) in monitor.slow_terminates.iter().take(3) {
         println!("  slowest terminate      {took:.1} s {what}");
     }
+    monitor.slow_continues.sort_by(|a, b| b.0.total_cmp(&a.0));
+    for (took, what) in monitor.slow_continues.iter().take(3) {
+        println!("  slowest continue       {took:.1} s {what}");
+    }
     for n in &monitor.notes {
         println!("  note: {n}");
     }

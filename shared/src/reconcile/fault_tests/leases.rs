@@ -238,3 +238,15 @@ async fn a_takeover_marker_whose_winner_never_took_the_lease_does_not_block_it()
     assert_eq!(gen1.num_calls(), 1, "the next generation's marker was won");
     assert_eq!(overwrite.num_calls(), 1);
 }
+
+#[test]
+fn a_lease_is_taken_for_one_pass_before_the_hooks_are_known() {
+    let ctx = context(&[], &[], &[]);
+    let first = crate::reconcile::first_ttl(&ctx);
+    assert!(first < crate::reconcile::lease_ttl(&ctx));
+    // One Run Command wait fits inside it, past the guard, with room to act on its answer.
+    let bound_of_waits = first
+        .saturating_sub(crate::lease::GUARD)
+        .saturating_sub(crate::reconcile::pass::ACT_ROOM);
+    assert!(bound_of_waits >= ctx.config.command_deadline);
+}

@@ -93,8 +93,16 @@ impl Monitor {
             if launch && result == "CONTINUE" && a["destination"] == "AutoScalingGroup" {
                 match &node {
                     Some(n) if n.ready && n.created_s * 1000 <= t_c => {
-                        self.ready_to_continue
-                            .push((t_c - n.created_s * 1000) as f64 / 1000.0);
+                        let took = (t_c - n.created_s * 1000) as f64 / 1000.0;
+                        self.ready_to_continue.push(took);
+                        let (created, done) = (self.rel(n.created_s * 1000), self.rel(t_c));
+                        self.slow_continues.push((
+                            took,
+                            format!(
+                                "{instance} {}: Node at {created}, CONTINUE at {done}",
+                                a["group"]
+                            ),
+                        ));
                     }
                     _ => self.violate(
                         format!("continue {token}"),

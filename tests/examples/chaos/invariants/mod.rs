@@ -54,6 +54,8 @@ pub struct Monitor {
     pub last_record_read: i64,
     pub actions: Value,
     pub slow_terminates: Vec<(f64, String)>,
+    /// Ready → CONTINUE, with the instance and when the Node was created (for the report).
+    pub slow_continues: Vec<(f64, String)>,
 }
 
 fn ms_of(text: &str) -> Option<i64> {
@@ -88,6 +90,7 @@ impl Monitor {
             last_record_read: 0,
             actions: Value::Null,
             slow_terminates: Vec::new(),
+            slow_continues: Vec::new(),
         }
     }
 
