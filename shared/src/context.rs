@@ -93,9 +93,20 @@ impl Context {
         request: CommandRequest<'_>,
         deadline: &Deadline,
     ) -> Result<CommandOutput, RunCommandError> {
+        self.run_command_picked_up(request, deadline, None).await
+    }
+
+    /// [`Context::run_command`], given up when the agent has not taken the command within
+    /// `pickup` (see [`crate::aws::run_command::CommandRunner::wait_picked_up`]).
+    pub async fn run_command_picked_up(
+        &self,
+        request: CommandRequest<'_>,
+        deadline: &Deadline,
+        pickup: Option<std::time::Duration>,
+    ) -> Result<CommandOutput, RunCommandError> {
         let command_id = self.send_command(&request).await?;
         self.runner
-            .wait(request.instance, &command_id, deadline)
+            .wait_picked_up(request.instance, &command_id, deadline, pickup)
             .await
     }
 }

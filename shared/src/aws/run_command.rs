@@ -83,6 +83,13 @@ pub enum RunCommandError {
         command_id: String,
         waited: Duration,
     },
+    /// The agent did not take the command in time (offline, or its buffer full); cancelled.
+    #[error("command {command_id} was not taken by the agent on {instance} within {waited:?}; cancelled")]
+    NotPickedUp {
+        instance: InstanceId,
+        command_id: String,
+        waited: Duration,
+    },
     /// The invocation's own deadline came first; the command was left running (its lease or
     /// record names it, so a later invocation picks it up).
     #[error("command {command_id} on {instance} still running when this invocation had to stop")]
@@ -127,6 +134,13 @@ pub fn classify(status: &str, details: &str, response_code: i32) -> Progress {
         ("Failed", _) => Progress::Failed(response_code),
         _ => Progress::Waiting,
     }
+}
+
+/// Whether the agent has taken the command: SSM's `Pending` is "not yet sent to the managed
+/// node" and `Delayed` "sent but not received; the system retries"; every other status comes
+/// from the agent or after it.
+pub fn picked_up(status: &str) -> bool {
+    !matches!(status, "Pending" | "Delayed")
 }
 
 impl CommandRunner {
@@ -198,37 +212,61 @@ impl CommandRunner {
         command_id: &str,
         deadline: &Deadline,
     ) -> Result<CommandOutput, RunCommandError> {
+        self.wait_picked_up(instance, command_id, deadline, None)
+            .await
+    }
+
+    /// [`CommandRunner::wait`], giving up (and cancelling) when the agent has not taken the
+    /// command within `pickup`: an agent gone offline while `PingStatus` still says Online, or
+    /// one whose buffer is full, leaves it `Pending`, and a read-only question is better asked
+    /// of another control plane than waited on until the delivery timeout.
+    pub async fn wait_picked_up(
+        &self,
+        instance: &InstanceId,
+        command_id: &str,
+        deadline: &Deadline,
+        pickup: Option<Duration>,
+    ) -> Result<CommandOutput, RunCommandError> {
         let started = Instant::now();
         loop {
-            match self.poll_once(instance, command_id).await? {
-                (Progress::Waiting, _) => {}
-                (Progress::Succeeded, stdout) => {
+            match self.poll_status(instance, command_id).await? {
+                (Progress::Waiting, taken, _) => {
+                    if !taken && pickup.is_some_and(|p| started.elapsed() >= p) {
+                        self.cancel(instance, command_id).await;
+                        return Err(RunCommandError::NotPickedUp {
+                            instance: instance.clone(),
+                            command_id: command_id.to_owned(),
+                            waited: started.elapsed(),
+                        });
+                    }
+                }
+                (Progress::Succeeded, _, stdout) => {
                     return Ok(CommandOutput {
                         command_id: command_id.to_owned(),
                         stdout,
                     });
                 }
-                (Progress::Failed(exit_code), _) => {
+                (Progress::Failed(exit_code), _, _) => {
                     return Err(RunCommandError::Failed {
                         instance: instance.clone(),
                         command_id: command_id.to_owned(),
                         exit_code,
                     })
                 }
-                (Progress::Undeliverable, _) => {
+                (Progress::Undeliverable, _, _) => {
                     return Err(RunCommandError::Undeliverable {
                         instance: instance.clone(),
                         command_id: command_id.to_owned(),
                         detail: "agent did not receive it".into(),
                     })
                 }
-                (Progress::TimedOut, _) => {
+                (Progress::TimedOut, _, _) => {
                     return Err(RunCommandError::TimedOut {
                         instance: instance.clone(),
                         command_id: command_id.to_owned(),
                     })
                 }
-                (Progress::Cancelled, _) => {
+                (Progress::Cancelled, _, _) => {
                     return Err(RunCommandError::Cancelled {
                         instance: instance.clone(),
                         command_id: command_id.to_owned(),
@@ -258,6 +296,17 @@ impl CommandRunner {
         instance: &InstanceId,
         command_id: &str,
     ) -> Result<(Progress, String), RunCommandError> {
+        let (progress, _, stdout) = self.poll_status(instance, command_id).await?;
+        Ok((progress, stdout))
+    }
+
+    /// [`CommandRunner::poll_once`], with whether the agent has taken the command
+    /// ([`picked_up`]).
+    async fn poll_status(
+        &self,
+        instance: &InstanceId,
+        command_id: &str,
+    ) -> Result<(Progress, bool, String), RunCommandError> {
         match self
             .client
             .get_command_invocation()
@@ -272,13 +321,14 @@ impl CommandRunner {
                 let progress = classify(status, details, out.response_code());
                 Ok((
                     progress,
+                    picked_up(status),
                     out.standard_output_content().unwrap_or_default().to_owned(),
                 ))
             }
             Err(err) => {
                 let err = err.into_service_error();
                 if err.is_invocation_does_not_exist() {
-                    Ok((Progress::Waiting, String::new()))
+                    Ok((Progress::Waiting, false, String::new()))
                 } else {
                     Err(AwsCallError::new("ssm:GetCommandInvocation", &err).into())
                 }
@@ -294,6 +344,23 @@ fn truncate(s: &str, max: usize) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_pending_and_delayed_are_not_taken_by_the_agent() {
+        for status in ["Pending", "Delayed"] {
+            assert!(!picked_up(status), "{status}");
+        }
+        for status in [
+            "InProgress",
+            "Success",
+            "Failed",
+            "TimedOut",
+            "Cancelling",
+            "Cancelled",
+        ] {
+            assert!(picked_up(status), "{status}");
+        }
+    }
 
     #[test]
     fn classify_table() {

@@ -160,6 +160,15 @@ async fn reconcile_inner(
         };
         let stopped = run_passes(ctx, cluster, inv, held, &mut report).await?;
         report.stopped = stopped;
+        // A pass cut at the lease's guard (or a renewal too late): take the lease again once it
+        // has expired, rather than leave the actions to the next trigger.
+        if stopped == StopReason::LeaseLost
+            && !inv
+                .deadline
+                .is_near(pass_room(ctx) * 2 + crate::lease::GUARD)
+        {
+            continue;
+        }
         if stopped != StopReason::Settled || inv.deadline.is_near(pass_room(ctx) * 2) {
             break;
         }
@@ -176,7 +185,9 @@ async fn reconcile_inner(
 
 /// Renews the run's lease before a pass; `Ok(false)` when it can no longer be trusted. A failed
 /// renewal lets go at once (a lost answer may even have renewed it), so the next trigger takes the
-/// cluster over without waiting for the lease to expire.
+/// cluster over without waiting for the lease to expire. A throttled one was refused, never
+/// applied: the lease stands as it was, and the run goes on under it (its next pass is cut at
+/// the guard as always) and renews again before the pass after.
 pub(crate) async fn renew_or_let_go(
     leases: &crate::lease::Leases,
     held: &mut Held,
@@ -184,6 +195,10 @@ pub(crate) async fn renew_or_let_go(
 ) -> Result<bool, AwsCallError> {
     match leases.renew(held, ttl).await {
         Ok(renewed) => Ok(renewed),
+        Err(err) if err.is_throttling() => {
+            tracing::warn!(error = %err, "lease renewal throttled; going on under the lease as it stands");
+            Ok(leases.may_act(held))
+        }
         Err(err) => {
             if let Err(release) = leases.release(held.clone()).await {
                 tracing::warn!(error = %release, "could not release the reconcile lease; it expires by itself");

@@ -130,10 +130,13 @@ async fn ask(
     } else {
         pairs.join(" ")
     };
-    for cp in candidates {
+    for (n, cp) in candidates.iter().enumerate() {
         if deadline.is_near(Duration::from_secs(2)) {
             return None;
         }
+        // While another control plane is left to ask, one whose agent has not taken the
+        // question by the next poll (offline, busy) is passed over rather than waited on.
+        let pickup = (n + 1 < candidates.len()).then_some(ctx.config.node_poll);
         let request = CommandRequest {
             cluster: cluster.as_str(),
             instance: cp,
@@ -145,7 +148,7 @@ async fn ask(
             ],
             comment: format!("joinkeeper: node status for {cluster}"),
         };
-        match ctx.run_command(request, deadline).await {
+        match ctx.run_command_picked_up(request, deadline, pickup).await {
             Ok(out) => return Some(parse_node_status(&out.stdout, ids)),
             Err(err) => {
                 warn!(cluster = %cluster, control_plane = %cp, error = %err, "node status failed on this control plane")

@@ -178,3 +178,78 @@ async fn a_pass_that_cannot_read_the_cluster_is_asked_again_not_the_end_of_the_r
     }
     assert_eq!(delete.num_calls(), 1, "the lease released at the end");
 }
+
+#[tokio::test]
+async fn a_node_status_question_an_agent_never_takes_is_asked_of_the_next_control_plane() {
+    use aws_sdk_ssm::operation::cancel_command::CancelCommandOutput;
+    // The first control plane's agent went offline while PingStatus still says Online: its
+    // command stays Pending. The question goes to the second after one node poll, not after the
+    // command deadline.
+    let (silent, answering) = (id("i-0000000000000000c"), id("i-0000000000000000d"));
+    let send = mock!(Ssm::send_command).then_output(|| {
+        SendCommandOutput::builder()
+            .command(Command::builder().command_id("cmd-new").build())
+            .build()
+    });
+    let pending = mock!(Ssm::get_command_invocation)
+        .match_requests(|r| r.instance_id() == Some("i-0000000000000000c"))
+        .then_output(|| {
+            GetCommandInvocationOutput::builder()
+                .status(CommandInvocationStatus::Pending)
+                .status_details("Pending")
+                .build()
+        });
+    let answer = mock!(Ssm::get_command_invocation)
+        .match_requests(|r| r.instance_id() == Some("i-0000000000000000d"))
+        .then_output(|| {
+            GetCommandInvocationOutput::builder()
+                .status(CommandInvocationStatus::Success)
+                .status_details("Success")
+                .standard_output_content("i-0000000000000000a Ready\n")
+                .build()
+        });
+    let cancel = mock!(Ssm::cancel_command)
+        .match_requests(|r| r.instance_ids().iter().any(|i| i == "i-0000000000000000c"))
+        .then_output(|| CancelCommandOutput::builder().build());
+    let ctx = context(&[&send, &pending, &answer, &cancel], &[], &[]);
+    let started = std::time::Instant::now();
+    let states = crate::reconcile::node_status::node_states(
+        &ctx,
+        &cluster(),
+        &[silent, answering],
+        &[worker()],
+        &HashMap::new(),
+        &crate::deadline::Deadline::after(Duration::from_secs(60)),
+    )
+    .await
+    .expect("the second control plane answered");
+    assert_eq!(states.get(&worker()), Some(&NodeState::Ready));
+    assert_eq!(cancel.num_calls(), 1, "the untaken command is cancelled");
+    assert!(
+        started.elapsed() < ctx.config.command_deadline / 2,
+        "passed over after about one node poll, not waited on until the command deadline"
+    );
+
+    // The last control plane left is waited on (nothing else could answer).
+    let polled_before = pending.num_calls();
+    let ctx = context(&[&send, &pending, &cancel], &[], &[]);
+    let alone = crate::reconcile::node_status::node_states(
+        &ctx,
+        &cluster(),
+        &[id("i-0000000000000000c")],
+        &[worker()],
+        &HashMap::new(),
+        &crate::deadline::Deadline::after(Duration::from_secs(3)),
+    )
+    .await;
+    assert!(alone.is_none());
+    assert!(
+        pending.num_calls() - polled_before > 20,
+        "polled until the bound, not given up after a poll"
+    );
+    assert_eq!(
+        cancel.num_calls(),
+        1,
+        "not cancelled for being slow to be taken"
+    );
+}

@@ -15,6 +15,31 @@ async fn a_failed_lease_renewal_lets_go_at_once() {
 }
 
 #[tokio::test]
+async fn a_throttled_lease_renewal_keeps_the_lease_it_was_never_applied() {
+    let put = mock!(Ssm::put_parameter)
+        .sequence()
+        .error(|| {
+            aws_sdk_ssm::operation::put_parameter::PutParameterError::generic(
+                aws_smithy_types::error::ErrorMetadata::builder()
+                    .code("ThrottlingException")
+                    .message("Rate exceeded")
+                    .build(),
+            )
+        })
+        .repeatedly()
+        .build();
+    let delete = delete_ok();
+    let ctx = context(&[&put, &delete], &[], &[]);
+    let mut held = held_for(120_000);
+    let before = held.value.expires_at_ms;
+    let r =
+        crate::reconcile::renew_or_let_go(&ctx.leases, &mut held, Duration::from_secs(120)).await;
+    assert_eq!(r, Ok(true), "the run goes on under the lease as it stands");
+    assert_eq!(held.value.expires_at_ms, before, "not counted as renewed");
+    assert_eq!(delete.num_calls(), 0, "not released");
+}
+
+#[tokio::test]
 async fn a_lease_write_that_would_outlive_the_guard_is_abandoned() {
     // Nothing answers within the time left: the write is cut before the lease's expiry.
     let leases = context(&[], &[], &[]).leases;
