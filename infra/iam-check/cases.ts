@@ -1,16 +1,34 @@
 // Requests the policies must deny (issue: "least privilege, proven") and, as a control that the
 // evaluation is not denying everything, requests the design needs them to allow. Evaluated the
 // same way as the recorded calls, for a caller in cluster `demo`; `other` is another cluster.
-import { Request } from './evaluate';
-import { DEFAULT_ACCOUNT as A, DEFAULT_REGION as R, Principal } from './policies';
-
-export type Variant = 'default' | 'clusterKey';
+import { Request, Variant } from './evaluate';
+import { DEFAULT_ACCOUNT as A, DEFAULT_REGION as R, Env, Policies, PolicyDocument, Principal } from './policies';
 
 export interface Case {
   readonly name: string;
-  /** Which synthesis: the default one, or with clusterKmsKey=true (the cluster's own key). */
+  /** Which synthesis: the default one (the cluster's own key), or clusterKmsKey=false (aws/ssm). */
   readonly variant: Variant;
   readonly request: Request;
+}
+
+/** What the cases need from the default synthesis. */
+export interface Facts {
+  /** The ARN of that cluster's own key. */
+  readonly keyArn: (cluster: string) => string;
+  /** The role ARN of that cluster's worker role. */
+  readonly workerRoleArn: (cluster: string) => string;
+  /** The object keys of the node scripts asset (what the user data downloads) and of a function's code. */
+  readonly nodeScriptsKey: string;
+  readonly functionCodeKey: string;
+}
+
+export function caseFacts(p: Policies, env: Env): Facts {
+  return {
+    keyArn: (cluster) => p.clusterKeyPolicy(env, cluster)!.keyArn,
+    workerRoleArn: (cluster) => p.of('worker', env, cluster).roleArn,
+    nodeScriptsKey: p.nodeScriptsAssetKey(),
+    functionCodeKey: p.functionAssetKey(),
+  };
 }
 
 const FUNCTIONS: Principal[] = ['token-refresher', 'launch-hook', 'terminate-hook'];
@@ -22,6 +40,10 @@ const awsDoc = (name: string) => `arn:aws:ssm:${R}:${A}:document/${name}`;
 const instance = `arn:aws:ec2:${R}:${A}:instance/i-0123456789abcdef0`;
 const group = `arn:aws:autoscaling:${R}:${A}:autoScalingGroup:11111111-2222-3333-4444-555555555555:autoScalingGroupName/workers`;
 const awsSsmKey = `arn:aws:kms:${R}:${A}:key/aws-ssm`;
+const assetsBucket = `arn:aws:s3:::cdk-hnb659fds-assets-${A}-${R}`;
+const asset = (key: string) => `${assetsBucket}/${key}`;
+/** An identity policy broader than any joinkeeper grants: every KMS and SSM action on everything. */
+const ADMIN: PolicyDocument = { Version: '2012-10-17', Statement: [{ Effect: 'Allow', Action: ['kms:*', 'ssm:*'], Resource: '*' }] };
 
 function req(principal: Principal, action: string, resource: string, context: Record<string, string | string[]> = {}, cluster = 'demo'): Request {
   return { principal, cluster, action, resource, account: A, region: R, context: { 'aws:RequestedRegion': R, ...context } };
@@ -35,6 +57,11 @@ function viaSsm(parameterArn: string): Record<string, string | string[]> {
     'kms:EncryptionContextKeys': ['PARAMETER_ARN'],
     'kms:ResourceAliases': ['alias/aws/ssm'],
   };
+}
+
+/** Through SSM with the cluster's own key (no alias). */
+function ownKey(parameterArn: string): Record<string, string | string[]> {
+  return { ...viaSsm(parameterArn), 'kms:ResourceAliases': [] };
 }
 
 function instanceTags(tags: Record<string, string>): Record<string, string> {
@@ -56,8 +83,8 @@ function groupTags(tags: Record<string, string>): Record<string, string> {
   return out;
 }
 
-/** `keyArn(cluster)`: the ARN of that cluster's own key in the clusterKey synthesis. */
-export function mustDeny(keyArn: (cluster: string) => string): Case[] {
+export function mustDeny(f: Facts): Case[] {
+  const keyArn = f.keyArn;
   const cases: Case[] = [];
   const add = (name: string, request: Request, variant: Variant = 'default') => cases.push({ name, variant, request });
   const worker = (action: string, resource: string, context = {}) => req('worker', action, resource, context);
@@ -70,8 +97,22 @@ export function mustDeny(keyArn: (cluster: string) => string): Case[] {
   add('a worker writes its own join record', worker('ssm:PutParameter', param('demo', 'join-record')));
   add('a worker writes a lease', worker('ssm:PutParameter', param('demo', 'leases/regenerate')));
   add('a worker runs a command on a control plane', worker('ssm:SendCommand', instance, instanceTags({ 'joinkeeper:cluster': 'demo', 'joinkeeper:role': 'control-plane' })));
-  add("a worker decrypts another cluster's record with that cluster's key", worker('kms:Decrypt', keyArn('other'), { ...viaSsm(param('other', 'join-record')), 'kms:ResourceAliases': [] }), 'clusterKey');
-  add("a worker decrypts its own cluster's certificate key with the cluster key", worker('kms:Decrypt', keyArn('demo'), { ...viaSsm(param('demo', 'control-plane-join')), 'kms:ResourceAliases': [] }), 'clusterKey');
+  add("a worker decrypts another cluster's record with that cluster's key", worker('kms:Decrypt', keyArn('other'), ownKey(param('other', 'join-record'))));
+  add("a worker decrypts its own cluster's certificate key with the cluster key", worker('kms:Decrypt', keyArn('demo'), ownKey(param('demo', 'control-plane-join'))));
+  // The key policy alone: principals outside the cluster, whatever their identity policy allows.
+  add("another cluster's worker role, allowed kms:* and ssm:* on everything, decrypts this cluster's record with its key",
+    { ...req('worker', 'kms:Decrypt', keyArn('demo'), ownKey(param('demo', 'join-record')), 'other'), identity: { roleArn: f.workerRoleArn('other'), policy: ADMIN } });
+  add("an administrator role of the account (kms:* and ssm:* on everything) decrypts this cluster's record with its key",
+    { ...req('worker', 'kms:Decrypt', keyArn('demo'), ownKey(param('demo', 'join-record'))), identity: { roleArn: `arn:aws:iam::${A}:role/Administrator`, policy: ADMIN } });
+  add("this cluster's worker decrypts its record with its key, not through SSM", worker('kms:Decrypt', keyArn('demo'), { ...ownKey(param('demo', 'join-record')), 'kms:ViaService': `secretsmanager.${R}.amazonaws.com` }));
+
+  // The CDK assets bucket: the node scripts asset, one object, read only.
+  for (const [who, call] of [['worker', worker], ['control plane', cp]] as const) {
+    add(`a ${who} reads another object of the assets bucket (a function's code)`, call('s3:GetObject', asset(f.functionCodeKey)));
+    add(`a ${who} reads another app's template from the assets bucket`, call('s3:GetObject', asset('0f'.repeat(32) + '.json')));
+    add(`a ${who} lists the assets bucket`, call('s3:ListBucket', assetsBucket));
+    add(`a ${who} overwrites the node scripts asset`, call('s3:PutObject', asset(f.nodeScriptsKey)));
+  }
 
   // Control planes: their own cluster's parameters only.
   for (const name of ['join-record', 'join-record-meta', 'control-plane-join']) {
@@ -84,7 +125,7 @@ export function mustDeny(keyArn: (cluster: string) => string): Case[] {
   add('a control plane runs a command on a worker of its cluster', cp('ssm:SendCommand', instance, instanceTags({ 'joinkeeper:cluster': 'demo', 'joinkeeper:role': 'worker' })));
   add('a control plane sends AWS-RunShellScript', cp('ssm:SendCommand', awsDoc('AWS-RunShellScript')));
   add('a control plane sends the regenerate document', cp('ssm:SendCommand', doc('joinkeeper-regenerate')));
-  add("a control plane encrypts with another cluster's key", cp('kms:Encrypt', keyArn('other'), { ...viaSsm(param('other', 'join-record')), 'kms:ResourceAliases': [] }), 'clusterKey');
+  add("a control plane encrypts with another cluster's key", cp('kms:Encrypt', keyArn('other'), ownKey(param('other', 'join-record'))));
 
   for (const f of FUNCTIONS) {
     const fn = (action: string, resource: string, context = {}) => req(f, action, resource, context);
@@ -92,7 +133,7 @@ export function mustDeny(keyArn: (cluster: string) => string): Case[] {
     add(`${f} deletes a join record`, fn('ssm:DeleteParameter', param('demo', 'join-record')));
     add(`${f} writes a join record's meta`, fn('ssm:PutParameter', param('demo', 'join-record-meta')));
     add(`${f} decrypts a join record (aws/ssm key)`, fn('kms:Decrypt', awsSsmKey, viaSsm(param('demo', 'join-record'))));
-    add(`${f} decrypts a join record (the cluster's key)`, fn('kms:Decrypt', keyArn('demo'), { ...viaSsm(param('demo', 'join-record')), 'kms:ResourceAliases': [] }), 'clusterKey');
+    add(`${f} decrypts a join record (the cluster's key)`, fn('kms:Decrypt', keyArn('demo'), ownKey(param('demo', 'join-record'))));
     add(`${f} reads a certificate key`, fn('ssm:GetParameter', param('demo', 'control-plane-join')));
     add(`${f} writes a parameter outside leases`, fn('ssm:PutParameter', param('demo', 'regenerate-lock')));
     add(`${f} sends AWS-RunShellScript`, fn('ssm:SendCommand', awsDoc('AWS-RunShellScript')));
@@ -111,7 +152,8 @@ export function mustDeny(keyArn: (cluster: string) => string): Case[] {
 }
 
 /** What the design needs allowed: if these were denied, a "denied" above would prove nothing. */
-export function mustAllow(keyArn: (cluster: string) => string): Case[] {
+export function mustAllow(f: Facts): Case[] {
+  const keyArn = f.keyArn;
   const cases: Case[] = [];
   const add = (name: string, request: Request, variant: Variant = 'default') => cases.push({ name, variant, request });
   const workerGroup = groupTags({ 'joinkeeper:cluster': 'demo', 'joinkeeper:role': 'worker' });
@@ -128,11 +170,17 @@ export function mustAllow(keyArn: (cluster: string) => string): Case[] {
     add(`${f} sends regenerate`, req(f, 'ssm:SendCommand', doc('joinkeeper-regenerate')));
   }
   add('a worker reads its own join record', req('worker', 'ssm:GetParameter', param('demo', 'join-record')));
-  add('a worker decrypts it (aws/ssm key)', req('worker', 'kms:Decrypt', awsSsmKey, viaSsm(param('demo', 'join-record'))));
-  add("a worker decrypts it (the cluster's key)", req('worker', 'kms:Decrypt', keyArn('demo'), { ...viaSsm(param('demo', 'join-record')), 'kms:ResourceAliases': [] }), 'clusterKey');
+  add('a worker decrypts it (aws/ssm key, clusterKmsKey=false)', req('worker', 'kms:Decrypt', awsSsmKey, viaSsm(param('demo', 'join-record'))), 'awsSsm');
+  add("a worker decrypts it (the cluster's key)", req('worker', 'kms:Decrypt', keyArn('demo'), ownKey(param('demo', 'join-record'))));
+  add('a control plane encrypts with the aws/ssm key (clusterKmsKey=false)', req('control-plane', 'kms:Encrypt', awsSsmKey, viaSsm(param('demo', 'join-record'))), 'awsSsm');
+  // The risk clusterKmsKey=false takes: aws/ssm's key policy admits every principal of the account.
+  add('(the opt-out\'s risk) an administrator role decrypts a record written with aws/ssm',
+    { ...req('worker', 'kms:Decrypt', awsSsmKey, viaSsm(param('demo', 'join-record'))), identity: { roleArn: `arn:aws:iam::${A}:role/Administrator`, policy: ADMIN } }, 'awsSsm');
+  add('a worker reads the node scripts asset its user data downloads', req('worker', 's3:GetObject', asset(f.nodeScriptsKey)));
+  add('a control plane reads the node scripts asset its user data downloads', req('control-plane', 's3:GetObject', asset(f.nodeScriptsKey)));
   add('a control plane writes its record meta', req('control-plane', 'ssm:PutParameter', param('demo', 'join-record-meta')));
   add('a control plane deletes its certificate key', req('control-plane', 'ssm:DeleteParameter', param('demo', 'control-plane-join')));
-  add("a control plane encrypts with the cluster's key", req('control-plane', 'kms:Encrypt', keyArn('demo'), { ...viaSsm(param('demo', 'control-plane-join')), 'kms:ResourceAliases': [] }), 'clusterKey');
+  add("a control plane encrypts with the cluster's key", req('control-plane', 'kms:Encrypt', keyArn('demo'), ownKey(param('demo', 'control-plane-join'))));
   add('a control plane asks a peer to upload certificates', req('control-plane', 'ssm:SendCommand', doc('joinkeeper-upload-certs')));
   add('…on a control plane of its cluster', req('control-plane', 'ssm:SendCommand', instance, instanceTags({ 'joinkeeper:cluster': 'demo', 'joinkeeper:role': 'control-plane' })));
   add('the SSM agent reports in', req('worker', 'ssm:UpdateInstanceInformation', instance));

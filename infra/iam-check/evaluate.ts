@@ -3,6 +3,15 @@
 import { runSimulation } from '@cloud-copilot/iam-simulate';
 import { CLUSTER_SENTINEL, PARAMETER_PREFIX, Env, Policies, PolicyDocument, Principal } from './policies';
 
+/**
+ * Which synthesis a request is evaluated against: the default (each cluster stack has its own
+ * key), or the opt-out clusterKmsKey=false (the account's aws/ssm key).
+ */
+export type Variant = 'default' | 'awsSsm';
+
+/** The tag CloudFormation gives the cluster stack's key (every resource of the stack has it). */
+export const KEY_CLUSTER_TAG = 'aws:ResourceTag/joinkeeper:cluster';
+
 export interface Request {
   readonly principal: Principal;
   /** The caller's cluster (instance roles are per cluster); ignored for the functions. */
@@ -12,6 +21,14 @@ export interface Request {
   readonly account: string;
   readonly region: string;
   readonly context: Record<string, string | string[]>;
+  /**
+   * Another identity policy in place of the principal's synthesized one (its role ARN kept
+   * unless given): a principal of the account with broader permissions than joinkeeper grants,
+   * to show what a key policy alone refuses.
+   */
+  readonly identity?: { readonly roleArn?: string; readonly policy: PolicyDocument };
+  /** The cluster whose stack made the KMS key named (when known from its tag). */
+  readonly keyCluster?: string;
 }
 
 export interface Decision {
@@ -74,6 +91,12 @@ export function awsSsmKeyPolicy(account: string, region: string): PolicyDocument
   };
 }
 
+/** The AWS managed key aws/ssm (by its alias, as the emulator records it, or its stand-in ARN). */
+export function isAwsSsmKey(resource: string, context: Record<string, unknown>): boolean {
+  const aliases = context['kms:ResourceAliases'];
+  return [aliases ?? []].flat().includes('alias/aws/ssm') || resource.endsWith(':alias/aws/ssm') || resource.endsWith('/aws-ssm');
+}
+
 /** The parameter a KMS request through SSM is for, from its encryption context. */
 export function kmsParameterArn(context: Record<string, unknown>): string | undefined {
   const k = Object.keys(context).find((key) => /^kms:EncryptionContext:PARAMETER_ARN$/i.test(key));
@@ -93,7 +116,8 @@ export class Evaluator {
   async evaluate(r: Request): Promise<Decision> {
     const env: Env = { account: r.account, region: r.region };
     const cluster = r.cluster ?? CLUSTER_SENTINEL;
-    const identity = this.policies.of(r.principal, env, cluster);
+    const synthesized = this.policies.of(r.principal, env, cluster);
+    const identity = r.identity ? { roleArn: r.identity.roleArn ?? synthesized.roleArn, policy: r.identity.policy } : synthesized;
     let resourcePolicy: PolicyDocument | undefined;
     if (r.resource.startsWith('arn:aws:kms:')) {
       resourcePolicy = this.keyPolicy(r, env);
@@ -123,15 +147,18 @@ export class Evaluator {
     return { allowed: response.overallResult === 'Allowed', result: response.overallResult, ignoredKeys: ignored };
   }
 
+  /** The ARN of `cluster`'s own key in this synthesis (undefined without clusterKmsKey). */
+  clusterKeyArn(account: string, region: string, cluster: string): string | undefined {
+    return this.policies.clusterKeyPolicy({ account, region }, cluster)?.keyArn;
+  }
+
   /** The key's policy: the cluster's own key (clusterKmsKey), else the AWS managed aws/ssm key. */
   private keyPolicy(r: Request, env: Env): PolicyDocument | undefined {
     const param = kmsParameterArn(r.context);
-    for (const cluster of new Set([r.cluster, param && clusterOfParameterArn(param)].filter((c): c is string => !!c))) {
+    for (const cluster of new Set([r.keyCluster, r.cluster, param && clusterOfParameterArn(param)].filter((c): c is string => !!c))) {
       const own = this.policies.clusterKeyPolicy(env, cluster);
       if (own && own.keyArn === r.resource) return own.policy;
     }
-    const aliases = r.context['kms:ResourceAliases'];
-    const isAwsSsm = [aliases ?? []].flat().includes('alias/aws/ssm') || r.resource.endsWith(':alias/aws/ssm') || r.resource.endsWith('/aws-ssm');
-    return isAwsSsm ? awsSsmKeyPolicy(r.account, r.region) : undefined;
+    return isAwsSsmKey(r.resource, r.context) ? awsSsmKeyPolicy(r.account, r.region) : undefined;
   }
 }

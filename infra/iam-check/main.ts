@@ -8,8 +8,8 @@
 // Usage (from infra/): npx tsx scripts/iam-check.ts [--calls DIR] [--readme FILE] [--print-table]
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { Case, mustAllow, mustDeny, Variant } from './cases';
-import { EC_SURROGATE, Evaluator } from './evaluate';
+import { Case, caseFacts, mustAllow, mustDeny } from './cases';
+import { EC_SURROGATE, Evaluator, Variant } from './evaluate';
 import { DEFAULT_ACCOUNT, DEFAULT_REGION, Policies, PRINCIPALS, synthesize } from './policies';
 import { CallVerdict, evaluateCall, isDeployed, NOT_DEPLOYED, readCalls } from './recorded';
 import { checkTable, formatRow, templateRows } from './table';
@@ -38,10 +38,10 @@ export async function runCheck(o: Options): Promise<Summary> {
   const started = Date.now();
   const variants: Record<Variant, Policies> = {
     default: new Policies(synthesize()),
-    clusterKey: new Policies(synthesize({ clusterKmsKey: true })),
+    awsSsm: new Policies(synthesize({ clusterKmsKey: false })),
   };
-  const evaluators: Record<Variant, Evaluator> = { default: new Evaluator(variants.default), clusterKey: new Evaluator(variants.clusterKey) };
-  out(`IAM check: templates synthesized (default, and with clusterKmsKey=true) in ${((Date.now() - started) / 1000).toFixed(1)} s`);
+  const evaluators: Record<Variant, Evaluator> = { default: new Evaluator(variants.default), awsSsm: new Evaluator(variants.awsSsm) };
+  out(`IAM check: templates synthesized (default: the cluster's own key; and clusterKmsKey=false: aws/ssm) in ${((Date.now() - started) / 1000).toFixed(1)} s`);
 
   // ---- recorded calls ------------------------------------------------------------------------
   const { files, calls } = readCalls(o.callsDir);
@@ -51,12 +51,14 @@ export async function runCheck(o: Options): Promise<Summary> {
   const skipped: Record<string, number> = {};
   const deniedCalls: CallVerdict[] = [];
   const ignoredKeys = new Map<string, Set<string>>();
+  const byVariant: Record<Variant, number> = { default: 0, awsSsm: 0 };
   for (const call of calls) {
     if (!isDeployed(call.principal)) {
       skipped[call.principal] = (skipped[call.principal] ?? 0) + 1;
       continue;
     }
-    const v = await evaluateCall(evaluators.default, call);
+    const v = await evaluateCall(evaluators, call);
+    byVariant[v.variant]++;
     const s = per[call.principal];
     s.checked++;
     if (v.allowed) s.allowed++;
@@ -78,6 +80,7 @@ export async function runCheck(o: Options): Promise<Summary> {
     out(`${pad(p, 16)}${lpad(s.checked, 9)}${lpad(s.allowed, 9)}${lpad(s.denied, 8)}   ${p === 'control-plane' || p === 'worker' ? (inferred[p] ?? 0) : '-'}`);
   }
   out(`${pad('total', 16)}${lpad(checked, 9)}${lpad(checked - deniedCalls.length, 9)}${lpad(deniedCalls.length, 8)}`);
+  out(`evaluated against the default templates: ${byVariant.default}; against clusterKmsKey=false (an instance role's KMS call with the aws/ssm key): ${byVariant.awsSsm}`);
   for (const v of deniedCalls.slice(0, 50)) {
     for (const d of v.denials) {
       out(`  DENIED ${v.call.principal} ${v.call.action} ${d.resource} -> ${d.decision.result}${d.decision.detail ? ` (${d.decision.detail})` : ''} [${v.call.at}]`);
@@ -96,7 +99,7 @@ export async function runCheck(o: Options): Promise<Summary> {
   for (const p of PRINCIPALS) if (per[p].checked === 0) out(`note: no recorded call of ${p}`);
 
   // ---- must-deny / must-allow ------------------------------------------------------------------
-  const keyArn = (cluster: string) => variants.clusterKey.clusterKeyPolicy({ account: DEFAULT_ACCOUNT, region: DEFAULT_REGION }, cluster)!.keyArn;
+  const facts = caseFacts(variants.default, { account: DEFAULT_ACCOUNT, region: DEFAULT_REGION });
   const run = async (cases: Case[], want: boolean) => {
     const wrong: string[] = [];
     for (const c of cases) {
@@ -106,8 +109,8 @@ export async function runCheck(o: Options): Promise<Summary> {
     }
     return wrong;
   };
-  const deny = mustDeny(keyArn);
-  const allow = mustAllow(keyArn);
+  const deny = mustDeny(facts);
+  const allow = mustAllow(facts);
   const allowedButMustNot = await run(deny, false);
   const deniedButMust = await run(allow, true);
   out('');
@@ -137,7 +140,9 @@ export async function runCheck(o: Options): Promise<Summary> {
   out(`  - kms:EncryptionContext:<key> conditions are evaluated under the key ${EC_SURROGATE}<key> (iam-simulate does not match colon-variable keys)`);
   out('  - the record names no calling instance: an instance role\'s cluster is taken from the parameters, KMS context or ClusterName the call names');
   out('  - the aws/ssm key is given AWS\'s managed key policy (any principal of the account, through SSM); only the functions\' explicit Deny keeps them out');
-  out('  - not modelled: SCPs, permission boundaries, session policies, the Lambda/EC2 trust policies, S3 (the node scripts asset) and CloudWatch Logs calls (not recorded)');
+  out('  - a customer managed key the emulator made, tagged joinkeeper:cluster=C, stands for cluster C\'s key in the templates');
+  out('  - S3: the bucket policy of the CDK assets bucket (it only denies requests without TLS) and its encryption key are not modelled');
+  out('  - not modelled: SCPs, permission boundaries, session policies, the Lambda/EC2 trust policies, CloudWatch Logs calls (not recorded)');
   for (const [action, keys] of [...ignoredKeys].sort()) out(`  - context keys iam-simulate ignores for ${action}: ${[...keys].sort().join(', ')}`);
 
   const ok = failures.length === 0;

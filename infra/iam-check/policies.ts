@@ -203,6 +203,21 @@ export class Policies {
     return hit;
   }
 
+  /** The object key of the node scripts asset, as the nodes' user data downloads it. */
+  nodeScriptsAssetKey(): string {
+    const keys = new Set([...JSON.stringify(this.templates.cluster).matchAll(/JK_SCRIPTS_KEY=\\"([^"\\]+)\\"/g)].map((m) => m[1]));
+    if (keys.size !== 1) throw new Error(`expected one node scripts asset key in the user data, found ${[...keys].join(', ') || 'none'}`);
+    return [...keys][0];
+  }
+
+  /** The object key of a function's code asset (another object of the same bucket). */
+  functionAssetKey(): string {
+    const fn = Object.values(this.templates.account.Resources).find((r) => r.Type === 'AWS::Lambda::Function');
+    const key = fn?.Properties?.Code?.S3Key;
+    if (typeof key !== 'string') throw new Error('no function code asset in the account stack');
+    return key;
+  }
+
   /** The key policy of the cluster's customer managed key, when the cluster stack has one. */
   clusterKeyPolicy(env: Env, cluster: string): { keyArn: string; policy: PolicyDocument } | undefined {
     const t = this.templates.cluster;

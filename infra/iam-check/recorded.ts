@@ -2,7 +2,7 @@
 // per line, in <dir>/*.jsonl, one file per suite that ran the emulator.
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { clusterOfParameterArn, Decision, Evaluator, kmsParameterArn } from './evaluate';
+import { clusterOfParameterArn, Decision, Evaluator, isAwsSsmKey, KEY_CLUSTER_TAG, kmsParameterArn, Variant } from './evaluate';
 import { CLUSTER_SENTINEL, INSTANCE_PRINCIPALS, Principal, PRINCIPALS } from './policies';
 
 export interface Call {
@@ -87,9 +87,35 @@ export interface CallVerdict {
   readonly denials: Array<{ resource: string; decision: Decision }>;
   readonly clusterFromResource: boolean;
   readonly ignoredKeys: string[];
+  /** The synthesis it was evaluated against. */
+  readonly variant: Variant;
 }
 
-export async function evaluateCall(ev: Evaluator, call: Call): Promise<CallVerdict> {
+/**
+ * The synthesis that matches the key a call used: an instance role's KMS call with the aws/ssm
+ * key is what a clusterKmsKey=false stack makes, anything else the default (the cluster's key).
+ */
+export function variantOf(call: Call): Variant {
+  const kms = call.action.startsWith('kms:') && INSTANCE_PRINCIPALS.includes(call.principal as Principal);
+  return kms && call.resources.length > 0 && call.resources.every((r) => isAwsSsmKey(r, call.context[r] ?? {})) ? 'awsSsm' : 'default';
+}
+
+/**
+ * A customer managed key the emulator made for a cluster stack (tagged joinkeeper:cluster=C, as
+ * the stack tags its key) stands for that stack's key in the synthesized templates; any other
+ * key stays as recorded (no key policy is known for it, so the call is denied).
+ */
+function keyOfTemplate(ev: Evaluator, call: Call, resource: string): { resource: string; keyCluster?: string } {
+  const context = call.context[resource] ?? {};
+  const cluster = context[KEY_CLUSTER_TAG];
+  if (!resource.startsWith('arn:aws:kms:') || isAwsSsmKey(resource, context) || typeof cluster !== 'string') return { resource };
+  const arn = ev.clusterKeyArn(call.account, call.region, cluster);
+  return arn ? { resource: arn, keyCluster: cluster } : { resource };
+}
+
+export async function evaluateCall(evaluators: Record<Variant, Evaluator>, call: Call): Promise<CallVerdict> {
+  const variant = variantOf(call);
+  const ev = evaluators[variant];
   const principal = call.principal as Principal;
   const who = INSTANCE_PRINCIPALS.includes(principal) ? callerCluster(call) : { cluster: CLUSTER_SENTINEL, from: 'none' as const, conflicting: false };
   const denials: CallVerdict['denials'] = [];
@@ -105,7 +131,7 @@ export async function evaluateCall(ev: Evaluator, call: Call): Promise<CallVerdi
         principal,
         cluster: who.cluster,
         action: call.action,
-        resource,
+        ...keyOfTemplate(ev, call, resource),
         account: call.account,
         region: call.region,
         context: call.context[resource] ?? {},
@@ -114,7 +140,7 @@ export async function evaluateCall(ev: Evaluator, call: Call): Promise<CallVerdi
       if (!decision.allowed) denials.push({ resource, decision });
     }
   }
-  return { call, allowed: denials.length === 0, denials, clusterFromResource: who.from === 'resource', ignoredKeys: [...ignored] };
+  return { call, allowed: denials.length === 0, denials, clusterFromResource: who.from === 'resource', ignoredKeys: [...ignored], variant };
 }
 
 export function isDeployed(principal: string): principal is Principal {

@@ -4,7 +4,7 @@
 // Columns: principals | effect | actions | resources | conditions | the call that needs it.
 // Cells hold comma-separated items (conditions: ';'-separated); backticks are ignored. ARNs are
 // written without `arn:aws:`, with R for the region, A for the account and <cluster> for the
-// cluster stack's cluster; the prefix is the default /joinkeeper.
+// cluster stack's cluster, <asset> for an asset's content hash; the prefix is the default /joinkeeper.
 import { CLUSTER_SENTINEL, PRINCIPAL_ROLES, PRINCIPALS, resolve, roleStatements, Statement, Synthesized, SYMBOLIC, Template } from './policies';
 
 export const BEGIN = '<!-- permissions:begin -->';
@@ -21,7 +21,8 @@ export interface Row {
 const list = (v: unknown): unknown[] => (v === undefined ? [] : Array.isArray(v) ? v : [v]);
 
 function compact(value: unknown): string {
-  return String(value).replace(/^arn:aws:/, '').split(CLUSTER_SENTINEL).join('<cluster>');
+  // An asset's object key is the hash of its content: <asset> keeps the table stable across edits.
+  return String(value).replace(/^arn:aws:/, '').split(CLUSTER_SENTINEL).join('<cluster>').replace(/\/[0-9a-f]{64}(\.[a-z]+)$/, '/<asset>$1');
 }
 
 function conditionItems(c: Statement['Condition']): string[] {

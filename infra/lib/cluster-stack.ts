@@ -12,7 +12,7 @@ import * as kms from 'aws-cdk-lib/aws-kms';
 import * as s3assets from 'aws-cdk-lib/aws-s3-assets';
 import { Construct } from 'constructs';
 import { ClusterConfig, documentNames, hookNames, hookTimeouts } from './config';
-import { clusterParameterArn, controlPlaneStatements, KEY_ADMIN_ACTIONS, PARAMETER_NAMES, viaSsmConditions, workerStatements } from './iam';
+import { clusterParameterArn, controlPlaneStatements, KEY_ADMIN_ACTIONS, nodeScriptsReadStatement, PARAMETER_NAMES, viaSsmConditions, workerStatements } from './iam';
 import { nodeScriptsDir } from './sources';
 import { ROLE_CONTROL_PLANE, ROLE_WORKER, TAG_CLUSTER, TAG_ROLE } from './tags';
 import { controlPlaneJoinParameter, controlPlaneUserData, joinRecordParameter, workerUserData } from './user-data';
@@ -85,8 +85,10 @@ export class JoinkeeperClusterStack extends Stack {
       assumedBy: new iam.ServicePrincipal('ec2.amazonaws.com'),
       description: `joinkeeper ${c.clusterName}: worker instances`,
     });
-    // Optional customer managed key: only this cluster's roles may use it, only through SSM, only
-    // for this cluster's parameters; the account may administer it but not decrypt with it.
+    // The cluster's customer managed key (default; clusterKmsKey=false opts out to aws/ssm): only
+    // this cluster's roles may use it, only through SSM, only for this cluster's parameters (the
+    // encryption context SSM sets, PARAMETER_ARN); the account may administer it but not decrypt
+    // with it. The functions are not in it: they read the record without decryption.
     let key: kms.Key | undefined;
     if (c.clusterKmsKey) {
       const clusterParams = clusterParameterArn(this, c.parameterPrefix, c.clusterName, '*');
@@ -120,8 +122,10 @@ export class JoinkeeperClusterStack extends Stack {
       cpRole.addToPrincipalPolicy(st);
     }
     for (const st of workerStatements(this, grants)) workerRole.addToPrincipalPolicy(st);
-    scripts.grantRead(workerRole);
-    scripts.grantRead(cpRole);
+    // Each role reads the one object its user data downloads (not Asset.grantRead: that is
+    // s3:GetObject* and s3:List* on the whole bootstrap bucket).
+    const scriptsObject = scripts.bucket.arnForObjects(scripts.s3ObjectKey);
+    for (const role of [workerRole, cpRole]) role.addToPrincipalPolicy(nodeScriptsReadStatement(scriptsObject));
 
     const cpCount = ha ? 3 : 1;
     const handle = new CfnWaitConditionHandle(this, 'ControlPlaneReadyHandle');

@@ -123,7 +123,8 @@ export interface ClusterConfig extends CommonConfig {
   readonly workerImdsHopLimit: number;
   /**
    * Create a customer managed KMS key for this cluster's SecureString parameters, whose key
-   * policy admits only this cluster's instance roles; default false (the account's `aws/ssm` key).
+   * policy admits only this cluster's instance roles, only through SSM; default true. false opts
+   * out to the account's `aws/ssm` key, which every principal of the account may use through SSM.
    */
   readonly clusterKmsKey: boolean;
   /**
@@ -305,7 +306,7 @@ export function clusterConfig(node: Node): ClusterConfig {
     natGateways: int(node, 'natGateways', 1, 1, 3),
     nodeScriptsDir: str(node, 'nodeScriptsDir', '../node-scripts'),
     workerImdsHopLimit: int(node, 'workerImdsHopLimit', 1, 1, 3),
-    clusterKmsKey: bool(node, 'clusterKmsKey', false),
+    clusterKmsKey: bool(node, 'clusterKmsKey', true),
     warmPoolMinSize,
     warmPoolState: oneOf(node, 'warmPoolState', ['Stopped', 'Running', 'Hibernated'] as const, 'Stopped')!,
     warmPoolReuseOnScaleIn: bool(node, 'warmPoolReuseOnScaleIn', false),

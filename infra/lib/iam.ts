@@ -259,6 +259,17 @@ export function workerStatements(stack: Stack, g: InstanceGrants): iam.PolicySta
   ];
 }
 
+/**
+ * The node scripts asset: `s3:GetObject` on its one object (HeadObject, which `aws s3 cp` sends
+ * first, is authorized as GetObject too). Nothing else of the CDK assets bucket, which holds every
+ * asset and template of every CDK app of the account and Region; no `s3:List*`. The bootstrap
+ * bucket's key (aws/s3, or the bootstrap's own key) admits the account's principals through S3 by
+ * its key policy, so no KMS statement is needed.
+ */
+export function nodeScriptsReadStatement(objectArn: string): iam.PolicyStatement {
+  return new iam.PolicyStatement({ sid: 'NodeScriptsAsset', actions: ['s3:GetObject'], resources: [objectArn] });
+}
+
 /** Key administration without use: the account can manage the cluster's key but not decrypt with it. */
 export const KEY_ADMIN_ACTIONS = [
   'kms:CancelKeyDeletion',

@@ -261,7 +261,19 @@ describe('cluster stack: IAM and tags', () => {
       for (const s of sts.filter((x) => resourcesOf(x).includes('*'))) {
         for (const a of actionsOf(s)) assert.ok(!/^ssm:(Get|Put|Delete)Parameter|^ssm:\*$|^\*$/.test(a), `${role}: ${a} on "*"`);
       }
-      assert.ok(sts.some((s) => actionsOf(s).includes('s3:GetObject*')), role);
+    }
+  });
+
+  it('lets each instance role read the one node scripts object its user data downloads, nothing else of the assets bucket', () => {
+    const keys = new Set([...instanceUserData(cluster), ...workerUserData(cluster)].map((u) => /^JK_SCRIPTS_KEY="([0-9a-f]{64}\.zip)"$/m.exec(u)?.[1]));
+    assert.equal(keys.size, 1);
+    const [key] = [...keys];
+    assert.ok(key);
+    for (const role of ['ControlPlaneRole', 'WorkerRole']) {
+      const s3 = statementsOfRole(cluster, role).filter((s) => actionsOf(s).some((a) => a.startsWith('s3:')));
+      assert.equal(s3.length, 1, role);
+      assert.deepEqual(actionsOf(s3[0]), ['s3:GetObject'], role);
+      assert.deepEqual(resourcesOf(s3[0]).map(flat), [`arn:{AWS::Partition}:s3:::{"Fn::Sub":"cdk-hnb659fds-assets-\${AWS::AccountId}-\${AWS::Region}"}/${key}`], role);
     }
   });
 
@@ -283,9 +295,19 @@ describe('cluster stack: IAM and tags', () => {
     assert.throws(() => synth({ workerImdsHopLimit: '0' }), /workerImdsHopLimit/);
   });
 
-  it('creates a customer managed key only this cluster roles may use, when clusterKmsKey is set', () => {
-    cluster.resourceCountIs('AWS::KMS::Key', 0);
-    const { cluster: c } = synth({ clusterKmsKey: 'true', controlPlaneMode: 'ha' });
+  it('uses the account aws/ssm key only when clusterKmsKey=false opts out', () => {
+    const { cluster: c } = synth({ clusterKmsKey: 'false' });
+    c.resourceCountIs('AWS::KMS::Key', 0);
+    for (const role of ['ControlPlaneRole', 'WorkerRole']) {
+      const kms = statementsOfRole(c, role).filter((s) => actionsOf(s).some((a) => a.startsWith('kms:')));
+      assert.deepEqual(kms.flatMap(resourcesOf).map(flat), ['arn:{AWS::Partition}:kms:{AWS::Region}:{AWS::AccountId}:key/*'], role);
+    }
+    for (const u of instanceUserData(c)) assert.doesNotMatch(u, /JOINKEEPER_KMS_KEY_ID/);
+  });
+
+  it('creates, by default, a customer managed key only this cluster roles may use', () => {
+    cluster.resourceCountIs('AWS::KMS::Key', 1);
+    const { cluster: c } = synth({ controlPlaneMode: 'ha' });
     c.resourceCountIs('AWS::KMS::Key', 1);
     const [logicalId] = Object.keys(c.findResources('AWS::KMS::Key'));
     const key = c.findResources('AWS::KMS::Key')[logicalId] as Res;

@@ -60,7 +60,8 @@ describe('context values', () => {
     assert.equal(c.controlPlaneMode, 'single');
     assert.equal(c.installer, 'kubeadm');
     assert.equal(c.workerImdsHopLimit, 1);
-    assert.equal(c.clusterKmsKey, false);
+    assert.equal(c.clusterKmsKey, true);
+    assert.equal(clusterConfig(node({ clusterKmsKey: 'false' })).clusterKmsKey, false);
     assert.equal(c.documentPrefix, 'joinkeeper');
     assert.deepEqual(hookTimeouts(c), { launchHeartbeatSeconds: 1200, terminateHeartbeatSeconds: 600 });
   });

@@ -5,6 +5,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { after, describe, it } from 'node:test';
 import { runCheck, Summary } from '../iam-check/main';
+import { Policies, synthesize } from '../iam-check/policies';
 import { BEGIN, END } from '../iam-check/table';
 import { INFRA_DIR } from '../lib/sources';
 
@@ -32,7 +33,8 @@ describe('IAM check', () => {
     });
     assert.match(s.text, /not evaluated: 1 calls of test-harness/);
     assert.equal(s.mustDeny.denied, s.mustDeny.total);
-    assert.ok(s.mustDeny.total >= 70, `${s.mustDeny.total} must-deny cases`);
+    assert.ok(s.mustDeny.total >= 86, `${s.mustDeny.total} must-deny cases`);
+    assert.match(s.text, /against clusterKmsKey=false \(an instance role's KMS call with the aws\/ssm key\): 2/);
     assert.equal(s.mustAllow.allowed, s.mustAllow.total);
     assert.match(s.text, /README permission table: \d+ rows, all match the templates/);
   });
@@ -46,6 +48,44 @@ describe('IAM check', () => {
     assert.match(s.text, /DENIED worker ssm:GetParameter \S+\/control-plane-join -> ImplicitlyDenied/);
     assert.match(s.text, /DENIED token-refresher ec2:RunInstances \* -> NotModelled/);
     assert.match(s.text, /IAM check FAILED: 4 recorded calls denied/);
+  });
+
+  it("evaluates S3 calls (the node scripts object only) and a cluster's own key, found by its tag", async () => {
+    const policies = new Policies(synthesize());
+    const bucket = 'arn:aws:s3:::cdk-hnb659fds-assets-123456789012-us-east-1';
+    const key = 'arn:aws:kms:us-east-1:123456789012:key/3b0c8f1e-1111-4222-8333-944455556666';
+    const record = 'arn:aws:ssm:us-east-1:123456789012:parameter/joinkeeper/demo/join-record';
+    const line = (principal: string, action: string, resource: string, context: Record<string, unknown> = {}) =>
+      JSON.stringify({ principal, action, account: '123456789012', region: 'us-east-1', resources: [resource], context: { [resource]: { 'aws:RequestedRegion': 'us-east-1', ...context } }, status: 200, modelled: true });
+    const viaSsm = (cluster: string) => ({
+      'kms:ViaService': 'ssm.us-east-1.amazonaws.com',
+      'kms:CallerAccount': '123456789012',
+      'kms:EncryptionContext:PARAMETER_ARN': record,
+      'kms:EncryptionContextKeys': ['PARAMETER_ARN'],
+      'aws:ResourceTag/joinkeeper:cluster': cluster,
+    });
+    const dir = path.join(tmp, 's3-kms');
+    fs.mkdirSync(dir);
+    fs.writeFileSync(
+      path.join(dir, 'suite.jsonl'),
+      [
+        line('worker', 's3:GetObject', `${bucket}/${policies.nodeScriptsAssetKey()}`),
+        line('control-plane', 's3:GetObject', `${bucket}/${policies.nodeScriptsAssetKey()}`),
+        line('worker', 's3:GetObject', `${bucket}/${policies.functionAssetKey()}`),
+        line('control-plane', 's3:ListBucket', bucket),
+        line('control-plane', 'kms:Encrypt', key, viaSsm('demo')),
+        line('worker', 'kms:Decrypt', key, viaSsm('demo')),
+        line('worker', 'kms:Decrypt', key, viaSsm('other')),
+      ].join('\n') + '\n',
+    );
+    const s = await check(dir);
+    assert.equal(s.ok, false);
+    assert.deepEqual(s.perPrincipal['control-plane'], { checked: 3, allowed: 2, denied: 1 }, s.text);
+    assert.deepEqual(s.perPrincipal.worker, { checked: 4, allowed: 2, denied: 2 }, s.text);
+    assert.match(s.text, new RegExp(`DENIED worker s3:GetObject ${bucket}/${policies.functionAssetKey()} -> ImplicitlyDenied`));
+    assert.match(s.text, new RegExp(`DENIED control-plane s3:ListBucket ${bucket} -> ImplicitlyDenied`));
+    // A key tagged for another cluster is that cluster's key: its policy does not know this worker.
+    assert.match(s.text, /DENIED worker kms:Decrypt \S+ -> ImplicitlyDenied/);
   });
 
   it('fails on a principal that is neither deployed nor a known test driver', async () => {
