@@ -18,6 +18,7 @@ from urllib.parse import parse_qs
 from .common import ACCOUNT_KEY, DEFAULT_ACCOUNT, LOG, STATE, iso_z, utcnow
 from .iam_compute import autoscaling, ec2
 from .iam_context import Authorization, Request, wildcard
+from .iam_s3 import s3, s3_request
 from .iam_ssm import decrypted_reads, kms, ssm
 
 SCOPE = re.compile(r"Credential=[^/,\s]+/\d{8}/(?P<region>[a-z0-9-]+)/(?P<service>[a-z0-9-]+)/")
@@ -29,6 +30,7 @@ RULES: dict[str, Callable[[Request], Authorization]] = {
     "kms": kms,
     "ec2": ec2,
     "autoscaling": autoscaling,
+    "s3": s3,
 }
 
 
@@ -85,10 +87,13 @@ def take_body(environ: dict[str, Any]) -> bytes:
 
 def parse_request(environ: dict[str, Any], body: bytes) -> Request | None:
     """Service and region from the SigV4 credential scope; operation from X-Amz-Target (JSON
-    protocols) or the Action field (query protocols). None for anything else."""
+    protocols), the Action field (query protocols), or S3's method, path and query. None for
+    anything else."""
     scope = SCOPE.search(environ.get("HTTP_AUTHORIZATION") or "")
     if scope is None:
         return None
+    if scope.group("service") == "s3":
+        return s3_request(environ, account_of(environ), scope.group("region"))
     target = environ.get("HTTP_X_AMZ_TARGET")
     if target:
         try:

@@ -31,6 +31,7 @@ class Aws:
         self.ec2 = session.client("ec2", endpoint_url=self.url, config=config)
         self.asg = session.client("autoscaling", endpoint_url=self.url, config=config)
         self.kms = session.client("kms", endpoint_url=self.url, config=config)
+        self.s3 = session.client("s3", endpoint_url=self.url, config=config)
 
     def control(self, path: str, method: str = "GET") -> object:
         sep = "&" if "?" in path else "?"

@@ -201,3 +201,41 @@ def test_node_scripts_call_as_their_role(aws: Aws, emulator: dict) -> None:
     assert wait_for(lambda: [r for r in aws.control("user-data") if r["status"] == "done"], 20)
     (call,) = records(emulator, acct, "ec2:DescribeTags")
     assert call["principal"] == "worker"
+
+
+def test_s3_calls_name_the_object_or_the_bucket(aws: Aws, emulator: dict) -> None:
+    """`aws s3 cp` of an asset (HeadObject, then GetObject: both the IAM action s3:GetObject on
+    the object's ARN) and a listing (s3:ListBucket on the bucket), as a worker's role."""
+    acct = aws.account
+    bucket = f"cdk-hnb659fds-assets-{acct}-{REGION}"
+    aws.s3.create_bucket(Bucket=bucket)
+    aws.s3.put_object(Bucket=bucket, Key="0a1b.zip", Body=b"PK")
+    uploads = [r for r in records(emulator, acct) if r["service"] == "s3"]
+    assert [(r["action"], r["parameters"]["Operation"]) for r in uploads] == [
+        ("s3:CreateBucket", "CreateBucket"),
+        ("s3:PutObject", "PutObject"),
+    ]
+    assert uploads[1]["resources"] == [f"arn:aws:s3:::{bucket}/0a1b.zip"]
+
+    worker = aws.instance({"joinkeeper:cluster": "c3", "joinkeeper:role": "worker"})
+    doc = aws.document(
+        "jk-rec-s3",
+        [
+            f"aws s3 cp --only-show-errors s3://{bucket}/0a1b.zip /tmp/jk-rec-asset.zip",
+            f"aws s3 ls s3://{bucket}/0a >/dev/null",
+            f"aws s3api get-bucket-acl --bucket {bucket} >/dev/null",
+        ],
+    )
+    cid = aws.ssm.send_command(DocumentName=doc, InstanceIds=[worker])["Command"]["CommandId"]
+    inv = aws.wait_invocation(cid, worker, timeout=60)
+    assert inv["Status"] == "Success", inv["StandardErrorContent"]
+    calls = [r for r in records(emulator, acct) if r["service"] == "s3" and r["principal"] == "worker"]
+    obj = f"arn:aws:s3:::{bucket}/0a1b.zip"
+    reads = [r for r in calls if r["action"] == "s3:GetObject"]
+    assert {r["parameters"]["Operation"] for r in reads} == {"HeadObject", "GetObject"}
+    assert all(r["resources"] == [obj] and r["modelled"] and r["status"] == 200 for r in reads)
+    (listing,) = [r for r in calls if r["action"] == "s3:ListBucket"]
+    assert listing["resources"] == [f"arn:aws:s3:::{bucket}"]
+    assert listing["context"][f"arn:aws:s3:::{bucket}"]["s3:prefix"] == "0a"
+    (acl,) = [r for r in calls if r["parameters"]["Operation"] == "GET ?acl"]
+    assert acl["modelled"] is False and acl["resources"] == ["*"]
