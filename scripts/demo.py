@@ -35,7 +35,8 @@ class Demo(DemoClient, WarmPoolStep):
     def shipped_cluster(self):
         """The cluster stack's single-kubeadm variant, synthesized once per run into .demo/synth
         (cluster `demo`), its node-scripts asset uploaded to the account's asset bucket as CDK
-        publishes it; returns the variant and the values its references resolve to."""
+        publishes it and its KMS key made; returns the variant and the values its references
+        resolve to."""
         sys.path.insert(0, str(ROOT / "node-scripts/boot"))
         import userdata
         import world
@@ -44,6 +45,7 @@ class Demo(DemoClient, WarmPoolStep):
         emulator = type("Emulator", (), {"url": self.endpoint, "state": str(STATE / "emulator")})
         shipped = world.BootWorld.existing(emulator, variant, "123456789012", REGION, CLUSTER, str(STATE / "emulator" / "boot"))
         shipped.upload_asset()
+        shipped.create_keys()  # the cluster's own key (clusterKmsKey, the default)
         return variant, shipped.values
 
     def setup(self):

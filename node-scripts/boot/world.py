@@ -56,12 +56,7 @@ class BootWorld(InstanceBoot):
         # its Run Commands look too), whatever the account: a new world starts it afresh, so
         # worlds of the same cluster name run one after the other.
         shutil.rmtree(self.kube_state(), ignore_errors=True)
-        self.kms = self.session.client("kms", endpoint_url=emulator.url, config=self.config)
-        # The stack's own KMS keys (a customer managed key for the cluster's parameters), made
-        # in the emulator so the SecureStrings the nodes write can use them.
-        for logical in variant.resources("AWS::KMS::Key"):
-            key = self.kms.create_key(Description="%s %s" % (variant.stack, logical))["KeyMetadata"]
-            self.values.attributes["%s.Arn" % logical] = key["Arn"]
+        self.create_keys()
         # The account stack is deployed before any cluster stack: its SSM documents exist when the
         # instances boot. Control planes run them on each other (an HA peer that finds the first
         # certificate key gone, deleted by a faster peer, asks a healthy one to upload a fresh key).
@@ -98,11 +93,21 @@ class BootWorld(InstanceBoot):
         self.s3 = session.client("s3", endpoint_url=emulator.url, config=config)
         self.ssm = session.client("ssm", endpoint_url=emulator.url, config=config)
         self.asg = session.client("autoscaling", endpoint_url=emulator.url, config=config)
+        self.kms = session.client("kms", endpoint_url=emulator.url, config=config)
         self.user_data = {}
         self.roles = {}
         self.boot_logs = {}
 
     # --- the world's AWS side -----------------------------------------------------------------
+    def create_keys(self):
+        """The stack's own KMS keys (the cluster's key, unless clusterKmsKey=false), made in the
+        emulator with the template's tags (joinkeeper:cluster, as CloudFormation tags them), so
+        the SecureStrings the nodes write use them and the IAM check knows them by that tag."""
+        for logical, res in self.variant.resources("AWS::KMS::Key").items():
+            tags = [{"TagKey": t["Key"], "TagValue": t["Value"]} for t in res.get("Properties", {}).get("Tags", [])]
+            key = self.kms.create_key(Description="%s %s" % (self.variant.stack, logical), Tags=tags)["KeyMetadata"]
+            self.values.attributes["%s.Arn" % logical] = key["Arn"]
+
     def upload_asset(self):
         """The node-scripts asset as CDK publishes it: the synthesized folder, zipped, in the
         account's asset bucket."""
