@@ -173,6 +173,19 @@ def test_variant_boots_end_to_end(variant_name, synth_dir, emulator, sampler):
     assert inv["StandardOutputContent"].splitlines()[-1].startswith("published cluster=%s token_id=" % world.cluster)
     assert json.loads(world.parameter(record_param["Name"])["Value"])["source"] == source
 
+    # Least privilege as booted: the nodes' only S3 calls read the node scripts object (HeadObject
+    # and GetObject, both IAM's s3:GetObject on its ARN: the one object their roles may read), and
+    # the SecureStrings the control planes wrote use the cluster stack's own key.
+    calls = emulator.aws_calls(world.account)
+    asset = "arn:aws:s3:::%s/%s" % (world.values.asset_bucket, variant.asset_key)
+    s3 = {(c["principal"], c["action"], c["parameters"]["Operation"], tuple(c["resources"]))
+          for c in calls if c["service"] == "s3" and c["principal"] in ("control-plane", "worker")}
+    assert s3 == {(role, "s3:GetObject", op, (asset,)) for role in ("control-plane", "worker")
+                  for op in ("HeadObject", "GetObject")}, s3
+    encrypts = [c for c in calls if c["action"] == "kms:Encrypt" and c["principal"] == "control-plane"]
+    assert encrypts and all(c["context"][c["resources"][0]].get("aws:ResourceTag/joinkeeper:cluster") == world.cluster
+                            for c in encrypts), encrypts[:1]
+
     # The secrets (every token and certificate key minted) appear nowhere: no file any instance
     # wrote, no console, no Run Command output, no command line.
     report = boot_scan.scan(world, control_planes + [worker], sampler=sampler,
