@@ -42,7 +42,6 @@ pub(super) async fn run_on_candidates(
         return Ok(Ensured::RegeneratedElsewhere(s));
     }
     let candidates = ctx
-        .fleet
         .control_plane_candidates(cluster)
         .await
         .map_err(aws)?;
