@@ -18,8 +18,12 @@ use crate::names::{ClusterName, InstanceId};
 /// IAM profile names allow `[\w+=,.@-]` up to 128 characters; a cluster name (at most 63 of
 /// `[A-Za-z0-9_.-]`) always fits.
 pub fn default_profile_name(cluster: &ClusterName) -> String {
-    format!("joinkeeper-control-plane-{cluster}")
+    format!("{PROFILE_PREFIX}{cluster}")
 }
+
+/// The prefix of [`default_profile_name`]; `infra/lib/tags.ts` holds the same one (a test reads
+/// it there).
+pub const PROFILE_PREFIX: &str = "joinkeeper-control-plane-";
 
 /// An instance tagged `joinkeeper:cluster=<C>` and `joinkeeper:role=control-plane`, as EC2
 /// describes it.
@@ -131,7 +135,8 @@ mod tests {
         }
     }
 
-    const GENUINE: &str = "arn:aws:iam::123456789012:instance-profile/joinkeeper-control-plane-demo";
+    const GENUINE: &str =
+        "arn:aws:iam::123456789012:instance-profile/joinkeeper-control-plane-demo";
 
     #[test]
     fn only_the_clusters_profile_makes_a_control_plane() {
@@ -185,6 +190,14 @@ mod tests {
     }
 
     #[test]
+    fn the_cluster_stack_names_the_profile_the_same_way() {
+        let path = format!("{}/../infra/lib/tags.ts", env!("CARGO_MANIFEST_DIR"));
+        let tags = std::fs::read_to_string(path).expect("infra/lib/tags.ts");
+        let line = format!("export const CONTROL_PLANE_PROFILE_PREFIX = '{PROFILE_PREFIX}';");
+        assert!(tags.contains(&line), "infra/lib/tags.ts lacks {line}");
+    }
+
+    #[test]
     fn configured_profiles_replace_the_default_name() {
         let legacy = "arn:aws:iam::123456789012:instance-profile/kurl-masters";
         let profiles =
@@ -215,7 +228,10 @@ mod tests {
                 ),
             ],
         );
-        assert_eq!(out.ids(), vec![InstanceId::parse("i-0000000a").expect("id")]);
+        assert_eq!(
+            out.ids(),
+            vec![InstanceId::parse("i-0000000a").expect("id")]
+        );
         assert_eq!(out.impostors.len(), 2);
         assert_eq!(out.impostors[0].instance, "i-0000000b");
         assert_eq!(out.impostors[0].profile, "none");

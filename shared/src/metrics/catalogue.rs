@@ -48,7 +48,8 @@ pub mod name {
 pub const ROGUE_NODES: &str = "RogueNodes";
 
 /// Instances tagged as a cluster's control planes without its control-plane instance profile
-/// (properties `Instance`, `Profile`); the alarm `ImpostorControlPlanes` watches it.
+/// (properties `Instance`, `Profile`). Like [`ROGUE_NODES`], not in [`name`]: searchable in Logs
+/// Insights, not graphed.
 pub const IMPOSTOR_CONTROL_PLANES: &str = "ImpostorControlPlanes";
 
 /// After one refresh pass of one cluster. `remaining_seconds`: what is left of the record now
