@@ -44,6 +44,7 @@ class Demo(DemoClient, WarmPoolStep):
         emulator = type("Emulator", (), {"url": self.endpoint, "state": str(STATE / "emulator")})
         shipped = world.BootWorld.existing(emulator, variant, "123456789012", REGION, CLUSTER, str(STATE / "emulator" / "boot"))
         shipped.upload_asset()
+        self.shipped_world = shipped
         return variant, shipped.values
 
     def setup(self):
@@ -52,6 +53,7 @@ class Demo(DemoClient, WarmPoolStep):
         variant, values = self.shipped_cluster()
         node = variant.node("control-plane")
         cp = self.ec2.run_instances(ImageId="ami-12c6146b", MinCount=1, MaxCount=1, InstanceType="t3.medium",
+                                    IamInstanceProfile={"Name": self.shipped_world.control_plane_profile()},
                                     UserData=variant.user_data(node, values), Placement={"AvailabilityZone": f"{REGION}a"},
                                     TagSpecifications=[{"ResourceType": "instance", "Tags": [
                                         {"Key": k, "Value": v} for k, v in node.tags.items()]}])["Instances"][0]["InstanceId"]
