@@ -29,9 +29,7 @@ pub struct Context {
 impl Context {
     /// Every cluster joinkeeper knows by tag: one listing of the tagged groups, one of the
     /// tagged instances.
-    pub async fn discover_clusters(
-        &self,
-    ) -> Result<crate::aws::fleet::ClusterScan, AwsCallError> {
+    pub async fn discover_clusters(&self) -> Result<crate::aws::fleet::ClusterScan, AwsCallError> {
         Ok(self.discover().await?.1)
     }
 
