@@ -46,6 +46,7 @@ class Demo(DemoClient, WarmPoolStep):
         shipped = world.BootWorld.existing(emulator, variant, "123456789012", REGION, CLUSTER, str(STATE / "emulator" / "boot"))
         shipped.upload_asset()
         shipped.create_keys()  # the cluster's own key (clusterKmsKey, the default)
+        self.shipped_world = shipped
         return variant, shipped.values
 
     def setup(self):
@@ -54,6 +55,7 @@ class Demo(DemoClient, WarmPoolStep):
         variant, values = self.shipped_cluster()
         node = variant.node("control-plane")
         cp = self.ec2.run_instances(ImageId="ami-12c6146b", MinCount=1, MaxCount=1, InstanceType="t3.medium",
+                                    IamInstanceProfile={"Name": self.shipped_world.control_plane_profile()},
                                     UserData=variant.user_data(node, values), Placement={"AvailabilityZone": f"{REGION}a"},
                                     TagSpecifications=[{"ResourceType": "instance", "Tags": [
                                         {"Key": k, "Value": v} for k, v in node.tags.items()]}])["Instances"][0]["InstanceId"]

@@ -12,6 +12,7 @@
 //! The `JOINKEEPER_*` settings are the functions' (same defaults, same validation).
 
 pub mod args;
+pub mod planes;
 pub mod rotate;
 pub mod status;
 

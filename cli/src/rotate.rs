@@ -42,7 +42,7 @@ pub async fn rotate(
     revoke_document: Option<&str>,
     request_id: &str,
 ) -> Result<Rotated, CliError> {
-    let planes = control_planes(ctx, cluster).await?;
+    let planes = control_planes(ctx, cluster).await?.genuine;
     if !planes.iter().any(|c| c.reachable) {
         return Err(unreachable(cluster, &planes));
     }
@@ -70,7 +70,7 @@ pub async fn rotate(
 
 fn unreachable(cluster: &ClusterName, planes: &[crate::status::ControlPlane]) -> CliError {
     let seen = if planes.is_empty() {
-        "no instance is tagged joinkeeper:role=control-plane".to_owned()
+        "no instance tagged joinkeeper:role=control-plane has the cluster's control-plane instance profile".to_owned()
     } else {
         planes
             .iter()

@@ -17,7 +17,9 @@ use joinkeeper::regenerate::record_state;
 use joinkeeper::timefmt::rfc3339;
 use joinkeeper::Context;
 
+pub use crate::planes::{control_planes, ControlPlane};
 use crate::{human, CliError};
+use joinkeeper::identity::Impostor;
 
 #[derive(Clone, Debug, Serialize)]
 pub struct Report {
@@ -31,6 +33,8 @@ pub struct ClusterStatus {
     pub control_planes: Vec<ControlPlane>,
     /// At least one control plane can run a command (regenerate, node status, drain).
     pub reachable: bool,
+    /// Instances tagged as control planes without the cluster's control-plane instance profile.
+    pub impostors: Vec<Impostor>,
     pub leases: Vec<LeaseStatus>,
     pub waiting: Vec<WaitingAction>,
 }
@@ -59,16 +63,6 @@ pub struct RecordStatus {
     /// The control plane that wrote it.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub written_by: Option<String>,
-}
-
-#[derive(Clone, Debug, Serialize)]
-pub struct ControlPlane {
-    pub instance: String,
-    /// EC2 state: pending, running, stopping, stopped.
-    pub state: String,
-    /// The SSM agent's ping status is Online.
-    pub ssm_online: bool,
-    pub reachable: bool,
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -106,12 +100,13 @@ pub async fn gather(ctx: &Context, clusters: &[ClusterName]) -> Result<Report, C
 }
 
 async fn cluster_status(ctx: &Context, cluster: &ClusterName) -> Result<ClusterStatus, CliError> {
-    let control_planes = control_planes(ctx, cluster).await?;
+    let planes = control_planes(ctx, cluster).await?;
     Ok(ClusterStatus {
         cluster: cluster.to_string(),
         record: record(ctx, cluster).await?,
-        reachable: control_planes.iter().any(|c| c.reachable),
-        control_planes,
+        reachable: planes.genuine.iter().any(|c| c.reachable),
+        control_planes: planes.genuine,
+        impostors: planes.impostors,
         leases: leases(ctx, cluster).await?,
         waiting: waiting(ctx, cluster).await?,
     })
@@ -145,36 +140,6 @@ async fn record(ctx: &Context, cluster: &ClusterName) -> Result<RecordStatus, Cl
         status.written_by = Some(meta.written_by.clone()).filter(|w| !w.is_empty());
     }
     Ok(status)
-}
-
-/// Every control-plane instance of the cluster that is not terminated, with its reachability.
-pub async fn control_planes(
-    ctx: &Context,
-    cluster: &ClusterName,
-) -> Result<Vec<ControlPlane>, CliError> {
-    let mut found = ctx
-        .fleet
-        .control_planes(cluster, &["pending", "running", "stopping", "stopped"])
-        .await?;
-    found.sort();
-    let ids: Vec<_> = found.iter().map(|(id, _)| id.clone()).collect();
-    let online = if ids.is_empty() {
-        Default::default()
-    } else {
-        ctx.fleet.online_instances(&ids).await?
-    };
-    Ok(found
-        .into_iter()
-        .map(|(id, state)| {
-            let ssm_online = online.contains(id.as_str());
-            ControlPlane {
-                reachable: ssm_online && state == "running",
-                instance: id.to_string(),
-                state,
-                ssm_online,
-            }
-        })
-        .collect())
 }
 
 async fn leases(ctx: &Context, cluster: &ClusterName) -> Result<Vec<LeaseStatus>, CliError> {
@@ -300,7 +265,7 @@ fn render_cluster(c: &ClusterStatus, out: &mut dyn Write) -> io::Result<()> {
         row(
             out,
             "control planes",
-            "none (no instance tagged joinkeeper:role=control-plane)",
+            "none (no instance tagged joinkeeper:role=control-plane with the cluster's control-plane instance profile)",
         )?;
     }
     for (i, cp) in c.control_planes.iter().enumerate() {
@@ -321,6 +286,7 @@ fn render_cluster(c: &ClusterStatus, out: &mut dyn Write) -> io::Result<()> {
             &format!("{}  {:<8} {:<11}  {verdict}", cp.instance, cp.state, ssm),
         )?;
     }
+    crate::planes::render_impostors(&c.impostors, &c.cluster, &row, out)?;
     if !c.reachable {
         row(
             out,

@@ -84,12 +84,21 @@ def role_of(instance: Any, tags: dict[str, str], account: str, region: str) -> s
     return group_tags.get("joinkeeper:role")
 
 
+def kube_folder(tags: dict[str, str]) -> str:
+    """The pretend cluster an instance's kubectl talks to: its `joinkeeper:cluster`, or the one
+    `emulator:kube-state` names (an instance that serves another, e.g. forged, cluster)."""
+    for value in (tags.get("emulator:kube-state"), tags.get("joinkeeper:cluster")):
+        if value and re.fullmatch(r"[A-Za-z0-9_-][A-Za-z0-9_.-]{0,62}", value):
+            return value
+    return "_none"
+
+
 def script_environment(instance: Any, account: str, region: str) -> dict[str, str]:
     """The environment of a script 'on' an instance, as docs/contracts.md (Local emulation) says.
     Creates the instance's node folder (with log/ and lock/) and its cluster's kube folder."""
     tags = instance_tags(instance)
     node_dir = node_dir_of(instance.id)
-    kube_dir = CONFIG.state_dir / "clusters" / (tags.get("joinkeeper:cluster") or "_none")
+    kube_dir = CONFIG.state_dir / "clusters" / kube_folder(tags)
     for folder in (node_dir / "log", node_dir / "lock", kube_dir):
         folder.mkdir(parents=True, exist_ok=True)
     # An instance booted in a sandbox (--user-data-runner) keeps its logs where a real node does.

@@ -14,7 +14,7 @@ import { Construct } from 'constructs';
 import { ClusterConfig, documentNames, hookNames, hookTimeouts } from './config';
 import { clusterParameterArn, controlPlaneStatements, KEY_ADMIN_ACTIONS, nodeScriptsReadStatement, PARAMETER_NAMES, viaSsmConditions, workerStatements } from './iam';
 import { nodeScriptsDir } from './sources';
-import { ROLE_CONTROL_PLANE, ROLE_WORKER, TAG_CLUSTER, TAG_ROLE } from './tags';
+import { controlPlaneProfileName, ROLE_CONTROL_PLANE, ROLE_WORKER, TAG_CLUSTER, TAG_ROLE } from './tags';
 import { controlPlaneJoinParameter, controlPlaneUserData, joinRecordParameter, workerUserData } from './user-data';
 
 export interface ClusterStackProps extends StackProps {
@@ -80,6 +80,14 @@ export class JoinkeeperClusterStack extends Stack {
     const cpRole = new iam.Role(this, 'ControlPlaneRole', {
       assumedBy: new iam.ServicePrincipal('ec2.amazonaws.com'),
       description: `joinkeeper ${c.clusterName}: control-plane instances`,
+    });
+    // The control planes' identity: the functions send commands only to instances with this
+    // profile (tags alone can be set by anyone who may tag instances). Its name is derived from
+    // the cluster's (instance profile names are unique per account; attaching it needs
+    // iam:PassRole on cpRole); the functions expect exactly this name (shared/src/identity.rs).
+    const cpProfile = new iam.InstanceProfile(this, 'ControlPlaneProfile', {
+      role: cpRole,
+      instanceProfileName: controlPlaneProfileName(c.clusterName),
     });
     const workerRole = new iam.Role(this, 'WorkerRole', {
       assumedBy: new iam.ServicePrincipal('ec2.amazonaws.com'),
@@ -160,7 +168,7 @@ export class JoinkeeperClusterStack extends Stack {
         vpcSubnets: { subnets: [subnets[i % subnets.length]] },
         instanceType: new ec2.InstanceType(c.controlPlaneInstanceType),
         machineImage,
-        role: cpRole,
+        instanceProfile: cpProfile,
         securityGroup: nodesSg,
         userData: ud,
         blockDevices: [rootVolume(c.installer === 'kurl' ? 100 : 40)],

@@ -93,6 +93,11 @@ export interface AccountConfig extends CommonConfig {
   readonly expiryAlarmSeconds: number;
   /** Optional `JOINKEEPER_NODE_POLL_SECONDS` (the functions' default otherwise). */
   readonly nodePollSeconds?: number;
+  /**
+   * Optional `JOINKEEPER_CONTROL_PLANE_PROFILES`: `<cluster>=<instance profile ARN>,...` for
+   * clusters whose control planes the cluster stack did not make. Only the deployer sets it.
+   */
+  readonly controlPlaneProfiles?: string;
 }
 
 export interface ClusterConfig extends CommonConfig {
@@ -237,6 +242,11 @@ export function accountConfig(node: Node): AccountConfig {
   if (groupNamePrefix !== undefined && !/^[A-Za-z0-9_.\-/ ]{1,200}$/.test(groupNamePrefix)) {
     throw new ConfigError(`context groupNamePrefix: ${JSON.stringify(groupNamePrefix)} is not a group name prefix`);
   }
+  const controlPlaneProfiles = optStr(node, 'controlPlaneProfiles');
+  const profilePair = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}=arn:aws[a-z-]*:iam::\d{12}:instance-profile\/[\w+=,.@\/-]{1,640}$/;
+  if (controlPlaneProfiles !== undefined && !controlPlaneProfiles.split(',').every((p) => profilePair.test(p.trim()))) {
+    throw new ConfigError(`context controlPlaneProfiles: ${JSON.stringify(controlPlaneProfiles)} is not <cluster>=<instance profile ARN>,...`);
+  }
   if (raw(node, 'parameterKmsKeyArn') !== undefined) {
     // The functions never decrypt the join record any more (they read its metadata), so the
     // account stack has no key to name; a cluster's own key is the cluster stack's clusterKmsKey.
@@ -261,6 +271,7 @@ export function accountConfig(node: Node): AccountConfig {
     alarmEmail,
     expiryAlarmSeconds: int(node, 'expiryAlarmSeconds', Math.floor(refreshMarginSeconds / 2), 60, c.tokenTtlSeconds),
     nodePollSeconds: raw(node, 'nodePollSeconds') === undefined ? undefined : setting(node, 'node_poll'),
+    controlPlaneProfiles,
   };
   // The refresh must have time to run at least twice inside the margin.
   if (cfg.refreshIntervalMinutes * 60 * 2 > cfg.refreshMarginSeconds) {

@@ -107,6 +107,19 @@ describe('account stack: functions', () => {
     assert.throws(() => synth({ nodePollSeconds: '301' }), /nodePollSeconds/);
   });
 
+  it('names control-plane profiles of clusters it did not make only when given, and checks their shape', () => {
+    const profiles = 'old=arn:aws:iam::123456789012:instance-profile/kurl/masters';
+    const { account: a } = synth({ controlPlaneProfiles: profiles });
+    a.allResourcesProperties('AWS::Lambda::Function', {
+      Environment: { Variables: Match.objectLike({ JOINKEEPER_CONTROL_PLANE_PROFILES: profiles }) },
+    });
+    assert.throws(() => synth({ controlPlaneProfiles: 'old=arn:aws:iam::123456789012:role/masters' }), /controlPlaneProfiles/);
+    const { account: plain } = synth();
+    for (const fn of Object.values(plain.findResources('AWS::Lambda::Function'))) {
+      assert.equal(fn.Properties.Environment.Variables.JOINKEEPER_CONTROL_PLANE_PROFILES, undefined);
+    }
+  });
+
   it('sets only variables the functions read (rows of their settings table)', () => {
     const known = new Set(Object.values(SETTINGS).map((s) => s.variable));
     const { account: a } = synth({ nodePollSeconds: '10' });

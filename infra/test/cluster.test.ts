@@ -235,6 +235,17 @@ describe('cluster stack: IAM and tags', () => {
     });
   });
 
+  it('gives every control plane the profile joinkeeper-control-plane-<cluster>, the functions\' proof of identity', () => {
+    const profiles = cluster.findResources('AWS::IAM::InstanceProfile', { Properties: { InstanceProfileName: 'joinkeeper-control-plane-demo' } });
+    const ids = Object.keys(profiles);
+    assert.equal(ids.length, 1, 'one control-plane profile, named after the cluster');
+    const roles = (Object.values(profiles)[0] as Res).Properties.Roles.map(flat);
+    assert.ok(roles.some((r: string) => r.includes('ControlPlaneRole')), `profile roles: ${roles}`);
+    for (const inst of Object.values(cluster.findResources('AWS::EC2::Instance')) as Res[]) {
+      assert.deepEqual(inst.Properties.IamInstanceProfile, { Ref: ids[0] });
+    }
+  });
+
   it('lets workers read their own cluster join record only, never the certificate key', () => {
     const worker = statementsOfRole(cluster, 'WorkerRole');
     assert.deepEqual(Object.fromEntries(ssmParameterActions(worker)), { 'ssm:GetParameter': [arn('join-record')] });

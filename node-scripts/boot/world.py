@@ -94,6 +94,7 @@ class BootWorld(InstanceBoot):
         self.ssm = session.client("ssm", endpoint_url=emulator.url, config=config)
         self.asg = session.client("autoscaling", endpoint_url=emulator.url, config=config)
         self.kms = session.client("kms", endpoint_url=emulator.url, config=config)
+        self.iam = session.client("iam", endpoint_url=emulator.url, config=config)
         self.user_data = {}
         self.roles = {}
         self.boot_logs = {}
@@ -130,11 +131,23 @@ class BootWorld(InstanceBoot):
     def zone(self, index):
         return "%s%s" % (self.region, "abc"[index % 3])
 
+    def control_plane_profile(self):
+        """The template's control-plane instance profile (joinkeeper-control-plane-<cluster>), created
+        once: the functions send commands only to instances that carry it."""
+        name = "joinkeeper-control-plane-%s" % self.cluster
+        try:
+            self.iam.create_instance_profile(InstanceProfileName=name)
+        except self.iam.exceptions.EntityAlreadyExistsException:
+            pass
+        return name
+
     def launch_control_plane(self, node, extra_tags=None):
         """RunInstances as the template's AWS::EC2::Instance: its tags and its user data."""
         text = self.variant.user_data(node, self.values)
         tags = dict(node.tags, **{"emulator:user-data": "skip"}, **(extra_tags or {}))
+        profile = self.control_plane_profile()
         res = self.ec2.run_instances(
+            IamInstanceProfile={"Name": profile},
             ImageId="ami-0123456789abcdef0", InstanceType="t3.medium", MinCount=1, MaxCount=1,
             Placement={"AvailabilityZone": self.zone(node.az_index)},
             UserData=text,

@@ -5,11 +5,14 @@ use crate::aws::autoscaling::AutoScaling;
 use crate::aws::fleet::Fleet;
 use crate::aws::parameters::ParameterStore;
 use crate::aws::run_command::{CommandOutput, CommandRequest, CommandRunner, RunCommandError};
-use crate::aws::AwsClients;
+use crate::aws::{AwsCallError, AwsClients};
 use crate::config::Config;
 use crate::deadline::Deadline;
+use crate::identity::{self, Identified, TaggedControlPlane};
 use crate::lease::Leases;
 use crate::metrics::Metrics;
+use crate::names::{ClusterName, InstanceId};
+use tracing::warn;
 
 #[derive(Clone, Debug)]
 pub struct Context {
@@ -26,9 +29,7 @@ pub struct Context {
 impl Context {
     /// Every cluster joinkeeper knows by tag: one listing of the tagged groups, one of the
     /// tagged instances.
-    pub async fn discover_clusters(
-        &self,
-    ) -> Result<crate::aws::fleet::ClusterScan, crate::aws::AwsCallError> {
+    pub async fn discover_clusters(&self) -> Result<crate::aws::fleet::ClusterScan, AwsCallError> {
         Ok(self.discover().await?.1)
     }
 
@@ -41,11 +42,52 @@ impl Context {
             crate::aws::autoscaling::TaggedGroups,
             crate::aws::fleet::ClusterScan,
         ),
-        crate::aws::AwsCallError,
+        AwsCallError,
     > {
         let groups = self.asg.tagged_groups().await?;
         let scan = self.fleet.discover_clusters(&groups.cluster_tags).await?;
         Ok((groups, scan))
+    }
+
+    /// Sorts instances tagged as `cluster`'s control planes by identity ([`crate::identity`]);
+    /// every impostor is logged and counted (`ImpostorControlPlanes`), and never asked anything.
+    pub fn identify(&self, cluster: &ClusterName, tagged: Vec<TaggedControlPlane>) -> Identified {
+        let out = identity::identify(cluster, &self.config.control_plane_profiles, tagged);
+        for i in &out.impostors {
+            warn!(
+                cluster = %cluster,
+                instance = %i.instance,
+                profile = %i.profile,
+                expected = %identity::default_profile_name(cluster),
+                "an instance tagged as a control plane lacks the cluster's control-plane instance profile; it is sent no command and its tags are not believed"
+            );
+            self.metrics.record(crate::metrics::impostor_control_plane(
+                cluster.as_str(),
+                &i.instance,
+                &i.profile,
+            ));
+        }
+        out
+    }
+
+    /// The cluster's control planes in one of `states` (EC2 state names), sorted by identity.
+    pub async fn control_planes(
+        &self,
+        cluster: &ClusterName,
+        states: &[&str],
+    ) -> Result<Identified, AwsCallError> {
+        let tagged = self.fleet.tagged_control_planes(cluster, states).await?;
+        Ok(self.identify(cluster, tagged))
+    }
+
+    /// The cluster's genuine control planes that are running and whose SSM agent is Online, in
+    /// failover order: the only instances the functions send commands to.
+    pub async fn control_plane_candidates(
+        &self,
+        cluster: &ClusterName,
+    ) -> Result<Vec<InstanceId>, AwsCallError> {
+        let identified = self.control_planes(cluster, &["running"]).await?;
+        self.fleet.reachable_among(identified.ids()).await
     }
 
     pub fn new(config: Config, clients: &AwsClients) -> Self {

@@ -170,11 +170,12 @@ pub async fn handle_schedule(
         if inv.deadline.is_near(std::time::Duration::from_secs(30)) {
             break;
         }
-        let running = scan
+        let tagged = scan
             .running_control_planes
             .get(&c)
             .cloned()
             .unwrap_or_default();
+        let running = ctx.identify(&c, tagged).ids();
         rogue_nodes.extend(
             crate::rogue::check(ctx, &c, running, inv)
                 .await

@@ -12,6 +12,7 @@ pub mod deadline;
 pub mod events;
 pub mod freshness;
 pub mod handler;
+pub mod identity;
 pub mod lease;
 pub mod lifecycle;
 pub mod meta;

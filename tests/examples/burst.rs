@@ -42,7 +42,7 @@ async fn run(n: usize, join_seconds: u64, arrival: Duration) {
     let emulator = Emulator::start();
     let setup = emulator.clients().await;
     create_documents(&setup).await;
-    launch_instance(&setup, "demo", "control-plane", &[]).await;
+    launch_control_plane(&emulator, &setup, "demo", &[]).await;
     let counter = CallCounter::default();
     let clients = emulator.counted_clients_as(&counter, "launch-hook").await;
     let ctx = Context::new(config(), &clients).with_metrics(joinkeeper::metrics::Metrics::Off);

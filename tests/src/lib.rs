@@ -173,6 +173,42 @@ impl Emulator {
             .collect()
     }
 
+    /// Creates the IAM instance profile `name` (with a role of the same name in it), as a
+    /// deployer with `iam:CreateInstanceProfile` does; an existing one is left as it is. Returns
+    /// its ARN. A raw IAM Query request: the tests build no IAM client.
+    pub fn create_instance_profile(&self, name: &str) -> String {
+        let iam = |action: &str, params: &str| {
+            self.http.request_with(
+                "POST",
+                "/",
+                "Content-Type: application/x-www-form-urlencoded\r\nAuthorization: AWS4-HMAC-SHA256 Credential=testing/20240101/us-east-1/iam/aws4_request, SignedHeaders=host, Signature=0\r\n",
+                &format!("Action={action}&Version=2010-05-08&{params}"),
+            )
+        };
+        let role_policy = "%7B%22Version%22%3A%222012-10-17%22%2C%22Statement%22%3A%5B%7B%22Effect%22%3A%22Allow%22%2C%22Principal%22%3A%7B%22Service%22%3A%22ec2.amazonaws.com%22%7D%2C%22Action%22%3A%22sts%3AAssumeRole%22%7D%5D%7D";
+        let created = iam(
+            "CreateInstanceProfile",
+            &format!("InstanceProfileName={name}"),
+        );
+        if !created.contains("EntityAlreadyExists") {
+            iam(
+                "CreateRole",
+                &format!("RoleName={name}&AssumeRolePolicyDocument={role_policy}"),
+            );
+            iam(
+                "AddRoleToInstanceProfile",
+                &format!("InstanceProfileName={name}&RoleName={name}"),
+            );
+        }
+        let got = iam("GetInstanceProfile", &format!("InstanceProfileName={name}"));
+        let arn = got
+            .split("<Arn>")
+            .filter_map(|s| s.split_once("</Arn>").map(|(a, _)| a))
+            .find(|a| a.contains(":instance-profile/"))
+            .unwrap_or_else(|| panic!("instance profile {name} not created: {got}"));
+        arn.to_owned()
+    }
+
     pub fn log(&self) -> String {
         std::fs::read_to_string(self.state_dir.join("emulator.log")).unwrap_or_default()
     }
@@ -229,12 +265,38 @@ pub async fn create_documents(clients: &AwsClients) {
     }
 }
 
-/// Launches an instance tagged for `cluster` with `role`, plus extra tags (`emulator:*`).
+/// Launches an instance tagged for `cluster` with `role`, plus extra tags (`emulator:*`), with no
+/// instance profile: a worker, or (role `control-plane`) an impostor.
 pub async fn launch_instance(
     clients: &AwsClients,
     cluster: &str,
     role: &str,
     extra: &[(&str, &str)],
+) -> String {
+    launch_with_profile(clients, cluster, role, extra, None).await
+}
+
+/// Launches a control plane of `cluster` as the cluster stack does: tagged, and with the
+/// cluster's control-plane instance profile (created first when missing).
+pub async fn launch_control_plane(
+    emulator: &Emulator,
+    clients: &AwsClients,
+    cluster: &str,
+    extra: &[(&str, &str)],
+) -> String {
+    let cluster_name = joinkeeper::names::ClusterName::parse(cluster).expect("cluster name");
+    let profile = joinkeeper::identity::default_profile_name(&cluster_name);
+    emulator.create_instance_profile(&profile);
+    launch_with_profile(clients, cluster, "control-plane", extra, Some(&profile)).await
+}
+
+/// [`launch_instance`] with the instance profile named `profile` (which must exist).
+pub async fn launch_with_profile(
+    clients: &AwsClients,
+    cluster: &str,
+    role: &str,
+    extra: &[(&str, &str)],
+    profile: Option<&str>,
 ) -> String {
     let mut tags = TagSpecification::builder()
         .resource_type(ResourceType::Instance)
@@ -256,6 +318,11 @@ pub async fn launch_instance(
         .max_count(1)
         .instance_type(aws_sdk_ec2::types::InstanceType::T3Medium)
         .tag_specifications(tags.build())
+        .set_iam_instance_profile(profile.map(|name| {
+            aws_sdk_ec2::types::IamInstanceProfileSpecification::builder()
+                .name(name)
+                .build()
+        }))
         .send()
         .await
         .expect("run instance");
@@ -390,9 +457,14 @@ pub mod reqwest_lite {
         }
 
         pub fn request(&self, method: &str, path: &str, body: &str) -> String {
+            self.request_with(method, path, "Content-Type: application/json\r\n", body)
+        }
+
+        /// A request with extra header lines (each ending in CRLF).
+        pub fn request_with(&self, method: &str, path: &str, headers: &str, body: &str) -> String {
             let mut stream = TcpStream::connect(&self.host_port).expect("connect to the emulator");
             let req = format!(
-                "{method} {path} HTTP/1.1\r\nHost: {}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                "{method} {path} HTTP/1.1\r\nHost: {}\r\n{headers}Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
                 self.host_port,
                 body.len()
             );

@@ -95,12 +95,12 @@ fn tokens(e: &Emulator, cluster: &str) -> Vec<String> {
 async fn status_of_two_clusters_for_people_and_scripts() {
     let (e, clients) = Emulator::with_documents().await;
     // alpha: a reachable control plane, a record an hour old, a worker waiting to join.
-    let alpha_cp = launch_instance(&clients, "alpha", "control-plane", &[]).await;
+    let alpha_cp = launch_control_plane(&e, &clients, "alpha", &[]).await;
     put_aged_record(&clients, "alpha", "aaaaaa", H).await;
     create_worker_group(&clients, "alpha", "alpha-workers", 300, &[]).await;
     set_capacity(&clients, "alpha-workers", 1).await;
     // beta: its only control plane's agent is offline, its record expires in half an hour.
-    let beta_cp = launch_instance(&clients, "beta", "control-plane", &[AGENT_OFFLINE]).await;
+    let beta_cp = launch_control_plane(&e, &clients, "beta", &[AGENT_OFFLINE]).await;
     put_aged_record(&clients, "beta", "bbbbbb", 23 * H + 1800).await;
     let waiting_seen = eventually(Duration::from_secs(20), || {
         let clients = &clients;
@@ -174,7 +174,7 @@ async fn status_of_two_clusters_for_people_and_scripts() {
 #[tokio::test]
 async fn rotate_with_revoke_all_leaves_only_the_new_token_of_the_cluster() {
     let (e, clients) = Emulator::with_documents().await;
-    let cp = launch_instance(&clients, "gamma", "control-plane", &[]).await;
+    let cp = launch_control_plane(&e, &clients, "gamma", &[]).await;
     put_aged_record(&clients, "gamma", "aaaaaa", H).await;
 
     // Two plain rotations: a fresh record is regenerated anyway.
@@ -249,7 +249,7 @@ async fn rotate_with_revoke_all_leaves_only_the_new_token_of_the_cluster() {
 #[tokio::test]
 async fn rotate_refuses_a_cluster_whose_control_plane_is_unreachable() {
     let (e, clients) = Emulator::with_documents().await;
-    let cp = launch_instance(&clients, "delta", "control-plane", &[AGENT_OFFLINE]).await;
+    let cp = launch_control_plane(&e, &clients, "delta", &[AGENT_OFFLINE]).await;
     put_aged_record(&clients, "delta", "dddddd", H).await;
     let before = get_record(&clients, "delta").await.expect("record");
 
@@ -271,7 +271,7 @@ async fn rotate_refuses_a_cluster_whose_control_plane_is_unreachable() {
 #[tokio::test]
 async fn unknown_clusters_bad_arguments_and_missing_credentials_have_their_exit_codes() {
     let (e, clients) = Emulator::with_documents().await;
-    launch_instance(&clients, "known", "control-plane", &[]).await;
+    launch_control_plane(&e, &clients, "known", &[]).await;
 
     for args in [
         &["status", "--cluster", "nosuch"][..],

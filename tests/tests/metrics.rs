@@ -49,7 +49,7 @@ fn with_metric<'a>(lines: &'a [Value], metric: &str, unit: &str) -> Vec<&'a Valu
 #[tokio::test]
 async fn a_failed_refresh_still_reports_the_seconds_left_of_the_last_record() {
     let (e, clients) = Emulator::with_documents().await;
-    launch_instance(&clients, "stuck", "control-plane", &[AGENT_OFFLINE]).await;
+    launch_control_plane(&e, &clients, "stuck", &[AGENT_OFFLINE]).await;
     put_aged_record(&clients, "stuck", "ssssss", 23 * H + 1800).await;
     let ctx = Context::new(test_config(), &e.function_clients("token-refresher").await)
         .with_metrics(Metrics::captured());
@@ -78,7 +78,7 @@ async fn a_failed_refresh_still_reports_the_seconds_left_of_the_last_record() {
 #[tokio::test]
 async fn a_schedule_run_reports_regeneration_join_drain_and_sweep_per_cluster() {
     let (e, clients) = Emulator::with_documents().await;
-    launch_instance(&clients, "demo", "control-plane", &[]).await;
+    launch_control_plane(&e, &clients, "demo", &[]).await;
     create_worker_group(&clients, "demo", "demo-workers", 300, &[]).await;
     let ctx = Context::new(
         hook_config(60),

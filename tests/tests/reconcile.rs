@@ -32,7 +32,7 @@ impl World {
     /// An emulator with the documents, one control plane for `cluster` and a fresh record.
     async fn new(cluster: &str, join_deadline: u64) -> (World, Context) {
         let (emulator, clients) = Emulator::with_documents().await;
-        launch_instance(&clients, cluster, "control-plane", &[]).await;
+        launch_control_plane(&emulator, &clients, cluster, &[]).await;
         let ctx = Context::new(
             hook_config(join_deadline),
             &emulator.function_clients("launch-hook").await,

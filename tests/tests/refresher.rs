@@ -73,9 +73,9 @@ fn cluster(name: &str) -> ClusterName {
 #[tokio::test]
 async fn rotates_a_record_older_than_ttl_minus_margin_and_leaves_a_fresh_one() {
     let w = World::new().await;
-    launch_instance(&w.clients, "old", "control-plane", &[]).await;
+    launch_control_plane(&w.emulator, &w.clients, "old", &[]).await;
     put_aged_record(&w.clients, "old", "aaaaaa", 23 * H).await;
-    launch_instance(&w.clients, "young", "control-plane", &[]).await;
+    launch_control_plane(&w.emulator, &w.clients, "young", &[]).await;
     put_aged_record(&w.clients, "young", "bbbbbb", H).await;
     let (_, young_version) = get_record(&w.clients, "young").await.expect("young record");
 
@@ -136,8 +136,8 @@ async fn rotates_a_record_older_than_ttl_minus_margin_and_leaves_a_fresh_one() {
 #[tokio::test]
 async fn missing_and_corrupt_records_are_regenerated_with_the_reason_logged() {
     let w = World::new().await;
-    launch_instance(&w.clients, "missing", "control-plane", &[]).await;
-    launch_instance(&w.clients, "corrupt", "control-plane", &[]).await;
+    launch_control_plane(&w.emulator, &w.clients, "missing", &[]).await;
+    launch_control_plane(&w.emulator, &w.clients, "corrupt", &[]).await;
     put_record(
         &w.clients,
         "corrupt",
@@ -178,7 +178,7 @@ async fn missing_and_corrupt_records_are_regenerated_with_the_reason_logged() {
 #[tokio::test]
 async fn no_control_plane_online_is_a_clear_error_and_the_record_is_left_alone() {
     let w = World::new().await;
-    launch_instance(&w.clients, "dark", "control-plane", &[AGENT_OFFLINE]).await;
+    launch_control_plane(&w.emulator, &w.clients, "dark", &[AGENT_OFFLINE]).await;
     put_aged_record(&w.clients, "dark", "cccccc", 23 * H).await;
     let before = get_record(&w.clients, "dark").await;
 
@@ -220,9 +220,9 @@ async fn no_control_plane_online_is_a_clear_error_and_the_record_is_left_alone()
 async fn fails_over_to_the_next_control_plane_when_one_cannot_take_the_command() {
     let w = World::new().await;
     let undeliverable = [("emulator:agent", "undeliverable")];
-    let a = launch_instance(&w.clients, "ha", "control-plane", &undeliverable).await;
-    let b = launch_instance(&w.clients, "ha", "control-plane", &[]).await;
-    let c = launch_instance(&w.clients, "ha", "control-plane", &undeliverable).await;
+    let a = launch_control_plane(&w.emulator, &w.clients, "ha", &undeliverable).await;
+    let b = launch_control_plane(&w.emulator, &w.clients, "ha", &[]).await;
+    let c = launch_control_plane(&w.emulator, &w.clients, "ha", &undeliverable).await;
     put_aged_record(&w.clients, "ha", "dddddd", 25 * H).await;
 
     let ensured = ensure_fresh(&w.ctx(), &cluster("ha"), Duration::from_secs(H), &inv())
@@ -257,7 +257,7 @@ async fn fails_over_to_the_next_control_plane_when_one_cannot_take_the_command()
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn twenty_concurrent_refreshes_run_exactly_one_regeneration() {
     let w = World::new().await;
-    launch_instance(&w.clients, "busy", "control-plane", &[]).await;
+    launch_control_plane(&w.emulator, &w.clients, "busy", &[]).await;
     put_aged_record(&w.clients, "busy", "eeeeee", 23 * H).await;
     let ctx = std::sync::Arc::new(w.ctx());
 

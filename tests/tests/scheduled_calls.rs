@@ -26,7 +26,7 @@ async fn a_scheduled_run_lists_the_groups_and_the_instances_once_each() {
     let (e, clients) = Emulator::with_documents().await;
     // A cluster with no worker group: nothing to reconcile, so every listing counted below is
     // the scheduled run's own.
-    launch_instance(&clients, "demo", "control-plane", &[]).await;
+    launch_control_plane(&e, &clients, "demo", &[]).await;
     let counter = CallCounter::default();
     let ctx = Context::new(
         hook_config(60),

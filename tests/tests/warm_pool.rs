@@ -24,7 +24,7 @@ async fn world_with(join_deadline: u64) -> World {
     let emulator = Emulator::start();
     let clients = emulator.clients().await;
     create_documents(&clients).await;
-    launch_instance(&clients, "demo", "control-plane", &[]).await;
+    launch_control_plane(&emulator, &clients, "demo", &[]).await;
     let ctx = Context::new(
         hook_config(join_deadline),
         &emulator.function_clients("launch-hook").await,

@@ -6,6 +6,7 @@ use aws_sdk_ec2::types::Filter;
 use aws_sdk_ssm::types::{InstanceInformationStringFilter, PingStatus};
 
 use super::AwsCallError;
+use crate::identity::TaggedControlPlane;
 use crate::names::{ClusterName, InstanceId, NameError};
 
 pub const CLUSTER_TAG: &str = "joinkeeper:cluster";
@@ -39,19 +40,35 @@ fn facts(i: &aws_sdk_ec2::types::Instance) -> Option<InstanceFacts> {
     })
 }
 
+/// An instance's id, state and instance profile ARN, as EC2 describes them.
+fn tagged_control_plane(i: &aws_sdk_ec2::types::Instance) -> Option<TaggedControlPlane> {
+    Some(TaggedControlPlane {
+        id: InstanceId::parse(i.instance_id()?).ok()?,
+        state: i
+            .state()
+            .and_then(|s| s.name())
+            .map(|n| n.as_str().to_owned())
+            .unwrap_or_default(),
+        profile_arn: i
+            .iam_instance_profile()
+            .and_then(|p| p.arn())
+            .map(str::to_owned),
+    })
+}
+
 #[derive(Clone, Debug)]
 pub struct Fleet {
     ec2: aws_sdk_ec2::Client,
     ssm: aws_sdk_ssm::Client,
 }
 
-/// Clusters found by tag, tag values rejected as cluster names, and the running control planes
-/// seen while listing.
+/// Clusters found by tag, tag values rejected as cluster names, and the running instances tagged
+/// as control planes seen while listing (genuine or not: see [`crate::identity`]).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct ClusterScan {
     pub clusters: BTreeSet<ClusterName>,
     pub rejected: Vec<NameError>,
-    pub running_control_planes: BTreeMap<ClusterName, Vec<InstanceId>>,
+    pub running_control_planes: BTreeMap<ClusterName, Vec<TaggedControlPlane>>,
 }
 
 impl ClusterScan {
@@ -157,11 +174,11 @@ impl Fleet {
                 .and_then(|s| s.name())
                 .is_some_and(|n| n.as_str() == "running");
             if running && tag(ROLE_TAG) == Some(CONTROL_PLANE_ROLE) {
-                if let Some(Ok(id)) = instance.instance_id().map(InstanceId::parse) {
+                if let Some(tagged) = tagged_control_plane(instance) {
                     scan.running_control_planes
                         .entry(cluster)
                         .or_default()
-                        .push(id);
+                        .push(tagged);
                 }
             }
         }
@@ -171,13 +188,13 @@ impl Fleet {
         Ok(scan)
     }
 
-    /// The cluster's control-plane instances in one of `states` (EC2 state names), with their
-    /// state.
-    pub async fn control_planes(
+    /// The instances tagged as the cluster's control planes in one of `states` (EC2 state names),
+    /// with their state and instance profile: tagged, not yet known to be genuine.
+    pub async fn tagged_control_planes(
         &self,
         cluster: &ClusterName,
         states: &[&str],
-    ) -> Result<Vec<(InstanceId, String)>, AwsCallError> {
+    ) -> Result<Vec<TaggedControlPlane>, AwsCallError> {
         let listed = self
             .describe(vec![
                 filter(&format!("tag:{CLUSTER_TAG}"), &[cluster.as_str()]),
@@ -185,33 +202,7 @@ impl Fleet {
                 filter("instance-state-name", states),
             ])
             .await?;
-        Ok(listed
-            .iter()
-            .filter_map(|instance| {
-                let id = InstanceId::parse(instance.instance_id()?).ok()?;
-                let state = instance
-                    .state()
-                    .and_then(|s| s.name())
-                    .map(|n| n.as_str().to_owned())
-                    .unwrap_or_default();
-                Some((id, state))
-            })
-            .collect())
-    }
-
-    /// The cluster's control-plane instances that are running and whose SSM agent is Online,
-    /// in failover order.
-    pub async fn control_plane_candidates(
-        &self,
-        cluster: &ClusterName,
-    ) -> Result<Vec<InstanceId>, AwsCallError> {
-        let running: Vec<InstanceId> = self
-            .control_planes(cluster, &["running"])
-            .await?
-            .into_iter()
-            .map(|(id, _)| id)
-            .collect();
-        self.reachable_among(running).await
+        Ok(listed.iter().filter_map(tagged_control_plane).collect())
     }
 
     /// Those of `running` (control planes listed moments ago) whose agent is Online, in

@@ -4,7 +4,9 @@
 
 use std::time::Duration;
 
+mod profiles;
 mod settings;
+pub use profiles::ControlPlaneProfiles;
 pub use settings::*;
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -41,6 +43,8 @@ pub struct Config {
     pub delete_rogue_nodes: bool,
     pub node_poll: Duration,
     pub documents: Documents,
+    /// Which instance profiles make a control plane (see [`crate::identity`]).
+    pub control_plane_profiles: ControlPlaneProfiles,
 }
 
 impl Config {
@@ -153,7 +157,9 @@ impl Config {
             nodes: document(&NODES_DOCUMENT, get(&NODES_DOCUMENT))?,
             cordon: document(&CORDON_DOCUMENT, get(&CORDON_DOCUMENT))?,
         };
+        let control_plane_profiles = ControlPlaneProfiles::parse(&get(&CONTROL_PLANE_PROFILES))?;
         Ok(Config {
+            control_plane_profiles,
             parameter_prefix,
             token_ttl,
             refresh_margin,

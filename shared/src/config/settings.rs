@@ -17,6 +17,8 @@ pub enum Unit {
     Name,
     /// An SSM document name, `[A-Za-z0-9_.-]{3,128}`.
     Document,
+    /// `none`, or `<cluster>=<instance profile ARN>` pairs separated by commas.
+    Profiles,
 }
 
 impl Unit {
@@ -28,6 +30,7 @@ impl Unit {
             Unit::Path => "path",
             Unit::Name => "name",
             Unit::Document => "document",
+            Unit::Profiles => "profiles",
         }
     }
 }
@@ -169,6 +172,15 @@ pub const CORDON_DOCUMENT: Setting = Setting {
     below: None,
     meaning: "SSM Command document that cordons (optionally deletes) one Node",
 };
+pub const CONTROL_PLANE_PROFILES: Setting = Setting {
+    name: "control_plane_profiles",
+    variable: "JOINKEEPER_CONTROL_PLANE_PROFILES",
+    default: "none",
+    unit: Unit::Profiles,
+    range: None,
+    below: None,
+    meaning: "instance profiles that make an instance a control plane of a cluster the cluster stack did not make (`<cluster>=<profile ARN>`, comma-separated); every other cluster's control planes must carry the profile `joinkeeper-control-plane-<cluster>`; tags alone never make a control plane",
+};
 pub const NODE_POLL: Setting = Setting {
     name: "node_poll",
     variable: "JOINKEEPER_NODE_POLL_SECONDS",
@@ -235,6 +247,7 @@ pub const SETTINGS: &[&Setting] = &[
     &JOIN_LOG_DOCUMENT,
     &NODES_DOCUMENT,
     &CORDON_DOCUMENT,
+    &CONTROL_PLANE_PROFILES,
 ];
 
 /// The table as JSON, for the CDK app (`infra/lib/settings.json`): numbers and booleans typed,

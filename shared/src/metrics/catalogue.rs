@@ -47,6 +47,11 @@ pub mod name {
 /// searchable in Logs Insights, not graphed.
 pub const ROGUE_NODES: &str = "RogueNodes";
 
+/// Instances tagged as a cluster's control planes without its control-plane instance profile
+/// (properties `Instance`, `Profile`). Like [`ROGUE_NODES`], not in [`name`]: searchable in Logs
+/// Insights, not graphed.
+pub const IMPOSTOR_CONTROL_PLANES: &str = "ImpostorControlPlanes";
+
 /// After one refresh pass of one cluster. `remaining_seconds`: what is left of the record now
 /// known (0 when there is none or it expired); `None` when even reading it failed.
 pub fn refresh_pass(
@@ -104,6 +109,14 @@ pub fn rogue_node(cluster: &str, node: &str, action: &str) -> Record {
         .metric(ROGUE_NODES, Unit::Count, 1.0)
         .property("Node", node)
         .property("Action", action)
+}
+
+/// An impostor control plane seen while listing the cluster's control planes.
+pub fn impostor_control_plane(cluster: &str, instance: &str, profile: &str) -> Record {
+    Record::new(cluster)
+        .metric(IMPOSTOR_CONTROL_PLANES, Unit::Count, 1.0)
+        .property("Instance", instance)
+        .property("Profile", profile)
 }
 
 /// Why a launch was abandoned, as a small fixed set of words (a metric dimension).

@@ -77,7 +77,7 @@ pub async fn run_pass(
     let need_node = plan::needs_node(&waiting, &drains);
     let candidates = match &mem.candidates {
         Some(c) if !c.is_empty() => c.clone(),
-        _ => ctx.fleet.control_plane_candidates(cluster).await?,
+        _ => ctx.control_plane_candidates(cluster).await?,
     };
     let states = if need_node.is_empty() {
         Some(HashMap::new())

@@ -41,11 +41,7 @@ pub(super) async fn run_on_candidates(
     {
         return Ok(Ensured::RegeneratedElsewhere(s));
     }
-    let candidates = ctx
-        .fleet
-        .control_plane_candidates(cluster)
-        .await
-        .map_err(aws)?;
+    let candidates = ctx.control_plane_candidates(cluster).await.map_err(aws)?;
     if candidates.is_empty() {
         return Err(RegenerateError::NoControlPlane {
             cluster: cluster.clone(),

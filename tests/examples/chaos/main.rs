@@ -175,7 +175,7 @@ async fn run(seed: u64, o: &Opts) -> RunSummary {
     println!("emulator state: {}", emulator.state_dir().display());
     let setup = emulator.clients().await;
     create_documents(&setup).await;
-    let world = World::build(&setup).await;
+    let world = World::build(&emulator, &setup).await;
     start_faults(&emulator, seed, o);
 
     let journal: Shared = Arc::default();

@@ -144,13 +144,13 @@ pub struct World {
 impl World {
     /// Control planes, join records, subnets and groups, made with the set-up clients (no
     /// faults).
-    pub async fn build(setup: &AwsClients) -> World {
+    pub async fn build(emulator: &Emulator, setup: &AwsClients) -> World {
         let mut cluster_of_cp = HashMap::new();
         let mut first_cp = HashMap::new();
         for c in CLUSTERS {
             let n = if c == "beta" { 3 } else { 1 };
             for k in 0..n {
-                let id = launch_instance(setup, c, "control-plane", &[]).await;
+                let id = launch_control_plane(emulator, setup, c, &[]).await;
                 cluster_of_cp.insert(id.clone(), c.to_owned());
                 if k == 0 {
                     first_cp.insert(c, id);

@@ -124,6 +124,11 @@ async fn a_scheduled_sweep_reports_a_failed_cluster_instead_of_failing_and_being
                             )
                             .tags(tag("joinkeeper:cluster", "demo"))
                             .tags(tag("joinkeeper:role", "control-plane"))
+                            .iam_instance_profile(
+                                aws_sdk_ec2::types::IamInstanceProfile::builder()
+                                    .arn("arn:aws:iam::123456789012:instance-profile/joinkeeper-control-plane-demo")
+                                    .build(),
+                            )
                             .build(),
                     )
                     .build(),
