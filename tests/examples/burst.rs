@@ -38,7 +38,7 @@ fn ms(v: &Value) -> Option<i64> {
     ms_of(v.as_str()?)
 }
 
-async fn run(n: usize, join_seconds: u64, arrival: Duration) {
+async fn run(n: usize, join_seconds: u64, arrival: Duration, throttled: bool) {
     let emulator = Emulator::start();
     let setup = emulator.clients().await;
     create_documents(&setup).await;
@@ -70,6 +70,14 @@ async fn run(n: usize, join_seconds: u64, arrival: Duration) {
         .filter_map(|e| e["detail"]["EC2InstanceId"].as_str().map(str::to_owned))
         .collect();
     let before_commands = emulator.commands(Some("joinkeeper-node-status")).len();
+    if throttled {
+        // AWS's default request rates for the functions' calls (emulator/README.md, "Faults").
+        emulator.control_send(
+            "POST",
+            "/_joinkeeper/faults",
+            &serde_json::json!({"token_buckets": true}),
+        );
+    }
     counter.reset();
     let started = Instant::now();
     let started_ms = joinkeeper::lease::now_ms();
@@ -182,8 +190,9 @@ async fn run(n: usize, join_seconds: u64, arrival: Duration) {
     let per = |x: usize| x as f64 / n as f64;
 
     println!(
-        "\nN = {n} workers, events arriving over {:.0} s, Nodes Ready {join_seconds} s after the first, node poll {POLL_SECONDS} s",
-        arrival.as_secs_f64()
+        "\nN = {n} workers, events arriving over {:.0} s, Nodes Ready {join_seconds} s after the first, node poll {POLL_SECONDS} s{}",
+        arrival.as_secs_f64(),
+        if throttled { ", AWS's default request rates (token buckets)" } else { "" }
     );
     println!("  outcomes                                {outcomes:?}; {elsewhere} invocations found the cluster reconciled elsewhere");
     println!(
@@ -203,10 +212,11 @@ async fn run(n: usize, join_seconds: u64, arrival: Duration) {
         per(send)
     );
     println!(
-        "  invocation-seconds per worker           {:.3} (longest invocation {:.1} s), of which waiting for the emulator's answers {:.3}",
+        "  invocation-seconds per worker           {:.3} (longest invocation {:.1} s), of which waiting for the emulator's answers {:.3} ({:.0}%)",
         invocation_seconds / n as f64,
         longest.as_secs_f64(),
-        aws_seconds / n as f64
+        aws_seconds / n as f64,
+        100.0 * aws_seconds / invocation_seconds.max(f64::EPSILON)
     );
     match last_continue {
         Some(c) => println!(
@@ -228,8 +238,14 @@ async fn main() {
     let mut sizes = Vec::new();
     let mut join_seconds = 20;
     let mut arrival = Duration::from_secs(3);
+    let mut throttled = false;
     let mut i = 0;
     while i < args.len() {
+        if args[i] == "--throttled" {
+            throttled = true;
+            i += 1;
+            continue;
+        }
         if args[i] == "--arrival-seconds" {
             arrival =
                 Duration::from_secs(args.get(i + 1).and_then(|v| v.parse().ok()).unwrap_or(3));
@@ -250,6 +266,6 @@ async fn main() {
         sizes = vec![10, 100, 500];
     }
     for n in sizes {
-        run(n, join_seconds, arrival).await;
+        run(n, join_seconds, arrival, throttled).await;
     }
 }
