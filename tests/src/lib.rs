@@ -370,6 +370,8 @@ impl std::io::Write for LogCapture {
     }
 }
 
+pub mod event_source;
+
 /// A minimal HTTP/1.1 client for the emulator's control API (loopback only, JSON bodies).
 pub mod reqwest_lite {
     use std::io::{Read, Write};
