@@ -102,3 +102,28 @@ fn tells_a_batch_from_a_bare_event_and_answers_in_lambdas_shape() {
         json!({"batchItemFailures": [{"itemIdentifier": "m2"}]})
     );
 }
+
+#[test]
+fn the_sqs_fixtures_are_batches_of_the_bare_fixtures() {
+    for (batch, bare) in [
+        (
+            include_str!("../../../events/launch-lifecycle-action-sqs.json"),
+            include_str!("../../../events/launch-lifecycle-action.json"),
+        ),
+        (
+            include_str!("../../../events/terminate-lifecycle-action-sqs.json"),
+            include_str!("../../../events/terminate-lifecycle-action.json"),
+        ),
+    ] {
+        let batch: Value = serde_json::from_str(batch).expect("json");
+        assert!(is_sqs_batch(&batch));
+        let records = parse_batch(&batch).expect("batch").records;
+        let body: Value =
+            serde_json::from_str(records[0].body.as_deref().unwrap_or_default()).expect("body");
+        assert_eq!(body, serde_json::from_str::<Value>(bare).expect("json"));
+        assert!(matches!(
+            read_message(records[0].body.as_deref(), "joinkeeper-"),
+            Message::Group(_)
+        ));
+    }
+}
