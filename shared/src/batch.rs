@@ -13,7 +13,6 @@ use serde::Serialize;
 use tracing::{info, warn, Instrument};
 
 use crate::context::{Context, Invocation};
-use crate::handler::HandlerError;
 use crate::queue::{batch_response, groups_of, parse_batch, plan_batch, read_message, standing_of};
 use crate::reconcile::{reconcile, ReconcileOutcome};
 
@@ -29,17 +28,19 @@ pub struct BatchAnswer {
     pub dropped: usize,
 }
 
+/// A batch whose envelope is not Lambda's SQS event (its text may quote the input: only the
+/// parser's category is kept).
+#[derive(Debug, thiserror::Error)]
+#[error("not an SQS batch ({0} error)")]
+pub struct BadBatch(String);
+
 /// Handles an SQS batch of lifecycle events.
 pub async fn handle_batch(
     ctx: &Context,
     payload: &serde_json::Value,
     inv: &Invocation,
-) -> Result<BatchAnswer, HandlerError> {
-    // Lambda builds the envelope: a shape error is a bad event (its text may quote the input:
-    // only its category is reported).
-    let batch = parse_batch(payload).map_err(|e| {
-        HandlerError::BadEvent(format!("not an SQS batch ({:?} error)", e.classify()))
-    })?;
+) -> Result<BatchAnswer, BadBatch> {
+    let batch = parse_batch(payload).map_err(|e| BadBatch(format!("{:?}", e.classify())))?;
     let mut messages = Vec::with_capacity(batch.records.len());
     for r in &batch.records {
         match &r.message_id {

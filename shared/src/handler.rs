@@ -74,7 +74,9 @@ pub async fn handle_lifecycle_delivery(
 ) -> Result<LifecycleDelivery, HandlerError> {
     if crate::queue::is_sqs_batch(payload) {
         return Ok(LifecycleDelivery::Batch(
-            crate::batch::handle_batch(ctx, payload, inv).await?,
+            crate::batch::handle_batch(ctx, payload, inv)
+                .await
+                .map_err(|e| HandlerError::BadEvent(e.to_string()))?,
         ));
     }
     Ok(LifecycleDelivery::Event(
