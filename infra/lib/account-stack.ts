@@ -9,6 +9,7 @@ import * as events from 'aws-cdk-lib/aws-events';
 import * as targets from 'aws-cdk-lib/aws-events-targets';
 import * as iam from 'aws-cdk-lib/aws-iam';
 import * as lambda from 'aws-cdk-lib/aws-lambda';
+import * as lambdaSources from 'aws-cdk-lib/aws-lambda-event-sources';
 import * as destinations from 'aws-cdk-lib/aws-lambda-destinations';
 import * as logs from 'aws-cdk-lib/aws-logs';
 import * as sns from 'aws-cdk-lib/aws-sns';
@@ -171,16 +172,43 @@ export class JoinkeeperAccountStack extends Stack {
       if (cfg.groupNamePrefix) d.AutoScalingGroupName = events.Match.prefix(cfg.groupNamePrefix);
       return d;
     };
+    // Lifecycle events go through a queue: a burst of N launches becomes a few batched
+    // invocations, each reconciling each cluster of its batch once (the functions answer with
+    // ReportBatchItemFailures). Visibility timeout 6 × the function timeout (AWS's guidance for
+    // SQS event sources); a message that failed 5 receives moves to the dead-letter queue.
+    // https://docs.aws.amazon.com/lambda/latest/dg/services-sqs-configure.html
+    const lifecycleDeadLetters = new sqs.Queue(this, 'LifecycleDeadLetters', {
+      encryption: sqs.QueueEncryption.SQS_MANAGED,
+      enforceSSL: true,
+      retentionPeriod: Duration.days(14),
+    });
+    const lifecycleQueue = new sqs.Queue(this, 'LifecycleEvents', {
+      encryption: sqs.QueueEncryption.SQS_MANAGED,
+      enforceSSL: true,
+      retentionPeriod: Duration.days(4),
+      visibilityTimeout: Duration.seconds(FUNCTION_TIMEOUT.toSeconds() * 6),
+      deadLetterQueue: { queue: lifecycleDeadLetters, maxReceiveCount: 5 },
+    });
+    const queueTarget = new targets.SqsQueue(lifecycleQueue, { deadLetterQueue: failed, retryAttempts: 8, maxEventAge: Duration.hours(2) });
     new events.Rule(this, 'LaunchLifecycleRule', {
       description: 'joinkeeper: worker launching (launch lifecycle hook)',
       eventPattern: { source: ['aws.autoscaling'], detailType: [LAUNCH_DETAIL_TYPE], detail: detail() },
-      targets: [new targets.LambdaFunction(fns['launch-hook'], targetOpts)],
+      targets: [queueTarget],
     });
     new events.Rule(this, 'TerminateLifecycleRule', {
       description: 'joinkeeper: worker terminating (terminate lifecycle hook)',
       eventPattern: { source: ['aws.autoscaling'], detailType: [TERMINATE_DETAIL_TYPE], detail: detail() },
-      targets: [new targets.LambdaFunction(fns['terminate-hook'], targetOpts)],
+      targets: [queueTarget],
     });
+    // Both lifecycle functions consume the queue (either reconciles any cluster, whatever the
+    // transition); grants ReceiveMessage, DeleteMessage, GetQueueAttributes (and ChangeMessageVisibility).
+    for (const name of ['launch-hook', 'terminate-hook'] as const) {
+      fns[name].addEventSource(new lambdaSources.SqsEventSource(lifecycleQueue, {
+        batchSize: cfg.eventBatchSize,
+        maxBatchingWindow: Duration.seconds(cfg.eventBatchWindowSeconds),
+        reportBatchItemFailures: true,
+      }));
+    }
 
     // ---- Alarms -------------------------------------------------------------------------------
     this.alarmTopic = new sns.Topic(this, 'Alarms', { displayName: 'joinkeeper alarms', enforceSSL: true });
@@ -210,6 +238,15 @@ export class JoinkeeperAccountStack extends Stack {
       treatMissingData: cloudwatch.TreatMissingData.NOT_BREACHING,
     }).addAlarmAction(notify);
 
+    new cloudwatch.Alarm(this, 'LifecycleDeadLettersAlarm', {
+      alarmDescription: 'lifecycle events that failed 5 deliveries are waiting in the lifecycle dead-letter queue',
+      metric: lifecycleDeadLetters.metricApproximateNumberOfMessagesVisible({ period, statistic: cloudwatch.Stats.MAXIMUM }),
+      threshold: 1,
+      evaluationPeriods: 1,
+      comparisonOperator: cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
+      treatMissingData: cloudwatch.TreatMissingData.NOT_BREACHING,
+    }).addAlarmAction(notify);
+
     // Dashboard and per-cluster alarms on the functions' embedded metrics (lib/dashboard.ts).
     new JoinkeeperOperations(this, 'Operations', { failedEvents: failed, functions: fns, notify, period, expiryAlarmSeconds: cfg.expiryAlarmSeconds });
 
@@ -220,6 +257,7 @@ export class JoinkeeperAccountStack extends Stack {
     new CfnOutput(this, 'DocumentNames', { value: Object.values(names).join(' ') });
     new CfnOutput(this, 'AlarmTopicArn', { value: this.alarmTopic.topicArn });
     new CfnOutput(this, 'FailedEventsQueueUrl', { value: failed.queueUrl });
+    new CfnOutput(this, 'LifecycleQueueUrl', { value: lifecycleQueue.queueUrl });
   }
 }
 

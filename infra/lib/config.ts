@@ -98,6 +98,10 @@ export interface AccountConfig extends CommonConfig {
    * clusters whose control planes the cluster stack did not make. Only the deployer sets it.
    */
   readonly controlPlaneProfiles?: string;
+  /** Lifecycle queue → functions: messages per batch (1–10,000); default 100. */
+  readonly eventBatchSize: number;
+  /** Lifecycle queue → functions: longest wait to fill a batch, seconds (0–300); default 5. */
+  readonly eventBatchWindowSeconds: number;
 }
 
 export interface ClusterConfig extends CommonConfig {
@@ -272,7 +276,13 @@ export function accountConfig(node: Node): AccountConfig {
     expiryAlarmSeconds: int(node, 'expiryAlarmSeconds', Math.floor(refreshMarginSeconds / 2), 60, c.tokenTtlSeconds),
     nodePollSeconds: raw(node, 'nodePollSeconds') === undefined ? undefined : setting(node, 'node_poll'),
     controlPlaneProfiles,
+    eventBatchSize: int(node, 'eventBatchSize', 100, 1, 10000),
+    eventBatchWindowSeconds: int(node, 'eventBatchWindowSeconds', 5, 0, 300),
   };
+  // Lambda requires a batching window of at least 1 s for batches above 10 messages.
+  if (cfg.eventBatchSize > 10 && cfg.eventBatchWindowSeconds < 1) {
+    throw new ConfigError('context eventBatchWindowSeconds: must be at least 1 when eventBatchSize is above 10');
+  }
   // The refresh must have time to run at least twice inside the margin.
   if (cfg.refreshIntervalMinutes * 60 * 2 > cfg.refreshMarginSeconds) {
     throw new ConfigError('context refreshIntervalMinutes: must be at most half of refreshMarginSeconds');

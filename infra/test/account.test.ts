@@ -164,11 +164,8 @@ describe('account stack: triggers', () => {
     });
   });
 
-  for (const [detailType, fn] of [
-    ['EC2 Instance-launch Lifecycle Action', 'LaunchHook'],
-    ['EC2 Instance-terminate Lifecycle Action', 'TerminateHook'],
-  ] as const) {
-    it(`routes "${detailType}" from aws.autoscaling, for joinkeeper's hooks only, to ${fn}`, () => {
+  for (const detailType of ['EC2 Instance-launch Lifecycle Action', 'EC2 Instance-terminate Lifecycle Action']) {
+    it(`routes "${detailType}" from aws.autoscaling, for joinkeeper's hooks only, to the lifecycle queue`, () => {
       account.hasResourceProperties('AWS::Events::Rule', {
         EventPattern: {
           source: ['aws.autoscaling'],
@@ -178,7 +175,7 @@ describe('account stack: triggers', () => {
         State: 'ENABLED',
         Targets: [
           Match.objectLike({
-            Arn: { 'Fn::GetAtt': [Match.stringLikeRegexp(`^${fn}`), 'Arn'] },
+            Arn: { 'Fn::GetAtt': [Match.stringLikeRegexp('^LifecycleEvents'), 'Arn'] },
             DeadLetterConfig: Match.objectLike({ Arn: Match.anyValue() }),
             RetryPolicy: Match.objectLike({ MaximumRetryAttempts: 8 }),
           }),
@@ -186,6 +183,24 @@ describe('account stack: triggers', () => {
       });
     });
   }
+
+  it('queues lifecycle events (encrypted, dead-letter queue after 5 receives, visibility 6 × the function timeout) for both lifecycle functions, in batches with partial batch responses', () => {
+    account.hasResourceProperties('AWS::SQS::Queue', {
+      SqsManagedSseEnabled: true,
+      VisibilityTimeout: 5400,
+      RedrivePolicy: Match.objectLike({ maxReceiveCount: 5 }),
+    });
+    for (const fn of ['LaunchHook', 'TerminateHook']) {
+      account.hasResourceProperties('AWS::Lambda::EventSourceMapping', {
+        FunctionName: { Ref: Match.stringLikeRegexp(`^${fn}`) },
+        EventSourceArn: { 'Fn::GetAtt': [Match.stringLikeRegexp('^LifecycleEvents'), 'Arn'] },
+        BatchSize: 100,
+        MaximumBatchingWindowInSeconds: 5,
+        FunctionResponseTypes: ['ReportBatchItemFailures'],
+      });
+    }
+    account.resourceCountIs('AWS::Lambda::EventSourceMapping', 2);
+  });
 
   it('also filters on the group name prefix when one is given', () => {
     const { account: a } = synth({ groupNamePrefix: 'k8s-' });

@@ -10,6 +10,7 @@ use crate::aws::AwsCallError;
 use crate::context::{Context, Invocation};
 use crate::lifecycle::{parse_event, LifecycleEvent, Transition};
 use crate::names::ClusterName;
+use crate::queue::GroupStanding;
 use crate::reconcile::{reconcile, ReconcileOutcome};
 use crate::refresh::{refresh_clusters, RefreshSummary};
 
@@ -54,6 +55,35 @@ pub enum LifecycleResponse {
     },
 }
 
+/// The answer to a lifecycle function's invocation: a bare event's, or a queue batch's.
+#[derive(Clone, Debug, Serialize)]
+#[serde(untagged)]
+pub enum LifecycleDelivery {
+    Event(LifecycleResponse),
+    Batch(crate::batch::BatchAnswer),
+}
+
+/// A lifecycle function's whole handler: an SQS batch from the queue (the deployed path), or a
+/// bare EventBridge event (a direct invocation, `events/`, an older rule still targeting the
+/// function).
+pub async fn handle_lifecycle_delivery(
+    ctx: &Context,
+    payload: &Value,
+    expected: Transition,
+    inv: &Invocation,
+) -> Result<LifecycleDelivery, HandlerError> {
+    if crate::queue::is_sqs_batch(payload) {
+        return Ok(LifecycleDelivery::Batch(
+            crate::batch::handle_batch(ctx, payload, inv)
+                .await
+                .map_err(|e| HandlerError::BadEvent(e.to_string()))?,
+        ));
+    }
+    Ok(LifecycleDelivery::Event(
+        handle_lifecycle(ctx, payload, expected, inv).await?,
+    ))
+}
+
 /// A launch or terminate lifecycle event: reconcile the cluster of the event's group.
 pub async fn handle_lifecycle(
     ctx: &Context,
@@ -85,26 +115,10 @@ async fn lifecycle_for(
     action: &crate::lifecycle::LifecycleAction,
     inv: &Invocation,
 ) -> Result<LifecycleResponse, HandlerError> {
-    let group = match ctx.asg.group(&action.group).await? {
-        None => {
-            return Ok(LifecycleResponse::Ignored {
-                reason: "unknown Auto Scaling group".into(),
-            })
-        }
-        Some(g) if !g.is_worker_group => {
-            return Ok(LifecycleResponse::Ignored {
-                reason: "group is not tagged joinkeeper:role=worker".into(),
-            })
-        }
-        Some(g) => g,
-    };
-    let cluster = match group.cluster {
-        Ok(c) => c,
-        Err(e) => {
-            return Ok(LifecycleResponse::Ignored {
-                reason: format!("group is not managed by joinkeeper: {e}"),
-            })
-        }
+    let found = ctx.asg.group(&action.group).await?;
+    let cluster = match crate::queue::standing_of(found.as_ref()) {
+        GroupStanding::Cluster(c) => c,
+        GroupStanding::NotManaged(reason) => return Ok(LifecycleResponse::Ignored { reason }),
     };
     let outcome = reconcile(ctx, &cluster, inv).await?;
     Ok(LifecycleResponse::Reconciled {

@@ -6,6 +6,7 @@
 //! [`record`]); I/O sits in the small adapters under [`aws`].
 
 pub mod aws;
+pub mod batch;
 pub mod config;
 pub mod context;
 pub mod deadline;
@@ -18,6 +19,7 @@ pub mod lifecycle;
 pub mod meta;
 pub mod metrics;
 pub mod names;
+pub mod queue;
 pub mod reconcile;
 pub mod record;
 pub mod redact;

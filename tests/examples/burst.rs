@@ -1,22 +1,41 @@
-//! Benchmark: a burst of N workers launched together, every launch event delivered at once as
-//! Lambda would (one concurrent invocation per event, each with its own 895 s deadline), Nodes
-//! becoming Ready J seconds after the events. Prints figures; asserts nothing.
+//! Benchmark: a burst of N workers launched together, every launch event put into the lifecycle
+//! queue as EventBridge would and delivered in batches by the local event source mapping (each
+//! invocation with its own 895 s deadline), Nodes becoming Ready J seconds after the events.
+//! `--throttled`: AWS's default request rates (the emulator's token buckets). Prints figures;
+//! asserts nothing.
 //!
 //! Run: `cargo run -p joinkeeper-tests --example burst -- [N ...] [--join-seconds J]
-//! [--arrival-seconds A]` (default N = 10 100 500, J = 20, A = 3, node poll 5 s).
+//! [--arrival-seconds A] [--throttled]` (default N = 10 100 500, J = 20, A = 3, node poll 5 s).
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use joinkeeper::handler::{handle_lifecycle, LifecycleResponse};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+
+use joinkeeper::handler::{handle_lifecycle_delivery, HandlerError, LifecycleDelivery};
 use joinkeeper::lifecycle::Transition;
 use joinkeeper::names::ClusterName;
 use joinkeeper::reconcile::ReconcileOutcome;
 use joinkeeper::{deadline::Deadline, Config, Context, Invocation};
+use joinkeeper_tests::event_source::{self, Mapping};
 use joinkeeper_tests::*;
 use serde_json::Value;
 
 const POLL_SECONDS: u64 = 5;
+
+/// One invocation: its duration, the time it waited for the emulator, its answer.
+type Invoked = (Duration, Duration, Result<LifecycleDelivery, HandlerError>);
+
+/// The account stack's event source mapping settings (infra/lib/config.ts defaults).
+fn mapping_settings() -> Mapping {
+    Mapping {
+        batch_size: 100,
+        window: Duration::from_secs(5),
+        min_batches: 2,
+        max_batches: 1000,
+    }
+}
 
 fn config() -> Config {
     Config::from_lookup(|name| match name {
@@ -38,7 +57,7 @@ fn ms(v: &Value) -> Option<i64> {
     ms_of(v.as_str()?)
 }
 
-async fn run(n: usize, join_seconds: u64, arrival: Duration) {
+async fn run(n: usize, join_seconds: u64, arrival: Duration, throttled: bool) {
     let emulator = Emulator::start();
     let setup = emulator.clients().await;
     create_documents(&setup).await;
@@ -70,31 +89,85 @@ async fn run(n: usize, join_seconds: u64, arrival: Duration) {
         .filter_map(|e| e["detail"]["EC2InstanceId"].as_str().map(str::to_owned))
         .collect();
     let before_commands = emulator.commands(Some("joinkeeper-node-status")).len();
+    let queue = event_source::create_queue(
+        &aws_sdk_sqs::Client::new(&emulator.sdk_config(None).await),
+        "joinkeeper-lifecycle-events",
+        Duration::from_secs(5400),
+        5,
+    )
+    .await;
+    if throttled {
+        // AWS's default request rates for the functions' calls (emulator/README.md, "Faults").
+        emulator.control_send(
+            "POST",
+            "/_joinkeeper/faults",
+            &serde_json::json!({"token_buckets": true}),
+        );
+    }
     counter.reset();
     let started = Instant::now();
     let started_ms = joinkeeper::lease::now_ms();
 
-    // Every invocation runs in a container of its own, as Lambda's concurrent invocations do:
-    // its own clients (connection pool), counted, and timed to tell the emulator's answer time
-    // from the function's own.
+    // EventBridge's rule puts each event into the queue as it comes; the local event source
+    // mapping (`joinkeeper_tests::event_source`) polls, batches and invokes, each invocation in
+    // a container of its own, as Lambda's concurrent invocations run: its own clients
+    // (connection pool), counted, and timed to tell the emulator's answer time from the
+    // function's own.
+    let bridge = aws_sdk_sqs::Client::new(&emulator.sdk_config(None).await);
+    let esm_sqs = aws_sdk_sqs::Client::new(&emulator.sdk_config(Some("launch-hook")).await);
     let base = emulator.function_clients("launch-hook").await;
-    let base = &base;
-    let counter = &counter;
-    let invocations = events.iter().enumerate().map(|(i, e)| async move {
-        // Events arrive spread over a few seconds, as a group's launches are; the local
-        // emulator also cannot take hundreds of new connections in the same instant.
-        let spread = arrival.as_millis() as u64 * (i as u64 * 7919 % n as u64) / n as u64;
-        tokio::time::sleep(Duration::from_millis(spread)).await;
-        let timer = CallTimer::default();
-        let ctx = Context::new(config(), &container_clients(base, counter, &timer))
-            .with_metrics(joinkeeper::metrics::Metrics::Off);
-        let t = Instant::now();
-        let inv = Invocation::new(
-            format!("req-{i}"),
-            Deadline::after(Duration::from_secs(895)),
-        );
-        let r = handle_lifecycle(&ctx, e, Transition::Launching, &inv).await;
-        (t.elapsed(), timer.waited(), r)
+    let results: Arc<Mutex<Vec<Invoked>>> = Arc::default();
+    let seq = Arc::new(AtomicUsize::new(0));
+    let invoke = {
+        let (results, counter) = (results.clone(), counter.clone());
+        move |event: Value| {
+            let (base, results, counter, seq) =
+                (base.clone(), results.clone(), counter.clone(), seq.clone());
+            async move {
+                let timer = CallTimer::default();
+                let ctx = Context::new(config(), &container_clients(&base, &counter, &timer))
+                    .with_metrics(joinkeeper::metrics::Metrics::Off);
+                let t = Instant::now();
+                let i = seq.fetch_add(1, Ordering::SeqCst);
+                let inv = Invocation::new(
+                    format!("req-{i}"),
+                    Deadline::after(Duration::from_secs(895)),
+                );
+                let r = handle_lifecycle_delivery(&ctx, &event, Transition::Launching, &inv).await;
+                let answer = match &r {
+                    Ok(LifecycleDelivery::Batch(b)) => Ok(b
+                        .response
+                        .batch_item_failures
+                        .iter()
+                        .map(|f| f.item_identifier.clone())
+                        .collect()),
+                    Ok(LifecycleDelivery::Event(_)) => Ok(Vec::new()),
+                    Err(e) => Err(e.to_string()),
+                };
+                results
+                    .lock()
+                    .expect("results")
+                    .push((t.elapsed(), timer.waited(), r));
+                answer
+            }
+        }
+    };
+    let stop = Arc::new(AtomicBool::new(false));
+    let mapping = event_source::run_mapping(
+        esm_sqs,
+        queue.clone(),
+        mapping_settings(),
+        stop.clone(),
+        invoke,
+    );
+    let deliveries = events.iter().enumerate().map(|(i, e)| {
+        let (bridge, queue) = (&bridge, &queue);
+        async move {
+            // Events arrive spread over a few seconds, as a group's launches are.
+            let spread = arrival.as_millis() as u64 * (i as u64 * 7919 % n as u64) / n as u64;
+            tokio::time::sleep(Duration::from_millis(spread)).await;
+            event_source::send_event(bridge, queue, e).await;
+        }
     });
     let ready_at = async {
         tokio::time::sleep(Duration::from_secs(join_seconds)).await;
@@ -110,25 +183,46 @@ async fn run(n: usize, join_seconds: u64, arrival: Duration) {
         emulator.add_ready_nodes("demo", &nodes);
         joinkeeper::lease::now_ms()
     };
-    let (results, ready_ms) = tokio::join!(futures_util::future::join_all(invocations), ready_at);
+    let burst = async {
+        let (_, ready_ms) = tokio::join!(futures_util::future::join_all(deliveries), ready_at);
+        // Until every action is completed (or long past the deadline); then the mapping winds
+        // down.
+        while emulator
+            .lifecycle_log()
+            .iter()
+            .filter(|a| a["action"] == "CONTINUE" || a["action"] == "ABANDON")
+            .count()
+            < n
+            && started.elapsed() < Duration::from_secs(join_seconds + 600)
+        {
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+        stop.store(true, Ordering::SeqCst);
+        ready_ms
+    };
+    let (esm, ready_ms) = tokio::join!(mapping, burst);
     let wall = started.elapsed();
+    let results = std::mem::take(&mut *results.lock().expect("results"));
+    let dead_letters = event_source::depth(&bridge, &queue.dead_letter_url, false).await;
+    let left = event_source::depth(&bridge, &queue.url, false).await
+        + event_source::depth(&bridge, &queue.url, true).await;
 
     let mut outcomes: BTreeMap<String, usize> = BTreeMap::new();
     let mut elsewhere = 0;
     for (_, _, r) in &results {
         match r {
-            Ok(LifecycleResponse::Reconciled {
-                outcome: ReconcileOutcome::Ran(run),
-                ..
-            }) => {
-                for a in &run.actions {
-                    *outcomes.entry(a.outcome.label().to_owned()).or_default() += 1;
+            Ok(LifecycleDelivery::Batch(b)) => {
+                for o in &b.reconciled {
+                    match o {
+                        ReconcileOutcome::Ran(run) => {
+                            for a in &run.actions {
+                                *outcomes.entry(a.outcome.label().to_owned()).or_default() += 1;
+                            }
+                        }
+                        ReconcileOutcome::HeldElsewhere { .. } => elsewhere += 1,
+                    }
                 }
             }
-            Ok(LifecycleResponse::Reconciled {
-                outcome: ReconcileOutcome::HeldElsewhere { .. },
-                ..
-            }) => elsewhere += 1,
             Ok(other) => *outcomes.entry(format!("{other:?}")).or_default() += 1,
             Err(e) => *outcomes.entry(format!("error {e}")).or_default() += 1,
         }
@@ -182,8 +276,9 @@ async fn run(n: usize, join_seconds: u64, arrival: Duration) {
     let per = |x: usize| x as f64 / n as f64;
 
     println!(
-        "\nN = {n} workers, events arriving over {:.0} s, Nodes Ready {join_seconds} s after the first, node poll {POLL_SECONDS} s",
-        arrival.as_secs_f64()
+        "\nN = {n} workers, events arriving over {:.0} s, Nodes Ready {join_seconds} s after the first, node poll {POLL_SECONDS} s{}",
+        arrival.as_secs_f64(),
+        if throttled { ", AWS's default request rates (token buckets)" } else { "" }
     );
     println!("  outcomes                                {outcomes:?}; {elsewhere} invocations found the cluster reconciled elsewhere");
     println!(
@@ -195,7 +290,17 @@ async fn run(n: usize, join_seconds: u64, arrival: Duration) {
         "  node-status commands in flight at once  peak {peak_in_flight} on the control plane"
     );
     println!(
-        "  AWS calls per worker                    {:.2} ({total} in all)",
+        "  Lambda invocations                      {} ({} failed; batches of at most {}, {} at once at most; {} messages reported failed, {} in the dead-letter queue, {} left in the queue)",
+        esm.invocations, esm.failed_invocations, mapping_settings().batch_size, esm.peak_batches, esm.messages_failed, dead_letters, left
+    );
+    let writes: usize = calls
+        .iter()
+        .filter(|(k, _)| k.ends_with(":PutParameter") || k.ends_with(":DeleteParameter"))
+        .map(|(_, v)| v)
+        .sum();
+    println!("  Parameter Store writes                  {writes}");
+    println!(
+        "  AWS calls per worker                    {:.2} ({total} in all; the mapping's SQS calls not counted)",
         per(total)
     );
     println!(
@@ -203,10 +308,11 @@ async fn run(n: usize, join_seconds: u64, arrival: Duration) {
         per(send)
     );
     println!(
-        "  invocation-seconds per worker           {:.3} (longest invocation {:.1} s), of which waiting for the emulator's answers {:.3}",
+        "  invocation-seconds per worker           {:.3} (longest invocation {:.1} s), of which waiting for the emulator's answers {:.3} ({:.0}%)",
         invocation_seconds / n as f64,
         longest.as_secs_f64(),
-        aws_seconds / n as f64
+        aws_seconds / n as f64,
+        100.0 * aws_seconds / invocation_seconds.max(f64::EPSILON)
     );
     match last_continue {
         Some(c) => println!(
@@ -228,8 +334,14 @@ async fn main() {
     let mut sizes = Vec::new();
     let mut join_seconds = 20;
     let mut arrival = Duration::from_secs(3);
+    let mut throttled = false;
     let mut i = 0;
     while i < args.len() {
+        if args[i] == "--throttled" {
+            throttled = true;
+            i += 1;
+            continue;
+        }
         if args[i] == "--arrival-seconds" {
             arrival =
                 Duration::from_secs(args.get(i + 1).and_then(|v| v.parse().ok()).unwrap_or(3));
@@ -250,6 +362,6 @@ async fn main() {
         sizes = vec![10, 100, 500];
     }
     for n in sizes {
-        run(n, join_seconds, arrival).await;
+        run(n, join_seconds, arrival, throttled).await;
     }
 }

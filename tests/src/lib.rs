@@ -437,6 +437,8 @@ impl std::io::Write for LogCapture {
     }
 }
 
+pub mod event_source;
+
 /// A minimal HTTP/1.1 client for the emulator's control API (loopback only, JSON bodies).
 pub mod reqwest_lite {
     use std::io::{Read, Write};
@@ -855,14 +857,21 @@ impl Emulator {
             standins = repo_root().join("node-scripts/standins").display().to_string(),
             nodes = nodes,
         );
-        let status = std::process::Command::new(repo_root().join(".venv/bin/python"))
+        // The script on stdin: thousands of Nodes do not fit in an argument list.
+        let mut child = std::process::Command::new(repo_root().join(".venv/bin/python"))
             .env(
                 "JOINKEEPER_KUBE_STATE",
                 self.state_dir.join("clusters").join(cluster),
             )
-            .args(["-c", &script])
-            .status()
+            .arg("-")
+            .stdin(std::process::Stdio::piped())
+            .spawn()
             .expect("python");
+        if let Some(mut stdin) = child.stdin.take() {
+            use std::io::Write;
+            stdin.write_all(script.as_bytes()).expect("script");
+        }
+        let status = child.wait().expect("python");
         assert!(status.success(), "could not register the Nodes");
     }
 

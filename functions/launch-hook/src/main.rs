@@ -7,7 +7,7 @@
 
 #![recursion_limit = "256"] // the reconcile futures nest deeply (SDK calls inside retry loops)
 
-use joinkeeper::handler::handle_lifecycle;
+use joinkeeper::handler::handle_lifecycle_delivery;
 use joinkeeper::lifecycle::Transition;
 use lambda_runtime::Error;
 
@@ -16,7 +16,7 @@ use lambda_runtime::Error;
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), Error> {
     joinkeeper::runtime::serve_function("launch-hook", |ctx, event, inv| async move {
-        handle_lifecycle(&ctx, &event, Transition::Launching, &inv).await
+        handle_lifecycle_delivery(&ctx, &event, Transition::Launching, &inv).await
     })
     .await
 }

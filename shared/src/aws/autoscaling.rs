@@ -83,6 +83,28 @@ impl AutoScaling {
         Ok(out.auto_scaling_groups().first().and_then(to_managed))
     }
 
+    /// The groups of `names` that exist, in as few calls as the API allows (50 names a call):
+    /// one look-up serves a whole batch of events.
+    pub async fn groups(&self, names: &[GroupName]) -> Result<Vec<ManagedGroup>, AwsCallError> {
+        let mut found = Vec::new();
+        for chunk in names.chunks(50) {
+            let mut pages = self
+                .client
+                .describe_auto_scaling_groups()
+                .set_auto_scaling_group_names(Some(
+                    chunk.iter().map(|g| g.as_str().to_owned()).collect(),
+                ))
+                .max_records(100)
+                .into_paginator()
+                .send();
+            while let Some(page) = pages.next().await {
+                let page = page.map_err(asg_error("autoscaling:DescribeAutoScalingGroups"))?;
+                found.extend(page.auto_scaling_groups().iter().filter_map(to_managed));
+            }
+        }
+        Ok(found)
+    }
+
     /// Every group tagged `joinkeeper:cluster` with this value.
     pub async fn managed_groups(
         &self,

@@ -3,7 +3,8 @@
 //! Parameter Store's only conditional write is create-only (`Overwrite=false`); the lease is
 //! built on it alone:
 //!
-//! - **Acquire**: create `<name>` with `{holder, expires_at_ms, ...}`. One creator wins.
+//! - **Acquire**: read `<name>`; visibly held and valid, stop there (no write). Otherwise create
+//!   it with `{holder, expires_at_ms, ...}`. One creator wins.
 //! - **Hold**: the holder acts only while `now < expires_at - GUARD`, and renews (overwrites its
 //!   own value with a later expiry) before that. Nobody else writes a lease that has not expired.
 //! - **Take over** an expired lease: only after `now >= expires_at`, and only by the one waiter
@@ -100,6 +101,14 @@ pub fn standing(value: &LeaseValue, now_ms: i64) -> Standing {
 /// Pure: may the holder still act at `now_ms`, stopping `guard` before the expiry?
 pub fn holder_may_act(value: &LeaseValue, now_ms: i64, guard: Duration) -> bool {
     now_ms < value.expires_at_ms - guard.as_millis() as i64
+}
+
+/// Pure: the holder of a lease read at `now_ms`, when it is valid (no write needed to tell).
+pub fn visibly_held(read: Option<(Option<LeaseValue>, i64)>, now_ms: i64) -> Option<LeaseValue> {
+    match read {
+        Some((Some(v), _)) if standing(&v, now_ms) == Standing::Valid => Some(v),
+        _ => None,
+    }
 }
 
 pub fn now_ms() -> i64 {
@@ -203,6 +212,12 @@ impl Leases {
         mut value: LeaseValue,
     ) -> Result<Acquire, AwsCallError> {
         value.holder = new_holder_id();
+        // Read before writing: a lease visibly held answers with no write. Parameter Store's
+        // write throughput is small and shared by the whole account and Region, so a burst of
+        // callers for one cluster must not each pay a create to learn that one holds it.
+        if let Some(holder) = visibly_held(self.read(name).await?, now_ms()) {
+            return Ok(Acquire::Busy(Some(holder)));
+        }
         for _ in 0..3 {
             value.expires_at_ms = now_ms() + ttl.as_millis() as i64;
             value.ttl_ms = ttl.as_millis() as i64;

@@ -37,3 +37,19 @@ fn values_round_trip_and_old_fields_default() {
         Some(v)
     );
 }
+
+#[test]
+fn only_a_valid_lease_is_visibly_held() {
+    let v = LeaseValue {
+        holder: "h".into(),
+        expires_at_ms: 10_000,
+        ..Default::default()
+    };
+    assert_eq!(
+        visibly_held(Some((Some(v.clone()), 3)), 9_999),
+        Some(v.clone())
+    );
+    assert_eq!(visibly_held(Some((Some(v), 3)), 10_000), None);
+    assert_eq!(visibly_held(Some((None, 3)), 0), None);
+    assert_eq!(visibly_held(None, 0), None);
+}

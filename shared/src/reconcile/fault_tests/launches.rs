@@ -166,8 +166,8 @@ async fn a_pass_that_cannot_read_the_cluster_is_asked_again_not_the_end_of_the_r
         .output(|| DescribeAutoScalingGroupsOutput::builder().build())
         .repeatedly()
         .build();
-    let (put, delete) = (put_ok(), delete_ok());
-    let ctx = context(&[&put, &delete], &[], &[&groups]);
+    let (put, delete, absent) = (put_ok(), delete_ok(), lease_absent());
+    let ctx = context(&[&put, &delete, &absent], &[], &[&groups]);
     let inv = crate::context::Invocation::new(
         "req",
         crate::deadline::Deadline::after(Duration::from_secs(120)),

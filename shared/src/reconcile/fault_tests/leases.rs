@@ -78,6 +78,25 @@ async fn a_lease_whose_create_answer_was_lost_is_recognised_as_ours() {
     );
 }
 
+#[tokio::test]
+async fn a_lease_visibly_held_costs_no_write() {
+    // No PutParameter rule: a create would fail the test (a call no rule matches fails).
+    let holder = LeaseValue {
+        holder: "other".into(),
+        request_id: "req-other".into(),
+        expires_at_ms: now_ms() + 120_000,
+        ..Default::default()
+    };
+    let text = serde_json::to_string(&holder).expect("json");
+    let read = lease_parameter(move || text.clone());
+    let ctx = context(&[&read], &[], &[]);
+    match acquire(&ctx).await {
+        crate::lease::Acquire::Busy(Some(v)) => assert_eq!(v.request_id, "req-other"),
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(read.num_calls(), 1);
+}
+
 #[test]
 fn a_lease_left_to_expire_unrenewed_is_waited_for_and_taken_over() {
     let ctx = context(&[], &[], &[]);

@@ -82,6 +82,14 @@ fn put_ok() -> Rule {
     mock!(Ssm::put_parameter).then_output(|| PutParameterOutput::builder().version(2).build())
 }
 
+/// `GetParameter` of a lease nobody holds.
+fn lease_absent() -> Rule {
+    use aws_sdk_ssm::operation::get_parameter::GetParameterError;
+    use aws_sdk_ssm::types::error::ParameterNotFound;
+    mock!(Ssm::get_parameter)
+        .then_error(|| GetParameterError::ParameterNotFound(ParameterNotFound::builder().build()))
+}
+
 fn delete_ok() -> Rule {
     mock!(Ssm::delete_parameter).then_output(|| DeleteParameterOutput::builder().build())
 }
