@@ -69,6 +69,29 @@ def test_join_waits_while_the_record_is_missing_or_stale_then_joins(jk):
     assert time.time() - started >= 3.5
 
 
+def test_an_instance_chosen_for_scale_in_while_it_waits_for_its_record_never_joins(jk):
+    env = jk.node_env("i-0aaaaaaaaaaaaaaa7", dns="ip-10-0-1-27.ec2.internal")
+    env.update(FAST)
+    assert env.get("JOINKEEPER_NODE_DIR"), "the emulated IMDS lives in the node's folder"
+    target = os.path.join(env["JOINKEEPER_NODE_DIR"], "imds", "autoscaling", "target-lifecycle-state")
+    os.makedirs(os.path.dirname(target), exist_ok=True)
+    with open(target, "w") as fh:
+        fh.write("InService\n")
+    proc = jk.start("joinkeeper-join", *join_args(jk), env=env)
+    time.sleep(1.5)
+    assert proc.poll() is None, "waiting for the record"
+    # Auto Scaling picks the instance for a scale-in before the record arrives.
+    with open(target, "w") as fh:
+        fh.write("Terminated\n")
+    jk.publish()
+    result = jk.finish(proc, "joinkeeper-join", timeout=60)
+    assert result.returncode == 0, result.stdout + result.stderr
+    log = jk.log_text()
+    assert "join deferred cluster=%s node=ip-10-0-1-27.ec2.internal target=Terminated" % jk.cluster in log
+    assert "kubeadm join" not in log.replace("no kubeadm join", "")
+    assert "ip-10-0-1-27.ec2.internal" not in jk.state()["nodes"], "no Node for an instance on its way out"
+
+
 def test_join_fails_clearly_when_kubeadm_fails(jk):
     jk.publish()
     env = jk.node_env("i-0aaaaaaaaaaaaaaa3", dns="ip-10-0-1-19.ec2.internal", join="fail")

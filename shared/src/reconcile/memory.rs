@@ -33,6 +33,8 @@ pub struct Memory {
     /// When each launch's wait began, from the group's scaling activities (`None`: no activity
     /// names it, its launch time stands).
     pub wait_began: HashMap<InstanceId, Option<time::OffsetDateTime>>,
+    /// When the run first saw each terminating instance without a Node.
+    pub absent_since: HashMap<InstanceId, Instant>,
 }
 
 /// How often a run re-checks that the record outlives the join deadline while launches wait.
@@ -56,6 +58,18 @@ impl Memory {
     pub fn record_check_due(&self) -> bool {
         self.record_checked
             .is_none_or(|t| t.elapsed() >= RECORD_RECHECK)
+    }
+
+    /// How long the run has seen `instance` without a Node (0 when it has one, or is unknown).
+    pub fn absent_for(&mut self, instance: &InstanceId, absent: bool) -> Duration {
+        if !absent {
+            self.absent_since.remove(instance);
+            return Duration::ZERO;
+        }
+        self.absent_since
+            .entry(instance.clone())
+            .or_insert_with(Instant::now)
+            .elapsed()
     }
 
     /// How long the control plane has been unreachable for this instance (0 when it answered).

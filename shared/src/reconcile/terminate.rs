@@ -48,6 +48,12 @@ pub async fn terminate(
         None => (DrainStatus::NotStarted, Vec::new(), None),
     };
     let active = record.as_ref().is_some_and(|r| r.left_node.is_none());
+    let absent_for = mem.absent_for(&w.instance, node == Some(NodeState::Absent));
+    let launched_lately = mem
+        .facts
+        .get(&w.instance)
+        .and_then(|f| f.launched)
+        .is_some_and(|at| crate::reconcile::launch::age_since(at) < ctx.config.join_deadline);
     let facts = TerminateFacts {
         state: w.state,
         node,
@@ -55,6 +61,7 @@ pub async fn terminate(
         drain: status.clone(),
         drain_timeout: ctx.config.drain_timeout,
         command_deadline: ctx.config.command_deadline,
+        may_be_joining: launched_lately && absent_for < crate::reconcile::decide::JOIN_SETTLE,
     };
     let report = |outcome, reason: String| {
         ActionReport::new(
@@ -136,10 +143,12 @@ pub async fn terminate(
         }
         TerminateDecision::Wait => {
             act::heartbeat_if_due(ctx, mem, w, hooks, None).await?;
-            (
-                ActionOutcome::Waiting,
-                "control plane unreachable: the Node cannot be drained yet".into(),
-            )
+            let reason = if node == Some(NodeState::Absent) {
+                "no Node yet, but the instance launched lately and may be joining: asked again"
+            } else {
+                "control plane unreachable: the Node cannot be drained yet"
+            };
+            (ActionOutcome::Waiting, reason.into())
         }
     };
     let mut r = report(outcome, reason);

@@ -324,6 +324,11 @@ fn main() {
     for s in &summaries {
         println!("  {}", s.line);
     }
+    println!("  {}", report::pooled(&summaries));
+    // One line per seed for soaks run as separate processes (pooled afterwards).
+    for s in &summaries {
+        println!("  samples seed {}: {:?}", s.seed, s.ready_to_continue);
+    }
     let bad: Vec<u64> = summaries
         .iter()
         .filter(|s| s.violations > 0)

@@ -15,6 +15,17 @@ pub struct RunSummary {
     pub seed: u64,
     pub violations: usize,
     pub line: String,
+    /// Every Ready → CONTINUE of the run, seconds: a soak's percentiles are over all its seeds.
+    pub ready_to_continue: Vec<f64>,
+}
+
+/// The soak's line: Ready → CONTINUE over every seed's samples.
+pub fn pooled(summaries: &[RunSummary]) -> String {
+    let all: Vec<f64> = summaries
+        .iter()
+        .flat_map(|s| s.ready_to_continue.iter().copied())
+        .collect();
+    format!("all seeds: Ready->CONTINUE {}", fmt_p(&all))
 }
 
 /// Prints the report of the run of `seed` (begun at `started`; `delivered` lifecycle events and
@@ -167,6 +178,7 @@ pub fn report(
         seed,
         violations: monitor.violations.len(),
         line,
+        ready_to_continue: monitor.ready_to_continue.clone(),
     }
 }
 

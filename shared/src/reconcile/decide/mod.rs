@@ -115,7 +115,16 @@ pub struct TerminateFacts {
     pub unreachable_for: Duration,
     pub drain_timeout: Duration,
     pub command_deadline: Duration,
+    /// The instance launched within the join deadline and has been seen without a Node for less
+    /// than [`JOIN_SETTLE`]: a scale-in can meet a worker whose `kubeadm join` is in flight, and
+    /// its Node appears moments after "no Node" was answered.
+    pub may_be_joining: bool,
 }
+
+/// How long a terminating instance that may be joining must be seen without a Node before
+/// "nothing to drain" is believed: the join script reads the target lifecycle state again right
+/// before `kubeadm join`, so a join still in flight then registers its Node within this.
+pub const JOIN_SETTLE: Duration = Duration::from_secs(30);
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum TerminateDecision {
@@ -175,6 +184,7 @@ pub fn decide_terminate(f: &TerminateFacts) -> TerminateDecision {
         DrainStatus::NotStarted => {}
     }
     match f.node {
+        Some(NodeState::Absent) if f.may_be_joining => Wait,
         Some(NodeState::Absent) => Complete {
             reason: "instance has no Node: nothing to drain".into(),
         },

@@ -103,6 +103,7 @@ fn terminate_decision_table() {
         unreachable_for: s(unreachable),
         drain_timeout: s(300),
         command_deadline: s(120),
+        may_be_joining: false,
     };
     let t = WaitState::TerminatingWait;
     let back = WaitState::WarmedPendingWait;
@@ -121,6 +122,22 @@ fn terminate_decision_table() {
             "never joined: complete at once",
             facts(t, Some(NodeState::Absent), NotStarted, 0),
             |d| matches!(d, Complete { reason } if reason.contains("no Node")),
+        ),
+        (
+            "no Node yet, but its join may be in flight: hold until it settles",
+            TerminateFacts {
+                may_be_joining: true,
+                ..facts(t, Some(NodeState::Absent), NotStarted, 0)
+            },
+            |d| *d == Wait,
+        ),
+        (
+            "a Node, while it may still be joining: drain",
+            TerminateFacts {
+                may_be_joining: true,
+                ..facts(t, Some(NodeState::NotReady), NotStarted, 0)
+            },
+            |d| *d == StartDrain,
         ),
         (
             "back to the pool with a Node: drain",
