@@ -132,8 +132,9 @@ async fn lifecycle_for(
 pub struct ScheduledResponse {
     pub refresh: RefreshSummary,
     pub reconcile: Vec<ReconcileOutcome>,
-    /// Nodes no instance of their cluster stands behind (cordoned and reported).
-    pub rogue_nodes: Vec<crate::rogue::RogueNode>,
+    /// Each cluster's rogue check: its mode, whether its Node listing was complete, and the
+    /// Nodes no instance of the cluster stands behind alone (reported, or acted on).
+    pub rogue_checks: Vec<crate::rogue::RogueCheck>,
     pub leftovers_removed: usize,
 }
 
@@ -175,7 +176,7 @@ pub async fn handle_schedule(
         .into_iter()
         .flatten()
         .collect();
-    let mut rogue_nodes = Vec::new();
+    let mut rogue_checks = Vec::new();
     for c in refresh
         .clusters
         .iter()
@@ -190,11 +191,7 @@ pub async fn handle_schedule(
             .cloned()
             .unwrap_or_default();
         let running = ctx.identify(&c, tagged).ids();
-        rogue_nodes.extend(
-            crate::rogue::check(ctx, &c, running, inv)
-                .await
-                .unwrap_or_default(),
-        );
+        rogue_checks.extend(crate::rogue::check(ctx, &c, running, inv).await);
     }
     let mut leftovers_removed = 0;
     for c in refresh
@@ -221,7 +218,7 @@ pub async fn handle_schedule(
     Ok(ScheduledResponse {
         refresh,
         reconcile: reconciled,
-        rogue_nodes,
+        rogue_checks,
         leftovers_removed,
     })
 }

@@ -19,6 +19,7 @@ pub mod lifecycle;
 pub mod meta;
 pub mod metrics;
 pub mod names;
+pub mod nodes;
 pub mod queue;
 pub mod reconcile;
 pub mod record;

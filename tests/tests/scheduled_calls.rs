@@ -58,7 +58,11 @@ async fn a_scheduled_run_lists_the_groups_and_the_instances_once_each() {
         "{calls:?}"
     );
     assert!(
-        out["rogue_nodes"].as_array().is_some_and(|r| r.is_empty()),
-        "the Nodes were listed and none is rogue: {out:#}"
+        out["rogue_checks"][0]["nodes"]
+            .as_array()
+            .is_some_and(|r| r.is_empty())
+            && out["rogue_checks"][0]["complete"] == true
+            && out["rogue_checks"][0]["mode"] == "report",
+        "the Nodes were listed, completely, and none is rogue: {out:#}"
     );
 }

@@ -20,6 +20,19 @@ pub struct InstanceFacts {
     pub id: InstanceId,
     pub launched: Option<time::OffsetDateTime>,
     pub private_dns: String,
+    /// The primary private IPv4 address (a Node's InternalIP).
+    pub private_ip: Option<String>,
+}
+
+impl InstanceFacts {
+    /// What identifies its Node ([`crate::nodes::matching`]).
+    pub fn host_keys(&self) -> crate::nodes::matching::HostKeys {
+        crate::nodes::matching::HostKeys {
+            id: self.id.clone(),
+            private_dns: self.private_dns.to_ascii_lowercase(),
+            private_ip: self.private_ip.clone(),
+        }
+    }
 }
 
 /// A live (not terminated) instance's facts; `None` for anything else.
@@ -36,7 +49,13 @@ fn facts(i: &aws_sdk_ec2::types::Instance) -> Option<InstanceFacts> {
         launched: i
             .launch_time()
             .and_then(|t| time::OffsetDateTime::from_unix_timestamp(t.secs()).ok()),
-        private_dns: crate::names::printable(i.private_dns_name().unwrap_or_default(), 255),
+        private_dns: crate::names::printable(i.private_dns_name().unwrap_or_default(), 255)
+            .trim_matches('"')
+            .to_owned(),
+        private_ip: i
+            .private_ip_address()
+            .filter(|ip| crate::nodes::ip_ok(ip))
+            .map(str::to_owned),
     })
 }
 
@@ -260,6 +279,27 @@ impl Fleet {
             );
         }
         Ok(gone)
+    }
+
+    /// Live instances, whatever their tags, whose `filter` (`instance-id`,
+    /// `private-ip-address`, `private-dns-name`) is one of `values`.
+    pub async fn live_instances_by(
+        &self,
+        filter_name: &str,
+        values: &[String],
+    ) -> Result<Vec<InstanceFacts>, AwsCallError> {
+        let mut found = Vec::new();
+        for chunk in values.chunks(200) {
+            let values: Vec<&str> = chunk.iter().map(String::as_str).collect();
+            let listed = self
+                .describe(vec![
+                    filter(filter_name, &values),
+                    filter("instance-state-name", LIVE_STATES),
+                ])
+                .await?;
+            found.extend(listed.iter().filter_map(facts));
+        }
+        Ok(found)
     }
 
     /// Every live instance tagged for the cluster (control planes and workers).

@@ -40,7 +40,6 @@ pub struct Config {
     pub function_timeout: Duration,
     pub hook_prefix: String,
     pub rogue_grace: Duration,
-    pub delete_rogue_nodes: bool,
     pub node_poll: Duration,
     pub documents: Documents,
     /// Which instance profiles make a control plane (see [`crate::identity`]).
@@ -138,17 +137,6 @@ impl Config {
                 reason: "expected 1 to 200 of [A-Za-z0-9_.-]".into(),
             });
         }
-        let delete_rogue_nodes = match get(&DELETE_ROGUE).as_str() {
-            "true" => true,
-            "false" => false,
-            other => {
-                return Err(ConfigError {
-                    variable: DELETE_ROGUE.variable,
-                    value: crate::names::printable(other, 40),
-                    reason: "expected true or false".into(),
-                })
-            }
-        };
         let documents = Documents {
             regenerate: document(&REGENERATE_DOCUMENT, get(&REGENERATE_DOCUMENT))?,
             node_status: document(&NODE_STATUS_DOCUMENT, get(&NODE_STATUS_DOCUMENT))?,
@@ -170,7 +158,6 @@ impl Config {
             function_timeout,
             hook_prefix,
             rogue_grace,
-            delete_rogue_nodes,
             node_poll,
             documents,
         })
@@ -184,6 +171,12 @@ impl Config {
     /// The record's non-secret metadata (see [`crate::meta`]).
     pub fn meta_parameter(&self, cluster: &crate::names::ClusterName) -> String {
         format!("{}/{}/join-record-meta", self.parameter_prefix, cluster)
+    }
+
+    /// What the rogue check may do on a cluster (`report`, `cordon`, `delete`; see
+    /// [`crate::rogue::Mode`]), set by the cluster's operator.
+    pub fn rogue_mode_parameter(&self, cluster: &crate::names::ClusterName) -> String {
+        format!("{}/{}/rogue-nodes", self.parameter_prefix, cluster)
     }
 
     /// The folder of a cluster's leases (see [`crate::lease`]).
@@ -274,7 +267,6 @@ mod tests {
             "a joining worker never meets an expired token"
         );
         assert_eq!(c.hook_prefix, "joinkeeper-");
-        assert!(!c.delete_rogue_nodes);
         assert_eq!(c.command_deadline, Duration::from_secs(120));
         assert_eq!(c.command_poll, Duration::from_millis(1000));
         assert_eq!(c.documents.regenerate, "joinkeeper-regenerate");
@@ -314,7 +306,6 @@ mod tests {
             ("JOINKEEPER_COMMAND_POLL_MILLIS", "50"),
             ("JOINKEEPER_FUNCTION_TIMEOUT_SECONDS", "10"),
             ("JOINKEEPER_HOOK_PREFIX", "a b"),
-            ("JOINKEEPER_DELETE_ROGUE_NODES", "yes"),
             ("JOINKEEPER_COMMAND_DEADLINE_SECONDS", "-1"),
             ("JOINKEEPER_COMMAND_POLL_MILLIS", "1"),
             ("JOINKEEPER_REGENERATE_DOCUMENT", "doc;rm -rf /"),

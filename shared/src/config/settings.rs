@@ -140,17 +140,7 @@ pub const ROGUE_GRACE: Setting = Setting {
     unit: Unit::Seconds,
     range: Some((60, 604_800)),
     below: None,
-    meaning: "a Node that no running instance of the cluster stands behind is cordoned and reported once older than this",
-};
-
-pub const DELETE_ROGUE: Setting = Setting {
-    name: "delete_rogue_nodes",
-    variable: "JOINKEEPER_DELETE_ROGUE_NODES",
-    default: "false",
-    unit: Unit::Bool,
-    range: None,
-    below: None,
-    meaning: "also delete such Nodes (true/false); off by default, cordon and report only",
+    meaning: "a Node that no running instance of the cluster stands behind is reported (and acted on, as the cluster's rogue-nodes parameter allows) once older than this",
 };
 
 pub const NODES_DOCUMENT: Setting = Setting {
@@ -239,7 +229,6 @@ pub const SETTINGS: &[&Setting] = &[
     &FUNCTION_TIMEOUT,
     &HOOK_PREFIX,
     &ROGUE_GRACE,
-    &DELETE_ROGUE,
     &NODE_POLL,
     &REGENERATE_DOCUMENT,
     &NODE_STATUS_DOCUMENT,

@@ -122,6 +122,9 @@ pub enum NodeState {
     Unknown,
     /// No Node matches the instance.
     Absent,
+    /// Two or more Nodes claim the instance: none is believed (never Ready, never drained in
+    /// another's place), and the claimants are reported.
+    Contested,
 }
 
 /// Whether to record a heartbeat now: when half the hook's heartbeat timeout has passed since the

@@ -126,6 +126,7 @@ pub fn abandon_class(node: Option<NodeState>) -> &'static str {
         Some(NodeState::Absent) => "no-node",
         Some(NodeState::NotReady) => "not-ready",
         Some(NodeState::Unknown) => "node-unknown",
+        Some(NodeState::Contested) => "node-contested",
         Some(NodeState::Ready) => "ready",
     }
 }

@@ -35,6 +35,8 @@ pub struct Memory {
     pub wait_began: HashMap<InstanceId, Option<time::OffsetDateTime>>,
     /// When the run first saw each terminating instance without a Node.
     pub absent_since: HashMap<InstanceId, Instant>,
+    /// The Node each instance owns, as the last node-status answer showed it: what a drain names.
+    pub node_names: HashMap<InstanceId, String>,
 }
 
 /// How often a run re-checks that the record outlives the join deadline while launches wait.
@@ -101,6 +103,7 @@ mod tests {
                 id: i.clone(),
                 launched: Some(time::OffsetDateTime::UNIX_EPOCH),
                 private_dns: String::new(),
+                private_ip: None,
             },
         );
         mem.wait_began.insert(i.clone(), None);

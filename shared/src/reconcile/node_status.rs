@@ -1,7 +1,9 @@
 //! Node states from the control plane, one node-status command per batch of waiting instances.
 //!
-//! `GetCommandInvocation` returns at most 24,000 characters of stdout, so batches are sized to
-//! stay under it, and ids missing from a (truncated) answer are asked again once, alone.
+//! The script reports facts about the Nodes that could claim each instance; which Node is the
+//! instance's is decided here ([`crate::nodes::matching`]). `GetCommandInvocation` returns at
+//! most 24,000 characters of stdout: the script stops at a budget under it, batches are sized
+//! so a usual answer fits, and ids missing from an answer are asked again once, alone.
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -13,52 +15,67 @@ use crate::context::Context;
 use crate::deadline::Deadline;
 use crate::lifecycle::NodeState;
 use crate::names::{ClusterName, InstanceId};
+use crate::nodes::ip_ok;
+use crate::nodes::matching::{HostKeys, NodeIndex};
 
 /// SSM's cap on the stdout that `GetCommandInvocation` returns.
 pub const OUTPUT_LIMIT: usize = 24_000;
-/// The longest line the node-status script prints for one id with `Output=brief`: the id (19),
-/// the state (8), separators.
-pub const MAX_LINE: usize = 19 + 1 + 8 + 1;
-/// What the node-status document accepts in one `InstanceIds` parameter (ids and DNS names of
-/// 600 instances stay well inside SSM's 64 KB for a document and its parameters).
+/// What the script may print at most (`--max-chars`), a margin under [`OUTPUT_LIMIT`]; it
+/// prints whole blocks only, so ids left out are simply not answered (asked again).
+pub const SCRIPT_BUDGET: usize = OUTPUT_LIMIT - 100;
+/// The usual size of one id's block with `Output=facts`: its Node's line (name as EC2 names
+/// it, providerID, creation, state, address, labels) and the `id` line. Longer names or
+/// several claimants make a batch's answer longer; the script then stops at its budget.
+pub const TYPICAL_BLOCK: usize = 200;
+/// What the node-status document accepts in one `InstanceIds` parameter.
 pub const DOCUMENT_MAX_IDS: usize = 600;
 
 /// Node-status commands sent to the control plane at once.
 pub const COMMANDS_IN_FLIGHT: usize = 3;
 
-/// How many ids one command may ask about so that its answer fits in the output limit.
+/// How many ids one command may ask about so that its usual answer fits in the output limit.
 pub fn batch_size() -> usize {
-    (OUTPUT_LIMIT / MAX_LINE).min(DOCUMENT_MAX_IDS)
+    (OUTPUT_LIMIT / TYPICAL_BLOCK).min(DOCUMENT_MAX_IDS)
 }
 
-/// Parses the node-status document's output: one `<instance-id> <node-name|-> <state>` line per
-/// requested id. Lines for other ids and malformed lines are ignored; ids missing from the
-/// output are absent from the result (the caller treats that as "could not ask").
-pub fn parse_node_status(output: &str, asked: &[InstanceId]) -> Vec<(InstanceId, NodeState)> {
-    let mut found = Vec::new();
-    for line in output.lines().take(asked.len() * 2 + 10) {
-        // `<id> <name> <state>` (full) or `<id> <state>` (brief).
-        let words: Vec<&str> = line.split_whitespace().take(4).collect();
-        let (id, state) = match words.as_slice() {
-            [id, _name, state] => (*id, *state),
-            [id, state] => (*id, *state),
-            _ => continue,
-        };
-        let Some(instance) = asked.iter().find(|a| a.as_str() == id) else {
-            continue;
-        };
-        let state = match state {
-            "Ready" => NodeState::Ready,
-            "NotReady" => NodeState::NotReady,
-            "Unknown" => NodeState::Unknown,
-            "Absent" => NodeState::Absent,
-            _ => continue,
-        };
-        if !found.iter().any(|(i, _)| i == instance) {
-            found.push((instance.clone(), state));
+/// An instance's Node state and, when one Node is the instance's, that Node's name.
+pub type Answer = (InstanceId, (NodeState, Option<String>));
+
+/// Parses the node-status document's `Output=facts` answer: `node <fields>` lines (every Node
+/// that could claim an asked instance, each once) and, after the Nodes of each id, `id <id>`
+/// (`id <id> many` when more Nodes could claim it than the script prints). Each answered id's
+/// state comes from [`crate::nodes::matching`]; ids without an `id` line are left out (the
+/// caller treats that as "could not ask").
+pub fn parse_node_status(output: &str, asked: &[HostKeys]) -> Vec<Answer> {
+    let mut nodes = Vec::new();
+    let mut answered: Vec<(&HostKeys, bool)> = Vec::new();
+    for line in output.lines().take(asked.len() * 8 + 10) {
+        let words: Vec<&str> = line.split_whitespace().take(9).collect();
+        match words.as_slice() {
+            ["node", rest @ ..] => nodes.extend(crate::nodes::parse_node_words(rest)),
+            ["id", id, more @ ..] => {
+                let Some(host) = asked.iter().find(|h| h.id.as_str() == *id) else {
+                    continue;
+                };
+                if !answered.iter().any(|(h, _)| h.id == host.id) {
+                    answered.push((host, more == ["many"]));
+                }
+            }
+            _ => {}
         }
     }
-    found
+    let index = NodeIndex::new(&nodes);
+    answered
+        .into_iter()
+        .map(|(host, many)| {
+            if many {
+                return (host.id.clone(), (NodeState::Contested, None));
+            }
+            let owner = index.ownership(host);
+            let name = owner.node_name().map(str::to_owned);
+            (host.id.clone(), (owner.state(), name))
+        })
+        .collect()
 }
 
 /// Asks the control plane about every id, in as few commands as the output limit allows.
@@ -69,9 +86,9 @@ pub async fn node_states(
     cluster: &ClusterName,
     candidates: &[InstanceId],
     ids: &[InstanceId],
-    dns: &HashMap<InstanceId, String>,
+    hosts: &HashMap<InstanceId, HostKeys>,
     deadline: &Deadline,
-) -> Option<HashMap<InstanceId, NodeState>> {
+) -> Option<HashMap<InstanceId, (NodeState, Option<String>)>> {
     let mut states = HashMap::new();
     if ids.is_empty() {
         return Some(states);
@@ -79,8 +96,8 @@ pub async fn node_states(
     // Batches go out together, at most COMMANDS_IN_FLIGHT at once: the control plane's SSM
     // agent runs 5 commands at a time by default, and a drain or regeneration may need a slot.
     let batches = ids.chunks(batch_size()).map(|chunk| async move {
-        let mut answered: HashMap<InstanceId, NodeState> =
-            ask(ctx, cluster, candidates, chunk, dns, deadline)
+        let mut answered: HashMap<InstanceId, (NodeState, Option<String>)> =
+            ask(ctx, cluster, candidates, chunk, hosts, deadline)
                 .await?
                 .into_iter()
                 .collect();
@@ -91,17 +108,19 @@ pub async fn node_states(
             .cloned()
             .collect();
         if !missing.is_empty() && missing.len() < chunk.len() {
-            if let Some(more) = ask(ctx, cluster, candidates, &missing, dns, deadline).await {
+            if let Some(more) = ask(ctx, cluster, candidates, &missing, hosts, deadline).await {
                 answered.extend(more);
             }
         }
         Some(answered)
     });
     use futures_util::StreamExt;
-    let answers: Vec<Option<HashMap<InstanceId, NodeState>>> = futures_util::stream::iter(batches)
-        .buffer_unordered(COMMANDS_IN_FLIGHT)
-        .collect()
-        .await;
+    #[allow(clippy::type_complexity)]
+    let answers: Vec<Option<HashMap<InstanceId, (NodeState, Option<String>)>>> =
+        futures_util::stream::iter(batches)
+            .buffer_unordered(COMMANDS_IN_FLIGHT)
+            .collect()
+            .await;
     for answer in answers {
         states.extend(answer?);
     }
@@ -113,23 +132,20 @@ async fn ask(
     cluster: &ClusterName,
     candidates: &[InstanceId],
     ids: &[InstanceId],
-    dns: &HashMap<InstanceId, String>,
+    hosts: &HashMap<InstanceId, HostKeys>,
     deadline: &Deadline,
-) -> Option<Vec<(InstanceId, NodeState)>> {
-    let joined = ids.iter().map(|i| i.as_str()).collect::<Vec<_>>().join(" ");
-    // The private DNS names let the script match a Node without a providerID with no EC2 call.
-    let pairs: Vec<String> = ids
+) -> Option<Vec<Answer>> {
+    let asked: Vec<HostKeys> = ids
         .iter()
-        .filter_map(|i| {
-            let name = dns.get(i)?;
-            dns_name_ok(name).then(|| format!("{i}={name}"))
+        .map(|i| {
+            hosts.get(i).cloned().unwrap_or_else(|| HostKeys {
+                id: i.clone(),
+                private_dns: String::new(),
+                private_ip: None,
+            })
         })
         .collect();
-    let pairs = if pairs.is_empty() {
-        "-".to_owned()
-    } else {
-        pairs.join(" ")
-    };
+    let parameters = parameters(&asked);
     for (n, cp) in candidates.iter().enumerate() {
         if deadline.is_near(Duration::from_secs(2)) {
             return None;
@@ -141,15 +157,11 @@ async fn ask(
             cluster: cluster.as_str(),
             instance: cp,
             document: &ctx.config.documents.node_status,
-            parameters: vec![
-                ("InstanceIds", joined.clone()),
-                ("PrivateDnsNames", pairs.clone()),
-                ("Output", "brief".to_owned()),
-            ],
+            parameters: parameters.clone(),
             comment: format!("joinkeeper: node status for {cluster}"),
         };
         match ctx.run_command_picked_up(request, deadline, pickup).await {
-            Ok(out) => return Some(parse_node_status(&out.stdout, ids)),
+            Ok(out) => return Some(parse_node_status(&out.stdout, &asked)),
             Err(err) => {
                 warn!(cluster = %cluster, control_plane = %cp, error = %err, "node status failed on this control plane")
             }
@@ -158,39 +170,121 @@ async fn ask(
     None
 }
 
+/// The document's parameters for these instances: ids, and the names and addresses their Nodes
+/// may carry, so the script prints only the Nodes that could claim them (and makes no EC2 call).
+pub fn parameters(asked: &[HostKeys]) -> Vec<(&'static str, String)> {
+    let pairs = |f: &dyn Fn(&HostKeys) -> Option<String>| {
+        let p: Vec<String> = asked
+            .iter()
+            .filter_map(|h| Some(format!("{}={}", h.id, f(h)?)))
+            .collect();
+        if p.is_empty() {
+            "-".to_owned()
+        } else {
+            p.join(" ")
+        }
+    };
+    let ids = asked.iter().map(|h| h.id.as_str()).collect::<Vec<_>>();
+    vec![
+        ("InstanceIds", ids.join(" ")),
+        (
+            "PrivateDnsNames",
+            pairs(&|h| dns_name_ok(&h.private_dns).then(|| h.private_dns.clone())),
+        ),
+        (
+            "PrivateIps",
+            pairs(&|h| {
+                h.private_ip
+                    .clone()
+                    .filter(|ip| ip_ok(ip) && !ip.contains(':'))
+            }),
+        ),
+        ("Output", "facts".to_owned()),
+    ]
+}
+
 /// A DNS (or Node) name the documents' patterns accept (anything else is left out, not sent).
 pub fn dns_name_ok(name: &str) -> bool {
-    let b = name.as_bytes();
-    (1..=253).contains(&b.len())
-        && b.iter()
-            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'-' || *c == b'.')
-        && b[0].is_ascii_alphanumeric()
-        && b[b.len() - 1].is_ascii_alphanumeric()
+    crate::nodes::name_ok(name)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    #[test]
-    fn a_full_batch_answer_fits_the_output_limit() {
-        let n = batch_size();
-        assert_eq!(n, 600, "one command for a burst of 500");
-        assert!(dns_name_ok("ip-10-1-2-3.ec2.internal"));
-        assert!(!dns_name_ok("ip-10-1-2-3.ec2.internal;reboot"));
-        assert!(!dns_name_ok(""));
-        assert!(n * MAX_LINE <= OUTPUT_LIMIT);
+    fn host(id: &str, dns: &str, ip: &str) -> HostKeys {
+        HostKeys {
+            id: InstanceId::parse(id).expect("id"),
+            private_dns: dns.into(),
+            private_ip: Some(ip.into()),
+        }
     }
 
     #[test]
-    fn node_status_output_is_parsed_for_asked_ids_only() {
-        let a = InstanceId::parse("i-0000000a").expect("id");
-        let b = InstanceId::parse("i-0000000b").expect("id");
-        let c = InstanceId::parse("i-0000000c").expect("id");
-        let out = "i-0000000a ip-10-0-0-1.ec2.internal Ready\ni-0000000b Absent\ni-0000000f x Ready\ngarbage\ni-0000000a x NotReady\ni-0000000c a b c\n";
-        assert_eq!(
-            parse_node_status(out, &[a.clone(), b.clone(), c]),
-            vec![(a, NodeState::Ready), (b, NodeState::Absent)]
+    fn a_batch_of_usual_blocks_fits_the_output_limit() {
+        let n = batch_size();
+        assert_eq!(n, 120);
+        assert!(dns_name_ok("ip-10-1-2-3.ec2.internal"));
+        assert!(!dns_name_ok("ip-10-1-2-3.ec2.internal;reboot"));
+        assert!(!dns_name_ok(""));
+        // The usual block: a regional name (the longest EC2 gives), a providerID, an address.
+        let line = format!(
+            "node {} aws:///ap-southeast-2a/i-0123456789abcdef0 2026-11-27T10:00:00Z NotReady yes 10.123.123.123 -\nid i-0123456789abcdef0\n",
+            "ip-10-123-123-123.ap-southeast-2.compute.internal"
         );
+        assert!(line.len() <= TYPICAL_BLOCK, "{}", line.len());
+        assert!(n * TYPICAL_BLOCK <= OUTPUT_LIMIT);
+    }
+
+    #[test]
+    fn states_come_from_matching_not_from_the_script() {
+        let a = host("i-0000000a", "ip-10-0-0-1.ec2.internal", "10.0.0.1");
+        let b = host("i-0000000b", "ip-10-0-0-2.ec2.internal", "10.0.0.2");
+        let c = host("i-0000000c", "ip-10-0-0-3.ec2.internal", "10.0.0.3");
+        let d = host("i-0000000d", "ip-10-0-0-4.ec2.internal", "10.0.0.4");
+        let e = host("i-0000000e", "ip-10-0-0-5.ec2.internal", "10.0.0.5");
+        let f = host("i-0000000f", "ip-10-0-0-6.ec2.internal", "10.0.0.6");
+        let out = "\
+node ip-10-0-0-1 - - Ready no 10.0.0.1 -
+id i-0000000a
+id i-0000000b
+node aaa aws:///us-east-1a/i-0000000c - Ready no 10.6.6.6 -
+node ip-10-0-0-3.ec2.internal aws:///us-east-1a/i-0000000c - Ready no 10.0.0.3 -
+id i-0000000c
+node evil aws:///us-east-1a/i-0000000d - Ready no - -
+id i-0000000d
+id i-0000000e many
+node ip-10-0-0-6.ec2.internal aws:///us-east-1a/i-0000000f - NotReady no 10.0.0.6 -
+garbage
+id i-00000099
+";
+        let got = parse_node_status(
+            out,
+            &[a.clone(), b.clone(), c.clone(), d.clone(), e.clone(), f],
+        );
+        assert_eq!(
+            got,
+            vec![
+                (a.id, (NodeState::Ready, Some("ip-10-0-0-1".to_owned()))),
+                (b.id, (NodeState::Absent, None)),
+                (c.id, (NodeState::Contested, None)),
+                (d.id, (NodeState::Absent, None)),
+                (e.id, (NodeState::Contested, None)),
+            ],
+            "f has no id line: not answered"
+        );
+    }
+
+    #[test]
+    fn parameters_carry_names_and_addresses_that_the_document_accepts() {
+        let mut h = host("i-0000000a", "ip-10-0-0-1.ec2.internal", "10.0.0.1");
+        let p = parameters(std::slice::from_ref(&h));
+        assert_eq!(p[1].1, "i-0000000a=ip-10-0-0-1.ec2.internal");
+        assert_eq!(p[2].1, "i-0000000a=10.0.0.1");
+        assert_eq!(p[3].1, "facts");
+        h.private_dns = "x;reboot".into();
+        h.private_ip = Some("1.2.3.4;reboot".into());
+        let p = parameters(&[h]);
+        assert_eq!((p[1].1.as_str(), p[2].1.as_str()), ("-", "-"));
     }
 }

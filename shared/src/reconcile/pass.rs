@@ -79,15 +79,27 @@ pub async fn run_pass(
         Some(c) if !c.is_empty() => c.clone(),
         _ => ctx.control_plane_candidates(cluster).await?,
     };
-    let states = if need_node.is_empty() {
+    let answers = if need_node.is_empty() {
         Some(HashMap::new())
     } else {
-        let dns: HashMap<InstanceId, String> = need_node
+        let hosts: HashMap<InstanceId, _> = need_node
             .iter()
-            .filter_map(|i| Some((i.clone(), mem.facts.get(i)?.private_dns.clone())))
+            .filter_map(|i| Some((i.clone(), mem.facts.get(i)?.host_keys())))
             .collect();
-        node_status::node_states(ctx, cluster, &candidates, &need_node, &dns, bound).await
+        node_status::node_states(ctx, cluster, &candidates, &need_node, &hosts, bound).await
     };
+    // The Node each instance owns: the one a drain names (never one the script looks up).
+    let states = answers.map(|answers| {
+        let mut states = HashMap::new();
+        for (id, (state, name)) in answers {
+            match name {
+                Some(name) => mem.node_names.insert(id.clone(), name),
+                None => mem.node_names.remove(&id),
+            };
+            states.insert(id, state);
+        }
+        states
+    });
     // Ask EC2 and SSM again next pass when no control plane answered.
     mem.candidates = states.as_ref().map(|_| candidates.clone());
     // Ready Nodes, the bulk of a burst: complete them concurrently, not one by one.

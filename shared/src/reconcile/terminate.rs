@@ -103,7 +103,10 @@ pub async fn terminate(
             let started = drain::start(
                 ctx,
                 cluster,
-                &w.instance,
+                (
+                    &w.instance,
+                    mem.node_names.get(&w.instance).map(String::as_str),
+                ),
                 candidates,
                 &busy,
                 previous,

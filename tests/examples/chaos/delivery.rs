@@ -119,7 +119,7 @@ impl Delivery {
                         format!(
                             "schedule: {} reconciled, {} rogue",
                             r.reconcile.len(),
-                            r.rogue_nodes.len()
+                            r.rogue_checks.iter().map(|c| c.nodes.len()).sum::<usize>()
                         )
                     })
                     .map_err(|e| e.to_string()),

@@ -59,6 +59,9 @@ pub fn decide_launch(f: LaunchFacts) -> LaunchDecision {
         }
         Some(NodeState::NotReady) => format!("Node registered but NotReady after {after}"),
         Some(NodeState::Unknown) => format!("Node status Unknown after {after}"),
+        Some(NodeState::Contested) => {
+            format!("two or more Nodes claim the instance (none believed) after {after}")
+        }
         Some(NodeState::Ready) => unreachable_ready(),
     };
     LaunchDecision::Abandon { reason }
@@ -187,6 +190,10 @@ pub fn decide_terminate(f: &TerminateFacts) -> TerminateDecision {
         Some(NodeState::Absent) if f.may_be_joining => Wait,
         Some(NodeState::Absent) => Complete {
             reason: "instance has no Node: nothing to drain".into(),
+        },
+        // Draining either claimant could drain a Node in another's place.
+        Some(NodeState::Contested) => Complete {
+            reason: "two or more Nodes claim the instance: none drained, left for people".into(),
         },
         Some(_) => StartDrain,
         None if f.unreachable_for >= f.drain_timeout => Complete {

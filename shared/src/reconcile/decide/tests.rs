@@ -53,6 +53,16 @@ fn launch_decision_table() {
             |d| matches!(d, Abandon { reason } if reason.contains("Unknown")),
         ),
         (
+            "contested before deadline: held, never CONTINUE",
+            facts(Some(Contested), true, 5),
+            |d| *d == Wait,
+        ),
+        (
+            "contested past deadline: abandoned, never CONTINUE",
+            facts(Some(Contested), true, 20),
+            |d| matches!(d, Abandon { reason } if reason.contains("claim the instance")),
+        ),
+        (
             "unreachable past deadline: absence of an answer never abandons",
             facts(None, true, 20),
             |d| *d == Wait,
@@ -138,6 +148,11 @@ fn terminate_decision_table() {
                 ..facts(t, Some(NodeState::NotReady), NotStarted, 0)
             },
             |d| *d == StartDrain,
+        ),
+        (
+            "two Nodes claim it: neither drained",
+            facts(t, Some(NodeState::Contested), NotStarted, 0),
+            |d| matches!(d, Complete { reason } if reason.contains("none drained")),
         ),
         (
             "back to the pool with a Node: drain",

@@ -115,11 +115,13 @@ pub enum Started {
 /// Starts the drain of `instance`: writes the intent (create-only, keeping the first intent's
 /// time when one exists), sends the drain document to the least busy control plane that takes
 /// it, then writes the command id in. `previous`: the record this run holds for the instance
-/// (intended, or undelivered on `previous.control_plane`).
+/// (intended, or undelivered on `previous.control_plane`). `node`: the Node the instance owns
+/// ([`crate::nodes::matching`]); `None` (a drain sent again by a later run, which did not ask)
+/// lets the script find it, refusing when two Nodes claim the instance.
 pub async fn start(
     ctx: &Context,
     cluster: &ClusterName,
-    instance: &InstanceId,
+    (instance, node): (&InstanceId, Option<&str>),
     candidates: &[InstanceId],
     in_flight: &HashMap<InstanceId, usize>,
     previous: Option<&DrainRecord>,
@@ -167,6 +169,10 @@ pub async fn start(
             document: &ctx.config.documents.drain,
             parameters: vec![
                 ("InstanceId", instance.to_string()),
+                (
+                    "NodeName",
+                    node.filter(|n| dns_name_ok(n)).unwrap_or("-").to_owned(),
+                ),
                 (
                     "DrainTimeoutSeconds",
                     ctx.config.drain_timeout.as_secs().to_string(),

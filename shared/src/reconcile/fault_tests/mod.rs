@@ -220,6 +220,7 @@ fn launch_setup(
             id: w.instance.clone(),
             launched: Some(OffsetDateTime::now_utc() - launched),
             private_dns: String::new(),
+            private_ip: None,
         },
     );
     vec![hook("joinkeeper-launch", Transition::Launching)]
