@@ -125,6 +125,7 @@ def script_environment(instance: Any, account: str, region: str) -> dict[str, st
         JOINKEEPER_STATE=str(CONFIG.state_dir),
         JOINKEEPER_INSTANCE_ID=instance.id,
         JOINKEEPER_PRIVATE_DNS=instance.private_dns_name,
+        JOINKEEPER_PRIVATE_IP=instance.private_ip or "",
         JOINKEEPER_AVAILABILITY_ZONE=instance.placement.zone,
         JOINKEEPER_NODE_DIR=f"{node_dir}/",
         JOINKEEPER_KUBE_STATE=f"{kube_dir}/",

@@ -15,6 +15,8 @@ Subcommands (exit 0 on success, 3 on invalid input, 4 on a stale record):
   join-config --api v1beta3|v1beta4 --node-name N [--provider-id P]  < record  (YAML)
   node-lookup --nodes FILE --ids "i-.. i-.." [--dns-map FILE] [--need-dns FILE]  (node-status lines)
   nodes --nodes FILE [--start-after NAME] [--max-chars N]           (joinkeeper-nodes lines)
+  node-facts --nodes FILE --ids "i-.. i-.." [--dns-map F] [--ip-map F] [--max-chars N]
+                                                  (node-status facts: Nodes that could claim each id)
   drain-left  < kubectl drain output                                 (kind + left lines)
 
 Runs on Python 3.6+ (the oldest python3 on supported node images).

@@ -154,17 +154,19 @@ def node_object(name, node):
         "kind": "Node",
         "metadata": {
             "creationTimestamp": stamp,
-            "labels": {
+            "labels": dict({
                 "kubernetes.io/arch": "amd64",
                 "kubernetes.io/hostname": name,
                 "kubernetes.io/os": "linux",
-            },
+            }, **(node.get("labels") or {})),
             "name": name,
             "resourceVersion": str(node.get("resource_version", 1)),
             "uid": node.get("uid", "00000000-0000-0000-0000-000000000000"),
         },
         "spec": spec,
         "status": {
+            "addresses": ([{"type": "InternalIP", "address": node["internal_ip"]}] if node.get("internal_ip") else [])
+            + [{"type": "Hostname", "address": name}],
             "conditions": [{
                 "lastHeartbeatTime": fmt_ts(now()),
                 "lastTransitionTime": node.get("ready_since", stamp),
@@ -179,10 +181,20 @@ def node_object(name, node):
     }
 
 
-def add_node(state, name, provider_id="", ready="True", drain_seconds=0, stuck_pods=0, role="worker"):
+def add_node(state, name, provider_id="", ready="True", drain_seconds=0, stuck_pods=0, role="worker",
+             internal_ip=None, labels=None):
     """Registers (or re-registers) a Node with a DaemonSet pod, two workload pods and
-    `stuck_pods` pods whose eviction a PodDisruptionBudget refuses."""
+    `stuck_pods` pods whose eviction a PodDisruptionBudget refuses. `internal_ip`: its
+    InternalIP (default: the instance's private IP, as the kubelet reports it); `labels`: extra
+    labels (a control plane gets kubeadm's role label)."""
+    if internal_ip is None:
+        internal_ip = os.environ.get("JOINKEEPER_PRIVATE_IP", "")
+    extra = dict(labels or {})
+    if role == "control-plane":
+        extra.setdefault("node-role.kubernetes.io/control-plane", "")
     state["nodes"][name] = {
+        "internal_ip": internal_ip,
+        "labels": extra,
         "providerID": provider_id,
         "ready": ready,
         "ready_since": fmt_ts(now()),

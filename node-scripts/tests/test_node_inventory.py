@@ -9,7 +9,8 @@ from conftest import STANDINS
 sys.path.insert(0, STANDINS)
 import joinkeeper_standin as st  # noqa: E402
 
-NODE_LINE = re.compile(r"([a-z0-9][-a-z0-9.]*) (\S+) (\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ|-) (Ready|NotReady|Unknown) (yes|no)")
+NODE_LINE = re.compile(r"([a-z0-9][-a-z0-9.]*) (\S+) (\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ|-) (Ready|NotReady|Unknown) (yes|no)"
+                       r" (\S+) (\S+)")
 
 
 def add_node(jk, name, provider="", ready="True", age=0):

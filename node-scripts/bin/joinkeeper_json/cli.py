@@ -3,7 +3,7 @@ import argparse
 import sys
 
 from .common import Invalid, fail
-from .nodes import cmd_drain_left, cmd_node_lookup, cmd_nodes
+from .nodes import cmd_drain_left, cmd_node_facts, cmd_node_lookup, cmd_nodes
 from .record import cmd_build_record, cmd_check_record, cmd_join_config, cmd_put_input
 from .tokens import cmd_revocable, cmd_token_expiry
 
@@ -43,6 +43,12 @@ def main():
     p.add_argument("--nodes", required=True)
     p.add_argument("--start-after", default="")
     p.add_argument("--max-chars", type=int, default=24000)
+    p = sub.add_parser("node-facts")
+    p.add_argument("--nodes", required=True)
+    p.add_argument("--ids", required=True)
+    p.add_argument("--dns-map", default="")
+    p.add_argument("--ip-map", default="")
+    p.add_argument("--max-chars", type=int, default=23900)
     sub.add_parser("drain-left")
     args = parser.parse_args()
     handler = {
@@ -54,6 +60,7 @@ def main():
         "join-config": cmd_join_config,
         "node-lookup": cmd_node_lookup,
         "nodes": cmd_nodes,
+        "node-facts": cmd_node_facts,
         "drain-left": cmd_drain_left,
     }.get(args.command)
     if handler is None:

@@ -13,8 +13,39 @@ def ready_status(node):
     return "Unknown"
 
 
+# Label namespaces a kubelet cannot set on its own Node (NodeRestriction): only an administrator
+# (or kubeadm) put them there. Only these labels are reported.
+PROTECTED_LABEL_PREFIXES = ("node-role.kubernetes.io/", "node-restriction.kubernetes.io/")
+LABEL_TEXT_RE = re.compile(r"[A-Za-z0-9][-A-Za-z0-9_./]{0,316}")
+LABEL_VALUE_RE = re.compile(r"([A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?)?")
+IPV4_RE = re.compile(r"\d{1,3}(\.\d{1,3}){3}")
+IPV6_RE = re.compile(r"[0-9a-fA-F:]{2,39}")
+
+
+def internal_ip(node):
+    for addr in (node.get("status") or {}).get("addresses") or []:
+        if isinstance(addr, dict) and addr.get("type") == "InternalIP":
+            value = addr.get("address")
+            if isinstance(value, str) and (IPV4_RE.fullmatch(value) or IPV6_RE.fullmatch(value)):
+                return value
+    return ""
+
+
+def protected_labels(meta):
+    """`key=value,...` of the protected labels (at most 8, each printable), or ""."""
+    labels = meta.get("labels") or {}
+    out = []
+    for key in sorted(labels if isinstance(labels, dict) else {}):
+        value = labels[key]
+        if (key.startswith(PROTECTED_LABEL_PREFIXES) and LABEL_TEXT_RE.fullmatch(key)
+                and isinstance(value, str) and LABEL_VALUE_RE.fullmatch(value)):
+            out.append("%s=%s" % (key, value))
+    return ",".join(out[:8])
+
+
 def node_entries(path):
-    """(name, providerID or "", Ready|NotReady|Unknown, created, cordoned) of each valid Node."""
+    """(name, providerID or "", Ready|NotReady|Unknown, created, cordoned, InternalIP or "",
+    protected labels or "") of each valid Node, sorted by name."""
     with open(path) as fh:
         try:
             data = json.load(fh)
@@ -33,9 +64,18 @@ def node_entries(path):
         created = meta.get("creationTimestamp") or ""
         nodes.append((name, provider if isinstance(provider, str) else "", ready_status(node),
                       created if isinstance(created, str) and TS_RE.fullmatch(created) else "",
-                      spec.get("unschedulable") is True))
+                      spec.get("unschedulable") is True, internal_ip(node), protected_labels(meta)))
     nodes.sort()
     return nodes
+
+
+def node_line(entry):
+    """The facts of one Node as joinkeeper-nodes and node-status (facts) print them."""
+    name, provider, status, created, cordoned, ip, labels = entry
+    if provider and not PROVIDER_TEXT_RE.fullmatch(provider):
+        provider = "invalid"
+    return "%s %s %s %s %s %s %s\n" % (name, provider or "-", created or "-", status,
+                                       "yes" if cordoned else "no", ip or "-", labels or "-")
 
 
 def provider_instance(provider):
@@ -54,12 +94,18 @@ def cmd_node_lookup(args):
                 if len(parts) == 2 and INSTANCE_RE.fullmatch(parts[0]) and DNS_NAME_RE.fullmatch(parts[1]):
                     dns[parts[0]] = parts[1].lower()
     by_instance = {}
-    for name, provider, status, _, _ in nodes:
+    claimed = {}
+    for name, provider, status, *_ in nodes:
         owner = provider_instance(provider)
-        if owner and owner not in by_instance:
-            by_instance[owner] = (name, status)
+        if owner:
+            claimed[owner] = claimed.get(owner, 0) + 1
+            by_instance.setdefault(owner, (name, status))
+    # Two Nodes naming one instance: neither is believed (the drain refuses, never picks one).
+    for owner, count in claimed.items():
+        if count > 1:
+            by_instance[owner] = ("-", "Contested")
     # The private-DNS fallback may only pick a Node that has no providerID at all.
-    unowned = {name: status for name, provider, status, _, _ in nodes if not provider}
+    unowned = {name: status for name, provider, status, *_ in nodes if not provider}
     need_dns = []
     for instance_id in args.ids.split():
         if not INSTANCE_RE.fullmatch(instance_id):
@@ -84,11 +130,9 @@ def cmd_nodes(args):
     nodes = [n for n in node_entries(args.nodes) if n[0] > args.start_after]
     budget = args.max_chars
     lines = []
-    for i, (name, provider, status, created, cordoned) in enumerate(nodes):
-        if provider and not PROVIDER_TEXT_RE.fullmatch(provider):
-            provider = "invalid"
-        line = "%s %s %s %s %s\n" % (name, provider or "-", created or "-", status,
-                                      "yes" if cordoned else "no")
+    for i, entry in enumerate(nodes):
+        name = entry[0]
+        line = node_line(entry)
         rest = len(nodes) - i - 1
         reserve = len("more %s\n" % name) if rest else 0
         if len(line) + reserve > budget:
@@ -98,6 +142,62 @@ def cmd_nodes(args):
         lines.append(line)
         budget -= len(line)
     sys.stdout.write("".join(lines))
+
+
+def read_pairs(path, value_re):
+    pairs = {}
+    if path:
+        with open(path) as fh:
+            for line in fh:
+                parts = line.split()
+                if len(parts) == 2 and INSTANCE_RE.fullmatch(parts[0]) and value_re.fullmatch(parts[1]):
+                    pairs[parts[0]] = parts[1].lower()
+    return pairs
+
+
+# More Nodes than this that could claim one instance: `id <id> many` (read as contested).
+MAX_CANDIDATES = 4
+
+
+def cmd_node_facts(args):
+    """For each id, in order: the facts of every Node that could claim it (its providerID names
+    the id, or its name is the id's private DNS name or that name's first label, or its
+    InternalIP is the id's private IP), each Node printed once, then `id <id>`. Which Node is
+    the instance's is the caller's decision. Whole blocks only, at most --max-chars."""
+    nodes = node_entries(args.nodes)
+    dns = read_pairs(args.dns_map, DNS_NAME_RE)
+    ips = read_pairs(args.ip_map, IPV4_RE)
+    by_key = {}
+    for entry in nodes:
+        name, provider, ip = entry[0], entry[1], entry[5]
+        for key in (name, ip and "ip:" + ip, provider_instance(provider) and "id:" + provider_instance(provider)):
+            if key:
+                by_key.setdefault(key, []).append(entry)
+    printed = set()
+    budget = args.max_chars
+    out = []
+    for instance_id in args.ids.split():
+        if not INSTANCE_RE.fullmatch(instance_id):
+            fail("instance id is not valid")
+        keys = ["id:" + instance_id]
+        if instance_id in dns:
+            keys += [dns[instance_id], dns[instance_id].split(".", 1)[0]]
+        if instance_id in ips:
+            keys.append("ip:" + ips[instance_id])
+        found = []
+        for key in keys:
+            for entry in by_key.get(key, []):
+                if entry not in found:
+                    found.append(entry)
+        block = ["node " + node_line(e) for e in found[:MAX_CANDIDATES] if e[0] not in printed]
+        block.append("id %s%s\n" % (instance_id, " many" if len(found) > MAX_CANDIDATES else ""))
+        size = sum(len(line) for line in block)
+        if size > budget:
+            break
+        budget -= size
+        out.extend(block)
+        printed.update(e[0] for e in found[:MAX_CANDIDATES])
+    sys.stdout.write("".join(out))
 
 
 def cmd_drain_left(args):
