@@ -18,6 +18,8 @@ export const PARAMETER_NAMES = {
   meta: 'join-record-meta',
   controlPlaneJoin: 'control-plane-join',
   leases: 'leases',
+  /** The rogue check's mode, set by the cluster's operator (report, cordon, delete). */
+  rogueNodes: 'rogue-nodes',
 } as const;
 
 /**
@@ -125,10 +127,15 @@ export function functionStatements(stack: Stack, g: FunctionGrants): iam.PolicyS
       resources: [clusterParameterArn(stack, prefix, '*', PARAMETER_NAMES.leases)],
     }),
     new iam.PolicyStatement({
-      // The record's metadata, and the record itself read WITHOUT decryption (its version only).
+      // The record's metadata, the record itself read WITHOUT decryption (its version only), and
+      // the rogue check's mode (a String the cluster's operator writes).
       sid: 'ReadJoinRecordMetadata',
       actions: ['ssm:GetParameter'],
-      resources: [clusterParameterArn(stack, prefix, '*', PARAMETER_NAMES.meta), clusterParameterArn(stack, prefix, '*', PARAMETER_NAMES.record)],
+      resources: [
+        clusterParameterArn(stack, prefix, '*', PARAMETER_NAMES.meta),
+        clusterParameterArn(stack, prefix, '*', PARAMETER_NAMES.record),
+        clusterParameterArn(stack, prefix, '*', PARAMETER_NAMES.rogueNodes),
+      ],
     }),
     new iam.PolicyStatement({
       // The account's aws/ssm key lets every principal of the account decrypt through SSM, so

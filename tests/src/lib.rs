@@ -875,6 +875,50 @@ impl Emulator {
         assert!(status.success(), "could not register the Nodes");
     }
 
+    /// Registers Nodes in the stand-in control plane of `cluster`, each a JSON object with
+    /// `name` and optionally `provider_id`, `internal_ip`, `labels` (object), `ready`
+    /// (`True`/`False`/`Unknown`) and `age_seconds`.
+    pub fn add_nodes(&self, cluster: &str, nodes: &Value) {
+        let script = format!(
+            "import json, sys; sys.path.insert(0, {standins:?})\nimport joinkeeper_standin as s\nwith s.locked_state() as st:\n    for n in json.loads({nodes:?}):\n        s.add_node(st, n['name'], provider_id=n.get('provider_id', ''), ready=n.get('ready', 'True'), internal_ip=n.get('internal_ip', ''), labels=n.get('labels'))\n        st['nodes'][n['name']]['created'] = s.now() - n.get('age_seconds', 0)\n",
+            standins = repo_root().join("node-scripts/standins").display().to_string(),
+            nodes = nodes.to_string(),
+        );
+        let status = std::process::Command::new(repo_root().join(".venv/bin/python"))
+            .env(
+                "JOINKEEPER_KUBE_STATE",
+                self.state_dir.join("clusters").join(cluster),
+            )
+            .args(["-c", &script])
+            .status()
+            .expect("python");
+        assert!(status.success(), "could not register the Nodes");
+    }
+
+    /// Removes a Node from the stand-in control plane of `cluster`, as `kubectl delete node` would.
+    pub fn remove_node(&self, cluster: &str, name: &str) {
+        self.add_nodes_script(cluster, &format!("st['nodes'].pop({name:?}, None)"));
+    }
+
+    fn add_nodes_script(&self, cluster: &str, body: &str) {
+        let script = format!(
+            "import sys; sys.path.insert(0, {standins:?})\nimport joinkeeper_standin as s\nwith s.locked_state() as st:\n    {body}\n",
+            standins = repo_root().join("node-scripts/standins").display().to_string(),
+        );
+        let status = std::process::Command::new(repo_root().join(".venv/bin/python"))
+            .env(
+                "JOINKEEPER_KUBE_STATE",
+                self.state_dir.join("clusters").join(cluster),
+            )
+            .args(["-c", &script])
+            .status()
+            .expect("python");
+        assert!(
+            status.success(),
+            "the stand-in's state could not be changed"
+        );
+    }
+
     /// Every instance of every group with its lifecycle state, warm pools included.
     pub fn instance_states(&self) -> std::collections::BTreeMap<String, String> {
         let v = self.control("/_joinkeeper/instances");
