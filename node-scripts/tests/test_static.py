@@ -16,9 +16,9 @@ DOCUMENTS = os.path.join(NODE_SCRIPTS, "documents")
 # docs/contracts.md: document name -> its parameters.
 CONTRACT = {
     "joinkeeper-regenerate": {"ClusterName", "ParameterPrefix", "TokenTtlSeconds"},
-    "joinkeeper-drain": {"InstanceId", "DrainTimeoutSeconds"},
+    "joinkeeper-drain": {"InstanceId", "Node", "DrainTimeoutSeconds"},
     "joinkeeper-join-log": {"Lines"},
-    "joinkeeper-node-status": {"InstanceIds", "PrivateDnsNames", "Output"},
+    "joinkeeper-node-status": {"InstanceIds", "PrivateDnsNames", "PrivateIps", "Output"},
     "joinkeeper-nodes": {"StartAfter"},
     "joinkeeper-cordon": {"NodeName", "Delete"},
     "joinkeeper-upload-certs": {"ClusterName", "ParameterPrefix"},
@@ -39,9 +39,12 @@ GOOD = {
                         " ".join(["i-0123456789abcdef0=ip-10-0-1-5.ec2.internal"] * 600)],
     "StartAfter": ["-", "ip-10-0-1-5.ec2.internal", "a"],
     "NodeName": ["ip-10-0-1-5.ec2.internal", "a", "node-1", "a" * 253],
+    "Node": ["-", "ip-10-0-1-5", "ip-10-0-1-5.ec2.internal", "a" * 253],
+    "PrivateIps": ["-", "i-0123456789abcdef0=10.0.1.5", "i-01234567=10.0.1.5 i-0123456789abcdef0=172.31.255.254",
+                   " ".join(["i-0123456789abcdef0=10.0.1.5"] * 600)],
     "Delete": ["true", "false"],
     "KeepTokenId": ["abcdef", "0a1b2c", "zzzzzz"],
-    "Output": ["full", "brief"],
+    "Output": ["full", "brief", "facts"],
 }
 # Shell text that must never get through any parameter.
 HOSTILE = ["'; rm -rf /", "$(id)", "`id`", "demo\nrm -rf /", "demo\n", "\ndemo", "demo'", "demo;id",
@@ -64,6 +67,9 @@ BAD = {
                         " ".join(["i-0123456789abcdef0=ip-10-0-1-5.ec2.internal"] * 601)],
     "StartAfter": ["--", "A", "-a", "a-", "a" * 254],
     "NodeName": ["Node1", "-node", "node-", "a" * 254, "-"],
+    "Node": ["Node1", "-node", "node-", "a" * 254, "--"],
+    "PrivateIps": ["i-0123=10.0.1.5", "i-0123456789abcdef0=10.0.1", "i-0123456789abcdef0=10.0.1.5 ",
+                   "i-0123456789abcdef0=fe80::1", "--", " ".join(["i-0123456789abcdef0=10.0.1.5"] * 601)],
     "Delete": ["yes", "True", "1", "-"],
     "KeepTokenId": ["abcde", "abcdefg", "ABCDEF", "abc-ef", "abcdef.0123456789abcdef"],
     "Output": ["Full", "short", "-", "fullbrief"],
@@ -201,7 +207,7 @@ def test_parameter_patterns_accept_good_values_and_reject_shell_text():
                 for good in GOOD[pname]:
                     middle = good[: len(good) // 2] + ch + good[len(good) // 2:]
                     for value in (good + ch, ch + good, middle):
-                        if ch == " " and pname in ("InstanceIds", "PrivateDnsNames") and re.fullmatch(pattern, value):
+                        if ch == " " and pname in ("InstanceIds", "PrivateDnsNames", "PrivateIps") and re.fullmatch(pattern, value):
                             continue  # the one separator these lists allow, between whole items
                         assert not re.fullmatch(pattern, value), (pname, repr(value))
 

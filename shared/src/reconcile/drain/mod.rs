@@ -170,7 +170,7 @@ pub async fn start(
             parameters: vec![
                 ("InstanceId", instance.to_string()),
                 (
-                    "NodeName",
+                    "Node",
                     node.filter(|n| dns_name_ok(n)).unwrap_or("-").to_owned(),
                 ),
                 (
