@@ -93,11 +93,21 @@ async fn states_with(w: &World, state: &str, n: usize) -> Vec<String> {
     found
 }
 
-fn node_of(id: &str) -> (String, String) {
-    (
-        format!("ip-{}.ec2.internal", &id[2..]),
-        format!("aws:///us-east-1a/{id}"),
-    )
+/// The Node the instance's kubelet would register: its private DNS name, its providerID.
+async fn node_of(w: &World, id: &str) -> (String, String) {
+    let out = w
+        .clients
+        .ec2
+        .describe_instances()
+        .instance_ids(id)
+        .send()
+        .await
+        .expect("describe");
+    let dns = out.reservations()[0].instances()[0]
+        .private_dns_name()
+        .unwrap_or_default()
+        .to_owned();
+    (dns, format!("aws:///us-east-1a/{id}"))
 }
 
 /// Writes the line a worker's first boot, bound for the warm pool, ends with (node-scripts'
@@ -181,7 +191,8 @@ async fn warm_pool_instances_enter_leave_return_and_retire_through_the_reconcile
     let serving = states_with(&w, "Pending:Wait", 1).await;
     let waiting = run(&w, 4).await;
     assert_eq!(waiting.pending, 1, "no Node yet: {waiting:#?}");
-    w.emulator.add_ready_nodes("demo", &[node_of(&serving[0])]);
+    w.emulator
+        .add_ready_nodes("demo", &[node_of(&w, &serving[0]).await]);
     let r = run(&w, 20).await;
     assert_eq!(outcomes(&r, ActionOutcome::Continue), serving, "{r:#?}");
     states_with(&w, "InService", 1).await;
@@ -267,7 +278,8 @@ async fn a_launch_out_of_a_running_warm_pool_is_timed_from_leaving_it_not_from_l
 
     // Its Node becomes Ready a few seconds after it left the pool: CONTINUE.
     tokio::time::sleep(Duration::from_secs(3)).await;
-    w.emulator.add_ready_nodes("demo", &[node_of(&serving[0])]);
+    w.emulator
+        .add_ready_nodes("demo", &[node_of(&w, &serving[0]).await]);
     let r = run(&w, 20).await;
     assert_eq!(outcomes(&r, ActionOutcome::Continue), serving, "{r:#?}");
     states_with(&w, "InService", 1).await;
@@ -319,7 +331,10 @@ async fn one_failing_action_is_reported_and_the_others_are_still_served() {
     set_capacity(&w.clients, "demo-workers", 3).await;
     let all = states_with(&w, "Pending:Wait", 3).await;
     let bad: Vec<String> = all.iter().filter(|i| !good.contains(i)).cloned().collect();
-    let nodes: Vec<(String, String)> = all.iter().map(|i| node_of(i)).collect();
+    let mut nodes: Vec<(String, String)> = Vec::new();
+    for i in &all {
+        nodes.push(node_of(&w, i).await);
+    }
     w.emulator.add_ready_nodes("demo", &nodes);
 
     let r = run(&w, 6).await;
