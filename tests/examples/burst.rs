@@ -88,6 +88,24 @@ async fn run(n: usize, join_seconds: u64, arrival: Duration, throttled: bool) {
         .iter()
         .filter_map(|e| e["detail"]["EC2InstanceId"].as_str().map(str::to_owned))
         .collect();
+    // The Nodes the workers' kubelets would register: private DNS name and providerID.
+    let mut nodes: Vec<(String, String)> = Vec::new();
+    for chunk in ids.chunks(100) {
+        let out = setup
+            .ec2
+            .describe_instances()
+            .set_instance_ids(Some(chunk.to_vec()))
+            .send()
+            .await
+            .expect("describe");
+        for i in out.reservations().iter().flat_map(|r| r.instances()) {
+            let id = i.instance_id().unwrap_or_default();
+            nodes.push((
+                i.private_dns_name().unwrap_or_default().to_owned(),
+                format!("aws:///us-east-1a/{id}"),
+            ));
+        }
+    }
     let before_commands = emulator.commands(Some("joinkeeper-node-status")).len();
     let queue = event_source::create_queue(
         &aws_sdk_sqs::Client::new(&emulator.sdk_config(None).await),
@@ -171,15 +189,6 @@ async fn run(n: usize, join_seconds: u64, arrival: Duration, throttled: bool) {
     });
     let ready_at = async {
         tokio::time::sleep(Duration::from_secs(join_seconds)).await;
-        let nodes: Vec<(String, String)> = ids
-            .iter()
-            .map(|i| {
-                (
-                    format!("ip-{}.ec2.internal", &i[2..]),
-                    format!("aws:///us-east-1a/{i}"),
-                )
-            })
-            .collect();
         emulator.add_ready_nodes("demo", &nodes);
         joinkeeper::lease::now_ms()
     };
