@@ -210,7 +210,9 @@ async fn a_node_status_question_an_agent_never_takes_is_asked_of_the_next_contro
             GetCommandInvocationOutput::builder()
                 .status(CommandInvocationStatus::Success)
                 .status_details("Success")
-                .standard_output_content("i-0000000000000000a Ready\n")
+                .standard_output_content(
+                    "node ip-10-0-0-1.ec2.internal aws:///us-east-1a/i-0000000000000000a - Ready no 10.0.0.1 -\nid i-0000000000000000a\n",
+                )
                 .build()
         });
     let cancel = mock!(Ssm::cancel_command)
@@ -223,12 +225,22 @@ async fn a_node_status_question_an_agent_never_takes_is_asked_of_the_next_contro
         &cluster(),
         &[silent, answering],
         &[worker()],
-        &HashMap::new(),
+        &HashMap::from([(
+            worker(),
+            crate::nodes::matching::HostKeys {
+                id: worker(),
+                private_dns: "ip-10-0-0-1.ec2.internal".into(),
+                private_ip: Some("10.0.0.1".into()),
+            },
+        )]),
         &crate::deadline::Deadline::after(Duration::from_secs(60)),
     )
     .await
     .expect("the second control plane answered");
-    assert_eq!(states.get(&worker()), Some(&NodeState::Ready));
+    assert_eq!(
+        states.get(&worker()).map(|(s, _)| *s),
+        Some(NodeState::Ready)
+    );
     assert_eq!(cancel.num_calls(), 1, "the untaken command is cancelled");
     assert!(
         started.elapsed() < ctx.config.command_deadline / 2,
