@@ -20,7 +20,7 @@ fn inv(name: &str, seconds: u64) -> Invocation {
 
 async fn world(join_deadline: u64) -> (Emulator, joinkeeper::aws::AwsClients, Context) {
     let (emulator, clients) = Emulator::with_documents().await;
-    launch_instance(&clients, "demo", "control-plane", &[]).await;
+    launch_control_plane(&emulator, &clients, "demo", &[]).await;
     let ctx = Context::new(
         hook_config(join_deadline),
         &emulator.function_clients("launch-hook").await,
