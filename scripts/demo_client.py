@@ -129,9 +129,12 @@ class DemoClient:
                         "--provider-id", "aws:///us-east-1a/i-0badc0ffee0badc0f", "--age-seconds", "3600"],
                        env=env, check=True, capture_output=True)
         record("a Node appears with no instance behind it", "registered 1 h ago", "ip-10-66-6-6.ec2.internal")
+        # A cluster starts report-only; the operator turns action on.
+        self.ssm.put_parameter(Name=f"/joinkeeper/{CLUSTER}/rogue-nodes", Value="cordon", Type="String",
+                               Overwrite=True)
 
     def check_rogue(self, result):
-        rogues = (result or {}).get("rogue_nodes", [])
+        rogues = [n for c in (result or {}).get("rogue_checks", []) for n in c.get("nodes", [])]
         node = self.kube_nodes().get("ip-10-66-6-6.ec2.internal", {})
         record("rogue Node found by the schedule", f"{len(rogues)} reported: {(rogues[0]['reason'] if rogues else '')[:40]}",
                f"cordoned: {bool(node.get('unschedulable'))}", len(rogues) == 1 and bool(node.get("unschedulable")))
