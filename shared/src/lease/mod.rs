@@ -63,6 +63,10 @@ pub struct LeaseValue {
     /// Drain records only: the Node left in place when the action was completed.
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub left_node: String,
+    /// Drain records only: the Node the instance owns, as matched when the drain was intended
+    /// (a later run that sends it again has not asked).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub node: String,
 }
 
 /// A lease this process holds.

@@ -108,6 +108,7 @@ mod tests {
             control_plane: None,
             started_at_ms: 0,
             left_node: left.map(str::to_owned),
+            node: None,
         };
         let records: HashMap<InstanceId, DrainRecord> = [
             (id("i-00000001"), rec(Some("ip-10-0-0-1.ec2.internal"))),

@@ -119,6 +119,7 @@ mod tests {
             control_plane: None,
             started_at_ms: 0,
             left_node: left.map(str::to_owned),
+            node: None,
         };
         let waiting: Vec<Waiting> = vec![
             w(1, PendingWait),

@@ -29,6 +29,8 @@ pub struct DrainRecord {
     pub started_at_ms: i64,
     /// Set once the action is completed with its Node still in place.
     pub left_node: Option<String>,
+    /// The Node the instance owns, as matched when the drain was first intended.
+    pub node: Option<String>,
 }
 
 impl DrainRecord {
@@ -72,6 +74,7 @@ fn to_record(v: &LeaseValue) -> DrainRecord {
         control_plane: InstanceId::parse(&v.instance_id).ok(),
         started_at_ms: v.started_at_ms,
         left_node: (!v.left_node.is_empty()).then(|| v.left_node.clone()),
+        node: (!v.node.is_empty()).then(|| v.node.clone()),
     }
 }
 
@@ -88,6 +91,7 @@ fn to_value(record: &DrainRecord, request_id: &str, expires_at_ms: i64) -> Lease
             .map(|c| c.to_string())
             .unwrap_or_default(),
         left_node: record.left_node.clone().unwrap_or_default(),
+        node: record.node.clone().unwrap_or_default(),
         ..Default::default()
     }
 }
@@ -116,8 +120,9 @@ pub enum Started {
 /// time when one exists), sends the drain document to the least busy control plane that takes
 /// it, then writes the command id in. `previous`: the record this run holds for the instance
 /// (intended, or undelivered on `previous.control_plane`). `node`: the Node the instance owns
-/// ([`crate::nodes::matching`]); `None` (a drain sent again by a later run, which did not ask)
-/// lets the script find it, refusing when two Nodes claim the instance.
+/// ([`crate::nodes::matching`]), kept in the record for a later run that sends the drain again
+/// without asking; `None` on both lets the script find it, refusing when two Nodes claim the
+/// instance.
 pub async fn start(
     ctx: &Context,
     cluster: &ClusterName,
@@ -138,11 +143,17 @@ pub async fn start(
     let started_at_ms = previous
         .filter(|p| p.left_node.is_none())
         .map_or(now, |p| p.started_at_ms);
+    // The Node matched by this run, else the one the first intent recorded.
+    let node = node
+        .map(str::to_owned)
+        .or_else(|| previous.and_then(|p| p.node.clone()))
+        .filter(|n| dns_name_ok(n));
     let mut record = DrainRecord {
         command_id: String::new(),
         control_plane: None,
         started_at_ms,
         left_node: None,
+        node: node.clone(),
     };
     let expires = started_at_ms
         + (ctx.config.drain_timeout + ctx.config.command_deadline * 2).as_millis() as i64;
@@ -169,10 +180,7 @@ pub async fn start(
             document: &ctx.config.documents.drain,
             parameters: vec![
                 ("InstanceId", instance.to_string()),
-                (
-                    "Node",
-                    node.filter(|n| dns_name_ok(n)).unwrap_or("-").to_owned(),
-                ),
+                ("Node", node.clone().unwrap_or_else(|| "-".to_owned())),
                 (
                     "DrainTimeoutSeconds",
                     ctx.config.drain_timeout.as_secs().to_string(),
@@ -283,6 +291,7 @@ pub async fn leave(
         control_plane: None,
         started_at_ms: now_ms(),
         left_node: Some(node.to_owned()),
+        node: None,
     };
     // Kept (by the lease cleanup) well past the instance's termination.
     let expires = record.started_at_ms + 3_600_000;

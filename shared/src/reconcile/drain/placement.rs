@@ -88,6 +88,7 @@ mod tests {
             control_plane: Some(cp.clone()),
             started_at_ms: 0,
             left_node: left.map(str::to_owned),
+            node: None,
         };
         let records: HashMap<InstanceId, DrainRecord> = [
             (id("i-00000001"), rec("c1", None)),

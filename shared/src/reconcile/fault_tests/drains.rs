@@ -116,3 +116,43 @@ async fn a_completion_that_failed_after_the_record_was_left_is_retried_without_a
         "the Node is still to delete"
     );
 }
+
+#[tokio::test]
+async fn a_drain_sent_again_by_a_later_run_names_the_node_matched_at_first() {
+    // This run did not ask about the instance (its drain was recorded by an earlier run): the
+    // record names the Node matched then, so the script never has to guess between claimants.
+    let undelivered = invocation(CommandInvocationStatus::Failed, "Undeliverable", "");
+    let named = mock!(Ssm::send_command)
+        .match_requests(|r| {
+            r.parameters()
+                .and_then(|p| p.get("Node"))
+                .is_some_and(|v| v.as_slice() == ["ip-10-0-0-9.ec2.internal"])
+        })
+        .then_output(|| {
+            SendCommandOutput::builder()
+                .command(Command::builder().command_id("cmd-new").build())
+                .build()
+        });
+    let kept = mock!(Ssm::put_parameter)
+        .match_requests(|r| {
+            r.value()
+                .is_some_and(|v| v.contains(r#""node":"ip-10-0-0-9.ec2.internal""#))
+        })
+        .then_output(|| PutParameterOutput::builder().version(2).build());
+    let (complete, beat) = (complete_ok(), heartbeat_ok());
+    let ctx = context(&[&undelivered, &named, &kept], &[], &[&complete, &beat]);
+    let mut first = record("cmd-old", Some("i-0000000000000000c"), 30_000, None);
+    first.node = Some("ip-10-0-0-9.ec2.internal".into());
+    let mut mem = memory_with(first);
+    let r = run_terminate(
+        &ctx,
+        &mut mem,
+        None,
+        &[id("i-0000000000000000c"), id("i-0000000000000000b")],
+    )
+    .await
+    .expect("report");
+    assert_eq!(r.outcome, ActionOutcome::DrainStarted, "{r:?}");
+    assert_eq!(named.num_calls(), 1, "sent again naming the recorded Node");
+    assert!(kept.num_calls() >= 1, "the record still names it");
+}

@@ -127,6 +127,7 @@ fn record(
         control_plane: control_plane.map(id),
         started_at_ms: now_ms() - ago_ms,
         left_node: left.map(str::to_owned),
+        node: None,
     }
 }
 
