@@ -73,6 +73,7 @@ async fn list(
     cluster: &ClusterName,
     cp: &InstanceId,
     inv: &Invocation,
+    pickup: Option<Duration>,
 ) -> Option<(Vec<NodeLine>, bool)> {
     let mut nodes = Vec::new();
     let mut after = "-".to_owned();
@@ -89,7 +90,10 @@ async fn list(
             parameters: vec![("StartAfter", after.clone())],
             comment: format!("joinkeeper: Nodes of {cluster}"),
         };
-        let out = ctx.run_command(request, &inv.deadline).await.ok()?;
+        let out = ctx
+            .run_command_picked_up(request, &inv.deadline, pickup)
+            .await
+            .ok()?;
         let (lines, more, bad) = parse_listing(&out.stdout);
         complete &= bad == 0;
         nodes.extend(lines);
@@ -173,11 +177,39 @@ pub async fn check(
     running: Vec<InstanceId>,
     inv: &Invocation,
 ) -> Option<RogueCheck> {
-    let candidates = ctx.fleet.reachable_among(running).await.ok()?;
-    let cp = candidates.first()?;
+    // Each step that cannot be taken is said: a check skipped in silence leaves the Nodes of
+    // terminated instances standing until someone wonders why.
+    let candidates = match ctx.fleet.reachable_among(running).await {
+        Ok(c) if !c.is_empty() => c,
+        Ok(_) => {
+            warn!(cluster = %cluster, "rogue check skipped: no reachable control plane");
+            return None;
+        }
+        Err(err) => {
+            warn!(cluster = %cluster, error = %err, "rogue check skipped: control planes not known");
+            return None;
+        }
+    };
     let mode = mode(ctx, cluster).await;
-    let (nodes, complete) = list(ctx, cluster, cp, inv).await?;
-    let fleet = fleet(ctx, cluster, &nodes).await?;
+    // The listing is asked of each control plane in turn until one answers.
+    let mut listed = None;
+    for (n, cp) in candidates.iter().enumerate() {
+        // An agent that has not taken the question by the next poll is passed over while
+        // another control plane is left.
+        let pickup = (n + 1 < candidates.len()).then_some(ctx.config.node_poll);
+        if let Some(l) = list(ctx, cluster, cp, inv, pickup).await {
+            listed = Some((cp, l));
+            break;
+        }
+    }
+    let Some((cp, (nodes, complete))) = listed else {
+        warn!(cluster = %cluster, "rogue check skipped: no control plane listed the Nodes");
+        return None;
+    };
+    let Some(fleet) = fleet(ctx, cluster, &nodes).await else {
+        warn!(cluster = %cluster, "rogue check skipped: EC2 could not be asked about the Nodes' instances");
+        return None;
+    };
     if !complete {
         warn!(cluster = %cluster, nodes = nodes.len(), "the Node listing is not complete: Nodes past it were not judged");
     }
