@@ -208,6 +208,14 @@ pub(crate) async fn renew_or_let_go(
     }
 }
 
+/// The pause before the next pass: passes begin a poll interval apart, so a Node that became
+/// Ready during a long pass (drains sent, join logs fetched, throttled writes) is not left a
+/// whole poll more; never less than a fifth of the poll, so throttled passes do not run back to
+/// back.
+pub fn until_next_pass(poll: Duration, pass_took: Duration) -> Duration {
+    poll.saturating_sub(pass_took).max(poll / 5)
+}
+
 /// How long until `holder`'s lease expires, when that is soon: within a third of the lease's
 /// TTL. A live holder renews before every pass, so it never lets its lease run that low (a pass
 /// that would outlast the lease stops at the lease's guard and loses it).
@@ -250,6 +258,7 @@ async fn run_passes(
         // waits that `bound` limits) must land while the lease is this run's: a pass slowed past
         // the lease's guard (throttling, retries) is cut there, as a killed invocation would be,
         // and the run stops; what it left half done is what a successor already survives.
+        let pass_began = tokio::time::Instant::now();
         let result = tokio::time::timeout(
             lease_left,
             pass::run_pass(ctx, cluster, inv, &mut mem, &bound),
@@ -291,7 +300,10 @@ async fn run_passes(
             break StopReason::Settled;
         }
         if inv.deadline.is_near(ctx.config.node_poll + pass_room(ctx))
-            || !inv.deadline.sleep(ctx.config.node_poll).await
+            || !inv
+                .deadline
+                .sleep(until_next_pass(ctx.config.node_poll, pass_began.elapsed()))
+                .await
         {
             break StopReason::Deadline;
         }

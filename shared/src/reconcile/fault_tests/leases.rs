@@ -294,3 +294,19 @@ fn a_lease_is_taken_for_one_pass_before_the_hooks_are_known() {
         .saturating_sub(crate::reconcile::pass::ACT_ROOM);
     assert!(bound_of_waits >= ctx.config.command_deadline);
 }
+
+#[test]
+fn passes_begin_a_poll_apart_and_never_back_to_back() {
+    use crate::reconcile::until_next_pass;
+    let s = Duration::from_secs;
+    assert_eq!(
+        until_next_pass(s(5), s(1)),
+        s(4),
+        "a short pass: the rest of the poll"
+    );
+    assert_eq!(
+        until_next_pass(s(5), s(12)),
+        Duration::from_secs(1),
+        "a long pass (throttled, drains): the next one soon, but not at once"
+    );
+}
