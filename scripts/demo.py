@@ -3,7 +3,10 @@
 
 The functions run as their own processes under the real Lambda runtime client, polling cargo lambda's
 Lambda Runtime API (`cargo lambda watch --only-lambda-apis`), and are invoked with
-`cargo lambda invoke` and events in the documented EventBridge shapes. The AWS APIs are the local
+`cargo lambda invoke`: the schedule with its EventBridge event, the lifecycle events through the
+lifecycle queue as the account stack deploys them (EventBridge's rule puts each event into the
+queue; each lifecycle function's event source mapping polls it and invokes the function with SQS
+batches: scripts/demo_queue.py). The AWS APIs are the local
 emulator (moto plus joinkeeper's extension), which executes Run Command documents and user data
 with the real node scripts and a stand-in `kubeadm`/`kubectl` (a test double, not a Kubernetes).
 
@@ -15,15 +18,14 @@ a 4th worker whose join fails -> ABANDON with its reason; scale-in of one worker
 deleted; a second schedule tick -> no change. Prints a timeline and a summary; exit 1 on any miss.
 """
 import argparse
-import argparse
 import base64
 import json
 import shutil
 import sys
-import threading
 import time
 from datetime import datetime, timedelta, timezone
 
+import demo_queue
 from demo_client import DemoClient
 from demo_services import (CLUSTER, FAILURES, FUNCTION_ENV, GROUP, REGION, ROOT, STATE, TIMELINE, Services,
                            build_functions, free_port, print_log_tails, record, say)
@@ -115,29 +117,42 @@ class Demo(DemoClient, WarmPoolStep):
             self.check_rogue(result)
         return rec["token_id"]
 
-    def launch(self, events, expect):
-        results = {}
-
-        def one(ev):
-            iid = ev["detail"]["EC2InstanceId"]
-            results[iid] = self.invoke("launch-hook", ev, f"launch-{iid}")
-
-        threads = [threading.Thread(target=one, args=(ev,)) for ev in events]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
-        # One invocation reconciles the cluster and decides every action; the others find it held.
+    def through_queue(self, events):
+        """Publishes the events to the lifecycle queue as EventBridge's rule does and lets the
+        event source mappings deliver them; returns the actions the functions decided (from
+        their log lines), by instance, and the error of a failed delivery."""
+        log = STATE / "functions.log"
+        offset = log.stat().st_size if log.exists() else 0
+        demo_queue.publish(self.endpoint, self.queue_url, events)
+        invocations = self.mapping.deliver(len(events))
+        handled = sum(n for _, n, _, _ in invocations)
+        failed = sum(len(f) for _, _, f, _ in invocations)
+        say(f"  {len(events)} event(s) through the queue: {len(invocations)} batch invocation(s) "
+            f"({', '.join(sorted({fn for fn, _, _, _ in invocations})) or 'none'}), {failed} message(s) reported failed")
+        with log.open(errors="replace") as f:
+            f.seek(offset)
+            lines = f.read().splitlines()
         decided = {}
-        for res, _ in results.values():
-            for action in (res or {}).get("actions", []):
-                decided[action["instance"]] = action
-        holders = sorted({res.get("request_id", "") for res, _ in results.values() if res and res.get("result") == "held-elsewhere"})
-        if holders:
-            say(f"  {len(holders)} invocation(s) found the cluster reconciled by another and returned at once")
-        for iid, (res, err) in sorted(results.items()):
+        for line in lines:
+            try:
+                entry = json.loads(line)
+            except ValueError:
+                continue
+            if entry.get("message") == "lifecycle action decided":
+                decided[entry.get("instance")] = dict(decided.get(entry.get("instance"), {}), **entry)
+            elif entry.get("message") == "abandoning a worker that could not join":
+                last = next((x for x in reversed(str(entry.get("join_log", "")).splitlines()) if x.strip()), "")
+                decided.setdefault(entry.get("instance"), {})["join_log_last_line"] = last[:300]
+        error = "" if handled == len(events) and not failed else f"{handled} of {len(events)} handled, {failed} failed: " + \
+            "; ".join(str(e)[:80] for _, _, _, e in invocations if e)
+        return decided, error
+
+    def launch(self, events, expect):
+        # One invocation reconciles the cluster of its batch once and decides every action.
+        decided, err = self.through_queue(events)
+        for iid in sorted(ev["detail"]["EC2InstanceId"] for ev in events):
             action = decided.get(iid, {})
-            outcome = action.get("outcome", "error" if res is None else "undecided")
+            outcome = action.get("outcome", "undecided")
             if action.get("join_log_last_line"):
                 say(f"  worker {iid} join log: {action['join_log_last_line']}")
             state = self.states().get(iid, "terminated")
@@ -146,6 +161,8 @@ class Demo(DemoClient, WarmPoolStep):
 
     def run(self):
         old = self.setup()
+        self.queue_url = demo_queue.create_queue(self.endpoint)
+        self.mapping = demo_queue.Mapping(self.endpoint, self.queue_url, self.invoke)
         self.status("before")
         token = self.schedule_tick("1", True, old["token_id"])
 
@@ -171,8 +188,8 @@ class Demo(DemoClient, WarmPoolStep):
         term = self.wait_events(1, kind="terminate")
         if term:
             victim = term[0]["detail"]["EC2InstanceId"]
-            res, err = self.invoke("terminate-hook", term[0], f"terminate-{victim}")
-            action = next((a for a in (res or {}).get("actions", []) if a["instance"] == victim), {})
+            decided, err = self.through_queue(term)
+            action = decided.get(victim, {})
             nodes = self.kube_nodes()
             gone = not any(v.get("providerID", "").endswith("/" + victim) for v in nodes.values())
             record(f"scale-in by 1: {victim}", f"{action.get('outcome', 'error')}: {action.get('reason', err)[:50]}",

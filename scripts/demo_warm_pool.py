@@ -1,6 +1,6 @@
 """The demo's warm-pool step (scripts/demo.py): a warm pool for the worker group, an instance
-that leaves it for service, and a worker that goes back to it."""
-import threading
+that leaves it for service, and a worker that goes back to it; the lifecycle events go through
+the lifecycle queue (Demo.through_queue)."""
 import time
 
 from demo_services import GROUP, STATE, record
@@ -17,17 +17,17 @@ class WarmPoolStep:
             res = self.asg.describe_warm_pool(AutoScalingGroupName=GROUP)
             return {i["InstanceId"]: i["LifecycleState"] for i in res.get("Instances", [])}
 
-        def move(desired, kind, side, where, hook, what):
+        def move(desired, kind, side, where, what):
             """Sets the desired capacity, takes the lifecycle event whose Origin/Destination (side)
-            is `where`, invokes `hook` with it: (instance, final action, error), or None."""
+            is `where`, delivers it through the queue: (instance, final action, error), or None."""
             self.asg.set_desired_capacity(AutoScalingGroupName=GROUP, DesiredCapacity=desired)
             events = [e for e in self.wait_events(1, kind=kind) if e["detail"].get(side) == where]
             if not events:
                 record(what, f"no {kind} event with {side} {where}", "", ok=False)
                 return None
             iid = events[0]["detail"]["EC2InstanceId"]
-            res, err = self.invoke(hook, events[0], f"warm-pool-{kind}-{iid}")
-            return iid, next((a for a in (res or {}).get("actions", []) if a["instance"] == iid), {}), err
+            decided, err = self.through_queue(events[:1])
+            return iid, decided.get(iid, {}), err
 
         def join_log_last_line(iid):
             logs = [STATE / "emulator" / "nodes" / iid / p for p in ("var/log/joinkeeper/joinkeeper-join.log", "log/joinkeeper-join.log")]
@@ -48,17 +48,7 @@ class WarmPoolStep:
         while time.monotonic() < deadline and not all(
                 any(r["instance_id"] == i and r["status"] == "done" for r in self.control("user-data")) for i in ids):
             time.sleep(0.5)
-        results = {}
-        threads = [threading.Thread(target=lambda e=e: results.__setitem__(e["detail"]["EC2InstanceId"], self.invoke(
-            "launch-hook", e, f"warm-pool-enter-{e['detail']['EC2InstanceId']}"))) for e in into_pool]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
-        actions = {}
-        for res, _ in results.values():  # one invocation decides both, the other finds the cluster held
-            for a in (res or {}).get("actions", []):
-                actions[a["instance"]] = a
+        actions, _ = self.through_queue(into_pool)  # one batch: the cluster reconciled once
         states = pool()
         nodes = self.kube_nodes()
         for iid in ids:
@@ -71,7 +61,7 @@ class WarmPoolStep:
                    and last.startswith("join deferred"))
 
         # Scale-out takes the oldest prepared instance: it starts again and its boot unit joins.
-        moved = move(3, "launch", "Origin", "WarmPool", "launch-hook", "scale-out from the warm pool")
+        moved = move(3, "launch", "Origin", "WarmPool", "scale-out from the warm pool")
         if not moved:
             return
         iid, action, err = moved
@@ -83,7 +73,7 @@ class WarmPoolStep:
                and node.get("ready") == "True" and len(booted) == 1 and join_log_last_line(iid).startswith("joined"))
 
         # Scale-in with reuse: back to the pool through the terminate hook, drained first.
-        moved = move(2, "terminate", "Destination", "WarmPool", "terminate-hook", "scale-in with reuse")
+        moved = move(2, "terminate", "Destination", "WarmPool", "scale-in with reuse")
         if not moved:
             return
         victim, action, err = moved

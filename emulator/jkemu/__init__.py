@@ -25,7 +25,8 @@ Gaps in moto that this launcher fills, by monkeypatching moto's classes at start
     CreateAutoScalingGroup's LifecycleHookSpecificationList are dropped.
     -> launching/terminating instances wait in Pending:Wait / Terminating:Wait until the action is
        completed, or until the heartbeat timeout applies the hook's DefaultResult (checked lazily
-       before every request). FakeAutoScalingGroup.set_desired_capacity and
+       before requests, at most every 0.2 s, and before every completion and heartbeat).
+       FakeAutoScalingGroup.set_desired_capacity and
        AutoScalingBackend.terminate_instance are replaced so that instances in the wait states
        count (or not) toward capacity as on AWS.
  4. No service emits events. -> each lifecycle action appends an EventBridge-shaped event

@@ -210,7 +210,7 @@ def run_and_release(agent: Agent, delivery: Delivery) -> None:
 
 
 def tick() -> None:
-    """Lazily (before each request): delivery timeouts, and delivery to agents back online or
+    """Lazily (before requests, server.housekeeping): delivery timeouts, and delivery to agents back online or
     instances started again."""
     now = utcnow()
     with STATE.lock:

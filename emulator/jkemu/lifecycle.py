@@ -308,7 +308,7 @@ def finish_action(action: LifecycleAction, result: str, by: str) -> None:
 
 
 def expire_lifecycle_actions() -> None:
-    """Lazily (before each request) apply the DefaultResult of actions past their deadline, and
+    """Lazily (before requests, server.housekeeping, and before completions) apply the DefaultResult of actions past their deadline, and
     drop actions whose instance went away."""
     now = utcnow()
     with STATE.lock:

@@ -12,7 +12,9 @@ Sources (emulator/README.md, "Faults", has the table):
   DescribeInstances/DescribeInstanceStatus/... 50 / 10, mutating 50 / 5, RunInstances and
   StartInstances 5 / 2, TerminateInstances 100 / 5, CreateTags/DeleteTags 100 / 10.
 - Auto Scaling: one bucket shared by every Amazon EC2 Auto Scaling action (AWS re:Post knowledge
-  center, "autoscaling-api-calls-throttled"); AWS publishes no number: 5 / s, burst 10 chosen.
+  center, "autoscaling-api-calls-throttled"); AWS publishes no number (neither the API reference
+  nor Service Quotas lists one): 5 / s, burst 10, an assumption. It bounds any burst of
+  completions (one instance per CompleteLifecycleAction): about (N - 10) / 5 s for N workers.
 - Run Command and the other SSM actions: no published number: chosen conservatively.
 """
 

@@ -19,6 +19,7 @@ from .common import ACCOUNT_KEY, DEFAULT_ACCOUNT, LOG, STATE, iso_z, utcnow
 from .iam_compute import autoscaling, ec2
 from .iam_context import Authorization, Request, wildcard
 from .iam_s3 import s3, s3_request
+from .iam_sqs import sqs, sqs_request
 from .iam_ssm import decrypted_reads, kms, ssm
 
 SCOPE = re.compile(r"Credential=[^/,\s]+/\d{8}/(?P<region>[a-z0-9-]+)/(?P<service>[a-z0-9-]+)/")
@@ -31,6 +32,7 @@ RULES: dict[str, Callable[[Request], Authorization]] = {
     "ec2": ec2,
     "autoscaling": autoscaling,
     "s3": s3,
+    "sqs": sqs,
 }
 
 
@@ -109,13 +111,14 @@ def parse_request(environ: dict[str, Any], body: bytes) -> Request | None:
         params.pop("Version", None)
     if not operation:
         return None
-    return Request(
+    request = Request(
         scope.group("service"),
         operation,
         params if isinstance(params, dict) else {},
         account_of(environ),
         scope.group("region"),
     )
+    return sqs_request(request) if request.service == "sqs" else request
 
 
 def authorize(request: Request) -> Authorization:

@@ -10,6 +10,8 @@ import os
 import shlex
 import signal
 import sys
+import threading
+import time
 from pathlib import Path
 from typing import Any, Callable
 from urllib.parse import parse_qs
@@ -46,6 +48,7 @@ from .lifecycle_api import (
     wrap_put_lifecycle_hook,
 )
 from .managed_nodes import ssm_describe_instance_information
+from . import sampler
 from .recorder import RECORDER, recording
 from .run_command import ssm_get_command_invocation, ssm_send_command
 from .scripts import kill_all_children, reset_extension
@@ -96,6 +99,30 @@ def install_patches() -> None:
     BaseResponse.get_current_account = wrap_get_current_account(BaseResponse.get_current_account)
 
 
+# Lifecycle timeouts, warm-pool settling and agent deliveries are applied lazily, before requests,
+# each a sweep of the whole state under STATE.lock: at most every HOUSEKEEPING_SECONDS and by one
+# request at a time (the others go on), else a burst's hundreds of concurrent requests (a queue's
+# pollers, a thousand waiting instances) each wait for a sweep of their own. Completions and
+# heartbeats still apply due timeouts first (lifecycle_api).
+HOUSEKEEPING_SECONDS = 0.2
+_HOUSEKEEPING = threading.Lock()
+_LAST_HOUSEKEEPING = [0.0]
+
+
+def housekeeping() -> None:
+    if time.monotonic() - _LAST_HOUSEKEEPING[0] < HOUSEKEEPING_SECONDS:
+        return
+    if not _HOUSEKEEPING.acquire(blocking=False):
+        return
+    try:
+        expire_lifecycle_actions()
+        settle_warming()
+        agent.tick()
+        _LAST_HOUSEKEEPING[0] = time.monotonic()
+    finally:
+        _HOUSEKEEPING.release()
+
+
 class EmulatorApp:
     """WSGI wrapper: serves /_joinkeeper/, resets the extension with moto, applies due lifecycle
     timeouts and agent deliveries before handing any other request to moto, through the fault
@@ -110,9 +137,7 @@ class EmulatorApp:
         if full_reset:
             reset_extension(wipe_files=True)
         else:
-            expire_lifecycle_actions()
-            settle_warming()
-            agent.tick()
+            housekeeping()
         if path.startswith("/_joinkeeper/"):
             query = parse_qs(environ.get("QUERY_STRING", ""))
             account = query.get("account", [None])[0] or environ.get("HTTP_X_MOTO_ACCOUNT_ID")
@@ -181,6 +206,7 @@ def main(argv: list[str] | None = None) -> None:
         CONFIG.venv_bin = Path(sys.executable).parent
     install_patches()
     RECORDER.open(args.record_calls)
+    sampler.start_if_asked()
 
     app = EmulatorApp(DomainDispatcherApplication(create_backend_app))
     # A burst of hundreds of Lambda invocations opens hundreds of connections at once; werkzeug's

@@ -81,7 +81,7 @@ def enter_pool(group: FakeAutoScalingGroup, state: InstanceState) -> None:
 
 
 def settle_warming() -> None:
-    """Lazily (before each request): instances warming without a launch hook settle in the pool
+    """Lazily (before requests, server.housekeeping): instances warming without a launch hook settle in the pool
     once their user data has ended."""
     with STATE.lock:
         for instance_id, state in list(STATE.warming.items()):

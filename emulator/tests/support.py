@@ -32,6 +32,7 @@ class Aws:
         self.asg = session.client("autoscaling", endpoint_url=self.url, config=config)
         self.kms = session.client("kms", endpoint_url=self.url, config=config)
         self.s3 = session.client("s3", endpoint_url=self.url, config=config)
+        self.sqs = session.client("sqs", endpoint_url=self.url, config=config)
 
     def control(self, path: str, method: str = "GET") -> object:
         sep = "&" if "?" in path else "?"

@@ -239,3 +239,29 @@ def test_s3_calls_name_the_object_or_the_bucket(aws: Aws, emulator: dict) -> Non
     assert listing["context"][f"arn:aws:s3:::{bucket}"]["s3:prefix"] == "0a"
     (acl,) = [r for r in calls if r["parameters"]["Operation"] == "GET ?acl"]
     assert acl["modelled"] is False and acl["resources"] == ["*"]
+
+
+def test_sqs_calls_name_the_queue_as_iam_authorizes_them(hook: Aws, emulator: dict) -> None:
+    """The event source mapping's calls, made with the function's role: the queue's ARN from its
+    URL; a batch delete is the IAM action sqs:DeleteMessage; ListQueues has no resource."""
+    acct = hook.account
+    url = hook.sqs.create_queue(QueueName="jk-rec-lifecycle")["QueueUrl"]
+    arn = f"arn:aws:sqs:{REGION}:{acct}:jk-rec-lifecycle"
+    hook.sqs.send_message(QueueUrl=url, MessageBody="{}")
+    got = hook.sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10)["Messages"]
+    hook.sqs.delete_message_batch(
+        QueueUrl=url, Entries=[{"Id": "0", "ReceiptHandle": got[0]["ReceiptHandle"]}]
+    )
+    hook.sqs.list_queues()
+    calls = [r for r in records(emulator, acct) if r["service"] == "sqs"]
+    assert [r["action"] for r in calls] == [
+        "sqs:CreateQueue",
+        "sqs:SendMessage",
+        "sqs:ReceiveMessage",
+        "sqs:DeleteMessage",
+        "sqs:ListQueues",
+    ]
+    assert all(r["principal"] == "launch-hook" and r["modelled"] for r in calls)
+    assert all(r["resources"] == [arn] for r in calls[:4])
+    assert calls[3]["parameters"]["Operation"] == "DeleteMessageBatch"
+    assert calls[4]["resources"] == ["*"]

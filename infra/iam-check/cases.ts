@@ -20,6 +20,9 @@ export interface Facts {
   /** The object keys of the node scripts asset (what the user data downloads) and of a function's code. */
   readonly nodeScriptsKey: string;
   readonly functionCodeKey: string;
+  /** The account stack's lifecycle queue and its dead-letter queue. */
+  readonly lifecycleQueueArn: string;
+  readonly deadLettersArn: string;
 }
 
 export function caseFacts(p: Policies, env: Env): Facts {
@@ -28,6 +31,8 @@ export function caseFacts(p: Policies, env: Env): Facts {
     workerRoleArn: (cluster) => p.of('worker', env, cluster).roleArn,
     nodeScriptsKey: p.nodeScriptsAssetKey(),
     functionCodeKey: p.functionAssetKey(),
+    lifecycleQueueArn: p.accountQueueArn(env, 'LifecycleEvents')!,
+    deadLettersArn: p.accountQueueArn(env, 'LifecycleDeadLetters')!,
   };
 }
 
@@ -127,6 +132,24 @@ export function mustDeny(f: Facts): Case[] {
   add('a control plane sends the regenerate document', cp('ssm:SendCommand', doc('joinkeeper-regenerate')));
   add("a control plane encrypts with another cluster's key", cp('kms:Encrypt', keyArn('other'), ownKey(param('other', 'join-record'))));
 
+  // The lifecycle queue: read and deleted from by the lifecycle functions' event source mapping
+  // only; EventBridge sends to it (its resource policy), no role does.
+  const otherQueue = `arn:aws:sqs:${R}:${A}:ops-jobs`;
+  for (const who of ['worker', 'control-plane', 'token-refresher', 'launch-hook', 'terminate-hook'] as const) {
+    add(`${who} sends to the lifecycle queue`, req(who, 'sqs:SendMessage', f.lifecycleQueueArn));
+    add(`${who} purges the lifecycle queue`, req(who, 'sqs:PurgeQueue', f.lifecycleQueueArn));
+    add(`${who} changes the lifecycle queue's attributes`, req(who, 'sqs:SetQueueAttributes', f.lifecycleQueueArn));
+  }
+  for (const who of ['worker', 'control-plane', 'token-refresher'] as const) {
+    add(`${who} receives from the lifecycle queue`, req(who, 'sqs:ReceiveMessage', f.lifecycleQueueArn));
+    add(`${who} deletes from the lifecycle queue`, req(who, 'sqs:DeleteMessage', f.lifecycleQueueArn));
+  }
+  for (const who of ['launch-hook', 'terminate-hook'] as const) {
+    add(`${who} receives from another queue of the account`, req(who, 'sqs:ReceiveMessage', otherQueue));
+    add(`${who} deletes from another queue of the account`, req(who, 'sqs:DeleteMessage', otherQueue));
+    add(`${who} receives from the lifecycle dead-letter queue`, req(who, 'sqs:ReceiveMessage', f.deadLettersArn));
+  }
+
   for (const f of FUNCTIONS) {
     const fn = (action: string, resource: string, context = {}) => req(f, action, resource, context);
     add(`${f} writes a join record`, fn('ssm:PutParameter', param('demo', 'join-record')));
@@ -168,6 +191,12 @@ export function mustAllow(f: Facts): Case[] {
     add(`${f} drains on a control plane`, req(f, 'ssm:SendCommand', instance, instanceTags({ 'joinkeeper:cluster': 'demo', 'joinkeeper:role': 'control-plane' })));
     add(`${f} sends node-status`, req(f, 'ssm:SendCommand', doc('joinkeeper-node-status')));
     add(`${f} sends regenerate`, req(f, 'ssm:SendCommand', doc('joinkeeper-regenerate')));
+  }
+  // Lambda's event source mapping polls with the function's execution role.
+  for (const who of ['launch-hook', 'terminate-hook'] as const) {
+    for (const action of ['sqs:ReceiveMessage', 'sqs:DeleteMessage', 'sqs:GetQueueAttributes', 'sqs:ChangeMessageVisibility']) {
+      add(`${who}'s event source mapping calls ${action} on the lifecycle queue`, req(who, action, f.lifecycleQueueArn));
+    }
   }
   add('a worker reads its own join record', req('worker', 'ssm:GetParameter', param('demo', 'join-record')));
   add('a worker decrypts it (aws/ssm key, clusterKmsKey=false)', req('worker', 'kms:Decrypt', awsSsmKey, viaSsm(param('demo', 'join-record'))), 'awsSsm');

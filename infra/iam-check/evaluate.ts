@@ -148,6 +148,11 @@ export class Evaluator {
   }
 
   /** The ARN of `cluster`'s own key in this synthesis (undefined without clusterKmsKey). */
+  /** The account stack's queue with this logical id prefix (LifecycleEvents, LifecycleDeadLetters). */
+  accountQueueArn(account: string, region: string, prefix: string): string | undefined {
+    return this.policies.accountQueueArn({ account, region }, prefix);
+  }
+
   clusterKeyArn(account: string, region: string, cluster: string): string | undefined {
     return this.policies.clusterKeyPolicy({ account, region }, cluster)?.keyArn;
   }

@@ -218,6 +218,13 @@ export class Policies {
     return key;
   }
 
+  /** The ARN of the account stack's queue whose logical id starts with `prefix`. */
+  accountQueueArn(env: Env, prefix: string): string | undefined {
+    const t = this.templates.account;
+    const id = Object.keys(t.Resources).find((k) => t.Resources[k].Type === 'AWS::SQS::Queue' && k.startsWith(prefix));
+    return id ? arnOf(t, id, env) : undefined;
+  }
+
   /** The key policy of the cluster's customer managed key, when the cluster stack has one. */
   clusterKeyPolicy(env: Env, cluster: string): { keyArn: string; policy: PolicyDocument } | undefined {
     const t = this.templates.cluster;

@@ -113,6 +113,21 @@ function keyOfTemplate(ev: Evaluator, call: Call, resource: string): { resource:
   return arn ? { resource: arn, keyCluster: cluster } : { resource };
 }
 
+/**
+ * The queues the harnesses make (tests/src/event_source.rs, scripts/demo_queue.py) stand for the
+ * account stack's queues of the same role; any other queue stays as recorded (no policy grants it).
+ */
+export const LOCAL_QUEUES: Record<string, string> = {
+  'joinkeeper-lifecycle-events': 'LifecycleEvents',
+  'joinkeeper-lifecycle-events-dead-letters': 'LifecycleDeadLetters',
+};
+
+function queueOfTemplate(ev: Evaluator, call: Call, resource: string): string {
+  const m = /^arn:aws:sqs:[^:]+:[^:]+:(?<name>[^:]+)$/.exec(resource);
+  const logical = m?.groups && LOCAL_QUEUES[m.groups.name];
+  return (logical && ev.accountQueueArn(call.account, call.region, logical)) || resource;
+}
+
 export async function evaluateCall(evaluators: Record<Variant, Evaluator>, call: Call): Promise<CallVerdict> {
   const variant = variantOf(call);
   const ev = evaluators[variant];
@@ -131,7 +146,7 @@ export async function evaluateCall(evaluators: Record<Variant, Evaluator>, call:
         principal,
         cluster: who.cluster,
         action: call.action,
-        ...keyOfTemplate(ev, call, resource),
+        ...keyOfTemplate(ev, call, queueOfTemplate(ev, call, resource)),
         account: call.account,
         region: call.region,
         context: call.context[resource] ?? {},

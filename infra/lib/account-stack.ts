@@ -11,6 +11,7 @@ import * as iam from 'aws-cdk-lib/aws-iam';
 import * as lambda from 'aws-cdk-lib/aws-lambda';
 import * as lambdaSources from 'aws-cdk-lib/aws-lambda-event-sources';
 import * as destinations from 'aws-cdk-lib/aws-lambda-destinations';
+import eventSource from './event-source.json';
 import * as logs from 'aws-cdk-lib/aws-logs';
 import * as sns from 'aws-cdk-lib/aws-sns';
 import * as subs from 'aws-cdk-lib/aws-sns-subscriptions';
@@ -186,8 +187,8 @@ export class JoinkeeperAccountStack extends Stack {
       encryption: sqs.QueueEncryption.SQS_MANAGED,
       enforceSSL: true,
       retentionPeriod: Duration.days(4),
-      visibilityTimeout: Duration.seconds(FUNCTION_TIMEOUT.toSeconds() * 6),
-      deadLetterQueue: { queue: lifecycleDeadLetters, maxReceiveCount: 5 },
+      visibilityTimeout: Duration.seconds(FUNCTION_TIMEOUT.toSeconds() * eventSource.visibilityTimeoutFactor),
+      deadLetterQueue: { queue: lifecycleDeadLetters, maxReceiveCount: eventSource.maxReceiveCount },
     });
     const queueTarget = new targets.SqsQueue(lifecycleQueue, { deadLetterQueue: failed, retryAttempts: 8, maxEventAge: Duration.hours(2) });
     new events.Rule(this, 'LaunchLifecycleRule', {

@@ -6,6 +6,7 @@
 // (shared/src/config/settings.rs) writes: the defaults, ranges and "below" rules are theirs.
 import { Node } from 'constructs';
 import table from './settings.json';
+import eventSource from './event-source.json';
 
 /** Cluster names, as in docs/contracts.md. */
 export const CLUSTER_NAME_PATTERN = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$/;
@@ -276,8 +277,8 @@ export function accountConfig(node: Node): AccountConfig {
     expiryAlarmSeconds: int(node, 'expiryAlarmSeconds', Math.floor(refreshMarginSeconds / 2), 60, c.tokenTtlSeconds),
     nodePollSeconds: raw(node, 'nodePollSeconds') === undefined ? undefined : setting(node, 'node_poll'),
     controlPlaneProfiles,
-    eventBatchSize: int(node, 'eventBatchSize', 100, 1, 10000),
-    eventBatchWindowSeconds: int(node, 'eventBatchWindowSeconds', 5, 0, 300),
+    eventBatchSize: int(node, 'eventBatchSize', eventSource.batchSize, 1, 10000),
+    eventBatchWindowSeconds: int(node, 'eventBatchWindowSeconds', eventSource.batchWindowSeconds, 0, 300),
   };
   // Lambda requires a batching window of at least 1 s for batches above 10 messages.
   if (cfg.eventBatchSize > 10 && cfg.eventBatchWindowSeconds < 1) {

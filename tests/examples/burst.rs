@@ -27,14 +27,9 @@ const POLL_SECONDS: u64 = 5;
 /// One invocation: its duration, the time it waited for the emulator, its answer.
 type Invoked = (Duration, Duration, Result<LifecycleDelivery, HandlerError>);
 
-/// The account stack's event source mapping settings (infra/lib/config.ts defaults).
+/// The account stack's event source mapping settings (infra/lib/event-source.json).
 fn mapping_settings() -> Mapping {
-    Mapping {
-        batch_size: 100,
-        window: Duration::from_secs(5),
-        min_batches: 2,
-        max_batches: 1000,
-    }
+    event_source::stack_settings().mapping
 }
 
 fn config() -> Config {
@@ -110,8 +105,9 @@ async fn run(n: usize, join_seconds: u64, arrival: Duration, throttled: bool) {
     let queue = event_source::create_queue(
         &aws_sdk_sqs::Client::new(&emulator.sdk_config(None).await),
         "joinkeeper-lifecycle-events",
-        Duration::from_secs(5400),
-        5,
+        // The deployed function timeout (15 minutes) times the stack's factor.
+        Duration::from_secs(900 * u64::from(event_source::stack_settings().visibility_factor)),
+        event_source::stack_settings().max_receive,
     )
     .await;
     if throttled {

@@ -31,6 +31,36 @@ pub struct Mapping {
     pub max_batches: usize,
 }
 
+/// The account stack's queue and mapping settings, from their one source
+/// (`infra/lib/event-source.json`, which the stack, this mapping and the demo's read).
+#[derive(Clone, Debug)]
+pub struct StackSettings {
+    pub mapping: Mapping,
+    /// The queue's visibility timeout is this many times the function timeout.
+    pub visibility_factor: u32,
+    pub max_receive: u32,
+}
+
+/// Reads `infra/lib/event-source.json`.
+pub fn stack_settings() -> StackSettings {
+    let v: Value = serde_json::from_str(include_str!("../../infra/lib/event-source.json"))
+        .expect("infra/lib/event-source.json is JSON");
+    let n = |k: &str| {
+        v[k].as_u64()
+            .unwrap_or_else(|| panic!("event-source.json: {k}"))
+    };
+    StackSettings {
+        mapping: Mapping {
+            batch_size: n("batchSize") as usize,
+            window: Duration::from_secs(n("batchWindowSeconds")),
+            min_batches: 2,
+            max_batches: 1000,
+        },
+        visibility_factor: n("visibilityTimeoutFactor") as u32,
+        max_receive: n("maxReceiveCount") as u32,
+    }
+}
+
 /// A queue and its dead-letter queue.
 #[derive(Clone, Debug)]
 pub struct Queue {

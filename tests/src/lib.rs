@@ -781,10 +781,10 @@ impl Emulator {
     }
 }
 
-/// Time spent waiting for AWS answers by one set of clients: the sum of every attempt's duration
-/// (Σ ends − Σ starts, so concurrent calls add up correctly).
+/// Time spent waiting for AWS answers by one set of clients: the union of every attempt's
+/// interval (overlapping calls counted once), so it never exceeds the time the clients were used.
 #[derive(Clone, Debug, Default)]
-pub struct CallTimer(Arc<Mutex<(i128, i128)>>);
+pub struct CallTimer(Arc<Mutex<Vec<(i128, i128)>>>);
 
 static TIMER_EPOCH: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
 
@@ -795,10 +795,32 @@ fn since_epoch_nanos() -> i128 {
         .as_nanos() as i128
 }
 
+/// When the current attempt started (kept in the attempt's config bag).
+#[derive(Clone, Debug)]
+struct AttemptStart(i128);
+
+impl aws_smithy_types::config_bag::Storable for AttemptStart {
+    type Storer = aws_smithy_types::config_bag::StoreReplace<Self>;
+}
+
+/// The total length of the union of `intervals` (start, end).
+pub fn union_length(mut intervals: Vec<(i128, i128)>) -> i128 {
+    intervals.sort_unstable();
+    let (mut total, mut reach) = (0, i128::MIN);
+    for (start, end) in intervals {
+        let start = start.max(reach);
+        if end > start {
+            total += end - start;
+            reach = end;
+        }
+    }
+    total
+}
+
 impl CallTimer {
     pub fn waited(&self) -> Duration {
-        let (starts, ends) = self.0.lock().map(|g| *g).unwrap_or_default();
-        Duration::from_nanos((ends - starts).max(0) as u64)
+        let intervals = self.0.lock().map(|g| g.clone()).unwrap_or_default();
+        Duration::from_nanos(union_length(intervals).max(0) as u64)
     }
 }
 
@@ -811,11 +833,10 @@ impl aws_smithy_runtime_api::client::interceptors::Intercept for CallTimer {
         &self,
         _ctx: &aws_smithy_runtime_api::client::interceptors::context::BeforeTransmitInterceptorContextRef<'_>,
         _rc: &aws_smithy_runtime_api::client::runtime_components::RuntimeComponents,
-        _cfg: &mut aws_smithy_types::config_bag::ConfigBag,
+        cfg: &mut aws_smithy_types::config_bag::ConfigBag,
     ) -> Result<(), aws_smithy_runtime_api::box_error::BoxError> {
-        if let Ok(mut g) = self.0.lock() {
-            g.0 += since_epoch_nanos();
-        }
+        cfg.interceptor_state()
+            .store_put(AttemptStart(since_epoch_nanos()));
         Ok(())
     }
 
@@ -823,10 +844,12 @@ impl aws_smithy_runtime_api::client::interceptors::Intercept for CallTimer {
         &self,
         _ctx: &aws_smithy_runtime_api::client::interceptors::context::FinalizerInterceptorContextRef<'_>,
         _rc: &aws_smithy_runtime_api::client::runtime_components::RuntimeComponents,
-        _cfg: &mut aws_smithy_types::config_bag::ConfigBag,
+        cfg: &mut aws_smithy_types::config_bag::ConfigBag,
     ) -> Result<(), aws_smithy_runtime_api::box_error::BoxError> {
-        if let Ok(mut g) = self.0.lock() {
-            g.1 += since_epoch_nanos();
+        let end = since_epoch_nanos();
+        if let (Some(AttemptStart(start)), Ok(mut g)) = (cfg.load::<AttemptStart>(), self.0.lock())
+        {
+            g.push((*start, end));
         }
         Ok(())
     }
@@ -839,9 +862,9 @@ pub fn container_clients(
     counter: &CallCounter,
     timer: &CallTimer,
 ) -> AwsClients {
+    // The functions' own retry policy (lambda_env): the standard one, its default attempts.
     let retry = aws_config::retry::RetryConfig::standard()
-        .with_max_attempts(5)
-        .with_initial_backoff(Duration::from_millis(200));
+        .with_max_attempts(joinkeeper::aws::lambda_env::DEFAULT_MAX_ATTEMPTS);
     rebuild_clients!(base, |config| config
         .retry_config(retry.clone())
         .interceptor(counter.clone())
@@ -964,4 +987,16 @@ where
     rebuild_clients!(base, |config| config
         .retry_config(retry.clone())
         .interceptor(interceptor.clone()))
+}
+
+#[cfg(test)]
+mod union_tests {
+    #[test]
+    fn overlapping_calls_count_once() {
+        assert_eq!(
+            super::union_length(vec![(0, 10), (5, 15), (20, 30), (22, 25)]),
+            25
+        );
+        assert_eq!(super::union_length(vec![]), 0);
+    }
 }

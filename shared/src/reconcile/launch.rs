@@ -1,6 +1,7 @@
 //! Launching instances: `Pending:Wait` (into service) gets CONTINUE once its Node is Ready and
 //! ABANDON past the join deadline (entering the warm pool: [`crate::reconcile::warm_entry`]).
 
+use std::collections::VecDeque;
 use std::time::Duration;
 
 use time::OffsetDateTime;
@@ -17,6 +18,9 @@ use crate::reconcile::decide::{decide_launch, wait_start_needed, LaunchDecision,
 use crate::reconcile::gather::Waiting;
 use crate::reconcile::memory::Memory;
 use crate::reconcile::report::{ActionOutcome, ActionReport};
+
+mod pace;
+use pace::Pace;
 
 /// At most this many join logs are fetched per pass (each is a Run Command on the worker).
 pub(crate) const JOIN_LOGS_PER_PASS: usize = 5;
@@ -143,62 +147,101 @@ async fn wait_age(
     Ok(age_since(wait_start(launched, began)))
 }
 
-/// Completes CONTINUE for every instance whose Node is Ready, a few at a time (a burst of
-/// hundreds must not wait for hundreds of sequential calls).
+/// Completes CONTINUE for every instance whose Node is Ready, in rounds paced to Auto Scaling's
+/// request bucket ([`pace`]): a throttled completion is sent again later in this pass, not counted
+/// as a failed action; those the pass's `bound` leaves are still waiting (the next pass completes
+/// them).
 pub async fn continue_ready(
     ctx: &Context,
     mem: &Memory,
     cluster: &str,
     ready: &[Waiting],
+    bound: &Deadline,
 ) -> Vec<(Waiting, Result<ActionReport, AwsCallError>)> {
-    use futures_util::StreamExt;
-    let one = |w: &Waiting| {
-        let w = w.clone();
-        let hooks: Vec<Hook> = mem
-            .hooks
-            .get(&w.group)
-            .map(|h| h.for_state(w.state).into_iter().cloned().collect())
-            .unwrap_or_default();
-        let launched = mem.facts.get(&w.instance).and_then(|f| f.launched);
-        let looked_up = mem.wait_began.get(&w.instance).copied();
-        let deadline = ctx.config.join_deadline;
-        async move {
-            let hooks: Vec<&Hook> = hooks.iter().collect();
-            // Timed from the wait's start: a launch time older than the join deadline may be a
-            // Running warm pool's (one lookup, only then and only once a run, for JoinSeconds).
-            let mut start = launched.map(|l| wait_start(l, looked_up.flatten()));
-            if let (Some(s), None) = (start, looked_up) {
-                if age_since(s) >= deadline {
-                    if let Ok(began) = ctx.asg.wait_began(&w.group, &w.instance).await {
-                        start = Some(wait_start(s, began));
-                    }
+    let mut queue: VecDeque<Waiting> = ready.iter().cloned().collect();
+    let mut pace = Pace::default();
+    let mut settled = Vec::with_capacity(ready.len());
+    while !queue.is_empty() && !bound.is_near(pace.gap + ROUND_ROOM) {
+        tokio::time::sleep(pace.gap).await;
+        let round: Vec<Waiting> = queue.drain(..pace.round.min(queue.len())).collect();
+        let results = futures_util::future::join_all(
+            round.iter().map(|w| continue_one(ctx, mem, cluster, w)),
+        )
+        .await;
+        let mut throttled = 0;
+        for (w, result) in round.into_iter().zip(results) {
+            match result {
+                Err(err) if err.is_throttling() => {
+                    throttled += 1;
+                    queue.push_back(w);
                 }
+                other => settled.push((w, other)),
             }
-            let age = start.map(age_since);
-            let result = act::complete(ctx, &w, &hooks, HookResult::Continue)
-                .await
-                .map(|done| {
-                    let (outcome, reason) = match done {
-                        Completion::Completed => (ActionOutcome::Continue, "Node is Ready"),
-                        Completion::AlreadyDone => (
-                            ActionOutcome::Skipped,
-                            "already completed (by another invocation, or timed out)",
-                        ),
-                    };
-                    let mut r =
-                        ActionReport::new(cluster, &w.group, &w.instance, w.state, outcome, reason);
-                    if outcome == ActionOutcome::Continue {
-                        r.join_seconds = age.map(|a| a.as_secs());
-                    }
-                    r
-                });
-            (w, result)
         }
+        pace = pace.after(throttled);
+    }
+    if !queue.is_empty() {
+        warn!(
+            cluster,
+            left = queue.len(),
+            "completions throttled until the pass's bound; the next pass completes them"
+        );
+    }
+    settled.extend(queue.into_iter().map(|w| {
+        let r = ActionReport::new(
+            cluster,
+            &w.group,
+            &w.instance,
+            w.state,
+            ActionOutcome::Waiting,
+            "Node is Ready; its completion waits for Auto Scaling's request rate",
+        );
+        (w, Ok(r))
+    }));
+    settled
+}
+
+/// Room a round of completions keeps before the pass's bound (one answer, or one SDK retry).
+const ROUND_ROOM: Duration = Duration::from_secs(5);
+
+/// Completes CONTINUE for one instance whose Node is Ready.
+async fn continue_one(
+    ctx: &Context,
+    mem: &Memory,
+    cluster: &str,
+    w: &Waiting,
+) -> Result<ActionReport, AwsCallError> {
+    let hooks: Vec<&Hook> = mem
+        .hooks
+        .get(&w.group)
+        .map(|h| h.for_state(w.state))
+        .unwrap_or_default();
+    let launched = mem.facts.get(&w.instance).and_then(|f| f.launched);
+    let looked_up = mem.wait_began.get(&w.instance).copied();
+    // Timed from the wait's start: a launch time older than the join deadline may be a Running
+    // warm pool's (one lookup, only then and only once a run, for JoinSeconds).
+    let mut start = launched.map(|l| wait_start(l, looked_up.flatten()));
+    if let (Some(s), None) = (start, looked_up) {
+        if age_since(s) >= ctx.config.join_deadline {
+            if let Ok(began) = ctx.asg.wait_began(&w.group, &w.instance).await {
+                start = Some(wait_start(s, began));
+            }
+        }
+    }
+    let age = start.map(age_since);
+    let done = act::complete(ctx, w, &hooks, HookResult::Continue).await?;
+    let (outcome, reason) = match done {
+        Completion::Completed => (ActionOutcome::Continue, "Node is Ready"),
+        Completion::AlreadyDone => (
+            ActionOutcome::Skipped,
+            "already completed (by another invocation, or timed out)",
+        ),
     };
-    futures_util::stream::iter(ready.iter().map(one))
-        .buffer_unordered(16)
-        .collect()
-        .await
+    let mut r = ActionReport::new(cluster, &w.group, &w.instance, w.state, outcome, reason);
+    if outcome == ActionOutcome::Continue {
+        r.join_seconds = age.map(|a| a.as_secs());
+    }
+    Ok(r)
 }
 
 /// The tail of the worker's own join log, through Run Command, tokens redacted.

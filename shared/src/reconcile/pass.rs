@@ -108,7 +108,10 @@ pub async fn run_pass(
         plan::route(w.state, node_of(w), plan::draining(&drains, &w.instance)) == Route::Ready
     });
     let mut result = PassResult::default();
-    for (w, report) in launch::continue_ready(ctx, mem, cluster.as_str(), &ready).await {
+    // The completions may use the room the pass keeps after its waits (ACT_ROOM).
+    let act_bound = inv.deadline.within(bound.remaining() + ACT_ROOM);
+    for (w, report) in launch::continue_ready(ctx, mem, cluster.as_str(), &ready, &act_bound).await
+    {
         settle(ctx, &mut result, mem, inv, cluster, &w, report);
     }
     for w in &waiting {

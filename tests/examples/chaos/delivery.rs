@@ -1,6 +1,9 @@
 //! Delivery, as Lambda does it: each lifecycle event and each scheduled run to an invocation of
 //! its own, with its own clients and deadline; some killed at an AWS request; a failed, killed
-//! or timed-out one delivered again up to twice.
+//! or timed-out one delivered again up to twice. The chaos run keeps this direct delivery (one
+//! bare EventBridge event per asynchronous invocation, which the functions still accept) rather
+//! than the lifecycle queue's batches: it exercises the reconciler's concurrency with itself,
+//! which batching would reduce; the queue's path is the burst benchmark's and the demo's.
 
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};

@@ -227,6 +227,7 @@ fn launch_setup(
     vec![hook("joinkeeper-launch", Transition::Launching)]
 }
 
+mod completions;
 mod drains;
 mod launches;
 mod leases;
