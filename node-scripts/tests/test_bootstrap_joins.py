@@ -86,6 +86,7 @@ def test_revoke_reports_which_token_each_recent_node_joined_with(jk):
         "joined token_id=%s node=ip-10-0-0-5 token=gone" % old,
         "joined token_id=%s node=ip-10-0-0-6 token=live" % current,
     ]), proc.stdout
+    assert lines[-2] == "joins-seen 3"
     assert lines[-1].startswith("revoke-tokens cluster=%s kept=%s " % (jk.cluster, current))
     assert json.dumps(jk.state()).count("forgotten") == 0
 

@@ -111,7 +111,8 @@ def bootstrap_joins(csr_list):
 
 def cmd_bootstrap_joins(args):
     """`joined token_id=<id> node=<name> token=<live|gone>` lines (live: the token is still on
-    this control plane), at most --max-lines, then `joins-truncated <n>` when some were left out."""
+    this control plane), at most --max-lines, then `joins-seen <n>`: how many there were in all
+    (more than the lines when some were left out; the line's absence means nothing was read)."""
     with open(args.csrs) as fh:
         try:
             csrs = json.load(fh)
@@ -123,5 +124,4 @@ def cmd_bootstrap_joins(args):
     for token_id, node in joins[:args.max_lines]:
         state = "live" if token_id in live else "gone"
         sys.stdout.write("joined token_id=%s node=%s token=%s\n" % (token_id, node, state))
-    if len(joins) > args.max_lines:
-        sys.stdout.write("joins-truncated %d\n" % (len(joins) - args.max_lines))
+    sys.stdout.write("joins-seen %d\n" % len(joins))
