@@ -80,7 +80,7 @@ pub async fn check(
     if relevant == 0 {
         return Ok(report);
     }
-    let (nodes, complete) = list(ctx, cluster, cp, inv)
+    let (nodes, complete) = list(ctx, cluster, cp, inv, None)
         .await
         .ok_or_else(|| LeakError::NodesUnreadable(cp.clone()))?;
     let fleet = fleet(ctx, cluster, &nodes)
