@@ -1,4 +1,6 @@
-//! The command line, parsed by hand: two commands and four flags do not need a parser crate.
+//! The command line, parsed by hand: two commands and a few flags do not need a parser crate.
+
+use joinkeeper::rogue::Mode;
 
 /// What to do.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -12,12 +14,15 @@ pub enum Command {
     Rotate {
         cluster: String,
         revoke_all: bool,
+        /// With `--revoke-all`: what to do about the Nodes that joined with a revoked token and
+        /// that no instance of the cluster stands behind (report only by default).
+        leaked: Mode,
         json: bool,
     },
 }
 
 pub const USAGE: &str = "usage: joinkeeper status [--cluster C] [--json]
-       joinkeeper rotate --cluster C [--revoke-all] [--json]
+       joinkeeper rotate --cluster C [--revoke-all [--cordon-leaked | --delete-leaked]] [--json]
        joinkeeper help";
 
 /// Parses the arguments after the program name. Errors are one line for the usage message.
@@ -28,6 +33,7 @@ pub fn parse(args: &[String]) -> Result<Command, String> {
     let mut cluster = None;
     let mut json = false;
     let mut revoke_all = false;
+    let mut leaked = Mode::Report;
     let mut i = 0;
     while i < rest.len() {
         let arg = rest[i].as_str();
@@ -55,6 +61,16 @@ pub fn parse(args: &[String]) -> Result<Command, String> {
             }
             "--json" if inline.is_none() => json = true,
             "--revoke-all" if inline.is_none() && command == "rotate" => revoke_all = true,
+            "--cordon-leaked" | "--delete-leaked" if inline.is_none() && command == "rotate" => {
+                if leaked != Mode::Report {
+                    return Err("--cordon-leaked and --delete-leaked exclude each other".into());
+                }
+                leaked = if flag == "--cordon-leaked" {
+                    Mode::Cordon
+                } else {
+                    Mode::Delete
+                };
+            }
             "-h" | "--help" => return Ok(Command::Help),
             _ => {
                 return Err(format!(
@@ -67,9 +83,13 @@ pub fn parse(args: &[String]) -> Result<Command, String> {
     }
     match command.as_str() {
         "status" => Ok(Command::Status { cluster, json }),
+        "rotate" if leaked != Mode::Report && !revoke_all => {
+            Err("--cordon-leaked and --delete-leaked go with --revoke-all".into())
+        }
         "rotate" => Ok(Command::Rotate {
             cluster: cluster.ok_or("rotate needs --cluster C")?,
             revoke_all,
+            leaked,
             json,
         }),
         "help" | "-h" | "--help" if rest.is_empty() => Ok(Command::Help),
@@ -111,6 +131,21 @@ mod tests {
             Ok(Command::Rotate {
                 cluster: "prod".into(),
                 revoke_all: true,
+                leaked: Mode::Report,
+                json: false
+            })
+        );
+        assert_eq!(
+            p(&[
+                "rotate",
+                "--cluster=prod",
+                "--revoke-all",
+                "--delete-leaked"
+            ]),
+            Ok(Command::Rotate {
+                cluster: "prod".into(),
+                revoke_all: true,
+                leaked: Mode::Delete,
                 json: false
             })
         );
@@ -126,6 +161,23 @@ mod tests {
             &["rotate", "--cluster"],
             &["rotate", "--cluster", "--revoke-all"],
             &["status", "--revoke-all"],
+            &["status", "--cordon-leaked"],
+            &["rotate", "--cluster", "a", "--cordon-leaked"],
+            &[
+                "rotate",
+                "--cluster",
+                "a",
+                "--revoke-all",
+                "--cordon-leaked",
+                "--delete-leaked",
+            ],
+            &[
+                "rotate",
+                "--cluster",
+                "a",
+                "--revoke-all",
+                "--delete-leaked=yes",
+            ],
             &["status", "--cluster", "a", "--cluster", "b"],
             &["status", "--json=yes"],
             &["statsu"],

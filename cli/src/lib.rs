@@ -3,9 +3,11 @@
 //! - `joinkeeper status [--cluster C] [--json]`: each cluster's join record (from its metadata,
 //!   never the secret), control planes and their SSM reachability, leases, and lifecycle actions
 //!   waiting for joinkeeper;
-//! - `joinkeeper rotate --cluster C [--revoke-all]`: a new token now, through the same
-//!   single-flight regeneration as the functions, and with `--revoke-all` every older joinkeeper
-//!   token revoked, for a suspected leak.
+//! - `joinkeeper rotate --cluster C [--revoke-all [--cordon-leaked | --delete-leaked]]`: a new
+//!   token now, through the same single-flight regeneration as the functions, and with
+//!   `--revoke-all` every older joinkeeper token revoked, for a suspected leak, and the Nodes that
+//!   joined with a revoked token and that no instance of the cluster stands behind reported (and
+//!   cordoned or deleted on request).
 //!
 //! AWS access is the standard chain (environment, profile/SSO, web identity, container or
 //! instance role; `AWS_ENDPOINT_URL` for the local emulator), as principal `app/joinkeeper-cli`.
@@ -55,13 +57,17 @@ pub mod exit {
 pub const HELP: &str = "joinkeeper — status and emergency rotation of joinkeeper's join records
 
 usage: joinkeeper status [--cluster C] [--json]
-       joinkeeper rotate --cluster C [--revoke-all] [--json]
+       joinkeeper rotate --cluster C [--revoke-all [--cordon-leaked | --delete-leaked]] [--json]
 
   status       every cluster (or one): join record age and expiry, last regeneration, control
                planes and their SSM reachability, leases, lifecycle actions waiting and their age
   rotate       regenerate the join record now, even when it is fresh, through the same
                single-flight path as the functions; refused when no control plane is reachable
-  --revoke-all with rotate: then delete every older joinkeeper token of the cluster (leak)
+  --revoke-all with rotate: then delete every older joinkeeper token of the cluster (leak), and
+               report the Nodes that joined with a revoked token (kubelet CSRs: about the last
+               hour) and that no instance of the cluster stands behind
+  --cordon-leaked, --delete-leaked
+               with --revoke-all: cordon (or cordon and delete) those Nodes; default: report
   --json       one JSON document on stdout instead of text
 
 AWS: the standard credential chain and region (AWS_PROFILE, AWS_REGION, ...); AWS_ENDPOINT_URL
@@ -223,6 +229,7 @@ async fn execute(
         Command::Rotate {
             cluster,
             revoke_all,
+            leaked,
             json,
         } => {
             let cluster = known_cluster(&ctx, cluster).await?;
@@ -230,8 +237,12 @@ async fn execute(
                 .filter(|d| !d.is_empty())
                 .unwrap_or_else(|| REVOKE_DOCUMENT_DEFAULT.to_owned());
             let revoke = revoke_all.then_some(document.as_str());
-            let rotated = rotate::rotate(&ctx, &cluster, revoke, &request_id(env)).await?;
-            rotate::render(&rotated, *json, out).map_err(write)
+            let rotated = rotate::rotate(&ctx, &cluster, revoke, *leaked, &request_id(env)).await?;
+            rotate::render(&rotated, *json, out).map_err(write)?;
+            match &rotated.leak_error {
+                Some(e) => Err(CliError::Failed(e.clone())),
+                None => Ok(()),
+            }
         }
         Command::Help | Command::Version => Ok(()),
     }

@@ -18,6 +18,7 @@ Subcommands (exit 0 on success, 3 on invalid input, 4 on a stale record):
   node-facts --nodes FILE --ids "i-.. i-.." [--dns-map F] [--ip-map F] [--max-chars N]
                                                   (node-status facts: Nodes that could claim each id)
   drain-left  < kubectl drain output                                 (kind + left lines)
+  bootstrap-joins --csrs FILE --tokens FILE [--max-lines N]  (token id -> Node name, from kubelet CSRs)
 
 Runs on Python 3.6+ (the oldest python3 on supported node images).
 """

@@ -2,9 +2,9 @@
 
 The stand-ins keep a pretend cluster in $JOINKEEPER_KUBE_STATE/state.json: bootstrap tokens (id,
 secret, description, creation and expiry), Nodes (name, providerID, Ready condition,
-unschedulable flag, how long a drain takes, how many pods a PodDisruptionBudget blocks) and the
-pods on each Node. Every read-modify-write holds an exclusive flock on state.lock, and the file is
-replaced atomically, so parallel calls are safe. Expired tokens disappear on the next access, as
+unschedulable flag, how long a drain takes, how many pods a PodDisruptionBudget blocks), the
+pods on each Node, and the kubelets' bootstrap CertificateSigningRequests (standin_csr.py). Every
+read-modify-write holds an exclusive flock on state.lock, and the file is replaced atomically, so parallel calls are safe. Expired tokens disappear on the next access, as
 the token cleaner in kube-controller-manager would remove them.
 
 Nothing here talks to a network or starts a process. It exists so that the real joinkeeper
@@ -55,6 +55,7 @@ def new_state(directory):
         "tokens": {},
         "nodes": {},
         "pods": [],
+        "csrs": [],
     }
 
 

@@ -5,6 +5,7 @@ import socket
 import sys
 
 import joinkeeper_standin as st
+import standin_csr
 from kubeadm_certs import check_certificate_key, config_certificate_key
 from kubeadm_common import (admin_conf, die, kubelet_conf_path, kubelet_provider_id, phase_error, take_flags,
                             write_node_file, yaml_value)
@@ -112,6 +113,7 @@ def cmd_join(args):
                     drain_seconds=st.env_int("JOINKEEPER_EMULATOR_DRAIN_SECONDS"),
                     stuck_pods=st.env_int("JOINKEEPER_EMULATOR_STUCK_PODS"),
                     role="control-plane" if control_plane else "worker")
+        standin_csr.add_bootstrap_csr(state, token_id, name)  # the kubelet's TLS bootstrap
     if conf:
         write_node_file("etc/kubernetes/kubelet.conf",
                         "# stand-in kubelet.conf (test double): node %s joined %s\n" % (name, endpoint))

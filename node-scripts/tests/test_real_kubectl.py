@@ -4,7 +4,8 @@ The stand-in kubectl accepts whatever it is given, so a flag a real kubectl does
 longer knows) would pass every other test. Here:
 
 1. The command lines are RECORDED, not copied: the real scripts run their kubectl scenarios
-   (nodes, node-status, drain, cordon --delete, join --at-boot on a joined worker, upload-certs)
+   (nodes, node-status, drain, cordon --delete, join --at-boot on a joined worker, upload-certs,
+   revoke-tokens)
    against the stand-in, which logs every call with the node script that made it (the "caller" of
    <kube state>/calls.jsonl, see standins/joinkeeper_standin.py). Calls that the suite's earlier
    tests recorded in this session (their own kube states and the emulator's) are added.
@@ -44,6 +45,7 @@ import time
 import pytest
 
 from conftest import BIN, Harness
+from contract import published
 
 GCLOUD_BIN = "/usr/lib/google-cloud-sdk/bin"
 # Flags of kubectl (global or of the verbs the scripts use) that take a value as the next word.
@@ -176,12 +178,14 @@ def run_scenarios(jk):
     worker, joined = "i-0aaaaaaaaaaaa0001", "i-0aaaaaaaaaaaa0002"
     add_node(jk, "ip-10-4-0-1.ec2.internal", worker)
     add_node(jk, "rogue-1")
+    keep = published(jk.publish().stdout)[1]
     expect = [
         ("joinkeeper-nodes", []),
         ("joinkeeper-node-status", ["--private-dns-names", "-", worker]),
         ("joinkeeper-drain", ["--instance-id", worker, "--timeout-seconds", "30"]),
         ("joinkeeper-cordon", ["--node", "rogue-1", "--delete", "true"]),
         ("joinkeeper-upload-certs", ["--cluster", jk.cluster, "--prefix", jk.prefix]),
+        ("joinkeeper-revoke-tokens", ["--cluster", jk.cluster, "--prefix", jk.prefix, "--keep-token-id", keep]),
     ]
     for script, args in expect:
         proc = jk.run(script, *args)

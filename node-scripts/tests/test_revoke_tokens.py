@@ -34,13 +34,14 @@ def test_revokes_every_joinkeeper_token_but_the_current_one(jk):
 
     assert proc.returncode == 0, proc.stderr
     lines = proc.stdout.splitlines()
-    assert sorted(lines[:-1]) == sorted(["revoked token_id=%s" % t for t in (second, stray)])
+    assert sorted(lines[:-2]) == sorted(["revoked token_id=%s" % t for t in (second, stray)])
+    assert lines[-2] == "joins-seen 0"  # no kubelet joined this stand-in cluster
     assert lines[-1] == "revoke-tokens cluster=%s kept=%s revoked=2" % (jk.cluster, current)
     assert set(jk.state()["tokens"]) == {current, operator, other}
     # Nothing left to revoke: a second run deletes nothing.
     again = revoke(jk, current)
     assert again.returncode == 0, again.stderr
-    assert again.stdout.splitlines() == ["revoke-tokens cluster=%s kept=%s revoked=0" % (jk.cluster, current)]
+    assert again.stdout.splitlines() == ["joins-seen 0", "revoke-tokens cluster=%s kept=%s revoked=0" % (jk.cluster, current)]
 
 
 def test_kurl_tokens_without_a_description_are_found_through_the_history(jk):

@@ -3,61 +3,15 @@
 
 use std::io::{Read, Write};
 use std::net::TcpListener;
-use std::path::PathBuf;
 use std::process::Command as Process;
 use std::time::Duration;
 
 use joinkeeper_cli::{exit, parse, run};
+use joinkeeper_tests::cli::{cli, cli_with, kube_dir};
 use joinkeeper_tests::*;
 use serde_json::Value;
 
 const H: u64 = 3600;
-
-/// The settings the CLI reads (the functions' variables), fast for tests.
-fn settings(name: &str) -> Option<String> {
-    match name {
-        "JOINKEEPER_COMMAND_POLL_MILLIS" => Some("100".into()),
-        "JOINKEEPER_COMMAND_DEADLINE_SECONDS" => Some("30".into()),
-        "USER" => Some("oncall".into()),
-        _ => None,
-    }
-}
-
-struct Ran {
-    code: i32,
-    out: String,
-    err: String,
-}
-
-impl Ran {
-    fn json(&self) -> Value {
-        serde_json::from_str(&self.out)
-            .unwrap_or_else(|e| panic!("not JSON ({e}): {}\n{}", self.out, self.err))
-    }
-}
-
-async fn cli_with(sdk: &aws_config::SdkConfig, args: &[&str]) -> Ran {
-    let args: Vec<String> = args.iter().map(|s| (*s).to_owned()).collect();
-    let command = parse(&args).expect("valid arguments");
-    let (mut out, mut err) = (Vec::new(), Vec::new());
-    let code = run(&command, sdk, &settings, &mut out, &mut err).await;
-    Ran {
-        code,
-        out: String::from_utf8_lossy(&out).into_owned(),
-        err: String::from_utf8_lossy(&err).into_owned(),
-    }
-}
-
-async fn cli(e: &Emulator, args: &[&str]) -> Ran {
-    cli_with(&e.sdk_config(Some("joinkeeper-cli")).await, args).await
-}
-
-/// The stand-in control plane's folder for `cluster` (what its kubeadm reads and writes).
-fn kube_dir(e: &Emulator, cluster: &str) -> PathBuf {
-    let dir = e.state_dir.join("clusters").join(cluster);
-    std::fs::create_dir_all(&dir).expect("kube dir");
-    dir
-}
 
 /// Creates a token directly on the stand-in control plane; returns its id.
 fn create_token(e: &Emulator, cluster: &str, description: &str) -> String {

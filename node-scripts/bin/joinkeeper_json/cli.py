@@ -1,8 +1,9 @@
-"""The command line: the nine subcommands and their options (usage: ../joinkeeper-json.py)."""
+"""The command line: the eleven subcommands and their options (usage: ../joinkeeper-json.py)."""
 import argparse
 import sys
 
 from .common import Invalid, fail
+from .csrs import cmd_bootstrap_joins
 from .nodes import cmd_drain_left, cmd_node_facts, cmd_node_lookup, cmd_nodes
 from .record import cmd_build_record, cmd_check_record, cmd_join_config, cmd_put_input
 from .tokens import cmd_revocable, cmd_token_expiry
@@ -50,6 +51,10 @@ def main():
     p.add_argument("--ip-map", default="")
     p.add_argument("--max-chars", type=int, default=23900)
     sub.add_parser("drain-left")
+    p = sub.add_parser("bootstrap-joins")
+    p.add_argument("--csrs", required=True)
+    p.add_argument("--tokens", required=True)
+    p.add_argument("--max-lines", type=int, default=300)
     args = parser.parse_args()
     handler = {
         "build-record": cmd_build_record,
@@ -62,6 +67,7 @@ def main():
         "nodes": cmd_nodes,
         "node-facts": cmd_node_facts,
         "drain-left": cmd_drain_left,
+        "bootstrap-joins": cmd_bootstrap_joins,
     }.get(args.command)
     if handler is None:
         parser.print_usage(sys.stderr)

@@ -3,6 +3,7 @@
 //! here and judged by pure functions ([`matching`]). The scripts never decide which Node is
 //! whose.
 
+pub mod joins;
 pub mod matching;
 
 use time::OffsetDateTime;

@@ -115,6 +115,8 @@ pub struct Revoked {
     /// The current record's token, kept.
     pub kept: String,
     pub token_ids: Vec<String>,
+    /// Which token each recent Node joined with (from the kubelets' bootstrap CSRs).
+    pub joins: crate::nodes::joins::Joins,
 }
 
 /// What a regeneration under the lease is asked to do.

@@ -65,14 +65,11 @@ pub(super) async fn revoke_older(
     Ok(revoked)
 }
 
-/// The revoke document's output: `revoked token_id=<id>` lines, then the last line
+/// The revoke document's output: `revoked token_id=<id>` lines, the joins
+/// ([`crate::nodes::joins::parse_joins`]), then the last line
 /// `revoke-tokens cluster=<C> kept=<id> revoked=<n>` (never a secret).
 pub fn parse_revoke_output(stdout: &str) -> Result<Revoked, String> {
-    let is_id = |s: &str| {
-        s.len() == 6
-            && s.bytes()
-                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
-    };
+    let is_id = crate::nodes::joins::token_id_ok;
     let mut token_ids = Vec::new();
     let mut summary = None;
     for line in stdout.lines() {
@@ -101,7 +98,11 @@ pub fn parse_revoke_output(stdout: &str) -> Result<Revoked, String> {
             token_ids.len()
         ));
     }
-    Ok(Revoked { kept, token_ids })
+    Ok(Revoked {
+        kept,
+        token_ids,
+        joins: crate::nodes::joins::parse_joins(stdout),
+    })
 }
 
 #[cfg(test)]

@@ -4,6 +4,8 @@
 //! at ([`verdict`]). What is done about a rogue Node is the cluster operator's choice
 //! (parameter `<prefix>/<cluster>/rogue-nodes`: `report`, the default, `cordon` or `delete`).
 
+mod cordon;
+pub mod leaked;
 pub mod verdict;
 
 use std::collections::HashSet;
@@ -19,6 +21,7 @@ use crate::context::{Context, Invocation};
 use crate::names::{ClusterName, InstanceId};
 use crate::nodes::matching::NodeIndex;
 use crate::nodes::{parse_listing, NodeLine};
+use cordon::cordon;
 pub use verdict::{act, decide, Act, Fleet, Mode, Verdict};
 
 /// One Node the check reports, and what was done.
@@ -277,29 +280,4 @@ pub async fn check(
         complete,
         nodes: found,
     })
-}
-
-async fn cordon(
-    ctx: &Context,
-    cluster: &ClusterName,
-    cp: &InstanceId,
-    node: &str,
-    delete: bool,
-    inv: &Invocation,
-) -> String {
-    let request = CommandRequest {
-        cluster: cluster.as_str(),
-        instance: cp,
-        document: &ctx.config.documents.cordon,
-        parameters: vec![
-            ("NodeName", node.to_owned()),
-            ("Delete", delete.to_string()),
-        ],
-        comment: format!("joinkeeper: cordon a rogue Node of {cluster}"),
-    };
-    match ctx.run_command(request, &inv.deadline).await {
-        Ok(_) if delete => "deleted".to_owned(),
-        Ok(_) => "cordoned".to_owned(),
-        Err(err) => format!("failed: {err}"),
-    }
 }
