@@ -138,6 +138,12 @@ impl Context {
         self.run_command_picked_up(request, deadline, None).await
     }
 
+    /// The pickup bound for a read-only question asked of control plane `n` of `of`: one node
+    /// poll while another is left to ask, none for the last (it is waited on).
+    pub fn pickup_before_next(&self, n: usize, of: usize) -> Option<std::time::Duration> {
+        (n + 1 < of).then_some(self.config.node_poll)
+    }
+
     /// [`Context::run_command`], given up when the agent has not taken the command within
     /// `pickup` (see [`crate::aws::run_command::CommandRunner::wait_picked_up`]).
     pub async fn run_command_picked_up(

@@ -64,27 +64,30 @@ impl Memory {
 
     /// How long the run has seen `instance` without a Node (0 when it has one, or is unknown).
     pub fn absent_for(&mut self, instance: &InstanceId, absent: bool) -> Duration {
-        if !absent {
-            self.absent_since.remove(instance);
-            return Duration::ZERO;
-        }
-        self.absent_since
-            .entry(instance.clone())
-            .or_insert_with(Instant::now)
-            .elapsed()
+        held_for(&mut self.absent_since, instance, absent)
     }
 
     /// How long the control plane has been unreachable for this instance (0 when it answered).
     pub fn unreachable_for(&mut self, instance: &InstanceId, reachable: bool) -> Duration {
-        if reachable {
-            self.unreachable_since.remove(instance);
-            return Duration::ZERO;
-        }
-        self.unreachable_since
-            .entry(instance.clone())
-            .or_insert_with(Instant::now)
-            .elapsed()
+        held_for(&mut self.unreachable_since, instance, !reachable)
     }
+}
+
+/// How long `holds` has been true of `instance` in this run, by the first time it was seen so in
+/// `since`; 0 (and forgotten) once it no longer holds.
+fn held_for(
+    since: &mut HashMap<InstanceId, Instant>,
+    instance: &InstanceId,
+    holds: bool,
+) -> Duration {
+    if !holds {
+        since.remove(instance);
+        return Duration::ZERO;
+    }
+    since
+        .entry(instance.clone())
+        .or_insert_with(Instant::now)
+        .elapsed()
 }
 
 #[cfg(test)]

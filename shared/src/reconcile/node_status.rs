@@ -152,7 +152,7 @@ async fn ask(
         }
         // While another control plane is left to ask, one whose agent has not taken the
         // question by the next poll (offline, busy) is passed over rather than waited on.
-        let pickup = (n + 1 < candidates.len()).then_some(ctx.config.node_poll);
+        let pickup = ctx.pickup_before_next(n, candidates.len());
         let request = CommandRequest {
             cluster: cluster.as_str(),
             instance: cp,

@@ -199,7 +199,7 @@ pub async fn check(
     for (n, cp) in candidates.iter().enumerate() {
         // An agent that has not taken the question by the next poll is passed over while
         // another control plane is left.
-        let pickup = (n + 1 < candidates.len()).then_some(ctx.config.node_poll);
+        let pickup = ctx.pickup_before_next(n, candidates.len());
         if let Some(l) = list(ctx, cluster, cp, inv, pickup).await {
             listed = Some((cp, l));
             break;
