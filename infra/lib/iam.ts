@@ -38,6 +38,8 @@ export const FOLLOW_COMMAND_ACTIONS = [
 export const DISCOVERY_ACTIONS = [
   'ec2:DescribeInstances',
   'autoscaling:DescribeAutoScalingGroups',
+  // The batch's groups by their tags alone (no instance lists).
+  'autoscaling:DescribeTags',
   'autoscaling:DescribeAutoScalingInstances',
   'autoscaling:DescribeLifecycleHooks',
   'autoscaling:DescribeWarmPool',

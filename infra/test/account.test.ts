@@ -195,7 +195,7 @@ describe('account stack: triggers', () => {
         FunctionName: { Ref: Match.stringLikeRegexp(`^${fn}`) },
         EventSourceArn: { 'Fn::GetAtt': [Match.stringLikeRegexp('^LifecycleEvents'), 'Arn'] },
         BatchSize: 100,
-        MaximumBatchingWindowInSeconds: 5,
+        MaximumBatchingWindowInSeconds: 15,
         FunctionResponseTypes: ['ReportBatchItemFailures'],
       });
     }

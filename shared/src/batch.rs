@@ -52,7 +52,7 @@ pub async fn handle_batch(
         }
     }
     let names = groups_of(&messages);
-    let standings = match ctx.asg.groups(&names).await {
+    let standings = match ctx.asg.group_labels(&names).await {
         Ok(found) => {
             let by_name: BTreeMap<_, _> = found.iter().map(|g| (g.name.clone(), g)).collect();
             names

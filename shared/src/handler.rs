@@ -115,8 +115,11 @@ async fn lifecycle_for(
     action: &crate::lifecycle::LifecycleAction,
     inv: &Invocation,
 ) -> Result<LifecycleResponse, HandlerError> {
-    let found = ctx.asg.group(&action.group).await?;
-    let cluster = match crate::queue::standing_of(found.as_ref()) {
+    let found = ctx
+        .asg
+        .group_labels(std::slice::from_ref(&action.group))
+        .await?;
+    let cluster = match crate::queue::standing_of(found.first()) {
         GroupStanding::Cluster(c) => c,
         GroupStanding::NotManaged(reason) => return Ok(LifecycleResponse::Ignored { reason }),
     };

@@ -134,9 +134,11 @@ mod tests;
 
 /// Pure: what a looked-up group is to joinkeeper (`None`: no such group). The one rule for bare
 /// events and batches alike.
-pub fn standing_of(found: Option<&crate::aws::autoscaling::ManagedGroup>) -> GroupStanding {
+pub fn standing_of(found: Option<&crate::aws::group_tags::GroupLabels>) -> GroupStanding {
     match found {
-        None => GroupStanding::NotManaged("unknown Auto Scaling group".into()),
+        None => GroupStanding::NotManaged(
+            "unknown Auto Scaling group, or not tagged joinkeeper:cluster".into(),
+        ),
         Some(g) if !g.is_worker_group => {
             GroupStanding::NotManaged("group is not tagged joinkeeper:role=worker".into())
         }

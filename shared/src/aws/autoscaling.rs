@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use aws_sdk_autoscaling::types::Filter;
 
-use super::fleet::{CLUSTER_TAG, ROLE_TAG, WORKER_ROLE};
+use super::fleet::CLUSTER_TAG;
 use super::AwsCallError;
 use crate::lifecycle::{HookResult, LifecycleAction, Transition};
 use crate::names::{ClusterName, GroupName, HookName, InstanceId, NameError};
@@ -103,6 +103,14 @@ impl AutoScaling {
             }
         }
         Ok(found)
+    }
+
+    /// The joinkeeper tags of the groups of `names` ([`super::group_tags`]).
+    pub async fn group_labels(
+        &self,
+        names: &[GroupName],
+    ) -> Result<Vec<super::group_tags::GroupLabels>, AwsCallError> {
+        super::group_tags::look_up(&self.client, names).await
     }
 
     /// Every group tagged `joinkeeper:cluster` with this value.
@@ -276,19 +284,12 @@ fn no_active_action(err: &AwsCallError) -> bool {
 /// A group whose name AWS returned but that fails our own pattern is left out.
 fn to_managed(g: &aws_sdk_autoscaling::types::AutoScalingGroup) -> Option<ManagedGroup> {
     let name = GroupName::parse(g.auto_scaling_group_name()?).ok()?;
-    let tag = g
-        .tags()
-        .iter()
-        .find(|t| t.key() == Some(CLUSTER_TAG))
-        .and_then(|t| t.value());
-    let cluster = match tag {
-        Some(v) => ClusterName::parse(v),
-        None => Err(NameError::Cluster("(no joinkeeper:cluster tag)".into())),
-    };
-    let is_worker_group = g
-        .tags()
-        .iter()
-        .any(|t| t.key() == Some(ROLE_TAG) && t.value() == Some(WORKER_ROLE));
+    let labels = super::group_tags::labels_of(
+        name,
+        g.tags()
+            .iter()
+            .filter_map(|t| Some((t.key()?, t.value().unwrap_or_default()))),
+    );
     let instances = g
         .instances()
         .iter()
@@ -300,9 +301,9 @@ fn to_managed(g: &aws_sdk_autoscaling::types::AutoScalingGroup) -> Option<Manage
         })
         .collect();
     Some(ManagedGroup {
-        name,
-        cluster,
-        is_worker_group,
+        name: labels.name,
+        cluster: labels.cluster,
+        is_worker_group: labels.is_worker_group,
         has_warm_pool: g.warm_pool_configuration().is_some(),
         instances,
     })

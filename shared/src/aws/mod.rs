@@ -4,6 +4,7 @@
 pub mod activities;
 pub mod autoscaling;
 pub mod fleet;
+pub mod group_tags;
 pub mod lambda_env;
 pub mod parameters;
 pub mod run_command;

@@ -70,3 +70,68 @@ pub async fn heartbeat_if_due(
     }
     Ok(false)
 }
+
+/// Whether an action last heartbeated `since` ago (`None`: not by this run) must be heartbeated
+/// before the run lets its lease go: a successor may not reach it for `gap` (a holder killed at
+/// once blocks the cluster for its first lease), and by then half its timeout must not have run.
+pub fn due_before_handover(since: Option<Duration>, gap: Duration, timeout: Duration) -> bool {
+    since.is_none_or(|s| heartbeat_due(s.saturating_add(gap), timeout))
+}
+
+/// At most this many heartbeats in flight when a run hands its actions over.
+const HANDOVER_HEARTBEATS_IN_FLIGHT: usize = 8;
+
+/// Heartbeats, before a run that reached its deadline releases the lease, every action still
+/// waiting that could otherwise reach its heartbeat timeout before a successor's first pass;
+/// returns how many were heartbeated. Best effort within `deadline`: a failure is logged and the
+/// action is left to the successor as it would be without this.
+pub async fn heartbeat_before_handover(
+    ctx: &Context,
+    mem: &mut Memory,
+    pending: &[Waiting],
+    gap: Duration,
+    deadline: &crate::deadline::Deadline,
+) -> usize {
+    use futures_util::StreamExt;
+    let due: Vec<(Waiting, Vec<Hook>)> = pending
+        .iter()
+        .filter_map(|w| {
+            let hooks: Vec<Hook> = mem
+                .hooks
+                .get(&w.group)?
+                .for_state(w.state)
+                .into_iter()
+                .cloned()
+                .collect();
+            let timeout = hooks.iter().map(|h| h.heartbeat_timeout).min()?;
+            due_before_handover(mem.since_heartbeat(&w.instance), gap, timeout)
+                .then(|| (w.clone(), hooks))
+        })
+        .collect();
+    let beats = futures_util::stream::iter(due.iter().map(|(w, hooks)| async move {
+        for hook in hooks {
+            match ctx.asg.heartbeat(&action(w, hook)).await {
+                Ok(Completion::Completed) => return Some(w.instance.clone()),
+                Ok(Completion::AlreadyDone) => continue,
+                Err(err) => {
+                    tracing::warn!(instance = %w.instance, error = %err, "could not heartbeat the action before handing it over");
+                    return None;
+                }
+            }
+        }
+        None
+    }))
+    .buffer_unordered(HANDOVER_HEARTBEATS_IN_FLIGHT)
+    .collect::<Vec<_>>();
+    let Ok(beaten) = tokio::time::timeout(deadline.remaining(), beats).await else {
+        tracing::warn!("ran out of time heartbeating the actions it hands over");
+        return 0;
+    };
+    let now = Instant::now();
+    let mut count = 0;
+    for instance in beaten.into_iter().flatten() {
+        mem.last_heartbeat.insert(instance, now);
+        count += 1;
+    }
+    count
+}

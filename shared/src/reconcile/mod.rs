@@ -247,6 +247,7 @@ async fn run_passes(
     let mut mem = Memory::default();
     let mut first = true;
     let mut failed_passes = 0;
+    let mut still_waiting = Vec::new();
     let stopped = loop {
         if !first && !renew_or_let_go(&ctx.leases, &mut held, run_ttl(ctx, &mem)).await? {
             break StopReason::LeaseLost;
@@ -293,6 +294,7 @@ async fn run_passes(
             }
         };
         report.pending = result.pending;
+        still_waiting = result.still_waiting;
         report
             .actions
             .extend(result.reports.into_iter().filter(|r| r.outcome.is_final()));
@@ -308,6 +310,15 @@ async fn run_passes(
             break StopReason::Deadline;
         }
     };
+    if stopped == StopReason::Deadline && !still_waiting.is_empty() {
+        // The successor that takes these actions over may be killed at once and block the
+        // cluster for its first lease: heartbeat now whatever could not wait that long.
+        let gap = first_ttl(ctx) + ctx.config.node_poll;
+        let room = inv.deadline.within(pass_room(ctx));
+        let beaten =
+            act::heartbeat_before_handover(ctx, &mut mem, &still_waiting, gap, &room).await;
+        info!(cluster = %cluster, pending = still_waiting.len(), heartbeated = beaten, "handing the waiting actions over at the deadline");
+    }
     if let Err(err) = ctx.leases.release(held).await {
         tracing::warn!(error = %err, "could not release the reconcile lease; it expires by itself");
     }

@@ -23,8 +23,10 @@ use crate::reconcile::{cleanup, drain, launch, node_status, terminate, warm_entr
 #[derive(Debug, Default)]
 pub struct PassResult {
     pub reports: Vec<ActionReport>,
-    /// Actions still waiting after this pass.
+    /// Actions (and Nodes left to delete) still waiting after this pass.
     pub pending: usize,
+    /// The lifecycle actions among them.
+    pub still_waiting: Vec<Waiting>,
 }
 
 pub async fn run_pass(
@@ -152,6 +154,7 @@ fn settle(
         mem.done.insert((w.instance.clone(), w.state));
     } else {
         result.pending += 1;
+        result.still_waiting.push(w.clone());
     }
     report.by_schedule = inv.trigger == crate::context::Trigger::Schedule;
     ctx.metrics.record_all(crate::metrics::action(&report));

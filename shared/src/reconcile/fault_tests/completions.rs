@@ -15,7 +15,7 @@ use crate::reconcile::report::ActionOutcome;
 use crate::testing::{context, group, hook, id};
 
 /// Memory holding the demo group's launch hook, for completions.
-fn with_launch_hook() -> Memory {
+pub(super) fn with_launch_hook() -> Memory {
     use crate::reconcile::gather::GroupHooks;
     let mut mem = Memory::default();
     mem.hooks.insert(

@@ -229,5 +229,6 @@ fn launch_setup(
 
 mod completions;
 mod drains;
+mod handover;
 mod launches;
 mod leases;
