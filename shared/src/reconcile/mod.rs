@@ -216,6 +216,17 @@ pub fn until_next_pass(poll: Duration, pass_took: Duration) -> Duration {
     poll.saturating_sub(pass_took).max(poll / 5)
 }
 
+/// The pause after the `failed`-th failed pass in a row: a fifth of the poll, doubling up to the
+/// poll. The SDK has already retried the failed call with backoff, so the failure is most often
+/// over; asking again at once would only add to a throttled bucket, waiting a whole poll leaves a
+/// Node that became Ready meanwhile a poll more.
+pub fn after_failed_pass(poll: Duration, failed: u32) -> Duration {
+    let first = poll / 5;
+    first
+        .saturating_mul(1 << failed.saturating_sub(1).min(8))
+        .min(poll)
+}
+
 /// How long until `holder`'s lease expires, when that is soon: within a third of the lease's
 /// TTL. A live holder renews before every pass, so it never lets its lease run that low (a pass
 /// that would outlast the lease stops at the lease's guard and loses it).
@@ -276,13 +287,14 @@ async fn run_passes(
                 r
             }
             // A pass that could not read the cluster (throttled, a 5xx, an answer lost) holds
-            // every action: keep the lease and ask again after a poll, so the actions are
-            // heartbeated and decided by this run rather than left to a retry or the schedule.
+            // every action: keep the lease and ask again soon, backing off to a poll, so the
+            // actions are heartbeated and decided by this run rather than left to a retry or
+            // the schedule.
             Err(err) if failed_passes + 1 < MAX_FAILED_PASSES => {
                 failed_passes += 1;
-                tracing::warn!(cluster = %cluster, error = %err, failed_passes, "pass failed; asking again next poll");
-                if inv.deadline.is_near(ctx.config.node_poll + pass_room(ctx))
-                    || !inv.deadline.sleep(ctx.config.node_poll).await
+                let pause = after_failed_pass(ctx.config.node_poll, failed_passes);
+                tracing::warn!(cluster = %cluster, error = %err, failed_passes, pause_ms = pause.as_millis() as u64, "pass failed; asking again");
+                if inv.deadline.is_near(pause + pass_room(ctx)) || !inv.deadline.sleep(pause).await
                 {
                     break StopReason::Deadline;
                 }

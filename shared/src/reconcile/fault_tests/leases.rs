@@ -310,3 +310,12 @@ fn passes_begin_a_poll_apart_and_never_back_to_back() {
         "a long pass (throttled, drains): the next one soon, but not at once"
     );
 }
+
+#[test]
+fn a_failed_pass_is_asked_again_soon_then_backing_off_to_a_poll() {
+    use crate::reconcile::after_failed_pass;
+    let s = Duration::from_secs;
+    let pauses: Vec<Duration> = (1..=5).map(|n| after_failed_pass(s(5), n)).collect();
+    assert_eq!(pauses, [s(1), s(2), s(4), s(5), s(5)]);
+    assert_eq!(after_failed_pass(s(15), 40), s(15), "never past a poll");
+}
