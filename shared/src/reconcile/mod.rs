@@ -87,6 +87,10 @@ pub fn run_ttl(ctx: &Context, mem: &Memory) -> Duration {
     }
 }
 
+/// Room a run keeps after its last pass, before its invocation's deadline, to heartbeat the
+/// actions it hands over and release its lease.
+pub const HANDOVER_ROOM: Duration = Duration::from_secs(3);
+
 /// Room a run keeps before its deadline to start another pass.
 fn pass_room(ctx: &Context) -> Duration {
     Duration::from_secs(10).max(ctx.config.node_poll / 2)
@@ -259,13 +263,21 @@ async fn run_passes(
     let mut first = true;
     let mut failed_passes = 0;
     let mut still_waiting = Vec::new();
+    // The passes end HANDOVER_ROOM before the invocation does: what is left is for handing the
+    // waiting actions over (heartbeats) and letting the lease go.
+    let passes = Invocation {
+        deadline: inv
+            .deadline
+            .within(inv.deadline.remaining().saturating_sub(HANDOVER_ROOM)),
+        ..inv.clone()
+    };
     let stopped = loop {
         if !first && !renew_or_let_go(&ctx.leases, &mut held, run_ttl(ctx, &mem)).await? {
             break StopReason::LeaseLost;
         }
         first = false;
         let lease_left = ctx.leases.time_left(&held);
-        let bound = pass::pass_bound(inv, lease_left);
+        let bound = pass::pass_bound(&passes, lease_left);
         // Every write of a pass (completions, drain records, heartbeats, not only the Run Command
         // waits that `bound` limits) must land while the lease is this run's: a pass slowed past
         // the lease's guard (throttling, retries) is cut there, as a killed invocation would be,
@@ -273,7 +285,7 @@ async fn run_passes(
         let pass_began = tokio::time::Instant::now();
         let result = tokio::time::timeout(
             lease_left,
-            pass::run_pass(ctx, cluster, inv, &mut mem, &bound),
+            pass::run_pass(ctx, cluster, &passes, &mut mem, &bound),
         )
         .await;
         report.passes += 1;
@@ -294,7 +306,8 @@ async fn run_passes(
                 failed_passes += 1;
                 let pause = after_failed_pass(ctx.config.node_poll, failed_passes);
                 tracing::warn!(cluster = %cluster, error = %err, failed_passes, pause_ms = pause.as_millis() as u64, "pass failed; asking again");
-                if inv.deadline.is_near(pause + pass_room(ctx)) || !inv.deadline.sleep(pause).await
+                if passes.deadline.is_near(pause + pass_room(ctx))
+                    || !passes.deadline.sleep(pause).await
                 {
                     break StopReason::Deadline;
                 }
@@ -313,8 +326,10 @@ async fn run_passes(
         if result.pending == 0 {
             break StopReason::Settled;
         }
-        if inv.deadline.is_near(ctx.config.node_poll + pass_room(ctx))
-            || !inv
+        if passes
+            .deadline
+            .is_near(ctx.config.node_poll + pass_room(ctx))
+            || !passes
                 .deadline
                 .sleep(until_next_pass(ctx.config.node_poll, pass_began.elapsed()))
                 .await
