@@ -54,7 +54,13 @@ pub async fn heartbeat_if_due(
     };
     let since = match (mem.since_heartbeat(&w.instance), waiting_for) {
         (Some(s), _) => s,
-        (None, Some(w)) => w,
+        (None, Some(age)) => {
+            // The action's timeout clock started with its wait: remembered as its last beat.
+            if let Some(began) = Instant::now().checked_sub(age) {
+                mem.last_heartbeat.insert(w.instance.clone(), began);
+            }
+            age
+        }
         (None, None) => Duration::MAX,
     };
     let threshold_room = ctx.config.node_poll.min(timeout / 4);
@@ -71,11 +77,12 @@ pub async fn heartbeat_if_due(
     Ok(false)
 }
 
-/// Whether an action last heartbeated `since` ago (`None`: not by this run) must be heartbeated
-/// before the run lets its lease go: a successor may not reach it for `gap` (a holder killed at
-/// once blocks the cluster for its first lease), and by then half its timeout must not have run.
+/// Whether an action whose timeout clock last restarted `since` ago (`None`: unknown to this run)
+/// must be heartbeated before the run lets its lease go: a successor may not reach it for `gap`
+/// (a successor killed at once blocks the cluster for its first lease), and by then a quarter of
+/// its timeout must still be left for that successor's first pass.
 pub fn due_before_handover(since: Option<Duration>, gap: Duration, timeout: Duration) -> bool {
-    since.is_none_or(|s| heartbeat_due(s.saturating_add(gap), timeout))
+    since.is_none_or(|s| s.saturating_add(gap) >= timeout * 3 / 4)
 }
 
 /// At most this many heartbeats in flight when a run hands its actions over.

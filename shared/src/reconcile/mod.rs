@@ -88,7 +88,7 @@ pub fn run_ttl(ctx: &Context, mem: &Memory) -> Duration {
 }
 
 /// Room a run keeps after its last pass, before its invocation's deadline, to heartbeat the
-/// actions it hands over and release its lease.
+/// actions it hands over and release its lease (an eighth of a shorter invocation).
 pub const HANDOVER_ROOM: Duration = Duration::from_secs(3);
 
 /// Room a run keeps before its deadline to start another pass.
@@ -265,10 +265,11 @@ async fn run_passes(
     let mut still_waiting = Vec::new();
     // The passes end HANDOVER_ROOM before the invocation does: what is left is for handing the
     // waiting actions over (heartbeats) and letting the lease go.
+    let left = inv.deadline.remaining();
     let passes = Invocation {
         deadline: inv
             .deadline
-            .within(inv.deadline.remaining().saturating_sub(HANDOVER_ROOM)),
+            .within(left.saturating_sub(HANDOVER_ROOM.min(left / 8))),
         ..inv.clone()
     };
     let stopped = loop {

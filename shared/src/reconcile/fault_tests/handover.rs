@@ -23,25 +23,14 @@ fn worker(n: u32) -> Waiting {
 }
 
 #[test]
-fn an_action_is_heartbeated_before_handover_when_the_gap_would_reach_half_its_timeout() {
-    let timeout = Duration::from_secs(120);
-    let gap = Duration::from_secs(40);
-    assert!(due_before_handover(None, gap, timeout));
-    assert!(!due_before_handover(
-        Some(Duration::from_secs(5)),
-        gap,
-        timeout
-    ));
-    assert!(due_before_handover(
-        Some(Duration::from_secs(20)),
-        gap,
-        timeout
-    ));
-    assert!(due_before_handover(
-        Some(Duration::ZERO),
-        Duration::from_secs(60),
-        timeout
-    ));
+fn an_action_is_heartbeated_before_handover_when_a_quarter_of_its_timeout_would_not_be_left() {
+    let s = Duration::from_secs;
+    let (timeout, gap) = (s(120), s(40));
+    assert!(due_before_handover(None, gap, timeout), "unknown: beat");
+    assert!(!due_before_handover(Some(s(5)), gap, timeout));
+    assert!(!due_before_handover(Some(s(49)), gap, timeout));
+    assert!(due_before_handover(Some(s(50)), gap, timeout));
+    assert!(due_before_handover(Some(Duration::ZERO), s(90), timeout));
 }
 
 #[tokio::test]
@@ -51,14 +40,14 @@ async fn a_run_at_its_deadline_heartbeats_only_the_actions_that_could_time_out()
     let ctx = context(&[], &[], &[&beat]);
     let mut mem = with_launch_hook();
     let now = Instant::now();
-    // Hooks of 300 s: with a 100 s gap, anything beaten 50 s ago or more is due.
+    // Hooks of 300 s: with a 200 s gap, anything beaten 25 s ago or more is due.
     mem.last_heartbeat.insert(worker(1).instance, now);
     mem.last_heartbeat
         .insert(worker(2).instance, now - Duration::from_secs(80));
     let pending = [worker(1), worker(2), worker(3)];
     let room = Deadline::after(Duration::from_secs(10));
     let n =
-        heartbeat_before_handover(&ctx, &mut mem, &pending, Duration::from_secs(100), &room).await;
+        heartbeat_before_handover(&ctx, &mut mem, &pending, Duration::from_secs(200), &room).await;
     assert_eq!(n, 2);
     assert_eq!(beat.num_calls(), 2);
     assert!(mem.since_heartbeat(&worker(2).instance) < Some(Duration::from_secs(5)));
