@@ -22,8 +22,14 @@ use crate::deadline::Deadline;
 use crate::names::{ClusterName, InstanceId};
 use crate::reconcile::drain::{self, DrainRecord};
 
-/// Pure: the records to act on — those whose instance is gone (`live`: instances EC2 still lists
-/// as live) and whose action no longer waits — with the Node each names (`None`: the drain was
+/// A left record is always looked at (its action was completed, perhaps this very pass); the
+/// record of a drain is only once its action no longer waits.
+fn eligible(instance: &InstanceId, r: &DrainRecord, waiting: &HashSet<InstanceId>) -> bool {
+    r.left_node.is_some() || !waiting.contains(instance)
+}
+
+/// Pure: the records to act on — left ones, and those of drains whose action no longer waits —
+/// whose instance is gone (`live`: instances EC2 still lists as live), with the Node each names (`None`: the drain was
 /// to find it and never said; the scheduled Node check finds it by providerID).
 pub fn gone(
     records: &HashMap<InstanceId, DrainRecord>,
@@ -32,7 +38,7 @@ pub fn gone(
 ) -> Vec<(InstanceId, Option<String>)> {
     let mut out: Vec<(InstanceId, Option<String>)> = records
         .iter()
-        .filter(|(i, _)| !waiting.contains(*i) && !live(i))
+        .filter(|(i, r)| eligible(i, r, waiting) && !live(i))
         .map(|(i, r)| (i.clone(), r.left_node.clone().or_else(|| r.node.clone())))
         .collect();
     out.sort();
@@ -51,9 +57,9 @@ pub async fn delete_nodes_of_gone(
     deadline: &Deadline,
 ) -> Result<usize, AwsCallError> {
     let asked: Vec<InstanceId> = records
-        .keys()
-        .filter(|i| !waiting.contains(*i))
-        .cloned()
+        .iter()
+        .filter(|(i, r)| eligible(i, r, waiting))
+        .map(|(i, _)| i.clone())
         .collect();
     if asked.is_empty() {
         return Ok(0);
@@ -156,7 +162,8 @@ mod tests {
         .into_iter()
         .collect();
         let still = id("i-00000002");
-        let waiting: HashSet<InstanceId> = [id("i-00000004")].into_iter().collect();
+        let waiting: HashSet<InstanceId> =
+            [id("i-00000001"), id("i-00000004")].into_iter().collect();
         let found = gone(&records, &waiting, &|i| *i == still);
         assert_eq!(
             found,
@@ -171,8 +178,9 @@ mod tests {
                 ),
                 (id("i-00000005"), None),
             ],
-            "a left Node once its instance is gone; the Node of a drain whose instance went away \
-             mid-drain; a live instance's Node waits; a waiting action's drain is no cleanup"
+            "a left Node once its instance is gone (its action completed this very pass); the Node \
+             of a drain whose instance went away mid-drain; a live instance's Node waits; a \
+             waiting action's drain is no cleanup"
         );
     }
 }
