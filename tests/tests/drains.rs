@@ -255,12 +255,13 @@ async fn the_node_of_an_instance_gone_without_its_action_or_any_record_is_delete
         .await
         .expect("scale in one");
     let terminate = w.events(1).await;
-    // A short invocation: it starts the drain and stops while the drain runs.
+    // A short invocation (8 s, 3 of them kept for the hand-over): it starts the drain and stops
+    // while the drain runs.
     let _ = handle_lifecycle(
         &ctx,
         &terminate[0],
         Transition::Terminating,
-        &inv("short", 4),
+        &inv("short", 8),
     )
     .await
     .expect("handled");
