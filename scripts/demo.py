@@ -15,7 +15,9 @@ single-kubeadm variant; the emulator hands each launched instance's user data to
 node-scripts/boot): the control plane publishes the first record, aged 23 h -> the schedule rotates
 it; the worker group scales out by 3 -> every worker joins with the fresh record -> hooks CONTINUE;
 a 4th worker whose join fails -> ABANDON with its reason; scale-in of one worker -> drained and
-deleted; a second schedule tick -> no change. Prints a timeline and a summary; exit 1 on any miss.
+deleted; scale-in of a worker whose pod a PodDisruptionBudget keeps -> the drain times out, the
+action completes naming the pod, the Node is deleted once the instance is gone; a second schedule
+tick -> no change. Prints a timeline and a summary; exit 1 on any miss.
 """
 import argparse
 import base64
@@ -29,10 +31,11 @@ import demo_queue
 from demo_client import DemoClient
 from demo_services import (CLUSTER, FAILURES, FUNCTION_ENV, GROUP, REGION, ROOT, STATE, TIMELINE, Services,
                            build_functions, free_port, print_log_tails, record, say)
+from demo_drains import BlockedDrainStep
 from demo_warm_pool import WarmPoolStep
 
 
-class Demo(DemoClient, WarmPoolStep):
+class Demo(DemoClient, WarmPoolStep, BlockedDrainStep):
     # --- scenario ------------------------------------------------------------------------------
     def shipped_cluster(self):
         """The cluster stack's single-kubeadm variant, synthesized once per run into .demo/synth
@@ -197,6 +200,7 @@ class Demo(DemoClient, WarmPoolStep):
         else:
             record("scale-in", "no terminate event", "", ok=False)
 
+        self.blocked_drain()
         self.rogue_node()
         self.warm_pool()
         self.schedule_tick("2", False, token)

@@ -11,7 +11,7 @@ use time::OffsetDateTime;
 use joinkeeper::freshness::Freshness;
 use joinkeeper::lease::{now_ms, LeaseValue};
 use joinkeeper::lifecycle::WaitState;
-use joinkeeper::names::ClusterName;
+use joinkeeper::names::{ClusterName, InstanceId};
 use joinkeeper::reconcile::{drain, gather};
 use joinkeeper::regenerate::record_state;
 use joinkeeper::timefmt::rfc3339;
@@ -37,6 +37,17 @@ pub struct ClusterStatus {
     pub impostors: Vec<Impostor>,
     pub leases: Vec<LeaseStatus>,
     pub waiting: Vec<WaitingAction>,
+    /// Nodes left in place by drains that did not end clean, until their instances are gone
+    /// (then deleted), with the pods that kept them.
+    pub left_nodes: Vec<LeftNode>,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct LeftNode {
+    pub instance: String,
+    pub node: String,
+    /// `ns/pod (why)`: why is `pdb`, `unmanaged`, `local-storage`, `terminating` or `eviction`.
+    pub blocked_pods: Vec<String>,
 }
 
 /// The join record as its metadata describes it.
@@ -101,6 +112,7 @@ pub async fn gather(ctx: &Context, clusters: &[ClusterName]) -> Result<Report, C
 
 async fn cluster_status(ctx: &Context, cluster: &ClusterName) -> Result<ClusterStatus, CliError> {
     let planes = control_planes(ctx, cluster).await?;
+    let drains = drain::load_all(ctx, cluster).await?;
     Ok(ClusterStatus {
         cluster: cluster.to_string(),
         record: record(ctx, cluster).await?,
@@ -108,7 +120,8 @@ async fn cluster_status(ctx: &Context, cluster: &ClusterName) -> Result<ClusterS
         control_planes: planes.genuine,
         impostors: planes.impostors,
         leases: leases(ctx, cluster).await?,
-        waiting: waiting(ctx, cluster).await?,
+        waiting: waiting(ctx, cluster, &drains).await?,
+        left_nodes: left_nodes(&drains),
     })
 }
 
@@ -162,22 +175,33 @@ async fn leases(ctx: &Context, cluster: &ClusterName) -> Result<Vec<LeaseStatus>
     Ok(found)
 }
 
-async fn waiting(ctx: &Context, cluster: &ClusterName) -> Result<Vec<WaitingAction>, CliError> {
+/// Pure: the Nodes the drain records say were left in place, by instance.
+fn left_nodes(drains: &HashMap<InstanceId, drain::DrainRecord>) -> Vec<LeftNode> {
+    let mut out: Vec<LeftNode> = drains
+        .iter()
+        .filter_map(|(i, r)| {
+            Some(LeftNode {
+                instance: i.to_string(),
+                node: r.left_node.clone()?,
+                blocked_pods: r.blocked.clone(),
+            })
+        })
+        .collect();
+    out.sort_by(|a, b| a.instance.cmp(&b.instance));
+    out
+}
+
+async fn waiting(
+    ctx: &Context,
+    cluster: &ClusterName,
+    drains: &HashMap<InstanceId, drain::DrainRecord>,
+) -> Result<Vec<WaitingAction>, CliError> {
     let view = gather::gather(ctx, cluster, &mut HashMap::new()).await?;
     if view.waiting.is_empty() {
         return Ok(Vec::new());
     }
     let ids: Vec<_> = view.waiting.iter().map(|w| w.instance.clone()).collect();
     let facts = ctx.fleet.instances(&ids).await?;
-    let drains = if view
-        .waiting
-        .iter()
-        .any(|w| w.state != WaitState::PendingWait)
-    {
-        drain::load_all(ctx, cluster).await?
-    } else {
-        HashMap::new()
-    };
     let now = OffsetDateTime::now_utc();
     let mut out: Vec<WaitingAction> = view
         .waiting
@@ -193,6 +217,7 @@ async fn waiting(ctx: &Context, cluster: &ClusterName) -> Result<Vec<WaitingActi
                     .map(|l| u64::try_from((now - l).whole_seconds()).unwrap_or(0)),
                 draining_seconds: drains
                     .get(&w.instance)
+                    .filter(|d| d.left_node.is_none() && w.state != WaitState::PendingWait)
                     .map(|d| drain::running_for(d).as_secs()),
             }
         })
@@ -311,6 +336,22 @@ fn render_cluster(c: &ClusterStatus, out: &mut dyn Write) -> io::Result<()> {
             out,
             label,
             &format!("{} held by {} ({until})", l.name, l.held_by),
+        )?;
+    }
+    for (i, l) in c.left_nodes.iter().enumerate() {
+        let label = if i == 0 { "left Nodes" } else { "" };
+        let blocked = if l.blocked_pods.is_empty() {
+            String::new()
+        } else {
+            format!(", drain blocked by {}", l.blocked_pods.join(", "))
+        };
+        row(
+            out,
+            label,
+            &format!(
+                "{}  of {} (deleted once the instance is gone){blocked}",
+                l.node, l.instance
+            ),
         )?;
     }
     if c.waiting.is_empty() {

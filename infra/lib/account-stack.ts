@@ -81,6 +81,8 @@ export class JoinkeeperAccountStack extends Stack {
       JOINKEEPER_COMMAND_POLL_MILLIS: String(cfg.commandPollMillis),
       JOINKEEPER_JOIN_DEADLINE_SECONDS: String(cfg.joinDeadlineSeconds),
       JOINKEEPER_DRAIN_TIMEOUT_SECONDS: String(cfg.drainTimeoutSeconds),
+      JOINKEEPER_DEREGISTRATION_DELAY_SECONDS: String(cfg.deregistrationDelaySeconds),
+      JOINKEEPER_DRAIN_CONCURRENCY: String(cfg.drainConcurrency),
       JOINKEEPER_REGENERATE_DOCUMENT: names.regenerate,
       JOINKEEPER_NODE_STATUS_DOCUMENT: names.nodeStatus,
       JOINKEEPER_DRAIN_DOCUMENT: names.drain,

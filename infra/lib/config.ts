@@ -41,6 +41,8 @@ export const SETTING_CONTEXT = {
   command_poll: 'commandPollMillis',
   join_deadline: 'joinDeadlineSeconds',
   drain_timeout: 'drainTimeoutSeconds',
+  deregistration_delay: 'deregistrationDelaySeconds',
+  drain_concurrency: 'drainConcurrency',
   node_poll: 'nodePollSeconds',
 } as const;
 
@@ -94,6 +96,10 @@ export interface AccountConfig extends CommonConfig {
   readonly expiryAlarmSeconds: number;
   /** Optional `JOINKEEPER_NODE_POLL_SECONDS` (the functions' default otherwise). */
   readonly nodePollSeconds?: number;
+  /** `JOINKEEPER_DEREGISTRATION_DELAY_SECONDS`, default 0: set it to the target groups' delay. */
+  readonly deregistrationDelaySeconds: number;
+  /** `JOINKEEPER_DRAIN_CONCURRENCY`, default 4: drains at once per cluster. */
+  readonly drainConcurrency: number;
   /**
    * Optional `JOINKEEPER_CONTROL_PLANE_PROFILES`: `<cluster>=<instance profile ARN>,...` for
    * clusters whose control planes the cluster stack did not make. Only the deployer sets it.
@@ -276,6 +282,8 @@ export function accountConfig(node: Node): AccountConfig {
     alarmEmail,
     expiryAlarmSeconds: int(node, 'expiryAlarmSeconds', Math.floor(refreshMarginSeconds / 2), 60, c.tokenTtlSeconds),
     nodePollSeconds: raw(node, 'nodePollSeconds') === undefined ? undefined : setting(node, 'node_poll'),
+    deregistrationDelaySeconds: setting(node, 'deregistration_delay'),
+    drainConcurrency: setting(node, 'drain_concurrency'),
     controlPlaneProfiles,
     eventBatchSize: int(node, 'eventBatchSize', eventSource.batchSize, 1, 10000),
     eventBatchWindowSeconds: int(node, 'eventBatchWindowSeconds', eventSource.batchWindowSeconds, 0, 300),

@@ -24,6 +24,7 @@ export const EMF_METRICS = {
   joinSeconds: 'JoinSeconds',
   drains: 'Drains',
   drainSeconds: 'DrainSeconds',
+  drainBlockedPods: 'DrainBlockedPods',
   completedBySweep: 'ActionsCompletedBySweep',
   commandsSent: 'CommandsSent',
 } as const;
@@ -166,7 +167,10 @@ export class JoinkeeperOperations extends Construct {
           ]),
         ],
         [
-          graph('Drains, by result', [perCluster(EMF_METRICS.drains, 'Sum', ['Result'])], {
+          graph('Drains, by result; pods that blocked them', [
+            perCluster(EMF_METRICS.drains, 'Sum', ['Result']),
+            perCluster(EMF_METRICS.drainBlockedPods, 'Sum'),
+          ], {
             right: [perCluster(EMF_METRICS.drainSeconds, 'Maximum')],
           }),
           graph('Actions completed by the sweep (their event was lost or late)', [perCluster(EMF_METRICS.completedBySweep, 'Sum')]),

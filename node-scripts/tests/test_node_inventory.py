@@ -1,5 +1,6 @@
 """Nodes that no instance stands behind: joinkeeper-nodes (the inventory the token refresher
 reads), joinkeeper-cordon, and the providerID rules of joinkeeper-node-status."""
+import json
 import os
 import re
 import sys
@@ -141,3 +142,27 @@ def test_node_status_rejects_bad_dns_pairs(jk):
         proc = jk.run("joinkeeper-node-status", "--private-dns-names", pairs, "i-0123456789abcdef0")
         assert proc.returncode == 2, pairs
         assert proc.stdout == ""
+
+
+def test_cordon_cordons_many_nodes_in_one_kubectl_call(jk):
+    # A scale-in of several workers: every Node is cordoned before any is drained, by one kubectl
+    # call, and a Node already gone is reported, not failed.
+    for name in ("w-1", "w-2", "w-3"):
+        add_node(jk, name, "")
+    jk.tool("kubectl", "cordon", "w-3")
+    proc = jk.run("joinkeeper-cordon", "--node", "w-1,w-2,w-3,w-9", "--delete", "false")
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.splitlines() == [
+        "cordon node=w-1 result=cordoned",
+        "cordon node=w-2 result=cordoned",
+        "cordon node=w-3 result=already-cordoned",
+        "cordon node=w-9 result=absent",
+    ]
+    assert all(jk.state()["nodes"][n]["unschedulable"] for n in ("w-1", "w-2", "w-3"))
+    with open(os.path.join(jk.kube, "calls.jsonl")) as fh:
+        calls = [json.loads(line) for line in fh]
+    cordons = [c["argv"] for c in calls if c["tool"] == "kubectl" and c["argv"][:1] == ["cordon"]]
+    assert cordons[-1] == ["cordon", "w-1", "w-2", "w-3", "w-9"], cordons
+    assert len(cordons) == 2, "one kubectl call for the four Nodes"
+    for bad in ("w-1,", ",w-1", "w-1,,w-2", "w-1;id,w-2", ",".join(["w"] * 51)):
+        assert jk.run("joinkeeper-cordon", "--node", bad).returncode == 2, bad

@@ -2,10 +2,15 @@
 import json
 import os
 import re
+import subprocess
+import sys
 
 from conftest import VENV_BIN
+from contract import JSON_HELPER
 
-LEFT = re.compile(r"left [a-z0-9]([-a-z0-9.]*[a-z0-9])?/[a-z0-9]([-a-z0-9.]*[a-z0-9])?")
+LEFT = re.compile(r"left [a-z0-9]([-a-z0-9.]*[a-z0-9])?/[a-z0-9]([-a-z0-9.]*[a-z0-9])? "
+                  r"(pdb|unmanaged|local-storage|daemonset|terminating|eviction)")
+LB_EXCLUDE = "node.kubernetes.io/exclude-from-external-load-balancers"
 
 
 def add_node(jk, name, instance_id=None, ready="True", drain_seconds=0, stuck_pods=0):
@@ -74,17 +79,46 @@ def test_drain_times_out_on_pods_a_disruption_budget_protects(jk):
     assert lines[-1] == "drain i-0ccccccccccccccc2 node=ip-10-2-0-2.ec2.internal result=timeout"
     left = lines[:-1]
     assert len(left) == 2 and all(LEFT.fullmatch(line) for line in left)
-    guarded = sorted("left %s/%s" % (p["namespace"], p["name"]) for p in jk.state()["pods"] if p["pdb_blocked"])
-    assert sorted(left) == guarded
+    guarded = sorted("left %s/%s pdb" % (p["namespace"], p["name"]) for p in jk.state()["pods"] if p["pdb_blocked"])
+    assert sorted(left) == guarded, "each pod a PodDisruptionBudget kept is named, with why"
     node = jk.state()["nodes"]["ip-10-2-0-2.ec2.internal"]
     assert node["unschedulable"] is True, "a Node that did not drain stays, cordoned"
+    assert node["labels"][LB_EXCLUDE] == "true", "out of external load balancers"
+    assert node["labelled_at"][LB_EXCLUDE] <= node["cordoned_at"], "labelled before the drain"
 
     # A drain slower than the timeout also times out, naming the pods still terminating.
     add_node(jk, "ip-10-2-0-3.ec2.internal", "i-0ccccccccccccccc3", drain_seconds=30)
     slow = jk.run("joinkeeper-drain", "--instance-id", "i-0ccccccccccccccc3", "--timeout-seconds", "1")
     lines = slow.stdout.splitlines()
     assert lines[-1] == "drain i-0ccccccccccccccc3 node=ip-10-2-0-3.ec2.internal result=timeout"
-    assert len(lines) == 3 and all(LEFT.fullmatch(line) and "/web-" in line for line in lines[:-1])
+    assert len(lines) == 3 and all(LEFT.fullmatch(line) and "/web-" in line and line.endswith(" terminating")
+                                   for line in lines[:-1])
+
+
+def test_drain_left_names_each_pod_once_with_why_from_real_kubectl_messages(jk):
+    # kubectl drain's own messages (k8s.io/kubectl/pkg/drain): a PodDisruptionBudget's refusal on
+    # the retry lines, the timeout in the aggregate, pods it will not delete, a pod still going.
+    text = (
+        'evicting pod shop/cart-7d9\n'
+        'error when evicting pods/"cart-7d9" -n "shop" (will retry after 5s): Cannot evict pod as it would '
+        "violate the pod's disruption budget.\n"
+        'error: unable to drain node "n1" due to error: cannot delete Pods declare no controller '
+        '(use --force to override): default/bare, cannot delete Pods with local storage (use '
+        '--delete-emptydir-data to override): default/scratch, continuing command...\n'
+        'There are pending pods in node "n1" when an error occurred: [error when evicting pods/"cart-7d9" '
+        '-n "shop": global timeout reached: 30s, error when waiting for pod "web-1" in namespace '
+        '"default" to terminate: global timeout reached: 30s]\n'
+        'error when evicting pods/"x;id" -n "default": nope\n'
+    )
+    proc = subprocess.run([sys.executable, JSON_HELPER, "drain-left"], input=text, capture_output=True,
+                          text=True, check=True)
+    assert proc.stdout.splitlines() == [
+        "kind timeout",
+        "left shop/cart-7d9 pdb",
+        "left default/bare unmanaged",
+        "left default/scratch local-storage",
+        "left default/web-1 terminating",
+    ], proc.stdout
 
 
 def test_drain_of_an_unknown_instance_and_bad_input(jk):

@@ -200,32 +200,49 @@ def cmd_node_facts(args):
     sys.stdout.write("".join(out))
 
 
-def cmd_drain_left(args):
-    text = ANSI_RE.sub("", sys.stdin.read())
-    patterns = [
-        re.compile(r'error when evicting pods/"([^"]+)" -n "([^"]+)"'),
-        re.compile(r'error when waiting for pod "([^"]+)" in namespace "([^"]+)"'),
-        re.compile(r'error when evicting pod "([^"]+)" from terminating namespace "([^"]+)"'),
-    ]
-    left = []
-    for line in text.splitlines():
-        for pattern in patterns:
+# Why kubectl drain left a pod, from its own messages (kubectl/pkg/drain): refused evictions name
+# the pod ('error when evicting pods/"P" -n "NS"'), a PodDisruptionBudget's refusal says so on the
+# retry lines ("Cannot evict pod as it would violate the pod's disruption budget"), pods the drain
+# will not delete are listed after "cannot delete <why>:".
+DRAIN_LEFT_PATTERNS = [
+    (re.compile(r'error when evicting pods/"([^"]+)" -n "([^"]+)"'), "eviction"),
+    (re.compile(r'error when waiting for pod "([^"]+)" in namespace "([^"]+)"'), "terminating"),
+    (re.compile(r'error when evicting pod "([^"]+)" from terminating namespace "([^"]+)"'), "eviction"),
+]
+CANNOT_DELETE_RE = re.compile(r"cannot delete ([^:]*): ((?:[a-z0-9][-a-z0-9.]*/[a-z0-9][-a-z0-9.]*(?:, )?)+)")
+CANNOT_DELETE_WHY = [("no controller", "unmanaged"), ("local storage", "local-storage"),
+                     ("DaemonSet", "daemonset")]
+
+
+def drain_left(text):
+    """[(namespace, name, why)] in the order kubectl named them, each pod once."""
+    found = {}
+    for line in ANSI_RE.sub("", text).splitlines():
+        pdb = "disruption budget" in line
+        for pattern, why in DRAIN_LEFT_PATTERNS:
             for name, namespace in pattern.findall(line):
-                left.append((namespace, name))
-        m = re.search(r"cannot delete [^:]*: (.*)$", line)
-        if m:
-            for item in m.group(1).split(","):
+                key = (namespace, name)
+                if pdb:
+                    found[key] = "pdb"
+                else:
+                    found.setdefault(key, why)
+        for m in CANNOT_DELETE_RE.finditer(line):
+            why = next((w for k, w in CANNOT_DELETE_WHY if k in m.group(1)), "eviction")
+            for item in m.group(2).split(","):
                 parts = item.strip().split("/")
                 if len(parts) == 2:
-                    left.append((parts[0], parts[1]))
+                    found.setdefault((parts[0], parts[1]), why)
+    return [(ns, name, why) for (ns, name), why in found.items()]
+
+
+def cmd_drain_left(args):
+    text = sys.stdin.read()
     kind = "timeout" if "global timeout reached" in text else "failed"
     sys.stdout.write("kind %s\n" % kind)
-    seen = set()
     count = 0
-    for namespace, name in left:
-        if (namespace, name) in seen or not K8S_NAME_RE.fullmatch(namespace) or not K8S_NAME_RE.fullmatch(name):
+    for namespace, name, why in drain_left(text):
+        if not K8S_NAME_RE.fullmatch(namespace) or not K8S_NAME_RE.fullmatch(name):
             continue
-        seen.add((namespace, name))
         if count < 50:
-            sys.stdout.write("left %s/%s\n" % (namespace, name))
+            sys.stdout.write("left %s/%s %s\n" % (namespace, name, why))
         count += 1

@@ -37,6 +37,10 @@ pub struct Config {
     pub command_poll: Duration,
     pub join_deadline: Duration,
     pub drain_timeout: Duration,
+    /// Label out of load balancers → action completed, at least (see [`DEREGISTRATION_DELAY`]).
+    pub deregistration_delay: Duration,
+    /// Drains running at once per cluster.
+    pub drain_concurrency: usize,
     pub function_timeout: Duration,
     pub hook_prefix: String,
     pub rogue_grace: Duration,
@@ -70,6 +74,8 @@ impl Config {
         let command_poll = Duration::from_millis(number(&COMMAND_POLL)?);
         let join_deadline = secs(&JOIN_DEADLINE)?;
         let drain_timeout = secs(&DRAIN_TIMEOUT)?;
+        let deregistration_delay = secs(&DEREGISTRATION_DELAY)?;
+        let drain_concurrency = number(&DRAIN_CONCURRENCY)? as usize;
         let node_poll = secs(&NODE_POLL)?;
         let function_timeout = secs(&FUNCTION_TIMEOUT)?;
         let rogue_grace = secs(&ROGUE_GRACE)?;
@@ -155,6 +161,8 @@ impl Config {
             command_poll,
             join_deadline,
             drain_timeout,
+            deregistration_delay,
+            drain_concurrency,
             function_timeout,
             hook_prefix,
             rogue_grace,
@@ -269,6 +277,10 @@ mod tests {
         assert_eq!(c.hook_prefix, "joinkeeper-");
         assert_eq!(c.command_deadline, Duration::from_secs(120));
         assert_eq!(c.command_poll, Duration::from_millis(1000));
+        assert_eq!(c.deregistration_delay, Duration::ZERO);
+        assert_eq!(c.drain_concurrency, 4);
+        assert!(with(&[("JOINKEEPER_DRAIN_CONCURRENCY", "0")]).is_err());
+        assert!(with(&[("JOINKEEPER_DEREGISTRATION_DELAY_SECONDS", "3601")]).is_err());
         assert_eq!(c.documents.regenerate, "joinkeeper-regenerate");
         let cluster = crate::names::ClusterName::parse("demo").expect("valid");
         assert_eq!(c.record_parameter(&cluster), "/joinkeeper/demo/join-record");

@@ -10,6 +10,8 @@
 pub enum Unit {
     Seconds,
     Millis,
+    /// A whole number of things.
+    Count,
     Bool,
     /// A Parameter Store path such as `/joinkeeper`.
     Path,
@@ -26,6 +28,7 @@ impl Unit {
         match self {
             Unit::Seconds => "seconds",
             Unit::Millis => "milliseconds",
+            Unit::Count => "count",
             Unit::Bool => "bool",
             Unit::Path => "path",
             Unit::Name => "name",
@@ -113,6 +116,24 @@ pub const DRAIN_TIMEOUT: Setting = Setting {
     below: None,
     meaning: "how long a drain may take on scale-in before the hook completes anyway; the terminate hook's heartbeat timeout is this plus 300 s, and AWS allows at most 7200 s",
 };
+pub const DEREGISTRATION_DELAY: Setting = Setting {
+    name: "deregistration_delay",
+    variable: "JOINKEEPER_DEREGISTRATION_DELAY_SECONDS",
+    default: "0",
+    unit: Unit::Seconds,
+    range: Some((0, 3_600)),
+    below: None,
+    meaning: "on scale-in, how long the instance is kept after its Node was labelled out of external load balancers (the drain's first step) before the action completes: set it to the target groups' deregistration delay (Elastic Load Balancing's default is 300 s) so that connections in flight end before the instance does; 0 completes as soon as the drain ends",
+};
+pub const DRAIN_CONCURRENCY: Setting = Setting {
+    name: "drain_concurrency",
+    variable: "JOINKEEPER_DRAIN_CONCURRENCY",
+    default: "4",
+    unit: Unit::Count,
+    range: Some((1, 50)),
+    below: None,
+    meaning: "drains that run at once in one cluster (each control plane also runs at most 2); when several Nodes leave together all are cordoned first, by one command, so that no pod evicted from one lands on another that is leaving",
+};
 pub const FUNCTION_TIMEOUT: Setting = Setting {
     name: "function_timeout",
     variable: "JOINKEEPER_FUNCTION_TIMEOUT_SECONDS",
@@ -160,7 +181,7 @@ pub const CORDON_DOCUMENT: Setting = Setting {
     unit: Unit::Document,
     range: None,
     below: None,
-    meaning: "SSM Command document that cordons (optionally deletes) one Node",
+    meaning: "SSM Command document that cordons (optionally deletes) Nodes, up to 50 per command",
 };
 pub const CONTROL_PLANE_PROFILES: Setting = Setting {
     name: "control_plane_profiles",
@@ -226,6 +247,8 @@ pub const SETTINGS: &[&Setting] = &[
     &COMMAND_POLL,
     &JOIN_DEADLINE,
     &DRAIN_TIMEOUT,
+    &DEREGISTRATION_DELAY,
+    &DRAIN_CONCURRENCY,
     &FUNCTION_TIMEOUT,
     &HOOK_PREFIX,
     &ROGUE_GRACE,
@@ -265,7 +288,9 @@ pub fn settings_json() -> String {
             variable: s.variable,
             unit: s.unit.as_str(),
             default: match s.unit {
-                Unit::Seconds | Unit::Millis => s.default.parse::<u64>().expect("a number").into(),
+                Unit::Seconds | Unit::Millis | Unit::Count => {
+                    s.default.parse::<u64>().expect("a number").into()
+                }
                 Unit::Bool => (s.default == "true").into(),
                 _ => s.default.into(),
             },
@@ -299,7 +324,7 @@ mod tests {
     #[test]
     fn every_row_is_consistent() {
         for s in SETTINGS {
-            let numeric = matches!(s.unit, Unit::Seconds | Unit::Millis);
+            let numeric = matches!(s.unit, Unit::Seconds | Unit::Millis | Unit::Count);
             assert_eq!(
                 numeric,
                 s.range.is_some(),

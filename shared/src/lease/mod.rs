@@ -236,7 +236,7 @@ impl Leases {
         Acquire::Held(Held {
             name: name.to_owned(),
             value,
-            previous,
+            previous: previous.map(Box::new),
         })
     }
 

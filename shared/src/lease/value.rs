@@ -34,6 +34,9 @@ pub struct LeaseValue {
     /// (a later run that sends it again has not asked).
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub node: String,
+    /// Drain records only: the pods that kept the drain from ending clean (`ns/pod (why)`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub blocked_pods: Vec<String>,
 }
 
 /// A lease this process holds.
@@ -42,7 +45,7 @@ pub struct Held {
     pub name: String,
     pub value: LeaseValue,
     /// The expired holder's value when this lease was taken over.
-    pub previous: Option<LeaseValue>,
+    pub previous: Option<Box<LeaseValue>>,
 }
 
 /// The outcome of one attempt.

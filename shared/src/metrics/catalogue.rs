@@ -36,6 +36,9 @@ pub mod name {
     pub const DRAINS: &str = "Drains";
     /// Drain started → action completed.
     pub const DRAIN_SECONDS: &str = "DrainSeconds";
+    /// Pods that kept a drain from ending clean (a PodDisruptionBudget, no controller, still
+    /// terminating at the timeout), per completed terminate action; property `Pods` names them.
+    pub const DRAIN_BLOCKED_PODS: &str = "DrainBlockedPods";
     /// Actions completed by the scheduled reconcile rather than by their own event's invocation.
     pub const COMPLETED_BY_SWEEP: &str = "ActionsCompletedBySweep";
     /// Run Commands sent (property `Document`).
@@ -174,6 +177,17 @@ pub fn action(report: &ActionReport) -> Vec<Record> {
                         .metric(name::DRAINS, Unit::Count, 1.0)
                         .metric(name::DRAIN_SECONDS, Unit::Seconds, s as f64)
                         .by("Result", result),
+                );
+            }
+            if !report.left_pods.is_empty() {
+                out.push(
+                    base()
+                        .metric(
+                            name::DRAIN_BLOCKED_PODS,
+                            Unit::Count,
+                            report.left_pods.len() as f64,
+                        )
+                        .property("Pods", report.left_pods.join(", ").as_str()),
                 );
             }
         }

@@ -144,6 +144,21 @@ fn drains_and_sweep_completions() {
     let mut c = report(WaitState::TerminatingWait, ActionOutcome::Completed);
     c.drain_seconds = Some(400);
     assert_eq!(one(action(&c))["Result"], "incomplete");
+    // A drain a PodDisruptionBudget kept: how many pods, and which.
+    c.left_pods = vec![
+        "shop/cart-1 (pdb)".into(),
+        "default/bare (unmanaged)".into(),
+    ];
+    let lines: Vec<Value> = action(&c).iter().map(|r| r.to_json(1)).collect();
+    assert_eq!(lines.len(), 2);
+    let (metrics, dims) = parse_emf(&lines[1]);
+    assert_eq!(metrics, vec![("DrainBlockedPods".into(), "Count".into())]);
+    assert_eq!(dims, vec![vec!["Cluster".to_owned()]]);
+    assert_eq!(lines[1]["DrainBlockedPods"], 2.0);
+    assert_eq!(
+        lines[1]["Pods"],
+        "shop/cart-1 (pdb), default/bare (unmanaged)"
+    );
     // Nothing drained (no Node), not by the schedule: no metric at all.
     assert!(action(&report(WaitState::TerminatingWait, ActionOutcome::Drained)).is_empty());
     // Waits and skips are not counted, even by the schedule.

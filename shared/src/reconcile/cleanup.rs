@@ -1,13 +1,17 @@
-//! No Node outlives its instance: a terminate action completed with its Node still in place
-//! (the drain failed, timed out, or met a PodDisruptionBudget) leaves a *left* drain record; once
-//! EC2 no longer lists the instance as live, the Node is deleted on a control plane (document
-//! `joinkeeper-cordon`, `Delete=true`) and the record forgotten. Deleting the Node of a
+//! No Node outlives its instance, whatever the drain did: every pass that holds the cluster's
+//! drain records (any pass with a terminate action, and every scheduled one) lists the instances
+//! they name and, for each instance EC2 no longer lists as live whose action no longer waits,
+//! deletes the Node the record names on a control plane (document `joinkeeper-cordon`,
+//! `Delete=true`), then forgets the record. That covers a Node *left* by a completed action (the
+//! drain failed, timed out, or met a PodDisruptionBudget) and the Node of a drain whose instance
+//! went away mid-drain (terminated through EC2, its action gone with it). Deleting the Node of a
 //! terminated instance is what a cloud provider's node lifecycle controller does: its pods are
 //! then garbage-collected and rescheduled, and a new instance that reuses the private IP (and so
-//! the Node name) can register. The scheduled run's Node check covers instances that left by
-//! any other door ([`crate::rogue`]).
+//! the Node name) registers a Node of its own. Nodes of instances that left with no record at
+//! all are found by the scheduled Node check ([`crate::rogue`], verdict `Dead`: its providerID
+//! names a terminated instance of the cluster), under the same trusted matching rules.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use tracing::{info, warn};
 
@@ -18,49 +22,74 @@ use crate::deadline::Deadline;
 use crate::names::{ClusterName, InstanceId};
 use crate::reconcile::drain::{self, DrainRecord};
 
-/// Pure: the left records whose instance is gone (`live`: instances EC2 still lists as live).
+/// A left record is always looked at (its action was completed, perhaps this very pass); the
+/// record of a drain is only once its action no longer waits.
+fn eligible(instance: &InstanceId, r: &DrainRecord, waiting: &HashSet<InstanceId>) -> bool {
+    r.left_node.is_some() || !waiting.contains(instance)
+}
+
+/// Pure: the records to act on — left ones, and those of drains whose action no longer waits —
+/// whose instance is gone (`live`: instances EC2 still lists as live), with the Node each names (`None`: the drain was
+/// to find it and never said; the scheduled Node check finds it by providerID).
 pub fn gone(
     records: &HashMap<InstanceId, DrainRecord>,
+    waiting: &HashSet<InstanceId>,
     live: &dyn Fn(&InstanceId) -> bool,
-) -> Vec<(InstanceId, String)> {
-    let mut out: Vec<(InstanceId, String)> = records
+) -> Vec<(InstanceId, Option<String>)> {
+    let mut out: Vec<(InstanceId, Option<String>)> = records
         .iter()
-        .filter_map(|(i, r)| Some((i.clone(), r.left_node.clone()?)))
-        .filter(|(i, _)| !live(i))
+        .filter(|(i, r)| eligible(i, r, waiting) && !live(i))
+        .map(|(i, r)| (i.clone(), r.left_node.clone().or_else(|| r.node.clone())))
         .collect();
     out.sort();
     out
 }
 
-/// Deletes the Nodes left by completed actions whose instances are gone. Returns how many left
-/// records remain (still to do).
-pub async fn delete_left_nodes(
+/// Deletes the Nodes recorded for instances that are gone (see [`gone`]). Returns how many
+/// records still wait for it: left Nodes of live instances (about to terminate) and gone
+/// instances' Nodes not deleted yet.
+pub async fn delete_nodes_of_gone(
     ctx: &Context,
     cluster: &ClusterName,
     records: &mut HashMap<InstanceId, DrainRecord>,
+    waiting: &HashSet<InstanceId>,
     candidates: &[InstanceId],
     deadline: &Deadline,
 ) -> Result<usize, AwsCallError> {
-    let left: Vec<InstanceId> = records
+    let asked: Vec<InstanceId> = records
         .iter()
-        .filter(|(_, r)| r.left_node.is_some())
+        .filter(|(i, r)| eligible(i, r, waiting))
         .map(|(i, _)| i.clone())
         .collect();
-    if left.is_empty() {
+    if asked.is_empty() {
         return Ok(0);
     }
-    let live = ctx.fleet.instances(&left).await?;
-    for (instance, node) in gone(records, &|i| live.contains_key(i)) {
+    let live = ctx.fleet.instances(&asked).await?;
+    let mut undone = 0;
+    for (instance, node) in gone(records, waiting, &|i| live.contains_key(i)) {
         if deadline.is_near(std::time::Duration::from_secs(15)) {
-            break;
+            undone += 1;
+            continue;
         }
-        if delete_node(ctx, cluster, candidates, &node, deadline).await {
-            info!(cluster = %cluster, instance = %instance, node = %node, "Node of a terminated instance deleted");
+        let deleted = match &node {
+            Some(node) => delete_node(ctx, cluster, candidates, node, deadline).await,
+            None => true,
+        };
+        if deleted {
+            if let Some(node) = &node {
+                info!(cluster = %cluster, instance = %instance, node = %node, "Node of a terminated instance deleted");
+            }
             drain::forget(ctx, cluster, &instance).await?;
             records.remove(&instance);
+        } else {
+            undone += 1;
         }
     }
-    Ok(records.values().filter(|r| r.left_node.is_some()).count())
+    let left_of_live = records
+        .iter()
+        .filter(|(i, r)| r.left_node.is_some() && live.contains_key(*i))
+        .count();
+    Ok(undone + left_of_live)
 }
 
 /// Deletes one Node by name on the first control plane that runs the command.
@@ -97,9 +126,9 @@ mod tests {
     use super::*;
 
     #[test]
-    fn only_left_records_of_gone_instances_are_deleted() {
+    fn the_nodes_of_gone_instances_are_deleted_whatever_the_record_says() {
         let id = |s: &str| InstanceId::parse(s).expect("id");
-        let rec = |left: Option<&str>| DrainRecord {
+        let rec = |left: Option<&str>, node: Option<&str>| DrainRecord {
             command_id: if left.is_some() {
                 String::new()
             } else {
@@ -108,21 +137,50 @@ mod tests {
             control_plane: None,
             started_at_ms: 0,
             left_node: left.map(str::to_owned),
-            node: None,
+            node: node.map(str::to_owned),
+            blocked: Vec::new(),
         };
         let records: HashMap<InstanceId, DrainRecord> = [
-            (id("i-00000001"), rec(Some("ip-10-0-0-1.ec2.internal"))),
-            (id("i-00000002"), rec(Some("ip-10-0-0-2.ec2.internal"))),
-            (id("i-00000003"), rec(None)),
+            (
+                id("i-00000001"),
+                rec(Some("ip-10-0-0-1.ec2.internal"), None),
+            ),
+            (
+                id("i-00000002"),
+                rec(Some("ip-10-0-0-2.ec2.internal"), None),
+            ),
+            (
+                id("i-00000003"),
+                rec(None, Some("ip-10-0-0-3.ec2.internal")),
+            ),
+            (
+                id("i-00000004"),
+                rec(None, Some("ip-10-0-0-4.ec2.internal")),
+            ),
+            (id("i-00000005"), rec(None, None)),
         ]
         .into_iter()
         .collect();
         let still = id("i-00000002");
-        let found = gone(&records, &|i| *i == still);
+        let waiting: HashSet<InstanceId> =
+            [id("i-00000001"), id("i-00000004")].into_iter().collect();
+        let found = gone(&records, &waiting, &|i| *i == still);
         assert_eq!(
             found,
-            vec![(id("i-00000001"), "ip-10-0-0-1.ec2.internal".to_owned())],
-            "a live instance's Node waits; a running drain is not a cleanup"
+            vec![
+                (
+                    id("i-00000001"),
+                    Some("ip-10-0-0-1.ec2.internal".to_owned())
+                ),
+                (
+                    id("i-00000003"),
+                    Some("ip-10-0-0-3.ec2.internal".to_owned())
+                ),
+                (id("i-00000005"), None),
+            ],
+            "a left Node once its instance is gone (its action completed this very pass); the Node \
+             of a drain whose instance went away mid-drain; a live instance's Node waits; a \
+             waiting action's drain is no cleanup"
         );
     }
 }

@@ -37,6 +37,11 @@ pub struct Memory {
     pub absent_since: HashMap<InstanceId, Instant>,
     /// The Node each instance owns, as the last node-status answer showed it: what a drain names.
     pub node_names: HashMap<InstanceId, String>,
+    /// Drains this run saw end (their action may still wait out the deregistration delay): they
+    /// no longer take a place of the cluster's drain concurrency.
+    pub drains_finished: HashSet<InstanceId>,
+    /// Nodes this run cordoned ahead of their drains (several leaving at once).
+    pub cordoned: HashSet<String>,
 }
 
 /// How often a run re-checks that the record outlives the join deadline while launches wait.

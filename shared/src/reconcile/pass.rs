@@ -2,7 +2,7 @@
 //! that needs a Node state, decide each action with the pure functions, act. One failing action
 //! is reported and the others are still served.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
 use tokio::time::Instant;
@@ -46,11 +46,13 @@ pub async fn run_pass(
     for w in &waiting {
         mem.see(&w.instance, w.state);
     }
-    let left_nodes = mem
-        .drains
-        .as_ref()
-        .is_some_and(|d| d.values().any(|r| r.left_node.is_some()));
-    if waiting.is_empty() && !left_nodes {
+    let still_waiting: HashSet<InstanceId> = waiting.iter().map(|w| w.instance.clone()).collect();
+    let scheduled = inv.trigger == crate::context::Trigger::Schedule;
+    if waiting.is_empty() && plan::needs_drains(&waiting, mem.drains.is_some(), scheduled) {
+        mem.drains = Some(drain::load_all(ctx, cluster).await?);
+    }
+    let recorded = mem.drains.as_ref().is_some_and(|d| !d.is_empty());
+    if waiting.is_empty() && !recorded {
         return Ok(PassResult::default());
     }
     if plan::needs_record_check(&waiting, mem.record_check_due()) {
@@ -72,7 +74,7 @@ pub async fn run_pass(
     if !unknown.is_empty() {
         mem.facts.extend(ctx.fleet.instances(&unknown).await?);
     }
-    if plan::needs_drains(&waiting, mem.drains.is_some()) {
+    if plan::needs_drains(&waiting, mem.drains.is_some(), scheduled) {
         mem.drains = Some(drain::load_all(ctx, cluster).await?);
     }
     let drains = mem.drains.clone().unwrap_or_default();
@@ -116,15 +118,26 @@ pub async fn run_pass(
     {
         settle(ctx, &mut result, mem, inv, cluster, &w, report);
     }
+    cordon_leaving(ctx, mem, cluster, &waiting, &node_of, &candidates, bound).await;
     for w in &waiting {
         let node = node_of(w);
         let report = act_on(ctx, mem, cluster, w, node, &candidates, inv, bound).await;
         settle(ctx, &mut result, mem, inv, cluster, w, report);
     }
-    // Nodes left by completed actions: deleted once their instances are gone; the run stays
-    // until then (an instance terminates within a minute or two of its completion).
+    // Nodes recorded for instances that are gone (left by completed actions, or of drains whose
+    // instance went away without its action): deleted; the run stays while a left Node's
+    // instance lives (it terminates within a minute or two of its completion).
     if let Some(records) = mem.drains.as_mut() {
-        match cleanup::delete_left_nodes(ctx, cluster, records, &candidates, bound).await {
+        match cleanup::delete_nodes_of_gone(
+            ctx,
+            cluster,
+            records,
+            &still_waiting,
+            &candidates,
+            bound,
+        )
+        .await
+        {
             Ok(n) => result.pending += n,
             Err(err) => {
                 warn!(cluster = %cluster, error = %err, "could not delete the Nodes of terminated instances; next pass");
@@ -133,6 +146,32 @@ pub async fn run_pass(
         }
     }
     Ok(result)
+}
+
+/// Several Nodes leaving at once: all cordoned by one command before this pass starts drains.
+async fn cordon_leaving(
+    ctx: &Context,
+    mem: &mut Memory,
+    cluster: &ClusterName,
+    waiting: &[Waiting],
+    node_of: &dyn Fn(&Waiting) -> Option<NodeState>,
+    candidates: &[InstanceId],
+    bound: &Deadline,
+) {
+    let leaving: Vec<drain::cordon::Leaving> = waiting
+        .iter()
+        .map(|w| drain::cordon::Leaving {
+            instance: w.instance.clone(),
+            state: w.state,
+            node: node_of(w),
+        })
+        .collect();
+    let drains = mem.drains.clone().unwrap_or_default();
+    let names = drain::cordon::to_cordon(&leaving, &drains, &mem.node_names, &mem.cordoned);
+    if !names.is_empty() {
+        let done = drain::cordon::cordon_all(ctx, cluster, candidates, &names, bound).await;
+        mem.cordoned.extend(done);
+    }
 }
 
 /// Records one action's outcome in the pass result (and the run's memory), logs it and records

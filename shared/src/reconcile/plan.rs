@@ -60,9 +60,11 @@ pub fn needs_node(
         .collect()
 }
 
-/// Pure: whether the drain records must be read (once per run, when an action may drain).
-pub fn needs_drains(waiting: &[Waiting], loaded: bool) -> bool {
-    !loaded && waiting.iter().any(|w| w.state != WaitState::PendingWait)
+/// Pure: whether the drain records must be read (once per run): when an action may drain, and
+/// on every scheduled run, which deletes the Nodes recorded for instances that are gone
+/// whichever way they left ([`crate::reconcile::cleanup`]).
+pub fn needs_drains(waiting: &[Waiting], loaded: bool, scheduled: bool) -> bool {
+    !loaded && (scheduled || waiting.iter().any(|w| w.state != WaitState::PendingWait))
 }
 
 /// Pure: whether the join record is checked this pass (workers about to join must find one that
@@ -120,6 +122,7 @@ mod tests {
             started_at_ms: 0,
             left_node: left.map(str::to_owned),
             node: None,
+            blocked: Vec::new(),
         };
         let waiting: Vec<Waiting> = vec![
             w(1, PendingWait),
@@ -151,11 +154,15 @@ mod tests {
             ],
             "a left record is no drain of the new wait: its Node is asked about again"
         );
-        assert!(needs_drains(&waiting, false));
-        assert!(!needs_drains(&waiting, true), "read once per run");
+        assert!(needs_drains(&waiting, false, false));
+        assert!(!needs_drains(&waiting, true, false), "read once per run");
         assert!(
-            !needs_drains(&waiting[..2], false),
+            !needs_drains(&waiting[..2], false, false),
             "launches alone never read drains"
+        );
+        assert!(
+            needs_drains(&[], false, true),
+            "the schedule reads them with nothing waiting"
         );
         assert!(needs_record_check(&waiting, true));
         assert!(!needs_record_check(&waiting, false));

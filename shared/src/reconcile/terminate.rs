@@ -41,13 +41,16 @@ pub async fn terminate(
             DrainStatus::Finished {
                 result: "failed (Node left in place)".into(),
             },
-            Vec::new(),
+            r.blocked.clone(),
             r.left_node.clone(),
         ),
         Some(r) => drain::status(ctx, r).await,
         None => (DrainStatus::NotStarted, Vec::new(), None),
     };
     let active = record.as_ref().is_some_and(|r| r.left_node.is_none());
+    if matches!(status, DrainStatus::Finished { .. }) {
+        mem.drains_finished.insert(w.instance.clone());
+    }
     let absent_for = mem.absent_for(&w.instance, node == Some(NodeState::Absent));
     let launched_lately = mem
         .facts
@@ -62,6 +65,12 @@ pub async fn terminate(
         drain_timeout: ctx.config.drain_timeout,
         command_deadline: ctx.config.command_deadline,
         may_be_joining: launched_lately && absent_for < crate::reconcile::decide::JOIN_SETTLE,
+        // A left record's delay was waited out before the action was first completed.
+        labelled_for: record
+            .as_ref()
+            .filter(|_| active)
+            .map_or(std::time::Duration::MAX, drain::running_for),
+        deregistration_delay: ctx.config.deregistration_delay,
     };
     let report = |outcome, reason: String| {
         ActionReport::new(
@@ -85,7 +94,7 @@ pub async fn terminate(
                 ActionOutcome::Completed
             };
             let left_node = (!clean).then_some(node_name).flatten();
-            let done = finish(ctx, mem, cluster, w, hooks, left_node, request_id).await?;
+            let done = finish(ctx, mem, cluster, w, hooks, (left_node, &left), request_id).await?;
             (done.unwrap_or(outcome), reason)
         }
         TerminateDecision::GiveUpDrain { reason } => {
@@ -93,26 +102,46 @@ pub async fn terminate(
                 drain::cancel(ctx, r).await;
             }
             warn!(cluster = %cluster, instance = %w.instance, "drain given up; completing the action, the Node is deleted once the instance is gone");
-            let done = finish(ctx, mem, cluster, w, hooks, None, request_id).await?;
+            let done = finish(ctx, mem, cluster, w, hooks, (None, &[]), request_id).await?;
             (done.unwrap_or(ActionOutcome::Completed), reason)
+        }
+        TerminateDecision::Deregistering { result, left } => {
+            act::heartbeat_if_due(ctx, mem, w, hooks, None).await?;
+            (
+                ActionOutcome::Waiting,
+                format!(
+                    "drain result: {result}; the instance stays {} s more for the load balancers' deregistration delay",
+                    left.as_secs()
+                ),
+            )
         }
         TerminateDecision::StartDrain => {
             let records = mem.drains.get_or_insert_with(Default::default);
-            let busy = drain::in_flight_per_control_plane(records);
+            let busy = drain::in_flight_per_control_plane(records, &mem.drains_finished);
+            let room = drain::cluster_has_room(
+                records,
+                &mem.drains_finished,
+                &w.instance,
+                ctx.config.drain_concurrency,
+            );
             let previous = record.as_ref().filter(|r| r.left_node.is_none());
-            let started = drain::start(
-                ctx,
-                cluster,
-                (
-                    &w.instance,
-                    mem.node_names.get(&w.instance).map(String::as_str),
-                ),
-                candidates,
-                &busy,
-                previous,
-                request_id,
-            )
-            .await?;
+            let started = if !room {
+                Started::Queued
+            } else {
+                drain::start(
+                    ctx,
+                    cluster,
+                    (
+                        &w.instance,
+                        mem.node_names.get(&w.instance).map(String::as_str),
+                    ),
+                    candidates,
+                    &busy,
+                    previous,
+                    request_id,
+                )
+                .await?
+            };
             act::heartbeat_if_due(ctx, mem, w, hooks, None).await?;
             match started {
                 Started::Sent(r) => {
@@ -134,6 +163,13 @@ pub async fn terminate(
                         "no control plane took the drain command: sent again next pass".into(),
                     )
                 }
+                Started::Queued if !room => (
+                    ActionOutcome::Waiting,
+                    format!(
+                        "drain queued: {} drains of the cluster run at once",
+                        ctx.config.drain_concurrency
+                    ),
+                ),
                 Started::Queued => (
                     ActionOutcome::Waiting,
                     "drain queued: every control plane runs its share of drains".into(),
@@ -166,7 +202,8 @@ pub async fn terminate(
 }
 
 /// Settles the drain record, then completes CONTINUE. The record goes first: forgotten, or
-/// marked *left* (`left_node`, for an instance on its way to termination); if the completion is
+/// marked *left* (`left_node` and the pods that blocked the drain, for an instance on its way
+/// to termination); if the completion is
 /// then lost, the next pass finds the action again and no stale record answers for it. `None`
 /// when completed; `Some(Skipped)` when another invocation or a timeout did.
 async fn finish(
@@ -175,7 +212,7 @@ async fn finish(
     cluster: &ClusterName,
     w: &Waiting,
     hooks: &[&Hook],
-    left_node: Option<String>,
+    (left_node, blocked): (Option<String>, &[String]),
     request_id: &str,
 ) -> Result<Option<ActionOutcome>, AwsCallError> {
     let had_record = mem
@@ -184,7 +221,7 @@ async fn finish(
         .is_some_and(|d| d.contains_key(&w.instance));
     match left_node.filter(|_| w.state == WaitState::TerminatingWait) {
         Some(node) => {
-            let r = drain::leave(ctx, cluster, &w.instance, &node, request_id).await?;
+            let r = drain::leave(ctx, cluster, &w.instance, (&node, blocked), request_id).await?;
             mem.drains
                 .get_or_insert_with(Default::default)
                 .insert(w.instance.clone(), r);

@@ -55,8 +55,10 @@
 //!   ABANDON before the join deadline counted from when the wait began;
 //! - a terminate completed while the instance's Node stood only after a drain of it ended, or
 //!   one was sent at least the drain timeout before;
-//! - no Node of a terminated instance outlives it by more than `NODE_BOUND` (drain timeout + 2
-//!   node polls + one schedule period = 70 s);
+//! - no Node of a terminated instance outlives it by more than `NODE_BOUND` (2 node polls + 2
+//!   schedule periods = 50 s: a Node left by a completed action, or named by the record of a drain
+//!   whose instance went away mid-drain, is deleted by the next pass holding the records or the
+//!   next scheduled run; one with no record by the scheduled Node check);
 //! - every action ended by joinkeeper's call: none by the hook's timeout (one still open when
 //!   the run ends, heartbeated within its timeout, is noted, not counted);
 //! - no lease held by two invocations at once: every lease write (create, overwrite, delete) of
@@ -106,9 +108,10 @@ const SCHEDULE_PERIOD: u64 = 20;
 const FUNCTION_TIMEOUT: u64 = 120;
 /// Lambda's asynchronous retries (about 1 and 2 minutes), scaled down by 10.
 const RETRY_DELAYS: [u64; 2] = [6, 12];
-/// A Node may outlive its terminated instance by at most this: a drain given up at its timeout,
-/// two node polls to notice, one scheduled sweep.
-const NODE_BOUND: u64 = DRAIN_TIMEOUT + 2 * NODE_POLL + SCHEDULE_PERIOD;
+/// A Node may outlive its terminated instance by at most this: two node polls to notice (the
+/// run that completed its action, or that follows a drain whose instance went away), else the
+/// next scheduled run, whose own reconciles come before its Node check (a second period).
+const NODE_BOUND: u64 = 2 * NODE_POLL + 2 * SCHEDULE_PERIOD;
 /// A killed invocation dies at one of its first this many AWS requests.
 const KILL_WINDOW: u64 = 30;
 /// How far into the run the planted join record of `gamma` expires.

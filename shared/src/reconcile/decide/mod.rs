@@ -122,6 +122,10 @@ pub struct TerminateFacts {
     /// than [`JOIN_SETTLE`]: a scale-in can meet a worker whose `kubeadm join` is in flight, and
     /// its Node appears moments after "no Node" was answered.
     pub may_be_joining: bool,
+    /// How long since the drain of this wait began: its first step labels the Node out of
+    /// external load balancers, so the targets' deregistration delay runs from about then.
+    pub labelled_for: Duration,
+    pub deregistration_delay: Duration,
 }
 
 /// How long a terminating instance that may be joining must be seen without a Node before
@@ -141,6 +145,9 @@ pub enum TerminateDecision {
     GiveUpDrain { reason: String },
     /// The control plane cannot be asked yet: wait (heartbeat when due), try again next pass.
     Wait,
+    /// The drain ended (`result`), but the load balancers' deregistration delay has `left` to
+    /// run: keep the instance (heartbeat when due), complete on a later pass.
+    Deregistering { result: String, left: Duration },
 }
 
 /// The terminate decision. Never complete while a drain that may still finish runs within its
@@ -157,9 +164,17 @@ pub fn decide_terminate(f: &TerminateFacts) -> TerminateDecision {
     let give_up_after = f.drain_timeout + f.command_deadline;
     match &f.drain {
         DrainStatus::Finished { result } => {
+            // No Node found, or none believed: nothing was labelled, nothing deregisters.
+            let labelled = !matches!(result.as_str(), "absent" | "contested");
+            if labelled && f.labelled_for < f.deregistration_delay {
+                return Deregistering {
+                    result: result.clone(),
+                    left: f.deregistration_delay - f.labelled_for,
+                };
+            }
             return Complete {
                 reason: format!("drain result: {result}"),
-            }
+            };
         }
         DrainStatus::Running { for_ } if *for_ > give_up_after => {
             return GiveUpDrain {

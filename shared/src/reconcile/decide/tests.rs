@@ -114,6 +114,20 @@ fn terminate_decision_table() {
         drain_timeout: s(300),
         command_deadline: s(120),
         may_be_joining: false,
+        labelled_for: s(30),
+        deregistration_delay: Duration::ZERO,
+    };
+    let finished = |result: &str, labelled: u64, delay: u64| TerminateFacts {
+        labelled_for: s(labelled),
+        deregistration_delay: s(delay),
+        ..facts(
+            WaitState::TerminatingWait,
+            None,
+            Finished {
+                result: result.into(),
+            },
+            0,
+        )
     };
     let t = WaitState::TerminatingWait;
     let back = WaitState::WarmedPendingWait;
@@ -190,6 +204,26 @@ fn terminate_decision_table() {
                 0,
             ),
             |d| matches!(d, Complete { reason } if reason.contains("drained")),
+        ),
+        (
+            "drained 30 s after the label, delay 300 s: the instance stays 270 s more",
+            finished("drained", 30, 300),
+            |d| matches!(d, Deregistering { result, left } if result == "drained" && *left == Duration::from_secs(270)),
+        ),
+        (
+            "a drain a PodDisruptionBudget kept to its timeout waits out the delay too",
+            finished("timeout", 100, 300),
+            |d| matches!(d, Deregistering { .. }),
+        ),
+        (
+            "the delay has run: complete",
+            finished("drained", 300, 300),
+            |d| matches!(d, Complete { reason } if reason.contains("drained")),
+        ),
+        (
+            "no Node found by the drain: nothing deregisters, complete at once",
+            finished("absent", 1, 300),
+            |d| matches!(d, Complete { .. }),
         ),
         (
             "intended, never sent: send it (never read as finished)",

@@ -31,6 +31,8 @@ pub struct DrainRecord {
     pub left_node: Option<String>,
     /// The Node the instance owns, as matched when the drain was first intended.
     pub node: Option<String>,
+    /// *Left* records: the pods that kept the drain from ending clean (`ns/pod (why)`).
+    pub blocked: Vec<String>,
 }
 
 impl DrainRecord {
@@ -40,9 +42,14 @@ impl DrainRecord {
     }
 }
 
+pub mod cordon;
+mod output;
 mod placement;
 
-pub use placement::{in_flight_per_control_plane, pick_control_planes, DRAINS_PER_CONTROL_PLANE};
+pub use output::{parse_drain_output, DrainOutput};
+pub use placement::{
+    cluster_has_room, in_flight_per_control_plane, pick_control_planes, DRAINS_PER_CONTROL_PLANE,
+};
 
 const NAME_PREFIX: &str = "drain-";
 
@@ -75,6 +82,7 @@ fn to_record(v: &LeaseValue) -> DrainRecord {
         started_at_ms: v.started_at_ms,
         left_node: (!v.left_node.is_empty()).then(|| v.left_node.clone()),
         node: (!v.node.is_empty()).then(|| v.node.clone()),
+        blocked: v.blocked_pods.clone(),
     }
 }
 
@@ -92,6 +100,7 @@ fn to_value(record: &DrainRecord, request_id: &str, expires_at_ms: i64) -> Lease
             .unwrap_or_default(),
         left_node: record.left_node.clone().unwrap_or_default(),
         node: record.node.clone().unwrap_or_default(),
+        blocked_pods: record.blocked.clone(),
         ..Default::default()
     }
 }
@@ -154,6 +163,7 @@ pub async fn start(
         started_at_ms,
         left_node: None,
         node: node.clone(),
+        blocked: Vec::new(),
     };
     let expires = started_at_ms
         + (ctx.config.drain_timeout + ctx.config.command_deadline * 2).as_millis() as i64;
@@ -277,13 +287,14 @@ pub async fn forget(
         .await
 }
 
-/// Marks the record *left*: the action is about to be completed with `node` still in place; it
-/// is deleted once the instance is gone ([`crate::reconcile::cleanup`]).
+/// Marks the record *left*: the action is about to be completed with `node` still in place
+/// (kept from clean by the `blocked` pods, which `joinkeeper status` shows); it is deleted once
+/// the instance is gone ([`crate::reconcile::cleanup`]).
 pub async fn leave(
     ctx: &Context,
     cluster: &ClusterName,
     instance: &InstanceId,
-    node: &str,
+    (node, blocked): (&str, &[String]),
     request_id: &str,
 ) -> Result<DrainRecord, AwsCallError> {
     let record = DrainRecord {
@@ -292,6 +303,7 @@ pub async fn leave(
         started_at_ms: now_ms(),
         left_node: Some(node.to_owned()),
         node: None,
+        blocked: blocked.to_vec(),
     };
     // Kept (by the lease cleanup) well past the instance's termination.
     let expires = record.started_at_ms + 3_600_000;
@@ -302,70 +314,4 @@ pub async fn leave(
         )
         .await?;
     Ok(record)
-}
-
-/// What the drain document printed.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct DrainOutput {
-    pub result: String,
-    pub left: Vec<String>,
-    /// The Node's name (`node=`), when the document found one.
-    pub node: Option<String>,
-}
-
-/// The drain document's result: its last `drain …` line (`node=`, `result=`) and the
-/// `left <ns>/<pod>` lines.
-pub fn parse_drain_output(output: &str) -> DrainOutput {
-    let mut out = DrainOutput {
-        result: "unknown".to_owned(),
-        ..Default::default()
-    };
-    for line in output.lines() {
-        if let Some(pod) = line.strip_prefix("left ") {
-            if out.left.len() < 50 {
-                out.left.push(
-                    crate::names::printable(pod.trim(), 120)
-                        .trim_matches('"')
-                        .to_owned(),
-                );
-            }
-        } else if line.starts_with("drain ") {
-            for w in line.split_whitespace() {
-                if let Some(r) = w.strip_prefix("result=") {
-                    out.result = r
-                        .chars()
-                        .filter(|c| c.is_ascii_alphanumeric() || *c == '-')
-                        .take(20)
-                        .collect();
-                } else if let Some(n) = w.strip_prefix("node=") {
-                    out.node = dns_name_ok(n).then(|| n.to_owned());
-                }
-            }
-        }
-    }
-    out
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn drain_output() {
-        let out = "cordoned\nleft default/web-1\nleft kube-system/x\ndrain i-0000000a node=ip-1 result=timeout\n";
-        let parsed = parse_drain_output(out);
-        assert_eq!(parsed.result, "timeout");
-        assert_eq!(parsed.left, vec!["default/web-1", "kube-system/x"]);
-        assert_eq!(parsed.node.as_deref(), Some("ip-1"));
-        assert_eq!(parse_drain_output("garbage").result, "unknown");
-        assert_eq!(
-            parse_drain_output("drain i-0000000a node=- result=absent").node,
-            None
-        );
-        assert_eq!(
-            parse_drain_output("drain i-0000000a node=A;reboot result=failed").node,
-            None,
-            "a hostile name is never carried to a command"
-        );
-    }
 }

@@ -1,7 +1,8 @@
 //! Where a new drain goes: spread over the control planes, a few at a time on each, so that no
-//! agent queues drains past their delivery timeout.
+//! agent queues drains past their delivery timeout, and at most the cluster's drain concurrency
+//! at once (`JOINKEEPER_DRAIN_CONCURRENCY`).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use super::DrainRecord;
 use crate::names::InstanceId;
@@ -31,17 +32,42 @@ pub fn pick_control_planes(
     open.into_iter().map(|(_, _, _, c)| c).collect()
 }
 
-/// Drains in flight per control plane, from the run's records.
+/// Drains in flight per control plane, from the run's records; `finished`: the drains this run
+/// saw end (their action may still wait out the deregistration delay), which hold no agent.
 pub fn in_flight_per_control_plane(
     records: &HashMap<InstanceId, DrainRecord>,
+    finished: &HashSet<InstanceId>,
 ) -> HashMap<InstanceId, usize> {
     let mut counts = HashMap::new();
-    for r in records.values().filter(|r| r.in_flight()) {
+    for (_, r) in running(records, finished) {
         if let Some(cp) = &r.control_plane {
             *counts.entry(cp.clone()).or_insert(0) += 1;
         }
     }
     counts
+}
+
+fn running<'a>(
+    records: &'a HashMap<InstanceId, DrainRecord>,
+    finished: &'a HashSet<InstanceId>,
+) -> impl Iterator<Item = (&'a InstanceId, &'a DrainRecord)> {
+    records
+        .iter()
+        .filter(|(i, r)| r.in_flight() && !finished.contains(*i))
+}
+
+/// Pure: whether `instance` may start its drain now: fewer than `limit` others of the cluster
+/// run (a drain of its own being sent again does not count against it).
+pub fn cluster_has_room(
+    records: &HashMap<InstanceId, DrainRecord>,
+    finished: &HashSet<InstanceId>,
+    instance: &InstanceId,
+    limit: usize,
+) -> bool {
+    running(records, finished)
+        .filter(|(i, _)| *i != instance)
+        .count()
+        < limit
 }
 
 #[cfg(test)]
@@ -89,14 +115,57 @@ mod tests {
             started_at_ms: 0,
             left_node: left.map(str::to_owned),
             node: None,
+            blocked: Vec::new(),
         };
         let records: HashMap<InstanceId, DrainRecord> = [
             (id("i-00000001"), rec("c1", None)),
             (id("i-00000002"), rec("", None)),
             (id("i-00000003"), rec("c3", Some("n"))),
+            (id("i-00000004"), rec("c4", None)),
         ]
         .into_iter()
         .collect();
-        assert_eq!(in_flight_per_control_plane(&records).get(&cp), Some(&1));
+        let finished: HashSet<InstanceId> = [id("i-00000004")].into_iter().collect();
+        assert_eq!(
+            in_flight_per_control_plane(&records, &finished).get(&cp),
+            Some(&1),
+            "sent, not left, not seen finished"
+        );
+        assert_eq!(
+            in_flight_per_control_plane(&records, &HashSet::new()).get(&cp),
+            Some(&2)
+        );
+    }
+
+    #[test]
+    fn at_most_the_drain_concurrency_runs_in_a_cluster() {
+        let rec = |cmd: &str| DrainRecord {
+            command_id: cmd.into(),
+            control_plane: Some(id("i-0000000a")),
+            started_at_ms: 0,
+            left_node: None,
+            node: None,
+            blocked: Vec::new(),
+        };
+        let records: HashMap<InstanceId, DrainRecord> = [
+            (id("i-00000001"), rec("c1")),
+            (id("i-00000002"), rec("c2")),
+            (id("i-00000003"), rec("")),
+        ]
+        .into_iter()
+        .collect();
+        let none = HashSet::new();
+        let new = id("i-00000009");
+        assert!(!cluster_has_room(&records, &none, &new, 2), "two run: full");
+        assert!(cluster_has_room(&records, &none, &new, 3));
+        assert!(
+            cluster_has_room(&records, &none, &id("i-00000001"), 2),
+            "its own drain sent again does not count against it"
+        );
+        let done: HashSet<InstanceId> = [id("i-00000002")].into_iter().collect();
+        assert!(
+            cluster_has_room(&records, &done, &new, 2),
+            "a drain seen finished frees its place"
+        );
     }
 }

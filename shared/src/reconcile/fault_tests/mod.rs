@@ -128,6 +128,7 @@ fn record(
         started_at_ms: now_ms() - ago_ms,
         left_node: left.map(str::to_owned),
         node: None,
+        blocked: Vec::new(),
     }
 }
 
