@@ -55,16 +55,21 @@ pub async fn run_pass(
     if waiting.is_empty() && !recorded {
         return Ok(PassResult::default());
     }
-    if plan::needs_record_check(&waiting, mem.record_check_due()) {
-        // Workers about to join must find a record that outlives their join deadline.
-        let sub = Invocation::new(inv.request_id.clone(), *bound);
+    // Workers about to join must find a record that outlives their join deadline. Checked
+    // while the control plane is asked about the Nodes, not before: a slow check (throttled
+    // reads, a regenerate) must not hold back the CONTINUE of Nodes already Ready.
+    let record_check = plan::needs_record_check(&waiting, mem.record_check_due());
+    let sub = Invocation::new(inv.request_id.clone(), *bound);
+    let check_record = async {
+        if !record_check {
+            return;
+        }
         if let Err(err) =
             crate::regenerate::ensure_fresh(ctx, cluster, ctx.config.join_deadline, &sub).await
         {
             warn!(cluster = %cluster, error = %err, "could not make sure the join record outlives the join deadline");
         }
-        mem.record_checked = Some(Instant::now());
-    }
+    };
     let unknown: Vec<InstanceId> = waiting
         .iter()
         .map(|w| &w.instance)
@@ -83,15 +88,21 @@ pub async fn run_pass(
         Some(c) if !c.is_empty() => c.clone(),
         _ => ctx.control_plane_candidates(cluster).await?,
     };
-    let answers = if need_node.is_empty() {
-        Some(HashMap::new())
-    } else {
-        let hosts: HashMap<InstanceId, _> = need_node
-            .iter()
-            .filter_map(|i| Some((i.clone(), mem.facts.get(i)?.host_keys())))
-            .collect();
-        node_status::node_states(ctx, cluster, &candidates, &need_node, &hosts, bound).await
+    let hosts: HashMap<InstanceId, _> = need_node
+        .iter()
+        .filter_map(|i| Some((i.clone(), mem.facts.get(i)?.host_keys())))
+        .collect();
+    let ask_nodes = async {
+        if need_node.is_empty() {
+            Some(HashMap::new())
+        } else {
+            node_status::node_states(ctx, cluster, &candidates, &need_node, &hosts, bound).await
+        }
     };
+    let (answers, ()) = tokio::join!(ask_nodes, check_record);
+    if record_check {
+        mem.record_checked = Some(Instant::now());
+    }
     // The Node each instance owns: the one a drain names (never one the script looks up).
     let states = answers.map(|answers| {
         let mut states = HashMap::new();
