@@ -29,6 +29,8 @@ pub struct Report {
 #[derive(Clone, Debug, Serialize)]
 pub struct ClusterStatus {
     pub cluster: String,
+    /// `shared` or `per-instance` (`<prefix>/<cluster>/join-mode`); `unknown` when unreadable.
+    pub join_mode: &'static str,
     pub record: RecordStatus,
     pub control_planes: Vec<ControlPlane>,
     /// At least one control plane can run a command (regenerate, node status, drain).
@@ -115,6 +117,9 @@ async fn cluster_status(ctx: &Context, cluster: &ClusterName) -> Result<ClusterS
     let drains = drain::load_all(ctx, cluster).await?;
     Ok(ClusterStatus {
         cluster: cluster.to_string(),
+        join_mode: joinkeeper::reconcile::tokens::read_mode(ctx, cluster)
+            .await
+            .map_or("unknown", |m| m.as_str()),
         record: record(ctx, cluster).await?,
         reachable: planes.genuine.iter().any(|c| c.reachable),
         control_planes: planes.genuine,
@@ -252,6 +257,7 @@ fn render_cluster(c: &ClusterStatus, out: &mut dyn Write) -> io::Result<()> {
     let row =
         |out: &mut dyn Write, label: &str, text: &str| writeln!(out, "  {label:<LABEL$}{text}");
     writeln!(out, "cluster {}", c.cluster)?;
+    row(out, "join mode", c.join_mode)?;
     let r = &c.record;
     let mut line = r.state.to_owned();
     if let (Some(token), Some(expires), Some(left)) =

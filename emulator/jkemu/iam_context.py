@@ -19,6 +19,8 @@ class Request:
     params: dict[str, Any]  # JSON body, or the query protocol's form fields as they came
     account: str
     region: str
+    # The instance whose role session signed the request (instance-role credentials only).
+    source_instance: str | None = None
 
     @property
     def action(self) -> str:
@@ -69,8 +71,15 @@ def request_tags(params: dict[str, Any]) -> dict[str, Any]:
 
 
 def everything(request: Request) -> dict[str, Any]:
-    """Keys present in every request's context."""
-    return {"aws:RequestedRegion": request.region}
+    """Keys present in every request's context; with an instance role's credentials also
+    ec2:SourceInstanceARN, the instance the role session was delivered to (IAM User Guide,
+    "AWS global condition context keys", properties of the role session)."""
+    keys: dict[str, Any] = {"aws:RequestedRegion": request.region}
+    if request.source_instance:
+        keys["ec2:SourceInstanceARN"] = (
+            f"arn:aws:ec2:{request.region}:{request.account}:instance/{request.source_instance}"
+        )
+    return keys
 
 
 def wildcard(request: Request, modelled: bool = True) -> Authorization:

@@ -23,6 +23,7 @@ from .iam_sqs import sqs, sqs_request
 from .iam_ssm import decrypted_reads, kms, ssm
 
 SCOPE = re.compile(r"Credential=[^/,\s]+/\d{8}/(?P<region>[a-z0-9-]+)/(?P<service>[a-z0-9-]+)/")
+INSTANCE_SESSION = re.compile(r"^jkemu-instance-role/(i-[0-9a-f]{8}(?:[0-9a-f]{9})?)$")
 APP_ID = re.compile(r"(?:^|\s)app/(?P<id>[^\s/]+)")
 SECRET_NAME = re.compile(r"token|secret|password|passphrase|credential|ciphertext|plaintext", re.I)
 REDACTED = "<redacted>"
@@ -66,6 +67,14 @@ def principal(environ: dict[str, Any]) -> str:
         if match:
             return match.group("id")
     return "unknown"
+
+
+def source_instance(environ: dict[str, Any]) -> str | None:
+    """The instance of an instance role session: the emulator hands each instance's scripts the
+    session token `jkemu-instance-role/<instance-id>` (see scripts.py), as EC2 delivers each
+    instance role credentials of its own."""
+    match = INSTANCE_SESSION.match(environ.get("HTTP_X_AMZ_SECURITY_TOKEN") or "")
+    return match.group(1) if match else None
 
 
 def account_of(environ: dict[str, Any]) -> str:
@@ -117,6 +126,7 @@ def parse_request(environ: dict[str, Any], body: bytes) -> Request | None:
         params if isinstance(params, dict) else {},
         account_of(environ),
         scope.group("region"),
+        source_instance(environ),
     )
     return sqs_request(request) if request.service == "sqs" else request
 

@@ -136,6 +136,8 @@ def script_environment(instance: Any, account: str, region: str) -> dict[str, st
     if role:
         env["AWS_SDK_UA_APP_ID"] = role  # the principal of its AWS calls (User-Agent app/<role>)
         SCRIPT_APP_IDS.add(role)
+        # This instance's role session: the recorder reads ec2:SourceInstanceARN from it.
+        env["AWS_SESSION_TOKEN"] = f"jkemu-instance-role/{instance.id}"
     target = target_state_file(instance.id)
     if target.exists():
         env["JOINKEEPER_TARGET_LIFECYCLE_STATE"] = target.read_text().strip()

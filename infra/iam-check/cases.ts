@@ -88,6 +88,17 @@ function groupTags(tags: Record<string, string>): Record<string, string> {
   return out;
 }
 
+const instanceArn = (id: string) => `arn:aws:ec2:${R}:${A}:instance/${id}`;
+/** A per-instance record's tag: the one instance that may read it. */
+function ownRecord(id: string): Record<string, string> {
+  return { 'aws:ResourceTag/joinkeeper:instance': instanceArn(id), 'ssm:resourceTag/joinkeeper:instance': instanceArn(id) };
+}
+/** A call with the worker role's session on instance `id` (ec2:SourceInstanceARN names it). */
+function perInstanceWorker(id: string) {
+  return (action: string, resource: string, context: Record<string, string | string[]> = {}) =>
+    req('worker', action, resource, { ...context, 'ec2:SourceInstanceARN': instanceArn(id) });
+}
+
 export function mustDeny(f: Facts): Case[] {
   const keyArn = f.keyArn;
   const cases: Case[] = [];
@@ -111,6 +122,16 @@ export function mustDeny(f: Facts): Case[] {
     { ...req('worker', 'kms:Decrypt', keyArn('demo'), ownKey(param('demo', 'join-record'))), identity: { roleArn: `arn:aws:iam::${A}:role/Administrator`, policy: ADMIN } });
   add("this cluster's worker decrypts its record with its key, not through SSM", worker('kms:Decrypt', keyArn('demo'), { ...ownKey(param('demo', 'join-record')), 'kms:ViaService': `secretsmanager.${R}.amazonaws.com` }));
 
+  // Per-instance join mode: a worker reads its own instance's record, and nothing else.
+  const b = perInstanceWorker('i-0000000b');
+  add("a worker (B) reads another worker's (A's) per-instance record", b('ssm:GetParameter', param('demo', 'join/i-0000000a'), ownRecord('i-0000000a')), 'perInstance');
+  add("a worker (B) reads A's per-instance record under B's own name (the tag still names A)", b('ssm:GetParameter', param('demo', 'join/i-0000000b'), ownRecord('i-0000000a')), 'perInstance');
+  add('credentials taken off the instance (no ec2:SourceInstanceARN) read its per-instance record', worker('ssm:GetParameter', param('demo', 'join/i-0000000a'), ownRecord('i-0000000a')), 'perInstance');
+  add('a worker reads an untagged per-instance record', b('ssm:GetParameter', param('demo', 'join/i-0000000b')), 'perInstance');
+  add('a per-instance worker reads the shared join record', b('ssm:GetParameter', param('demo', 'join-record')), 'perInstance');
+  add("a per-instance worker decrypts the shared record with the cluster's key", b('kms:Decrypt', keyArn('demo'), ownKey(param('demo', 'join-record'))), 'perInstance');
+  add('a per-instance worker writes its record', b('ssm:PutParameter', param('demo', 'join/i-0000000b')), 'perInstance');
+  add("a control plane writes another cluster's per-instance record", cp('ssm:PutParameter', param('other', 'join/i-0000000a')), 'perInstance');
   // The CDK assets bucket: the node scripts asset, one object, read only.
   for (const [who, call] of [['worker', worker], ['control plane', cp]] as const) {
     add(`a ${who} reads another object of the assets bucket (a function's code)`, call('s3:GetObject', asset(f.functionCodeKey)));
@@ -213,5 +234,14 @@ export function mustAllow(f: Facts): Case[] {
   add('a control plane asks a peer to upload certificates', req('control-plane', 'ssm:SendCommand', doc('joinkeeper-upload-certs')));
   add('…on a control plane of its cluster', req('control-plane', 'ssm:SendCommand', instance, instanceTags({ 'joinkeeper:cluster': 'demo', 'joinkeeper:role': 'control-plane' })));
   add('the SSM agent reports in', req('worker', 'ssm:UpdateInstanceInformation', instance));
+  const a = perInstanceWorker('i-0000000a');
+  add('a per-instance worker (A) reads its own record', a('ssm:GetParameter', param('demo', 'join/i-0000000a'), ownRecord('i-0000000a')), 'perInstance');
+  add("a per-instance worker decrypts its own record with the cluster's key", a('kms:Decrypt', keyArn('demo'), ownKey(param('demo', 'join/i-0000000a'))), 'perInstance');
+  add('a per-instance worker decrypts its own record (aws/ssm key)', a('kms:Decrypt', awsSsmKey, viaSsm(param('demo', 'join/i-0000000a'))), 'perInstanceAwsSsm');
+  add('a control plane creates a per-instance record with its tags', req('control-plane', 'ssm:PutParameter', param('demo', 'join/i-0000000a')), 'perInstance');
+  add('…tagging it on creation', req('control-plane', 'ssm:AddTagsToResource', param('demo', 'join/i-0000000a')), 'perInstance');
+  add('a control plane deletes a per-instance record', req('control-plane', 'ssm:DeleteParameter', param('demo', 'join/i-0000000a')), 'perInstance');
+  add("a control plane encrypts a per-instance record with the cluster's key", req('control-plane', 'kms:Encrypt', keyArn('demo'), ownKey(param('demo', 'join/i-0000000a'))), 'perInstance');
+  for (const f of FUNCTIONS) add(`${f} reads the join mode`, req(f, 'ssm:GetParameter', param('demo', 'join-mode')));
   return cases;
 }

@@ -7,7 +7,12 @@ import { CLUSTER_SENTINEL, PARAMETER_PREFIX, Env, Policies, PolicyDocument, Prin
  * Which synthesis a request is evaluated against: the default (each cluster stack has its own
  * key), or the opt-out clusterKmsKey=false (the account's aws/ssm key).
  */
-export type Variant = 'default' | 'awsSsm';
+/**
+ * Which synthesis a request is evaluated against: the cluster's own key (default) or aws/ssm
+ * (clusterKmsKey=false), each in the shared join mode or in joinMode=per-instance.
+ */
+export type Variant = 'default' | 'awsSsm' | 'perInstance' | 'perInstanceAwsSsm';
+export const VARIANTS: readonly Variant[] = ['default', 'awsSsm', 'perInstance', 'perInstanceAwsSsm'];
 
 /** The tag CloudFormation gives the cluster stack's key (every resource of the stack has it). */
 export const KEY_CLUSTER_TAG = 'aws:ResourceTag/joinkeeper:cluster';

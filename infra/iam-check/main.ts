@@ -9,7 +9,7 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { Case, caseFacts, mustAllow, mustDeny } from './cases';
-import { EC_SURROGATE, Evaluator, Variant } from './evaluate';
+import { EC_SURROGATE, Evaluator, Variant, VARIANTS } from './evaluate';
 import { DEFAULT_ACCOUNT, DEFAULT_REGION, Policies, PRINCIPALS, synthesize } from './policies';
 import { CallVerdict, evaluateCall, isDeployed, NOT_DEPLOYED, readCalls } from './recorded';
 import { checkTable, formatRow, templateRows } from './table';
@@ -39,8 +39,10 @@ export async function runCheck(o: Options): Promise<Summary> {
   const variants: Record<Variant, Policies> = {
     default: new Policies(synthesize()),
     awsSsm: new Policies(synthesize({ clusterKmsKey: false })),
+    perInstance: new Policies(synthesize({ joinMode: 'per-instance' })),
+    perInstanceAwsSsm: new Policies(synthesize({ clusterKmsKey: false, joinMode: 'per-instance' })),
   };
-  const evaluators: Record<Variant, Evaluator> = { default: new Evaluator(variants.default), awsSsm: new Evaluator(variants.awsSsm) };
+  const evaluators = Object.fromEntries(VARIANTS.map((v) => [v, new Evaluator(variants[v])])) as Record<Variant, Evaluator>;
   out(`IAM check: templates synthesized (default: the cluster's own key; and clusterKmsKey=false: aws/ssm) in ${((Date.now() - started) / 1000).toFixed(1)} s`);
 
   // ---- recorded calls ------------------------------------------------------------------------
@@ -51,7 +53,7 @@ export async function runCheck(o: Options): Promise<Summary> {
   const skipped: Record<string, number> = {};
   const deniedCalls: CallVerdict[] = [];
   const ignoredKeys = new Map<string, Set<string>>();
-  const byVariant: Record<Variant, number> = { default: 0, awsSsm: 0 };
+  const byVariant: Record<Variant, number> = { default: 0, awsSsm: 0, perInstance: 0, perInstanceAwsSsm: 0 };
   for (const call of calls) {
     if (!isDeployed(call.principal)) {
       skipped[call.principal] = (skipped[call.principal] ?? 0) + 1;
@@ -80,7 +82,7 @@ export async function runCheck(o: Options): Promise<Summary> {
     out(`${pad(p, 16)}${lpad(s.checked, 9)}${lpad(s.allowed, 9)}${lpad(s.denied, 8)}   ${p === 'control-plane' || p === 'worker' ? (inferred[p] ?? 0) : '-'}`);
   }
   out(`${pad('total', 16)}${lpad(checked, 9)}${lpad(checked - deniedCalls.length, 9)}${lpad(deniedCalls.length, 8)}`);
-  out(`evaluated against the default templates: ${byVariant.default}; against clusterKmsKey=false (an instance role's KMS call with the aws/ssm key): ${byVariant.awsSsm}`);
+  out(`evaluated against the default templates: ${byVariant.default}; against clusterKmsKey=false (an instance role's KMS call with the aws/ssm key): ${byVariant.awsSsm}; against joinMode=per-instance (a worker's call about its own record): ${byVariant.perInstance + byVariant.perInstanceAwsSsm}`);
   for (const v of deniedCalls.slice(0, 50)) {
     for (const d of v.denials) {
       out(`  DENIED ${v.call.principal} ${v.call.action} ${d.resource} -> ${d.decision.result}${d.decision.detail ? ` (${d.decision.detail})` : ''} [${v.call.at}]`);

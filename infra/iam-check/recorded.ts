@@ -97,7 +97,12 @@ export interface CallVerdict {
  */
 export function variantOf(call: Call): Variant {
   const kms = call.action.startsWith('kms:') && INSTANCE_PRINCIPALS.includes(call.principal as Principal);
-  return kms && call.resources.length > 0 && call.resources.every((r) => isAwsSsmKey(r, call.context[r] ?? {})) ? 'awsSsm' : 'default';
+  const awsSsm = kms && call.resources.length > 0 && call.resources.every((r) => isAwsSsmKey(r, call.context[r] ?? {}));
+  // A worker's call about a per-instance record is what a joinMode=per-instance stack's worker makes.
+  const named = call.resources.map((r) => kmsParameterArn(call.context[r] ?? {}) ?? r);
+  const perInstance = call.principal === 'worker' && named.some((r) => /:parameter\/.+\/join\/i-[0-9a-f]+$/.test(r));
+  if (perInstance) return awsSsm ? 'perInstanceAwsSsm' : 'perInstance';
+  return awsSsm ? 'awsSsm' : 'default';
 }
 
 /**

@@ -10,6 +10,7 @@ import * as targets from 'aws-cdk-lib/aws-elasticloadbalancingv2-targets';
 import * as iam from 'aws-cdk-lib/aws-iam';
 import * as kms from 'aws-cdk-lib/aws-kms';
 import * as s3assets from 'aws-cdk-lib/aws-s3-assets';
+import * as ssm from 'aws-cdk-lib/aws-ssm';
 import { Construct } from 'constructs';
 import { ClusterConfig, documentNames, hookNames, hookTimeouts } from './config';
 import { clusterParameterArn, controlPlaneStatements, KEY_ADMIN_ACTIONS, nodeScriptsReadStatement, PARAMETER_NAMES, viaSsmConditions, workerStatements } from './iam';
@@ -100,7 +101,9 @@ export class JoinkeeperClusterStack extends Stack {
     let key: kms.Key | undefined;
     if (c.clusterKmsKey) {
       const clusterParams = clusterParameterArn(this, c.parameterPrefix, c.clusterName, '*');
-      const record = clusterParameterArn(this, c.parameterPrefix, c.clusterName, PARAMETER_NAMES.record);
+      const record = c.joinMode === 'per-instance'
+        ? clusterParameterArn(this, c.parameterPrefix, c.clusterName, `${PARAMETER_NAMES.instanceRecords}/*`)
+        : clusterParameterArn(this, c.parameterPrefix, c.clusterName, PARAMETER_NAMES.record);
       key = new kms.Key(this, 'ParameterKey', {
         description: `joinkeeper ${c.clusterName}: SecureString parameters of this cluster`,
         enableKeyRotation: true,
@@ -129,7 +132,13 @@ export class JoinkeeperClusterStack extends Stack {
     for (const st of controlPlaneStatements(this, { ...grants, uploadCertsDocument: documentNames(c.documentPrefix).uploadCerts })) {
       cpRole.addToPrincipalPolicy(st);
     }
-    for (const st of workerStatements(this, grants)) workerRole.addToPrincipalPolicy(st);
+    for (const st of workerStatements(this, { ...grants, joinMode: c.joinMode })) workerRole.addToPrincipalPolicy(st);
+    // The functions read the mode to mint per-instance tokens (absent: shared).
+    new ssm.StringParameter(this, 'JoinMode', {
+      parameterName: `${c.parameterPrefix}/${c.clusterName}/${PARAMETER_NAMES.joinMode}`,
+      stringValue: c.joinMode,
+      description: `joinkeeper ${c.clusterName}: how workers join (shared or per-instance)`,
+    });
     // Each role reads the one object its user data downloads (not Asset.grantRead: that is
     // s3:GetObject* and s3:List* on the whole bootstrap bucket).
     const scriptsObject = scripts.bucket.arnForObjects(scripts.s3ObjectKey);

@@ -50,6 +50,8 @@ export type Architecture = 'arm64' | 'x86_64';
 export type ControlPlaneMode = 'single' | 'ha';
 export type Installer = 'kubeadm' | 'kurl';
 export type WarmPoolState = 'Stopped' | 'Running' | 'Hibernated';
+/** How workers join: one shared record, or one token per worker (README.md, "Join modes"). */
+export type JoinMode = 'shared' | 'per-instance';
 
 /** Settings both stacks share (the functions and the lifecycle hooks must agree on them). */
 export interface CommonConfig {
@@ -152,6 +154,12 @@ export interface ClusterConfig extends CommonConfig {
   readonly warmPoolState: WarmPoolState;
   /** Scale-in returns instances to the pool (drained, Node deleted) instead of terminating them; default false. */
   readonly warmPoolReuseOnScaleIn: boolean;
+  /**
+   * `shared` (default): every worker reads the cluster's join record. `per-instance`: each
+   * waiting worker gets a token of its own, readable only by its instance, and its Node's
+   * certificate is approved only under its own name; workers cannot read the shared record.
+   */
+  readonly joinMode: JoinMode;
 }
 
 export class ConfigError extends Error {}
@@ -340,6 +348,7 @@ export function clusterConfig(node: Node): ClusterConfig {
     warmPoolMinSize,
     warmPoolState: oneOf(node, 'warmPoolState', ['Stopped', 'Running', 'Hibernated'] as const, 'Stopped')!,
     warmPoolReuseOnScaleIn: bool(node, 'warmPoolReuseOnScaleIn', false),
+    joinMode: oneOf(node, 'joinMode', ['shared', 'per-instance'] as const, 'shared')!,
   };
 }
 

@@ -27,6 +27,8 @@ export const EMF_METRICS = {
   drainBlockedPods: 'DrainBlockedPods',
   completedBySweep: 'ActionsCompletedBySweep',
   commandsSent: 'CommandsSent',
+  tokensMinted: 'JoinTokensMinted',
+  tokensRevoked: 'JoinTokensRevoked',
 } as const;
 
 export interface OperationsProps {
@@ -175,6 +177,10 @@ export class JoinkeeperOperations extends Construct {
           }),
           graph('Actions completed by the sweep (their event was lost or late)', [perCluster(EMF_METRICS.completedBySweep, 'Sum')]),
           graph('Run Commands sent', [perCluster(EMF_METRICS.commandsSent, 'Sum')]),
+          graph('Per-instance join tokens minted and revoked', [
+            perCluster(EMF_METRICS.tokensMinted, 'Sum'),
+            perCluster(EMF_METRICS.tokensRevoked, 'Sum'),
+          ]),
         ],
         [
           graph('Failed events waiting', [

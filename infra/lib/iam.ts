@@ -20,7 +20,14 @@ export const PARAMETER_NAMES = {
   leases: 'leases',
   /** The rogue check's mode, set by the cluster's operator (report, cordon, delete). */
   rogueNodes: 'rogue-nodes',
+  /** How workers join (shared, per-instance), written by the cluster stack. */
+  joinMode: 'join-mode',
+  /** Per-instance join records: `join/<instance-id>`, tagged joinkeeper:instance=<instance ARN>. */
+  instanceRecords: 'join',
 } as const;
+
+/** The tag of a per-instance record naming the one instance that may read it (by its ARN). */
+export const TAG_INSTANCE = 'joinkeeper:instance';
 
 /**
  * The functions' actions that have no resource-level permissions ("*" is the only resource IAM
@@ -137,6 +144,7 @@ export function functionStatements(stack: Stack, g: FunctionGrants): iam.PolicyS
         clusterParameterArn(stack, prefix, '*', PARAMETER_NAMES.meta),
         clusterParameterArn(stack, prefix, '*', PARAMETER_NAMES.record),
         clusterParameterArn(stack, prefix, '*', PARAMETER_NAMES.rogueNodes),
+        clusterParameterArn(stack, prefix, '*', PARAMETER_NAMES.joinMode),
       ],
     }),
     new iam.PolicyStatement({
@@ -227,6 +235,15 @@ export function controlPlaneStatements(stack: Stack, g: InstanceGrants & { uploa
       actions: ['ssm:GetParameterHistory'],
       resources: [p(PARAMETER_NAMES.record)],
     }),
+    new iam.PolicyStatement({
+      // Per-instance mode: node-status mints a token per waiting worker and writes its record
+      // (create-only, tagged with the instance's ARN), checks (GetParameters, no decryption) and
+      // deletes it when the wait ends. The tags go on at creation only (ssm:AddTagsToResource is
+      // what PutParameter with Tags needs).
+      sid: 'InstanceJoinRecords',
+      actions: ['ssm:PutParameter', 'ssm:DeleteParameter', 'ssm:GetParameters', 'ssm:AddTagsToResource'],
+      resources: [p(`${PARAMETER_NAMES.instanceRecords}/*`)],
+    }),
     parameterKeyStatement(stack, 'ClusterSecureStrings', ['kms:Decrypt', 'kms:Encrypt', 'kms:GenerateDataKey'], p('*'), g.keyArn),
     new iam.PolicyStatement({
       // node-status falls back to private DNS names; request-certs finds a peer control plane.
@@ -258,8 +275,27 @@ export function controlPlaneStatements(stack: Stack, g: InstanceGrants & { uploa
   ];
 }
 
-/** Workers: their own cluster's join record (decrypted), nothing else from Parameter Store. */
-export function workerStatements(stack: Stack, g: InstanceGrants): iam.PolicyStatement[] {
+/**
+ * Workers, shared mode: their own cluster's join record (decrypted), nothing else from Parameter
+ * Store. Per-instance mode: only the record of their own instance, `join/<instance-id>`, whose
+ * tag joinkeeper:instance must equal the calling role session's `ec2:SourceInstanceARN` (the
+ * instance the credentials were delivered to; a global condition key, usable as a policy
+ * variable); never the shared record.
+ */
+export function workerStatements(stack: Stack, g: InstanceGrants & { joinMode: 'shared' | 'per-instance' }): iam.PolicyStatement[] {
+  if (g.joinMode === 'per-instance') {
+    const own = clusterParameterArn(stack, g.parameterPrefix, g.clusterName, `${PARAMETER_NAMES.instanceRecords}/*`);
+    return [
+      new iam.PolicyStatement({
+        sid: 'ReadOwnJoinRecord',
+        actions: ['ssm:GetParameter'],
+        resources: [own],
+        conditions: { StringEquals: { [`ssm:resourceTag/${TAG_INSTANCE}`]: '${ec2:SourceInstanceARN}' } },
+      }),
+      parameterKeyStatement(stack, 'DecryptOwnJoinRecord', ['kms:Decrypt'], own, g.keyArn),
+      ssmAgentStatement(),
+    ];
+  }
   const record = clusterParameterArn(stack, g.parameterPrefix, g.clusterName, PARAMETER_NAMES.record);
   return [
     new iam.PolicyStatement({ sid: 'ReadJoinRecord', actions: ['ssm:GetParameter'], resources: [record] }),

@@ -69,6 +69,7 @@ function header(p: CommonUserDataProps, role: 'control-plane' | 'worker'): strin
     `JK_POD_CIDR=${q(c.podCidr)}`,
     `JK_TTL=${q(String(c.tokenTtlSeconds))}`,
     `JK_JOIN_DEADLINE=${q(String(c.joinDeadlineSeconds))}`,
+    `JK_JOIN_MODE=${q(c.joinMode)}`,
     // Tokens: rendered by CloudFormation; quoted so an unexpected character cannot split words.
     `JK_SCRIPTS_BUCKET="${p.scripts.bucket}"`,
     `JK_SCRIPTS_KEY="${p.scripts.key}"`,
@@ -134,9 +135,11 @@ export function workerUserData(p: CommonUserDataProps): string[] {
     // after a round trip through the pool (its Node was deleted on the way back); after a plain
     // reboot it finds its Node and does nothing. A Running or Hibernated pool's instance never
     // boots again: there the unit is started now and waits.
-    '/opt/joinkeeper/bin/joinkeeper-boot-unit --cluster "$JK_CLUSTER" --prefix "$JK_PREFIX" --deadline-seconds "$JK_JOIN_DEADLINE"',
+    '/opt/joinkeeper/bin/joinkeeper-boot-unit --cluster "$JK_CLUSTER" --prefix "$JK_PREFIX" --deadline-seconds "$JK_JOIN_DEADLINE" --join-mode "$JK_JOIN_MODE"',
     // The launch lifecycle hook holds this instance in Pending:Wait until its Node is Ready. Bound
     // for the warm pool (target lifecycle state Warmed:*), it logs that and does not join now.
-    '/opt/joinkeeper/bin/joinkeeper-join --cluster "$JK_CLUSTER" --prefix "$JK_PREFIX" --deadline-seconds "$JK_JOIN_DEADLINE"',
+    // In per-instance mode it waits for its own record, which joinkeeper writes once the launch
+    // hook holds this instance, and never reads the shared one.
+    '/opt/joinkeeper/bin/joinkeeper-join --cluster "$JK_CLUSTER" --prefix "$JK_PREFIX" --deadline-seconds "$JK_JOIN_DEADLINE" --join-mode "$JK_JOIN_MODE"',
   ];
 }

@@ -3,13 +3,43 @@ import os
 import re
 import socket
 import sys
+import time
 
 import joinkeeper_standin as st
 import standin_csr
 from kubeadm_certs import check_certificate_key, config_certificate_key
 from kubeadm_common import (admin_conf, die, kubelet_conf_path, kubelet_provider_id, phase_error, take_flags,
                             write_node_file, yaml_value)
-from kubeadm_tokens import TOKEN_RE
+from kubeadm_tokens import DEFAULT_GROUP, TOKEN_RE
+
+# What a bootstrap token's groups must be bound to for `kubeadm join` to read the kubeadm-config
+# ConfigMap and for the kubelet to create its CSR; kubeadm init binds both to DEFAULT_GROUP only.
+JOIN_ROLES = ("system:node-bootstrapper", "kubeadm:nodes-kubeadm-config")
+
+
+def missing_bindings(state, groups):
+    """The roles none of `groups` is bound to (kubeadm's own bindings, and those applied with
+    `kubectl apply`, see the stand-in kubectl)."""
+    if DEFAULT_GROUP in groups:
+        return []
+    bound = state.get("group_bindings", {})
+    return [r for r in JOIN_ROLES if not any(g in bound.get(r, []) for g in groups)]
+
+
+def wait_for_certificate(csr):
+    """The kubelet's TLS bootstrap: kubeadm join waits until the CSR is approved (its certificate
+    issued), fails when it is denied, and gives up after JOINKEEPER_EMULATOR_TLS_BOOTSTRAP_SECONDS
+    (default 300, kubeadm's `timeouts.tlsBootstrap`)."""
+    give_up = time.time() + st.env_int("JOINKEEPER_EMULATOR_TLS_BOOTSTRAP_SECONDS", 300)
+    while True:
+        with st.locked_state(write=False) as state:
+            status = standin_csr.status_of(state, csr)
+        if status in ("AutoApproved", "KubectlApprove"):
+            return
+        if status in ("KubectlDeny", "gone") or time.time() > give_up:
+            phase_error("error writing TLS bootstrapped kubeconfig: the certificate signing request %s was "
+                        "%s" % (csr, "denied" if status == "KubectlDeny" else "not approved in time"))
+        time.sleep(0.5)
 
 
 def parse_join_config(path):
@@ -89,6 +119,8 @@ def cmd_join(args):
         check_certificate_key(flags.get("--certificate-key") or
                               (config_certificate_key(flags["--config"]) if "--config" in flags else None))
     name = (cfg["name"] or os.environ.get("JOINKEEPER_PRIVATE_DNS") or socket.gethostname()).lower()
+    # A tampered node (tests: group tag emulator:node-name) asks for another Node name.
+    name = os.environ.get("JOINKEEPER_EMULATOR_NODE_NAME") or name
     provider = cfg["provider"] or kubelet_provider_id()
     iid, az = os.environ.get("JOINKEEPER_INSTANCE_ID", ""), os.environ.get("JOINKEEPER_AVAILABILITY_ZONE", "")
     if not provider and iid and az:
@@ -104,16 +136,24 @@ def cmd_join(args):
           "This can take up to 4m0s")
     print("[kubelet-check] The kubelet is healthy after 501.2ms")
     print("[kubelet-start] Waiting for the kubelet to perform the TLS Bootstrap")
+    groups = tokens[token_id].get("groups", [DEFAULT_GROUP])
+    forbidden = missing_bindings(state, groups)
+    if forbidden:
+        phase_error('unable to fetch the kubeadm-config ConfigMap: configmaps "kubeadm-config" is forbidden: '
+                    'User "system:bootstrap:%s" cannot get resource "configmaps" in API group "" in the '
+                    'namespace "kube-system" (no binding of %s to its groups)' % (token_id, forbidden))
     with st.locked_state() as state:
         if token_id not in state["tokens"]:  # revoked or expired while we were joining
             die("error execution phase kubelet-start: error uploading crisocket: timed out waiting "
                 "for the condition\nTo see the stack trace of this error execute with --v=5 or higher")
+        csr = standin_csr.add_bootstrap_csr(state, token_id, name, groups)  # the kubelet's TLS bootstrap
+    wait_for_certificate(csr)
+    with st.locked_state() as state:
         st.add_node(state, name, provider,
                     ready="False" if behaviour == "never-ready" else "True",
                     drain_seconds=st.env_int("JOINKEEPER_EMULATOR_DRAIN_SECONDS"),
                     stuck_pods=st.env_int("JOINKEEPER_EMULATOR_STUCK_PODS"),
                     role="control-plane" if control_plane else "worker")
-        standin_csr.add_bootstrap_csr(state, token_id, name)  # the kubelet's TLS bootstrap
     if conf:
         write_node_file("etc/kubernetes/kubelet.conf",
                         "# stand-in kubelet.conf (test double): node %s joined %s\n" % (name, endpoint))

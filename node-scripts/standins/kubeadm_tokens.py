@@ -7,6 +7,19 @@ from kubeadm_common import die, take_flags
 
 DEFAULT_GROUP = "system:bootstrappers:kubeadm:default-node-token"
 TOKEN_RE = re.compile(r"^([a-z0-9]{6})\.([a-z0-9]{16})$")
+# kubeadm's check of --groups (bootstraputil.ValidateBootstrapGroupName).
+GROUP_RE = re.compile(r"^system:bootstrappers:[a-z0-9:-]{0,255}[a-z0-9]$")
+
+
+def parse_groups(raw):
+    """--groups: comma-separated extra groups, each system:bootstrappers:..."""
+    if raw is None:
+        return [DEFAULT_GROUP]
+    groups = [g for g in raw.split(",") if g]
+    for g in groups:
+        if not GROUP_RE.match(g):
+            die('bootstrap group "%s" is invalid (must match %s)' % (g, GROUP_RE.pattern))
+    return groups
 
 
 def join_command(state, token):
@@ -14,7 +27,7 @@ def join_command(state, token):
         state["endpoint"], token, state["ca_cert_hash"])
 
 
-def new_token(state, token, ttl, description, created):
+def new_token(state, token, ttl, description, created, groups=(DEFAULT_GROUP,)):
     m = TOKEN_RE.match(token)
     if not m:
         die('the bootstrap token "%s" was not of the form "^([a-z0-9]{6})\\.([a-z0-9]{16})$"' % token)
@@ -29,7 +42,7 @@ def new_token(state, token, ttl, description, created):
         "created": created,
         "expires": None if ttl == 0 else created + ttl,
         "usages": ["authentication", "signing"],
-        "groups": [DEFAULT_GROUP],
+        "groups": list(groups),
     }
 
 
@@ -49,8 +62,9 @@ def cmd_token(args):
         except ValueError as err:
             die('invalid argument "%s" for "--ttl" flag: %s' % (flags.get("--ttl"), err))
         token = positional[0] if positional else "%s.%s" % (st.rand(6), st.rand(16))
+        groups = parse_groups(flags.get("--groups"))
         with st.locked_state() as state:
-            new_token(state, token, ttl, flags.get("--description", ""), st.now())
+            new_token(state, token, ttl, flags.get("--description", ""), st.now(), groups)
             endpoint_line = join_command(state, token)
         if flags.get("--print-join-command") == "true":
             print(endpoint_line)

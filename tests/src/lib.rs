@@ -513,9 +513,29 @@ pub async fn create_worker_group(
     heartbeat_seconds: i32,
     extra_tags: &[(&str, &str)],
 ) {
+    create_worker_group_joining(
+        clients,
+        cluster,
+        group,
+        heartbeat_seconds,
+        extra_tags,
+        "shared",
+    )
+    .await
+}
+
+/// [`create_worker_group`] whose workers join in `join_mode` (`shared` or `per-instance`).
+pub async fn create_worker_group_joining(
+    clients: &AwsClients,
+    cluster: &str,
+    group: &str,
+    heartbeat_seconds: i32,
+    extra_tags: &[(&str, &str)],
+    join_mode: &str,
+) {
     use aws_sdk_autoscaling::types::{LaunchTemplateSpecification, Tag as AsgTag};
     use aws_sdk_ec2::types::RequestLaunchTemplateData;
-    let user_data = format!("#!/bin/bash\n/opt/joinkeeper/bin/joinkeeper-join --cluster {cluster} --prefix /joinkeeper --deadline-seconds 60\n");
+    let user_data = format!("#!/bin/bash\n/opt/joinkeeper/bin/joinkeeper-join --cluster {cluster} --prefix /joinkeeper --deadline-seconds 60 --join-mode {join_mode}\n");
     clients
         .ec2
         .create_launch_template()

@@ -1,9 +1,10 @@
-"""The command line: the eleven subcommands and their options (usage: ../joinkeeper-json.py)."""
+"""The command line: the twelve subcommands and their options (usage: ../joinkeeper-json.py)."""
 import argparse
 import sys
 
 from .common import Invalid, fail
 from .csrs import cmd_bootstrap_joins
+from .instance_tokens import cmd_instance_tokens
 from .nodes import cmd_drain_left, cmd_node_facts, cmd_node_lookup, cmd_nodes
 from .record import cmd_build_record, cmd_check_record, cmd_join_config, cmd_put_input
 from .tokens import cmd_revocable, cmd_token_expiry
@@ -24,6 +25,7 @@ def main():
     p = sub.add_parser("put-input")
     p.add_argument("--name", required=True)
     p.add_argument("--kms-key-id", default="")
+    p.add_argument("--tag", action="append", default=[], help="KEY=VALUE; makes the write create-only")
     p = sub.add_parser("token-expiry")
     p.add_argument("--token-id", required=True)
     p = sub.add_parser("revocable")
@@ -55,6 +57,12 @@ def main():
     p.add_argument("--csrs", required=True)
     p.add_argument("--tokens", required=True)
     p.add_argument("--max-lines", type=int, default=300)
+    p = sub.add_parser("instance-tokens")
+    p.add_argument("--cluster", required=True)
+    p.add_argument("--tokens", required=True)
+    p.add_argument("--csrs", required=True)
+    p.add_argument("--wanted", default="-")
+    p.add_argument("--revoke", default="-")
     args = parser.parse_args()
     handler = {
         "build-record": cmd_build_record,
@@ -68,6 +76,7 @@ def main():
         "node-facts": cmd_node_facts,
         "drain-left": cmd_drain_left,
         "bootstrap-joins": cmd_bootstrap_joins,
+        "instance-tokens": cmd_instance_tokens,
     }.get(args.command)
     if handler is None:
         parser.print_usage(sys.stderr)

@@ -95,6 +95,10 @@ def cmd_check_record(args):
 def cmd_put_input(args):
     record = load_record(sys.stdin.read())
     put = {"Name": args.name, "Type": "SecureString", "Overwrite": True, "Value": record_json(record)}
+    if args.tag:
+        # Parameter Store takes tags on creation only (not with Overwrite): a create-only write.
+        put["Overwrite"] = False
+        put["Tags"] = [dict(zip(("Key", "Value"), t.split("=", 1))) for t in args.tag if "=" in t]
     if args.kms_key_id:
         put["KeyId"] = args.kms_key_id
     sys.stdout.write(json.dumps(put) + "\n")

@@ -44,7 +44,9 @@ def parse_token_stream(text):
                 expires = parse_any_ts(obj["expires"])
             except Invalid:
                 expires = None
-        tokens.append({"id": token_id, "description": obj.get("description") or "", "expires": expires})
+        groups = obj.get("groups") if isinstance(obj.get("groups"), list) else []
+        tokens.append({"id": token_id, "description": obj.get("description") or "", "expires": expires,
+                       "groups": [g for g in groups if isinstance(g, str)]})
     return tokens
 
 

@@ -187,6 +187,12 @@ impl Config {
         format!("{}/{}/rogue-nodes", self.parameter_prefix, cluster)
     }
 
+    /// How the cluster's workers join (`shared`, the default, or `per-instance`; see
+    /// [`crate::reconcile::tokens`]), set by the cluster stack.
+    pub fn join_mode_parameter(&self, cluster: &crate::names::ClusterName) -> String {
+        format!("{}/{}/join-mode", self.parameter_prefix, cluster)
+    }
+
     /// The folder of a cluster's leases (see [`crate::lease`]).
     pub fn lease_path(&self, cluster: &crate::names::ClusterName) -> String {
         format!("{}/{}/leases", self.parameter_prefix, cluster)

@@ -43,7 +43,15 @@ pub mod name {
     pub const COMPLETED_BY_SWEEP: &str = "ActionsCompletedBySweep";
     /// Run Commands sent (property `Document`).
     pub const COMMANDS_SENT: &str = "CommandsSent";
+    /// Join mode per-instance: bootstrap tokens minted, one per waiting worker.
+    pub const TOKENS_MINTED: &str = "JoinTokensMinted";
+    /// Join mode per-instance: tokens revoked (with their parameters) once the wait ended.
+    pub const TOKENS_REVOKED: &str = "JoinTokensRevoked";
 }
+
+/// Certificate requests made with an instance's token under another Node name, denied
+/// (properties `Instance`, `Node`). Not graphed, like [`ROGUE_NODES`].
+pub const ROGUE_CERTIFICATE_REQUESTS: &str = "RogueCertificateRequests";
 
 /// Nodes found with no instance of the cluster behind them (properties `Node`, `Action`). Not in
 /// [`name`], the list the dashboard graphs (`infra/test/dashboard.test.ts` holds them equal):
@@ -104,6 +112,21 @@ pub fn command_sent(cluster: &str, document: &str) -> Record {
     Record::new(cluster)
         .metric(name::COMMANDS_SENT, Unit::Count, 1.0)
         .property("Document", document)
+}
+
+/// What one pass's control plane did about per-instance tokens (counts only; never a secret).
+pub fn join_tokens(cluster: &str, minted: usize, revoked: usize) -> Record {
+    Record::new(cluster)
+        .metric(name::TOKENS_MINTED, Unit::Count, minted as f64)
+        .metric(name::TOKENS_REVOKED, Unit::Count, revoked as f64)
+}
+
+/// A certificate request denied: made with `instance`'s token, asking for another `node`.
+pub fn rogue_certificate_request(cluster: &str, instance: &str, node: &str) -> Record {
+    Record::new(cluster)
+        .metric(ROGUE_CERTIFICATE_REQUESTS, Unit::Count, 1.0)
+        .property("Instance", instance)
+        .property("Node", node)
 }
 
 /// A rogue Node: no instance of the cluster stands behind it; `action` is what was done about it.

@@ -24,8 +24,8 @@ use std::sync::{Arc, Mutex};
 use serde_json::Value;
 
 pub use catalogue::{
-    abandon_class, action, command_sent, impostor_control_plane, name, refresh_pass, regeneration,
-    rogue_node,
+    abandon_class, action, command_sent, impostor_control_plane, join_tokens, name, refresh_pass,
+    regeneration, rogue_certificate_request, rogue_node,
 };
 pub use emf::{Record, Unit, CLUSTER, NAMESPACE};
 

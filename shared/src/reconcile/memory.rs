@@ -42,6 +42,11 @@ pub struct Memory {
     pub drains_finished: HashSet<InstanceId>,
     /// Nodes this run cordoned ahead of their drains (several leaving at once).
     pub cordoned: HashSet<String>,
+    /// The cluster's join mode, once read in this run.
+    pub join_mode: Option<crate::reconcile::tokens::JoinMode>,
+    /// Per-instance mode: instances whose tokens are still to be revoked (their wait ended, or
+    /// a stray token of an instance no longer waiting).
+    pub revoke: std::collections::BTreeSet<InstanceId>,
 }
 
 /// How often a run re-checks that the record outlives the join deadline while launches wait.

@@ -24,6 +24,7 @@ pub mod pass;
 pub mod plan;
 pub mod report;
 pub mod terminate;
+pub mod tokens;
 pub mod warm_entry;
 
 use std::time::Duration;

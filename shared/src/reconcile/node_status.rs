@@ -17,6 +17,7 @@ use crate::lifecycle::NodeState;
 use crate::names::{ClusterName, InstanceId};
 use crate::nodes::ip_ok;
 use crate::nodes::matching::{HostKeys, NodeIndex};
+use crate::reconcile::tokens::{self, TokenPlan, TokenReport};
 
 /// SSM's cap on the stdout that `GetCommandInvocation` returns.
 pub const OUTPUT_LIMIT: usize = 24_000;
@@ -78,53 +79,69 @@ pub fn parse_node_status(output: &str, asked: &[HostKeys]) -> Vec<Answer> {
         .collect()
 }
 
-/// Asks the control plane about every id, in as few commands as the output limit allows.
-/// `None` when no control plane could answer. Ids missing from the answers are left out of the
-/// map (the caller treats them as "could not ask").
+/// Node states by instance, and what the control plane did about per-instance tokens.
+pub type Answers = (
+    HashMap<InstanceId, (NodeState, Option<String>)>,
+    TokenReport,
+);
+
+/// Asks the control plane about every id, in as few commands as the output limit allows, and
+/// (join mode per-instance) has it act on `tokens` in the same commands. `None` when no control
+/// plane could answer. Ids missing from the answers are left out of the map (the caller treats
+/// them as "could not ask").
 pub async fn node_states(
     ctx: &Context,
     cluster: &ClusterName,
     candidates: &[InstanceId],
     ids: &[InstanceId],
     hosts: &HashMap<InstanceId, HostKeys>,
+    tokens: Option<&TokenPlan>,
     deadline: &Deadline,
-) -> Option<HashMap<InstanceId, (NodeState, Option<String>)>> {
+) -> Option<Answers> {
     let mut states = HashMap::new();
+    let mut report = TokenReport::default();
     if ids.is_empty() {
-        return Some(states);
+        return Some((states, report));
     }
     // Batches go out together, at most COMMANDS_IN_FLIGHT at once: the control plane's SSM
     // agent runs 5 commands at a time by default, and a drain or regeneration may need a slot.
-    let batches = ids.chunks(batch_size()).map(|chunk| async move {
-        let mut answered: HashMap<InstanceId, (NodeState, Option<String>)> =
-            ask(ctx, cluster, candidates, chunk, hosts, deadline)
-                .await?
-                .into_iter()
+    let batches = ids
+        .chunks(batch_size())
+        .enumerate()
+        .map(|(n, chunk)| async move {
+            let plan = tokens.map(|t| (t, n == 0));
+            let (answers, mut report) =
+                ask(ctx, cluster, candidates, chunk, hosts, plan, deadline).await?;
+            let mut answered: HashMap<InstanceId, (NodeState, Option<String>)> =
+                answers.into_iter().collect();
+            // A truncated answer: ask once more for exactly the ids it did not cover.
+            let missing: Vec<InstanceId> = chunk
+                .iter()
+                .filter(|i| !answered.contains_key(*i))
+                .cloned()
                 .collect();
-        // A truncated answer: ask once more for exactly the ids it did not cover.
-        let missing: Vec<InstanceId> = chunk
-            .iter()
-            .filter(|i| !answered.contains_key(*i))
-            .cloned()
-            .collect();
-        if !missing.is_empty() && missing.len() < chunk.len() {
-            if let Some(more) = ask(ctx, cluster, candidates, &missing, hosts, deadline).await {
-                answered.extend(more);
+            if !missing.is_empty() && missing.len() < chunk.len() {
+                let plan = tokens.map(|t| (t, false));
+                if let Some((more, again)) =
+                    ask(ctx, cluster, candidates, &missing, hosts, plan, deadline).await
+                {
+                    answered.extend(more);
+                    report.extend(again);
+                }
             }
-        }
-        Some(answered)
-    });
+            Some((answered, report))
+        });
     use futures_util::StreamExt;
-    #[allow(clippy::type_complexity)]
-    let answers: Vec<Option<HashMap<InstanceId, (NodeState, Option<String>)>>> =
-        futures_util::stream::iter(batches)
-            .buffer_unordered(COMMANDS_IN_FLIGHT)
-            .collect()
-            .await;
+    let answers: Vec<Option<Answers>> = futures_util::stream::iter(batches)
+        .buffer_unordered(COMMANDS_IN_FLIGHT)
+        .collect()
+        .await;
     for answer in answers {
-        states.extend(answer?);
+        let (batch, tokens) = answer?;
+        states.extend(batch);
+        report.extend(tokens);
     }
-    Some(states)
+    Some((states, report))
 }
 
 async fn ask(
@@ -133,8 +150,9 @@ async fn ask(
     candidates: &[InstanceId],
     ids: &[InstanceId],
     hosts: &HashMap<InstanceId, HostKeys>,
+    tokens: Option<(&TokenPlan, bool)>,
     deadline: &Deadline,
-) -> Option<Vec<Answer>> {
+) -> Option<(Vec<Answer>, TokenReport)> {
     let asked: Vec<HostKeys> = ids
         .iter()
         .map(|i| {
@@ -145,7 +163,11 @@ async fn ask(
             })
         })
         .collect();
-    let parameters = parameters(&asked);
+    let mut parameters = parameters(&asked);
+    if let Some((plan, first)) = tokens {
+        let (prefix, ttl) = (&ctx.config.parameter_prefix, ctx.config.join_deadline);
+        parameters.extend(tokens::parameters(cluster, prefix, ttl, plan, ids, first));
+    }
     for (n, cp) in candidates.iter().enumerate() {
         if deadline.is_near(Duration::from_secs(2)) {
             return None;
@@ -161,7 +183,13 @@ async fn ask(
             comment: format!("joinkeeper: node status for {cluster}"),
         };
         match ctx.run_command_picked_up(request, deadline, pickup).await {
-            Ok(out) => return Some(parse_node_status(&out.stdout, &asked)),
+            Ok(out) => {
+                let report = tokens.map(|_| tokens::parse_report(&out.stdout));
+                return Some((
+                    parse_node_status(&out.stdout, &asked),
+                    report.unwrap_or_default(),
+                ));
+            }
             Err(err) => {
                 warn!(cluster = %cluster, control_plane = %cp, error = %err, "node status failed on this control plane")
             }

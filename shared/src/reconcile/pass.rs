@@ -12,11 +12,13 @@ use crate::aws::AwsCallError;
 use crate::context::{Context, Invocation};
 use crate::deadline::Deadline;
 use crate::lifecycle::NodeState;
+use crate::lifecycle::WaitState;
 use crate::names::{ClusterName, InstanceId};
 use crate::reconcile::gather::{gather, Waiting};
 use crate::reconcile::memory::Memory;
 use crate::reconcile::plan::{self, Route};
 use crate::reconcile::report::{ActionOutcome, ActionReport};
+use crate::reconcile::tokens::{self, JoinMode, TokenPlan};
 use crate::reconcile::{cleanup, drain, launch, node_status, terminate, warm_entry};
 
 /// What one pass did.
@@ -52,13 +54,18 @@ pub async fn run_pass(
         mem.drains = Some(drain::load_all(ctx, cluster).await?);
     }
     let recorded = mem.drains.as_ref().is_some_and(|d| !d.is_empty());
-    if waiting.is_empty() && !recorded {
+    if waiting.is_empty() && !recorded && mem.revoke.is_empty() {
         return Ok(PassResult::default());
     }
+    if mem.join_mode.is_none() {
+        mem.join_mode = tokens::read_mode(ctx, cluster).await;
+    }
+    let per_instance = mem.join_mode == Some(JoinMode::PerInstance);
     // Workers about to join must find a record that outlives their join deadline. Checked
     // while the control plane is asked about the Nodes, not before: a slow check (throttled
     // reads, a regenerate) must not hold back the CONTINUE of Nodes already Ready.
-    let record_check = plan::needs_record_check(&waiting, mem.record_check_due());
+    // Per-instance workers never read the shared record: no need to keep it fresh for them.
+    let record_check = !per_instance && plan::needs_record_check(&waiting, mem.record_check_due());
     let sub = Invocation::new(inv.request_id.clone(), *bound);
     let check_record = async {
         if !record_check {
@@ -88,23 +95,36 @@ pub async fn run_pass(
         Some(c) if !c.is_empty() => c.clone(),
         _ => ctx.control_plane_candidates(cluster).await?,
     };
-    let hosts: HashMap<InstanceId, _> = need_node
+    let token_plan = per_instance.then(|| TokenPlan {
+        wanted: tokens::wanted(&waiting, &mem.facts),
+        revoke: mem.revoke.clone(),
+    });
+    // Revocations alone still need a command: it asks about the revoked instances.
+    let asked: Vec<InstanceId> = match &token_plan {
+        Some(p) if need_node.is_empty() => p.revoke.iter().cloned().collect(),
+        _ => need_node,
+    };
+    let hosts: HashMap<InstanceId, _> = asked
         .iter()
         .filter_map(|i| Some((i.clone(), mem.facts.get(i)?.host_keys())))
         .collect();
     let ask_nodes = async {
-        if need_node.is_empty() {
-            Some(HashMap::new())
+        if asked.is_empty() {
+            Some((HashMap::new(), Default::default()))
         } else {
-            node_status::node_states(ctx, cluster, &candidates, &need_node, &hosts, bound).await
+            let plan = token_plan.as_ref();
+            node_status::node_states(ctx, cluster, &candidates, &asked, &hosts, plan, bound).await
         }
     };
     let (answers, ()) = tokio::join!(ask_nodes, check_record);
     if record_check {
         mem.record_checked = Some(Instant::now());
     }
+    if let Some((_, report)) = answers.as_ref().filter(|_| per_instance) {
+        tokens::settle(ctx, cluster, &mut mem.revoke, report, &still_waiting);
+    }
     // The Node each instance owns: the one a drain names (never one the script looks up).
-    let states = answers.map(|answers| {
+    let states = answers.map(|(answers, _)| {
         let mut states = HashMap::new();
         for (id, (state, name)) in answers {
             match name {
@@ -156,6 +176,8 @@ pub async fn run_pass(
             }
         }
     }
+    // Tokens of ended waits are revoked by the next pass: the run stays for it.
+    result.pending += usize::from(!mem.revoke.is_empty());
     Ok(result)
 }
 
@@ -202,6 +224,9 @@ fn settle(
     });
     if report.outcome.is_final() && report.outcome != ActionOutcome::Failed {
         mem.done.insert((w.instance.clone(), w.state));
+        if w.state == WaitState::PendingWait && mem.join_mode == Some(JoinMode::PerInstance) {
+            mem.revoke.insert(w.instance.clone()); // CONTINUE or ABANDON: its token goes
+        }
     } else {
         result.pending += 1;
         result.still_waiting.push(w.clone());

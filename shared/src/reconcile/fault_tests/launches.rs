@@ -233,10 +233,12 @@ async fn a_node_status_question_an_agent_never_takes_is_asked_of_the_next_contro
                 private_ip: Some("10.0.0.1".into()),
             },
         )]),
+        None,
         &crate::deadline::Deadline::after(Duration::from_secs(60)),
     )
     .await
-    .expect("the second control plane answered");
+    .expect("the second control plane answered")
+    .0;
     assert_eq!(
         states.get(&worker()).map(|(s, _)| *s),
         Some(NodeState::Ready)
@@ -256,6 +258,7 @@ async fn a_node_status_question_an_agent_never_takes_is_asked_of_the_next_contro
         &[id("i-0000000000000000c")],
         &[worker()],
         &HashMap::new(),
+        None,
         &crate::deadline::Deadline::after(Duration::from_secs(3)),
     )
     .await;
