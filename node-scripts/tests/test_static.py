@@ -18,7 +18,8 @@ CONTRACT = {
     "joinkeeper-regenerate": {"ClusterName", "ParameterPrefix", "TokenTtlSeconds"},
     "joinkeeper-drain": {"InstanceId", "Node", "DrainTimeoutSeconds"},
     "joinkeeper-join-log": {"Lines"},
-    "joinkeeper-node-status": {"InstanceIds", "PrivateDnsNames", "PrivateIps", "Output"},
+    "joinkeeper-node-status": {"InstanceIds", "PrivateDnsNames", "PrivateIps", "Output", "TokenCluster", "TokenPrefix",
+                               "TokenTtl", "JoinTokens", "RevokeTokens"},
     "joinkeeper-nodes": {"StartAfter"},
     "joinkeeper-cordon": {"NodeName", "Delete"},
     "joinkeeper-upload-certs": {"ClusterName", "ParameterPrefix"},
@@ -45,6 +46,12 @@ GOOD = {
     "Delete": ["true", "false"],
     "KeepTokenId": ["abcdef", "0a1b2c", "zzzzzz"],
     "Output": ["full", "brief", "facts"],
+    "TokenCluster": ["-", "demo", "prod-eu.1", "a" * 63],
+    "TokenPrefix": ["/joinkeeper", "/org/team/joinkeeper"],
+    "TokenTtl": ["60", "900", "86400"],
+    "JoinTokens": ["-", "i-0123456789abcdef0=ip-10-0-1-5.ec2.internal",
+                   " ".join(["i-0123456789abcdef0=ip-10-0-1-5.ec2.internal"] * 600)],
+    "RevokeTokens": ["-", "i-0123456789abcdef0", "i-0123456789abcdef0 i-01234567"],
 }
 # Shell text that must never get through any parameter.
 HOSTILE = ["'; rm -rf /", "$(id)", "`id`", "demo\nrm -rf /", "demo\n", "\ndemo", "demo'", "demo;id",
@@ -73,6 +80,12 @@ BAD = {
     "Delete": ["yes", "True", "1", "-"],
     "KeepTokenId": ["abcde", "abcdefg", "ABCDEF", "abc-ef", "abcdef.0123456789abcdef"],
     "Output": ["Full", "short", "-", "fullbrief"],
+    "TokenCluster": ["--", "-demo", "a" * 64],
+    "TokenPrefix": ["joinkeeper", "/joinkeeper/"],
+    "TokenTtl": ["0", "0600", "100000"],
+    "JoinTokens": ["--", "i-0123456789abcdef0", "i-0123456789abcdef0=IP-1", "i-0123456789abcdef0=a ",
+                   " ".join(["i-0123456789abcdef0=ip-10-0-1-5.ec2.internal"] * 601)],
+    "RevokeTokens": ["--", "i-0123", "i-0123456789abcdef0 ", " ".join(["i-01234567"] * 601)],
 }
 
 BASH_SCRIPTS = sorted(

@@ -135,8 +135,8 @@ pub fn parameters(
         Vec::new()
     };
     vec![
-        ("ClusterName", cluster.to_string()),
-        ("ParameterPrefix", prefix.to_owned()),
+        ("TokenCluster", cluster.to_string()),
+        ("TokenPrefix", prefix.to_owned()),
         (
             "TokenTtlSeconds",
             ttl.as_secs().clamp(60, 86_400).to_string(),
@@ -311,8 +311,8 @@ mod tests {
             &[id("i-0000000a"), id("i-0000000f")],
             true,
         );
-        assert_eq!(first[0], ("ClusterName", "demo".to_owned()));
-        assert_eq!(first[2], ("TokenTtlSeconds", "900".to_owned()));
+        assert_eq!(first[0], ("TokenCluster", "demo".to_owned()));
+        assert_eq!(first[2], ("TokenTtl", "900".to_owned()));
         assert_eq!(first[3], ("JoinTokens", "i-0000000a=ip-a".to_owned()));
         assert_eq!(first[4], ("RevokeTokens", "i-0000000c".to_owned()));
         let second = parameters(&c, "/joinkeeper", ttl, &plan, &[id("i-0000000b")], false);
