@@ -17,10 +17,11 @@ it; the worker group scales out by 3 -> every worker joins with the fresh record
 a 4th worker whose join fails -> ABANDON with its reason; scale-in of one worker -> drained and
 deleted; scale-in of a worker whose pod a PodDisruptionBudget keeps -> the drain times out, the
 action completes naming the pod, the Node is deleted once the instance is gone; a second schedule
-tick -> no change. Prints a timeline and a summary; exit 1 on any miss.
+tick -> no change; the cluster moves to join mode per-instance and a second group's 2 workers join
+with tokens of their own, approved and revoked by the functions. Prints a timeline and a summary;
+exit 1 on any miss.
 """
 import argparse
-import base64
 import json
 import shutil
 import sys
@@ -29,13 +30,14 @@ from datetime import datetime, timedelta, timezone
 
 import demo_queue
 from demo_client import DemoClient
+from demo_per_instance import PerInstanceStep
 from demo_services import (CLUSTER, FAILURES, FUNCTION_ENV, GROUP, REGION, ROOT, STATE, TIMELINE, Services,
                            build_functions, free_port, print_log_tails, record, say)
 from demo_drains import BlockedDrainStep
 from demo_warm_pool import WarmPoolStep
 
 
-class Demo(DemoClient, WarmPoolStep, BlockedDrainStep):
+class Demo(DemoClient, WarmPoolStep, BlockedDrainStep, PerInstanceStep):
     # --- scenario ------------------------------------------------------------------------------
     def shipped_cluster(self):
         """The cluster stack's single-kubeadm variant, synthesized once per run into .demo/synth
@@ -92,16 +94,7 @@ class Demo(DemoClient, WarmPoolStep, BlockedDrainStep):
                 "expires_at": old["expires_at"], "record_version": version, "written_by": cp}
         self.ssm.put_parameter(Name=f"/joinkeeper/{CLUSTER}/join-record-meta", Value=json.dumps(meta), Type="String", Overwrite=True)
         # The worker group's launch template carries the shipped worker user data.
-        user_data = variant.user_data(variant.node("worker"), values)
-        self.ec2.create_launch_template(LaunchTemplateName=f"{GROUP}-lt", LaunchTemplateData={
-            "ImageId": "ami-12c6146b", "InstanceType": "t3.medium", "UserData": base64.b64encode(user_data.encode()).decode()})
-        tags = [{"Key": k, "Value": v, "PropagateAtLaunch": True, "ResourceId": GROUP, "ResourceType": "auto-scaling-group"}
-                for k, v in (("joinkeeper:cluster", CLUSTER), ("joinkeeper:role", "worker"))]
-        self.asg.create_auto_scaling_group(AutoScalingGroupName=GROUP, LaunchTemplate={"LaunchTemplateName": f"{GROUP}-lt", "Version": "$Latest"},
-                                           MinSize=0, MaxSize=10, DesiredCapacity=0, AvailabilityZones=["us-east-1a"], Tags=tags)
-        for name, transition in (("joinkeeper-launch", "autoscaling:EC2_INSTANCE_LAUNCHING"), ("joinkeeper-terminate", "autoscaling:EC2_INSTANCE_TERMINATING")):
-            self.asg.put_lifecycle_hook(AutoScalingGroupName=GROUP, LifecycleHookName=name, LifecycleTransition=transition,
-                                        HeartbeatTimeout=300, DefaultResult="ABANDON")
+        self.launch_group(GROUP, variant.user_data(variant.node("worker"), values))
         record("a day later: the record is 23 h old", "worker launch template: shipped user data", f"token {old['token_id']}")
         return old
 
@@ -205,6 +198,7 @@ class Demo(DemoClient, WarmPoolStep, BlockedDrainStep):
         self.warm_pool()
         self.schedule_tick("2", False, token)
         self.rotate_revoke_all()
+        self.per_instance()
         self.status("after")
 
         _, version = self.record()

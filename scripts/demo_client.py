@@ -105,7 +105,8 @@ class DemoClient:
         code, out = self.cli("status", "--cluster", CLUSTER)
         text = json.dumps(out or {})
         token = self.record()[0]["token_id"]
-        record(f"joinkeeper status ({label})", f"exit {code}", f"token {token} shown: {token in text}; secret shown: "
+        mode = next((c.get("join_mode") for c in (out or {}).get("clusters", [])), None)
+        record(f"joinkeeper status ({label})", f"exit {code}, join mode {mode}", f"token {token} shown: {token in text}; secret shown: "
                f"{self.record()[0]['token_secret'] in text}", code == 0 and token in text and self.record()[0]["token_secret"] not in text)
 
     def rotate_revoke_all(self):

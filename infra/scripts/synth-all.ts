@@ -14,6 +14,7 @@ export const VARIANTS: Record<string, Record<string, string>> = {
   'ha-kubeadm': { controlPlaneMode: 'ha', installer: 'kubeadm' },
   'single-kurl': { controlPlaneMode: 'single', installer: 'kurl' },
   'ha-kurl': { controlPlaneMode: 'ha', installer: 'kurl' },
+  'per-instance': { controlPlaneMode: 'single', installer: 'kubeadm', joinMode: 'per-instance' },
   'arm64-options': {
     controlPlaneMode: 'ha',
     installer: 'kubeadm',

@@ -113,6 +113,8 @@ class InstanceBoot:
             "AWS_CONFIG_FILE": "/nonexistent/aws-config",
             "AWS_SHARED_CREDENTIALS_FILE": "/nonexistent/aws-credentials",
             "AWS_SDK_UA_APP_ID": role,
+            # This instance's own role session (the recorder reads ec2:SourceInstanceARN from it).
+            "AWS_SESSION_TOKEN": "jkemu-instance-role/" + instance_id,
             # The stand-in cluster (kubeadm/kubectl) and where its node files go (the sandbox's /).
             "JOINKEEPER_KUBE_STATE": self.kube_state() + "/",
             "JOINKEEPER_STANDIN_ROOT": "/",

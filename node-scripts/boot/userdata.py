@@ -38,7 +38,7 @@ import tempfile
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(os.path.dirname(HERE))
 INFRA = os.path.join(REPO, "infra")
-VARIANTS = ("single-kubeadm", "ha-kubeadm", "single-kurl", "ha-kurl", "arm64-options")
+VARIANTS = ("single-kubeadm", "ha-kubeadm", "single-kurl", "ha-kurl", "arm64-options", "per-instance")
 
 
 class UnknownIntrinsic(Exception):

@@ -190,6 +190,15 @@ def run_scenarios(jk):
     for script, args in expect:
         proc = jk.run(script, *args)
         assert proc.returncode == 0, "%s: %s" % (script, proc.stderr)
+    # Join mode per-instance: a token minted for the worker, its kubelet's request approved.
+    tokens = ["--tokens", jk.cluster, jk.prefix, "600", worker + "=ip-10-4-0-1.ec2.internal", "-"]
+    proc = jk.run("joinkeeper-node-status", *tokens, "--output", "facts", "--private-dns-names", "-", worker)
+    assert proc.returncode == 0 and " minted" in proc.stdout, proc.stdout + proc.stderr
+    token_id = proc.stdout.split()[2]
+    jk.tool("kubectl", "x-standin", "add-csr", "ip-10-4-0-1.ec2.internal", "--token-id", token_id,
+            "--groups", "system:bootstrappers:joinkeeper:per-instance")
+    proc = jk.run("joinkeeper-node-status", *tokens, "--output", "facts", "--private-dns-names", "-", worker)
+    assert " approved ip-10-4-0-1.ec2.internal" in proc.stdout, proc.stdout + proc.stderr
     # A joined worker booting again (warm pool): its Node is asked for with the kubelet's kubeconfig.
     env = jk.node_env(joined, dns="ip-10-4-0-2.ec2.internal")
     env["JOINKEEPER_TARGET_LIFECYCLE_STATE"] = "InService"

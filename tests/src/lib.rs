@@ -896,12 +896,28 @@ impl Emulator {
     /// Registers Nodes (name, providerID; `""` for none) as Ready in the stand-in control plane
     /// of `cluster`, in one step, as kubelets would.
     pub fn add_ready_nodes(&self, cluster: &str, nodes: &[(String, String)]) {
-        let script = format!(
-            "import sys; sys.path.insert(0, {standins:?})\nimport joinkeeper_standin as s\nwith s.locked_state() as st:\n    for name, provider in {nodes:?}:\n        s.add_node(st, name, provider_id=provider)\n",
-            standins = repo_root().join("node-scripts/standins").display().to_string(),
-            nodes = nodes,
+        self.standin_python(
+            cluster,
+            &format!("with s.locked_state() as st:\n    for name, provider in {nodes:?}:\n        s.add_node(st, name, provider_id=provider)\n"),
         );
-        // The script on stdin: thousands of Nodes do not fit in an argument list.
+    }
+
+    /// Kubelets' pending certificate requests in the stand-in control plane of `cluster`, one per
+    /// `(node name, token id)`, made with per-instance tokens (no auto-approval).
+    pub fn add_pending_csrs(&self, cluster: &str, requests: &[(String, String)]) {
+        self.standin_python(
+            cluster,
+            &format!("import standin_csr\nwith s.locked_state() as st:\n    for name, token in {requests:?}:\n        standin_csr.add_bootstrap_csr(st, token, name, ['system:bootstrappers:joinkeeper:per-instance'])\n"),
+        );
+    }
+
+    /// Runs `script` (Python, the stand-ins' module imported as `s`) against the stand-in control
+    /// plane of `cluster`; the script on stdin: thousands of Nodes do not fit in an argument list.
+    fn standin_python(&self, cluster: &str, script: &str) {
+        let script = format!(
+            "import sys; sys.path.insert(0, {standins:?})\nimport joinkeeper_standin as s\n{script}",
+            standins = repo_root().join("node-scripts/standins").display().to_string(),
+        );
         let mut child = std::process::Command::new(repo_root().join(".venv/bin/python"))
             .env(
                 "JOINKEEPER_KUBE_STATE",
@@ -916,27 +932,20 @@ impl Emulator {
             stdin.write_all(script.as_bytes()).expect("script");
         }
         let status = child.wait().expect("python");
-        assert!(status.success(), "could not register the Nodes");
+        assert!(
+            status.success(),
+            "the stand-in control plane refused the change"
+        );
     }
 
     /// Registers Nodes in the stand-in control plane of `cluster`, each a JSON object with
     /// `name` and optionally `provider_id`, `internal_ip`, `labels` (object), `ready`
     /// (`True`/`False`/`Unknown`) and `age_seconds`.
     pub fn add_nodes(&self, cluster: &str, nodes: &Value) {
-        let script = format!(
-            "import json, sys; sys.path.insert(0, {standins:?})\nimport joinkeeper_standin as s\nwith s.locked_state() as st:\n    for n in json.loads({nodes:?}):\n        s.add_node(st, n['name'], provider_id=n.get('provider_id', ''), ready=n.get('ready', 'True'), internal_ip=n.get('internal_ip', ''), labels=n.get('labels'))\n        st['nodes'][n['name']]['created'] = s.now() - n.get('age_seconds', 0)\n",
-            standins = repo_root().join("node-scripts/standins").display().to_string(),
-            nodes = nodes.to_string(),
+        self.standin_python(
+            cluster,
+            &format!("import json\nwith s.locked_state() as st:\n    for n in json.loads({nodes:?}):\n        s.add_node(st, n['name'], provider_id=n.get('provider_id', ''), ready=n.get('ready', 'True'), internal_ip=n.get('internal_ip', ''), labels=n.get('labels'))\n        st['nodes'][n['name']]['created'] = s.now() - n.get('age_seconds', 0)\n", nodes = nodes.to_string()),
         );
-        let status = std::process::Command::new(repo_root().join(".venv/bin/python"))
-            .env(
-                "JOINKEEPER_KUBE_STATE",
-                self.state_dir.join("clusters").join(cluster),
-            )
-            .args(["-c", &script])
-            .status()
-            .expect("python");
-        assert!(status.success(), "could not register the Nodes");
     }
 
     /// Removes a Node from the stand-in control plane of `cluster`, as `kubectl delete node` would.
@@ -945,21 +954,9 @@ impl Emulator {
     }
 
     fn add_nodes_script(&self, cluster: &str, body: &str) {
-        let script = format!(
-            "import sys; sys.path.insert(0, {standins:?})\nimport joinkeeper_standin as s\nwith s.locked_state() as st:\n    {body}\n",
-            standins = repo_root().join("node-scripts/standins").display().to_string(),
-        );
-        let status = std::process::Command::new(repo_root().join(".venv/bin/python"))
-            .env(
-                "JOINKEEPER_KUBE_STATE",
-                self.state_dir.join("clusters").join(cluster),
-            )
-            .args(["-c", &script])
-            .status()
-            .expect("python");
-        assert!(
-            status.success(),
-            "the stand-in's state could not be changed"
+        self.standin_python(
+            cluster,
+            &format!("with s.locked_state() as st:\n    {body}\n"),
         );
     }
 

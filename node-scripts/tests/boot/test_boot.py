@@ -9,6 +9,7 @@ import json
 import os
 import re
 import stat
+import time
 import pytest
 
 from boot.conftest import BOOT, HOST_PATHS, boot_all, figure, host_snapshot, launch_worker, subsequence
@@ -46,7 +47,7 @@ def sampler(emulator):
     watcher.stop()
 
 
-@pytest.mark.parametrize("variant_name", VARIANTS)
+@pytest.mark.parametrize("variant_name", [v for v in VARIANTS if v != "per-instance"])
 def test_variant_boots_end_to_end(variant_name, synth_dir, emulator, sampler):
     before = host_snapshot()
     variant = Variant(synth_dir, variant_name)
@@ -345,3 +346,52 @@ def test_rogue_node_is_listed_and_cordoned_through_run_command(synth_dir, emulat
     inv = world.run_command(cp0, "joinkeeper-cordon", {"NodeName": "rogue-1", "Delete": "true"})
     assert inv["StandardOutputContent"].splitlines()[-1] == "cordon node=rogue-1 result=deleted"
     assert "rogue-1" not in world.cluster_state()["nodes"]
+
+
+def test_per_instance_worker_joins_with_its_own_token_and_never_reads_the_shared_record(synth_dir, emulator):
+    # The joinMode=per-instance stack: its worker waits for its own record, which node-status
+    # (sent here as the functions' pass sends it) mints; its certificate request waits for the
+    # next pass's approval; then the wait ends and the token and record are revoked.
+    variant = Variant(synth_dir, "per-instance")
+    world = boot_world.BootWorld(emulator, variant, "100000000501")
+    (cp0,), (result,) = boot_all(world)
+    assert result.exit_code == 0, result.console[-2000:]
+    prefix = re.search(r"^JK_PREFIX='([^']*)'$", world.user_data[cp0], re.M).group(1)
+    assert "JK_JOIN_MODE='per-instance'" in world.user_data[cp0]
+    group = world.create_worker_group(desired=1)
+    deadline = time.time() + 30
+    while not world.group_instances(group) and time.time() < deadline:
+        time.sleep(0.2)
+    worker = world.group_instances(group)[0]["InstanceId"]
+    run = world.boot(worker)
+    dns = world.instance(worker)["PrivateDnsName"]
+    params = {"InstanceIds": worker, "PrivateDnsNames": "%s=%s" % (worker, dns), "Output": "facts",
+              "TokenCluster": world.cluster, "TokenPrefix": prefix, "TokenTtl": "900",
+              "JoinTokens": "%s=%s" % (worker, dns)}
+    outputs = []
+    deadline = time.time() + 400
+    while run.proc.poll() is None and time.time() < deadline:
+        inv = world.run_command(cp0, "joinkeeper-node-status", params)
+        assert inv["Status"] == "Success", inv["StandardErrorContent"]
+        outputs.append(inv["StandardOutputContent"])
+        time.sleep(1)
+    wresult = run.wait(60)
+    assert wresult.exit_code == 0, wresult.console[-3000:]
+    text = "\n".join(outputs)
+    minted = re.findall(r"^token %s ([a-z0-9]{6}) minted$" % worker, text, re.M)
+    assert len(minted) == 1, text
+    assert re.search(r"^csr %s csr-[a-z0-9]+ approved %s$" % (worker, re.escape(dns)), text, re.M), text
+    assert "joined cluster=%s node=%s token_id=%s" % (world.cluster, dns, minted[0]) in wresult.console
+    state = world.cluster_state()
+    assert state["nodes"][dns]["ready"] == "True"
+    # Its AWS calls: its own record only (with its own role session), never the shared one.
+    calls = [c for c in emulator.aws_calls(world.account) if c.get("principal") == "worker"]
+    reads = [r for c in calls if c.get("action") == "ssm:GetParameter" for r in c["resources"]]
+    assert reads and all(r.endswith("/join/%s" % worker) for r in reads), reads
+    own = [c for c in calls if c.get("action") == "ssm:GetParameter"][-1]
+    assert own["context"][own["resources"][0]]["ec2:SourceInstanceARN"].endswith(":instance/%s" % worker)
+    # The wait ended: revoked with the next pass's command.
+    inv = world.run_command(cp0, "joinkeeper-node-status", dict(params, JoinTokens="-", RevokeTokens=worker))
+    assert "token %s %s revoked" % (worker, minted[0]) in inv["StandardOutputContent"]
+    assert minted[0] not in world.cluster_state()["tokens"]
+    assert world.parameter("%s/%s/join/%s" % (prefix, world.cluster, worker), decrypt=False) is None
