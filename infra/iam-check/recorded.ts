@@ -81,6 +81,21 @@ export function callerCluster(call: Call): { cluster: string; from: 'resource' |
   return first ? { cluster: first, from: 'resource', conflicting: found.size > 1 } : { cluster: CLUSTER_SENTINEL, from: 'none', conflicting: false };
 }
 
+/**
+ * A per-instance worker's read of its own record before the control plane created it. The
+ * emulator answers ParameterNotFound; AWS denies it (the record's tag, which the policy compares
+ * with ec2:SourceInstanceARN, does not exist yet) and joinkeeper-join reads either answer as "not
+ * yet". Denied as designed, and only for the caller's own instance.
+ */
+export function awaitsOwnRecord(call: Call): boolean {
+  if (call.principal !== 'worker' || call.action !== 'ssm:GetParameter' || call.error_code !== 'ParameterNotFound') return false;
+  return call.resources.length > 0 && call.resources.every((r) => {
+    const id = /:parameter\/.+\/join\/(i-[0-9a-f]+)$/.exec(r)?.[1];
+    const source = call.context[r]?.['ec2:SourceInstanceARN'];
+    return id !== undefined && typeof source === 'string' && source.endsWith(`:instance/${id}`);
+  });
+}
+
 export interface CallVerdict {
   readonly call: Call;
   readonly allowed: boolean;

@@ -286,7 +286,7 @@ describe('account stack: alarms', () => {
     }
   });
 
-  it('writes only lease parameters, reads the record only for its version, its metadata and the rogue-nodes mode', () => {
+  it('writes only lease parameters, reads the record only for its version, its metadata, the rogue-nodes and join modes', () => {
     const arn = (name: string) => `arn:{AWS::Partition}:ssm:{AWS::Region}:{AWS::AccountId}:parameter/joinkeeper/${name}`;
     for (const role of Object.values(ROLES)) {
       const byAction = new Map<string, string[]>();
@@ -298,7 +298,7 @@ describe('account stack: alarms', () => {
       assert.deepEqual(byAction.get('ssm:PutParameter'), [arn('*/leases/*')], role);
       assert.deepEqual(byAction.get('ssm:DeleteParameter'), [arn('*/leases/*')], role);
       assert.deepEqual(byAction.get('ssm:GetParametersByPath'), [arn('*/leases')], role);
-      assert.deepEqual(byAction.get('ssm:GetParameter'), [arn('*/join-record'), arn('*/join-record-meta'), arn('*/leases/*'), arn('*/rogue-nodes')].sort(), role);
+      assert.deepEqual(byAction.get('ssm:GetParameter'), [arn('*/join-mode'), arn('*/join-record'), arn('*/join-record-meta'), arn('*/leases/*'), arn('*/rogue-nodes')].sort(), role);
     }
     const { account: a } = synth({ parameterPrefix: '/platform/jk' });
     const st = statementsOfRole(a, ROLES.launch).filter((s) => actionsOf(s).includes('ssm:PutParameter'));

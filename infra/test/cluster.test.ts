@@ -227,12 +227,28 @@ describe('cluster stack: IAM and tags', () => {
   it('lets control planes read and write their own cluster parameters, and nothing else', () => {
     const cp = ssmParameterActions(statementsOfRole(cluster, 'ControlPlaneRole'));
     const own = [arn('control-plane-join'), arn('join-record'), arn('join-record-meta')];
+    const withRecords = [...own, arn('join/*')].sort();
     assert.deepEqual(Object.fromEntries(cp), {
-      'ssm:DeleteParameter': own,
+      'ssm:DeleteParameter': withRecords,
       'ssm:GetParameter': own,
-      'ssm:PutParameter': own,
+      'ssm:PutParameter': withRecords,
       'ssm:GetParameterHistory': [arn('join-record')],
+      // Per-instance records: created with their tags, checked without decryption.
+      'ssm:AddTagsToResource': [arn('join/*')],
+      'ssm:GetParameters': [arn('join/*')],
     });
+  });
+
+  it('joinMode=per-instance: a worker reads only the record tagged with its own instance, never the shared one', () => {
+    const { cluster: pi } = synth({ joinMode: 'per-instance' });
+    const worker = statementsOfRole(pi, 'WorkerRole');
+    assert.deepEqual(Object.fromEntries(ssmParameterActions(worker)), { 'ssm:GetParameter': [arn('join/*')] });
+    const read = worker.find((s) => actionsOf(s).includes('ssm:GetParameter'))!;
+    assert.deepEqual(read.Condition, { StringEquals: { 'ssm:resourceTag/joinkeeper:instance': '${ec2:SourceInstanceARN}' } });
+    const kms = worker.filter((s) => actionsOf(s).some((a) => a.startsWith('kms:')));
+    assert.equal(flat(kms[0].Condition?.StringLike?.['kms:EncryptionContext:PARAMETER_ARN']), arn('join/*'));
+    pi.hasResourceProperties('AWS::SSM::Parameter', { Name: '/joinkeeper/demo/join-mode', Value: 'per-instance', Type: 'String' });
+    cluster.hasResourceProperties('AWS::SSM::Parameter', { Name: '/joinkeeper/demo/join-mode', Value: 'shared' });
   });
 
   it('gives every control plane the profile joinkeeper-control-plane-<cluster>, the functions\' proof of identity', () => {

@@ -139,6 +139,9 @@ class Harness:
         if script not in WORKER_SCRIPTS:
             extra["JOINKEEPER_INSTANCE_ID"] = self.control_plane_id
         extra.update(env or {})
+        # The instance's own role session, as the emulator hands it (ec2:SourceInstanceARN).
+        if extra.get("JOINKEEPER_INSTANCE_ID"):
+            extra.setdefault("AWS_SESSION_TOKEN", "jkemu-instance-role/" + extra["JOINKEEPER_INSTANCE_ID"])
         return self.full_env(extra)
 
     def run(self, script, *args, env=None, timeout=120):
