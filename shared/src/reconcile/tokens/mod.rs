@@ -144,7 +144,7 @@ pub fn parameters(
         ("TokenCluster", cluster.to_string()),
         ("TokenPrefix", prefix.to_owned()),
         (
-            "TokenTtlSeconds",
+            "TokenTtl",
             ttl.as_secs().clamp(60, 86_400).to_string(),
         ),
         ("JoinTokens", words(wanted)),
