@@ -143,10 +143,7 @@ pub fn parameters(
     vec![
         ("TokenCluster", cluster.to_string()),
         ("TokenPrefix", prefix.to_owned()),
-        (
-            "TokenTtl",
-            ttl.as_secs().clamp(60, 86_400).to_string(),
-        ),
+        ("TokenTtl", ttl.as_secs().clamp(60, 86_400).to_string()),
         ("JoinTokens", words(wanted)),
         ("RevokeTokens", words(revoke)),
     ]
