@@ -20,10 +20,12 @@ GROUP = "demo-workers"
 FUNCTIONS = ["token-refresher", "launch-hook", "terminate-hook"]
 # The operator's command (status, rotate); built with the functions.
 CLI = "joinkeeper-cli"
-# The settings the functions get; the operator's command gets the same.
+# The settings the functions get; the operator's command gets the same. The join deadline outlasts
+# the queue's batch window (infra/lib/event-source.json, 15 s) and a poll: a per-instance worker
+# cannot join before the first reconcile of its launch event mints its token.
 FUNCTION_ENV = {
     "JOINKEEPER_COMMAND_POLL_MILLIS": "200", "JOINKEEPER_COMMAND_DEADLINE_SECONDS": "60",
-    "JOINKEEPER_JOIN_DEADLINE_SECONDS": "15", "JOINKEEPER_FUNCTION_TIMEOUT_SECONDS": "120",
+    "JOINKEEPER_JOIN_DEADLINE_SECONDS": "40", "JOINKEEPER_FUNCTION_TIMEOUT_SECONDS": "120",
     "JOINKEEPER_NODE_POLL_SECONDS": "2", "JOINKEEPER_DRAIN_TIMEOUT_SECONDS": "20",
 }
 # `cargo lambda invoke` waits this long before the invocation counts as timed out (the functions
