@@ -1,0 +1,113 @@
+//! The Node commands of the exits, through the `joinkeeper-cordon` document on a control plane:
+//! cordon (the Node found from the instance id when its name is not known yet), uncordon, delete.
+
+use tracing::warn;
+
+use crate::aws::run_command::CommandRequest;
+use crate::context::Context;
+use crate::deadline::Deadline;
+use crate::names::{ClusterName, InstanceId};
+use crate::reconcile::node_status::dns_name_ok;
+
+/// What to do to the Node.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum NodeOp {
+    Cordon,
+    Uncordon,
+    Delete,
+}
+
+/// What the document printed: `cordon node=<name or -> result=<...>`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NodeResult {
+    pub node: Option<String>,
+    pub result: String,
+}
+
+impl NodeResult {
+    /// The operation took effect, or there was no Node to act on.
+    pub fn settled(&self) -> bool {
+        matches!(
+            self.result.as_str(),
+            "cordoned" | "already-cordoned" | "uncordoned" | "deleted" | "absent"
+        )
+    }
+}
+
+/// Pure: the document's last `cordon ...` line.
+pub fn parse_output(stdout: &str) -> NodeResult {
+    let mut out = NodeResult {
+        node: None,
+        result: "unknown".into(),
+    };
+    for line in stdout.lines().filter(|l| l.starts_with("cordon ")) {
+        for w in line.split_whitespace() {
+            if let Some(n) = w.strip_prefix("node=") {
+                out.node = dns_name_ok(n).then(|| n.to_owned());
+            } else if let Some(r) = w.strip_prefix("result=") {
+                out.result = r
+                    .chars()
+                    .filter(|c| c.is_ascii_alphanumeric() || *c == '-')
+                    .take(20)
+                    .collect();
+            }
+        }
+    }
+    out
+}
+
+/// Runs `op` on the instance's Node (`node`: its name when known, else found by the script) on
+/// the first control plane that runs it; `None` when none did.
+pub async fn run(
+    ctx: &Context,
+    cluster: &ClusterName,
+    candidates: &[InstanceId],
+    (instance, node): (&InstanceId, Option<&str>),
+    op: NodeOp,
+    deadline: &Deadline,
+) -> Option<NodeResult> {
+    let flag = |b: bool| if b { "true" } else { "false" }.to_owned();
+    for cp in candidates {
+        let request = CommandRequest {
+            cluster: cluster.as_str(),
+            instance: cp,
+            document: &ctx.config.documents.cordon,
+            parameters: vec![
+                ("NodeName", node.unwrap_or("-").to_owned()),
+                ("InstanceId", instance.to_string()),
+                ("Delete", flag(op == NodeOp::Delete)),
+                ("Uncordon", flag(op == NodeOp::Uncordon)),
+            ],
+            comment: format!("joinkeeper: {op:?} the Node of {instance} (exit)").to_lowercase(),
+        };
+        match ctx.run_command(request, deadline).await {
+            Ok(out) => return Some(parse_output(&out.stdout)),
+            Err(err) => {
+                warn!(cluster = %cluster, control_plane = %cp, instance = %instance, error = %err, "could not run the Node command")
+            }
+        }
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn output_lines() {
+        let r = parse_output("note\ncordon node=ip-10-0-0-1.ec2.internal result=cordoned\n");
+        assert_eq!(r.node.as_deref(), Some("ip-10-0-0-1.ec2.internal"));
+        assert!(r.settled());
+        let absent = parse_output("cordon node=- result=absent");
+        assert_eq!(absent.node, None);
+        assert!(absent.settled());
+        assert!(!parse_output("cordon node=- result=contested").settled());
+        assert!(!parse_output("garbage").settled());
+        assert_eq!(
+            parse_output("cordon node=A;reboot result=cordoned").node,
+            None,
+            "a hostile name is never carried to a later command"
+        );
+    }
+}

@@ -1,0 +1,288 @@
+//! The exits' part of a reconcile pass, under the cluster's reconcile lease: read the exit
+//! records and where the cluster's workers are; record the exits the pass sees by itself
+//! (Standby, detached, stopped: a lost event is repaired here); decide each record's next step
+//! ([`crate::exits::decide`]) and take it. Drains go through the drain path
+//! ([`crate::reconcile::drain`]), whose records the terminate hook follows too.
+
+use std::collections::{HashMap, HashSet};
+
+use tracing::{info, warn};
+
+use crate::aws::exits::Ec2Standing;
+use crate::aws::fleet::{CONTROL_PLANE_ROLE, WORKER_ROLE};
+use crate::aws::AwsCallError;
+use crate::context::Context;
+use crate::deadline::Deadline;
+use crate::exits::decide::{next_step, seen_leaving, whereabouts, ExitFacts, Step, Whereabouts};
+use crate::exits::node::{self, NodeOp};
+use crate::exits::record::{self, ExitRecord};
+use crate::lease::now_ms;
+use crate::names::{ClusterName, GroupName, InstanceId};
+use crate::reconcile::decide::DrainStatus;
+use crate::reconcile::drain::{self, Budget, DrainRecord, Started};
+
+/// Where the cluster's workers are, as one pass reads it.
+struct Seen {
+    at: HashMap<InstanceId, Whereabouts>,
+}
+
+async fn look(ctx: &Context, cluster: &ClusterName) -> Result<Seen, AwsCallError> {
+    let mut group_state: HashMap<InstanceId, String> = HashMap::new();
+    let mut worker_groups: HashSet<GroupName> = HashSet::new();
+    for g in ctx.asg.managed_groups(cluster).await? {
+        if g.is_worker_group {
+            worker_groups.insert(g.name.clone());
+        }
+        group_state.extend(g.instances.into_iter());
+    }
+    let ec2 = ctx.fleet.cluster_standings(cluster).await?;
+    // A worker of the cluster in no group's instances: detached, unless Auto Scaling still lists
+    // it (a warm pool, a move under way).
+    let claims_worker = |s: &Ec2Standing| {
+        s.role_tag.as_deref() != Some(CONTROL_PLANE_ROLE)
+            && (s.role_tag.as_deref() == Some(WORKER_ROLE)
+                || s.group_tag
+                    .as_deref()
+                    .and_then(|g| GroupName::parse(g).ok())
+                    .is_some_and(|g| worker_groups.contains(&g)))
+    };
+    let suspects: Vec<InstanceId> = ec2
+        .iter()
+        .filter(|s| matches!(s.state.as_str(), "running" | "pending"))
+        .filter(|s| !group_state.contains_key(&s.id) && claims_worker(s))
+        .map(|s| s.id.clone())
+        .collect();
+    let listed = if suspects.is_empty() {
+        HashMap::new()
+    } else {
+        ctx.asg.memberships(&suspects).await?
+    };
+    let mut at = HashMap::new();
+    for s in &ec2 {
+        let in_group = group_state.get(&s.id).map(String::as_str);
+        let elsewhere = listed.get(&s.id).map(|(_, state)| state.as_str());
+        let detached = suspects.contains(&s.id) && elsewhere.is_none();
+        if in_group.is_none() && !detached && !claims_worker(s) {
+            continue; // control planes, other tools' instances
+        }
+        at.insert(
+            s.id.clone(),
+            whereabouts(Some(&s.state), in_group.or(elsewhere), detached),
+        );
+    }
+    Ok(Seen { at })
+}
+
+/// The exits' part of a reconcile pass ([`crate::reconcile::pass::run_pass`]): the full look at
+/// the cluster's workers on the schedule (the repair of lost events) and whenever exits are
+/// recorded; an error is logged and counted as one exit to look at again.
+pub async fn run_in_pass(
+    ctx: &Context,
+    cluster: &ClusterName,
+    inv: &crate::context::Invocation,
+    mem: &mut crate::reconcile::memory::Memory,
+    bound: &Deadline,
+) -> usize {
+    let scheduled = inv.trigger == crate::context::Trigger::Schedule;
+    let result = async {
+        let records = record::load_all(ctx, cluster).await?;
+        if records.is_empty() && !scheduled {
+            return Ok(0);
+        }
+        let candidates = match &mem.candidates {
+            Some(c) if !c.is_empty() => c.clone(),
+            _ => ctx.control_plane_candidates(cluster).await?,
+        };
+        run(
+            ctx,
+            cluster,
+            records,
+            &mut mem.drains,
+            &candidates,
+            &inv.request_id,
+            bound,
+        )
+        .await
+    }
+    .await;
+    result.unwrap_or_else(|err: AwsCallError| {
+        warn!(cluster = %cluster, error = %err, "could not look at the workers leaving without a hook; next pass");
+        1
+    })
+}
+
+/// Runs the exits' part of one pass; returns how many exits want another pass soon.
+pub async fn run(
+    ctx: &Context,
+    cluster: &ClusterName,
+    mut records: HashMap<InstanceId, ExitRecord>,
+    drains: &mut Option<HashMap<InstanceId, DrainRecord>>,
+    candidates: &[InstanceId],
+    request_id: &str,
+    bound: &Deadline,
+) -> Result<usize, AwsCallError> {
+    let seen = look(ctx, cluster).await?;
+    let now = now_ms();
+    for (id, at) in &seen.at {
+        if records.contains_key(id) {
+            continue;
+        }
+        if let Some(door) = seen_leaving(*at) {
+            let r = ExitRecord::new(door, now, None);
+            record::write(ctx, cluster, id, &r).await?;
+            info!(cluster = %cluster, instance = %id, door = door.as_str(), "a worker seen leaving without a hook");
+            records.insert(id.clone(), r);
+        }
+    }
+    if records.is_empty() {
+        return Ok(0);
+    }
+    if drains.is_none() {
+        *drains = Some(drain::load_all(ctx, cluster).await?);
+    }
+    let mut watch = 0;
+    let mut ids: Vec<InstanceId> = records.keys().cloned().collect();
+    ids.sort();
+    for id in ids {
+        if bound.is_near(std::time::Duration::from_secs(5)) {
+            watch += 1;
+            break;
+        }
+        let Some(mut r) = records.remove(&id) else {
+            continue;
+        };
+        let at = seen.at.get(&id).copied().unwrap_or(Whereabouts::Gone);
+        let dr = drains.as_mut().expect("loaded above");
+        match step_one(
+            ctx, cluster, &id, &mut r, at, dr, candidates, request_id, bound,
+        )
+        .await
+        {
+            Ok(true) => watch += 1,
+            Ok(false) => {}
+            Err(err) => {
+                warn!(cluster = %cluster, instance = %id, error = %err, "exit step failed; next pass");
+                watch += 1;
+            }
+        }
+    }
+    Ok(watch)
+}
+
+/// Decides and takes one record's next step; `Ok(true)` when it wants another pass soon.
+#[allow(clippy::too_many_arguments)]
+async fn step_one(
+    ctx: &Context,
+    cluster: &ClusterName,
+    id: &InstanceId,
+    r: &mut ExitRecord,
+    at: Whereabouts,
+    drains: &mut HashMap<InstanceId, DrainRecord>,
+    candidates: &[InstanceId],
+    request_id: &str,
+    bound: &Deadline,
+) -> Result<bool, AwsCallError> {
+    // A drain of this exit that ended: read its result first.
+    let mut draining = false;
+    if let Some(d) = drains.get(id).filter(|d| d.left_node.is_none()).cloned() {
+        match drain::status(ctx, &d).await.0 {
+            DrainStatus::Finished { result } => {
+                info!(cluster = %cluster, instance = %id, result = %result, "exit drain ended");
+                drain::forget(ctx, cluster, id).await?;
+                drains.remove(id);
+                r.drained = true;
+                record::write(ctx, cluster, id, r).await?;
+            }
+            DrainStatus::Running { .. } => draining = true,
+            // Intended or undelivered: sent again below.
+            _ => {}
+        }
+    }
+    let facts = ExitFacts {
+        record: r,
+        at,
+        now_ms: now_ms(),
+        draining,
+    };
+    let step = next_step(&facts, &ctx.config.exits);
+    let node = r.node.clone();
+    let target = (id, node.as_deref());
+    match step {
+        Step::Cordon => {
+            let Some(out) =
+                node::run(ctx, cluster, candidates, target, NodeOp::Cordon, bound).await
+            else {
+                return Ok(true);
+            };
+            if out.settled() {
+                r.cordoned = true;
+                r.node = out.node.or(node);
+                record::write(ctx, cluster, id, r).await?;
+                info!(cluster = %cluster, instance = %id, door = r.door.as_str(), result = %out.result, "Node of a leaving worker cordoned");
+            } else {
+                warn!(cluster = %cluster, instance = %id, result = %out.result, "could not cordon the Node; next pass");
+            }
+            Ok(true)
+        }
+        Step::Drain { budget, keep_node } => {
+            let busy = drain::in_flight_per_control_plane(drains);
+            let previous = drains.get(id).filter(|d| d.left_node.is_none()).cloned();
+            let how = Budget {
+                timeout: budget,
+                keep_node,
+            };
+            let started = drain::start_with(
+                ctx,
+                cluster,
+                target,
+                candidates,
+                &busy,
+                previous.as_ref(),
+                request_id,
+                how,
+            )
+            .await?;
+            if let Started::Sent(d) | Started::NotSent(d) = started {
+                info!(cluster = %cluster, instance = %id, door = r.door.as_str(), budget_seconds = budget.as_secs(), sent = !d.command_id.is_empty(), "exit drain started");
+                drains.insert(id.clone(), d);
+            }
+            Ok(true)
+        }
+        Step::SetUnhealthy => {
+            ctx.asg.set_unhealthy(id).await?;
+            r.replaced = true;
+            record::write(ctx, cluster, id, r).await?;
+            info!(cluster = %cluster, instance = %id, "worker with scheduled maintenance marked unhealthy: its group replaces it");
+            Ok(false)
+        }
+        Step::DeleteNode => {
+            let done = node::run(ctx, cluster, candidates, target, NodeOp::Delete, bound)
+                .await
+                .is_some_and(|o| o.settled());
+            if !done {
+                return Ok(true);
+            }
+            if drains.remove(id).is_some() {
+                drain::forget(ctx, cluster, id).await?;
+            }
+            record::forget(ctx, cluster, id).await?;
+            info!(cluster = %cluster, instance = %id, door = r.door.as_str(), "Node of a worker gone without a hook deleted");
+            Ok(false)
+        }
+        Step::Uncordon => {
+            let done = node::run(ctx, cluster, candidates, target, NodeOp::Uncordon, bound)
+                .await
+                .is_some_and(|o| o.settled());
+            if done {
+                record::forget(ctx, cluster, id).await?;
+                info!(cluster = %cluster, instance = %id, door = r.door.as_str(), "worker back in service: Node uncordoned");
+            }
+            Ok(!done)
+        }
+        Step::Forget => {
+            record::forget(ctx, cluster, id).await?;
+            Ok(false)
+        }
+        Step::Wait { watch } => Ok(watch),
+    }
+}
