@@ -6,8 +6,9 @@ straight to the terminate function, not through the lifecycle queue.
   and the terminations Auto Scaling makes) emits `EC2 Instance State-change Notification` events:
   stopping then stopped, shutting-down then terminated, pending then running.
 - POST /_joinkeeper/spot-interruptions emits `EC2 Spot Instance Interruption Warning` now and
-  reclaims the instances `notice_seconds` later (EC2's notice is 120 s): out of their group
-  without a hook (the group is not refilled), terminated (or stopped), with their state changes.
+  reclaims the instances `notice_seconds` later (EC2's notice is 120 s; a shorter one is a
+  warning delivered late, its `time` still 120 s before the reclaim): out of their group without
+  a hook (the group is not refilled), terminated (or stopped), with their state changes.
 - POST /_joinkeeper/rebalance-recommendations and /_joinkeeper/health-events emit
   `EC2 Instance Rebalance Recommendation` and `AWS Health Event` (scheduled maintenance).
 """
@@ -29,6 +30,7 @@ SPOT_WARNING = "EC2 Spot Instance Interruption Warning"
 REBALANCE = "EC2 Instance Rebalance Recommendation"
 STATE_CHANGE = "EC2 Instance State-change Notification"
 HEALTH = "AWS Health Event"
+SPOT_NOTICE_SECONDS = 120
 MAINTENANCE_CODES = (
     "AWS_EC2_INSTANCE_RETIREMENT_SCHEDULED",
     "AWS_EC2_PERSISTENT_INSTANCE_RETIREMENT_SCHEDULED",
@@ -151,22 +153,24 @@ def located(account: str, ids: list[str]) -> list[tuple[str, str]]:
 
 
 def spot_interruptions(account: str, body: Any) -> dict[str, Any]:
-    notice = float((body or {}).get("notice_seconds", 120))
+    notice = float((body or {}).get("notice_seconds", SPOT_NOTICE_SECONDS))
     action = (body or {}).get("action", "terminate")
     if action not in ("terminate", "stop", "hibernate"):
         raise ValueError("action: terminate, stop or hibernate")
     at = utcnow() + dt.timedelta(seconds=notice)
     for instance_id, region in located(account, instance_ids(body)):
-        emit(
-            envelope(
-                "aws.ec2",
-                SPOT_WARNING,
-                account,
-                region,
-                [f"arn:aws:ec2:{region}b:instance/{instance_id}"],
-                {"instance-id": instance_id, "instance-action": action},
-            )
+        warning = envelope(
+            "aws.ec2",
+            SPOT_WARNING,
+            account,
+            region,
+            [f"arn:aws:ec2:{region}b:instance/{instance_id}"],
+            {"instance-id": instance_id, "instance-action": action},
         )
+        # EC2 warns 120 s ahead: a shorter notice is a warning delivered late, its time still
+        # 120 s before the reclaim.
+        warning["time"] = iso_z(at - dt.timedelta(seconds=SPOT_NOTICE_SECONDS))
+        emit(warning)
         with STATE.lock:
             STATE.interruptions.append(
                 {

@@ -47,6 +47,7 @@ def test_a_spot_warning_then_the_reclaim_after_the_notice(aws: Aws) -> None:
     assert warning["detail-type"] == "EC2 Spot Instance Interruption Warning"
     assert warning["detail"] == {"instance-id": iid, "instance-action": "terminate"}
     assert warning["account"] == aws.account and warning["time"].endswith("Z")
+    assert warning["time"] < answer["reclaimed_at"], "the warning's time is 120 s before"
     assert aws.instance_state(iid) == "running", "nothing happens before the notice runs out"
     wait_for(lambda: aws.instance_state(iid) == "terminated", timeout=10)
     assert iid not in aws.group_instances("spot"), "out of its group, no hook"

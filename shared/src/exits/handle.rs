@@ -138,7 +138,11 @@ pub async fn handle_exit(
                 .insert(id.to_string(), "already gone".into());
             continue;
         }
-        note(ctx, &cluster, id, door, deadline_ms, state.as_deref(), inv).await?;
+        // Nothing to cordon on an instance already gone: its Node is deleted by the pass.
+        let urgent = !gone
+            && (door == Door::Spot
+                || matches!(state.as_deref(), Some("stopping" | "shutting-down")));
+        note(ctx, &cluster, id, (door, deadline_ms), urgent, inv).await?;
         answer.instances.insert(id.to_string(), cluster.to_string());
         clusters.push(cluster);
     }
@@ -156,9 +160,8 @@ async fn note(
     ctx: &Context,
     cluster: &ClusterName,
     id: &InstanceId,
-    door: Door,
-    deadline_ms: Option<i64>,
-    state: Option<&str>,
+    (door, deadline_ms): (Door, Option<i64>),
+    urgent: bool,
     inv: &Invocation,
 ) -> Result<(), AwsCallError> {
     let existing = record::load(ctx, cluster, id).await?;
@@ -168,7 +171,6 @@ async fn note(
     };
     record::write(ctx, cluster, id, &r).await?;
     info!(cluster = %cluster, instance = %id, door = r.door.as_str(), "exit recorded");
-    let urgent = r.door == Door::Spot || matches!(state, Some("stopping" | "shutting-down"));
     if !urgent || r.cordoned {
         return Ok(());
     }

@@ -1,0 +1,447 @@
+//! Every door a worker leaves by without a terminate hook, end to end against the emulator: the
+//! emulator emits the events as EC2 and AWS Health would (or, for Standby and detach, which emit
+//! none, the schedule finds them), the terminate function's handler takes them, and the stand-in
+//! control plane's Nodes show what was done.
+
+use std::time::{Duration, Instant};
+
+use joinkeeper::handler::{handle_lifecycle_delivery, handle_schedule, HandlerError};
+use joinkeeper::lifecycle::Transition;
+use joinkeeper::names::ClusterName;
+use joinkeeper::{deadline::Deadline, Config, Context, Invocation};
+use joinkeeper_tests::*;
+use serde_json::{json, Value};
+
+fn inv(name: &str, seconds: u64) -> Invocation {
+    Invocation::new(name, Deadline::after(Duration::from_secs(seconds)))
+}
+
+fn config(extra: &'static [(&'static str, &'static str)]) -> Config {
+    Config::from_lookup(move |name| match name {
+        "JOINKEEPER_COMMAND_POLL_MILLIS" => Some("100".into()),
+        "JOINKEEPER_COMMAND_DEADLINE_SECONDS" => Some("30".into()),
+        "JOINKEEPER_JOIN_DEADLINE_SECONDS" => Some("60".into()),
+        "JOINKEEPER_NODE_POLL_SECONDS" => Some("1".into()),
+        "JOINKEEPER_DRAIN_TIMEOUT_SECONDS" => Some("60".into()),
+        other => extra
+            .iter()
+            .find(|(k, _)| *k == other)
+            .map(|(_, v)| (*v).to_owned()),
+    })
+    .expect("config")
+}
+
+struct World {
+    emulator: Emulator,
+    clients: joinkeeper::aws::AwsClients,
+    ctx: Context,
+    workers: Vec<String>,
+    /// Private IP of each worker (its Node's InternalIP).
+    ips: std::collections::HashMap<String, String>,
+}
+
+/// A cluster `demo` with one control plane and `n` workers that joined (their launches
+/// completed), under `config`.
+async fn world(n: i32, config: Config) -> World {
+    let (emulator, clients) = Emulator::with_documents().await;
+    launch_control_plane(&emulator, &clients, "demo", &[]).await;
+    let ctx = Context::new(config, &emulator.function_clients("terminate-hook").await);
+    let demo = ClusterName::parse("demo").expect("name");
+    joinkeeper::regenerate::ensure_fresh(&ctx, &demo, Duration::from_secs(3600), &inv("s", 120))
+        .await
+        .expect("record");
+    create_worker_group(&clients, "demo", "demo-workers", 300, &[]).await;
+    set_capacity(&clients, "demo-workers", n).await;
+    let mut launches = Vec::new();
+    assert!(
+        eventually(Duration::from_secs(30), || {
+            launches.extend(emulator.take_events());
+            let done = launches.len() >= n as usize;
+            async move { done }
+        })
+        .await
+    );
+    for (i, e) in launches.iter().enumerate() {
+        handle_lifecycle_delivery(&ctx, e, Transition::Launching, &inv(&format!("l{i}"), 120))
+            .await
+            .expect("launch handled");
+    }
+    let workers: Vec<String> = group_states(&clients, "demo-workers")
+        .await
+        .into_iter()
+        .map(|(id, _)| id)
+        .collect();
+    emulator.control("/_joinkeeper/exit-events"); // the launches' own state changes
+    let described = clients
+        .ec2
+        .describe_instances()
+        .set_instance_ids(Some(workers.clone()))
+        .send()
+        .await
+        .expect("describe");
+    let ips = described
+        .reservations()
+        .iter()
+        .flat_map(|r| r.instances())
+        .filter_map(|i| {
+            Some((
+                i.instance_id()?.to_owned(),
+                i.private_ip_address()?.to_owned(),
+            ))
+        })
+        .collect();
+    let w = World {
+        emulator,
+        clients,
+        ctx,
+        workers,
+        ips,
+    };
+    for id in &w.workers {
+        assert!(w.node_of(id).is_some(), "{id} joined");
+    }
+    w
+}
+
+impl World {
+    /// The Node of `instance` (by its InternalIP), with its fields.
+    fn node_of(&self, instance: &str) -> Option<(String, Value)> {
+        let ip = self.ips.get(instance)?;
+        let state = self.emulator.kube_state("demo");
+        state["nodes"]
+            .as_object()?
+            .iter()
+            .find(|(_, n)| n["internal_ip"] == ip.as_str())
+            .map(|(k, v)| (k.clone(), v.clone()))
+    }
+
+    fn cordoned(&self, instance: &str) -> bool {
+        self.node_of(instance)
+            .is_some_and(|(_, n)| n["unschedulable"] == true)
+    }
+
+    /// Workload pods still on the Node of `instance`.
+    fn workload_pods(&self, instance: &str) -> usize {
+        let Some((name, _)) = self.node_of(instance) else {
+            return 0;
+        };
+        self.emulator.kube_state("demo")["pods"]
+            .as_array()
+            .map(|p| {
+                p.iter()
+                    .filter(|p| p["node"] == name.as_str() && p["daemonset"] != true)
+                    .count()
+            })
+            .unwrap_or(0)
+    }
+
+    fn exit_events(&self) -> Vec<Value> {
+        self.emulator
+            .control("/_joinkeeper/exit-events")
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
+    }
+
+    async fn deliver(&self, event: &Value) -> Result<Value, HandlerError> {
+        let answer =
+            handle_lifecycle_delivery(&self.ctx, event, Transition::Terminating, &inv("x", 120))
+                .await?;
+        Ok(serde_json::to_value(answer).expect("json"))
+    }
+
+    async fn schedule(&self) {
+        handle_schedule(&self.ctx, &scheduled_event(), &inv("sched", 120))
+            .await
+            .expect("scheduled run");
+    }
+
+    async fn exit_record(&self, instance: &str) -> Option<String> {
+        self.clients
+            .ssm
+            .get_parameter()
+            .name(format!("/joinkeeper/demo/exits/{instance}"))
+            .send()
+            .await
+            .ok()
+            .and_then(|o| o.parameter()?.value().map(str::to_owned))
+    }
+}
+
+#[tokio::test]
+async fn spot_warning_cordons_at_once_drains_within_the_notice_and_deletes_the_node() {
+    let w = world(1, config(&[])).await;
+    let id = w.workers[0].clone();
+    let started = Instant::now();
+    let answer = w.emulator.control_send(
+        "POST",
+        "/_joinkeeper/spot-interruptions",
+        &json!({"instance_ids": [id], "notice_seconds": 30}),
+    );
+    assert!(answer["reclaimed_at"].is_string(), "{answer}");
+    let warning = w.exit_events().pop().expect("the warning");
+    assert_eq!(
+        warning["detail-type"],
+        "EC2 Spot Instance Interruption Warning"
+    );
+    // The terminate function takes the warning; its reconcile follows the exit to the end.
+    let run = w.deliver(&warning);
+    let watch = async {
+        let mut cordoned_at = None;
+        let mut drained_at = None;
+        while started.elapsed() < Duration::from_secs(60) {
+            if cordoned_at.is_none() && (w.cordoned(&id) || w.node_of(&id).is_none()) {
+                cordoned_at = Some(started.elapsed());
+            }
+            if drained_at.is_none() && w.node_of(&id).is_some_and(|_| w.workload_pods(&id) == 0)
+                || w.node_of(&id).is_none()
+            {
+                drained_at.get_or_insert(started.elapsed());
+            }
+            if w.node_of(&id).is_none() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        (cordoned_at, drained_at)
+    };
+    let (answer, (cordoned_at, drained_at)) = tokio::join!(run, watch);
+    let answer = answer.expect("handled");
+    assert_eq!(answer["door"], "spot", "{answer}");
+    let cordoned_at = cordoned_at.expect("cordoned");
+    assert!(cordoned_at < Duration::from_secs(5), "{cordoned_at:?}");
+    let drained_at = drained_at.expect("drained");
+    assert!(drained_at < Duration::from_secs(30), "{drained_at:?}");
+    let drains = w.emulator.commands(Some("joinkeeper-drain"));
+    assert_eq!(drains.len(), 1, "{drains:?}");
+    let budget: u64 = drains[0]["parameters"]["DrainTimeoutSeconds"][0]
+        .as_str()
+        .and_then(|s| s.parse().ok())
+        .expect("budget");
+    assert!(
+        budget <= 15,
+        "fits the 30 s notice less the margin: {budget}"
+    );
+    // The run lasted until the reclaim, and left no Node and no record behind.
+    assert!(started.elapsed() >= Duration::from_secs(30));
+    assert!(w.node_of(&id).is_none(), "the Node is deleted");
+    assert_eq!(w.exit_record(&id).await, None, "the record is forgotten");
+    // The termination's state changes, then the warning again (late, duplicated): nothing
+    // comes back, no Node is touched.
+    let cordons = w.emulator.commands(Some("joinkeeper-cordon")).len();
+    for e in w.exit_events() {
+        w.deliver(&e).await.expect("state change handled");
+    }
+    let late = w.deliver(&warning).await.expect("late warning handled");
+    assert_eq!(late["instances"][&id], "already gone", "{late}");
+    assert_eq!(w.exit_record(&id).await, None, "not resurrected");
+    assert!(w.emulator.commands(Some("joinkeeper-drain")).len() == 1);
+    assert!(w.emulator.commands(Some("joinkeeper-cordon")).len() <= cordons + 2);
+}
+
+#[tokio::test]
+async fn a_worker_stopped_outside_any_hook_is_cordoned_then_its_node_deleted_once_terminated() {
+    let w = world(1, config(&[])).await;
+    let id = w.workers[0].clone();
+    w.clients
+        .ec2
+        .stop_instances()
+        .instance_ids(&id)
+        .send()
+        .await
+        .expect("stop");
+    let events = w.exit_events();
+    let states: Vec<&str> = events
+        .iter()
+        .filter_map(|e| e["detail"]["state"].as_str())
+        .collect();
+    assert_eq!(states, ["stopping", "stopped"]);
+    for e in &events {
+        w.deliver(e).await.expect("handled");
+    }
+    assert!(w.cordoned(&id), "cordoned, not deleted: it may start again");
+    assert!(w.emulator.commands(Some("joinkeeper-drain")).is_empty());
+    w.clients
+        .ec2
+        .terminate_instances()
+        .instance_ids(&id)
+        .send()
+        .await
+        .expect("terminate");
+    for e in w.exit_events() {
+        w.deliver(&e).await.expect("handled");
+    }
+    assert!(
+        w.node_of(&id).is_none(),
+        "the Node of a terminated instance is deleted"
+    );
+    assert_eq!(w.exit_record(&id).await, None);
+}
+
+#[tokio::test]
+async fn standby_is_found_by_the_schedule_drained_keeping_the_node_and_undone_on_return() {
+    let w = world(2, config(&[])).await;
+    let (id, other) = (w.workers[0].clone(), w.workers[1].clone());
+    w.clients
+        .autoscaling
+        .enter_standby()
+        .auto_scaling_group_name("demo-workers")
+        .instance_ids(&id)
+        .should_decrement_desired_capacity(true)
+        .send()
+        .await
+        .expect("standby");
+    assert!(w.exit_events().is_empty(), "Standby emits no event");
+    w.schedule().await;
+    assert!(w.cordoned(&id), "cordoned");
+    assert_eq!(w.workload_pods(&id), 0, "drained");
+    assert!(w.node_of(&id).is_some(), "the Node stays for the return");
+    let drain = w.emulator.commands(Some("joinkeeper-drain"));
+    assert_eq!(drain[0]["parameters"]["KeepNode"][0], "true", "{drain:?}");
+    assert!(!w.cordoned(&other), "the worker in service is untouched");
+    w.clients
+        .autoscaling
+        .exit_standby()
+        .auto_scaling_group_name("demo-workers")
+        .instance_ids(&id)
+        .send()
+        .await
+        .expect("exit standby");
+    w.schedule().await;
+    assert!(!w.cordoned(&id), "uncordoned once back in service");
+    assert_eq!(w.exit_record(&id).await, None);
+}
+
+#[tokio::test]
+async fn a_detached_worker_is_drained_and_given_back_when_attached_again() {
+    let w = world(1, config(&[("JOINKEEPER_STANDBY_ACTION", "cordon")])).await;
+    let id = w.workers[0].clone();
+    w.clients
+        .autoscaling
+        .detach_instances()
+        .auto_scaling_group_name("demo-workers")
+        .instance_ids(&id)
+        .should_decrement_desired_capacity(true)
+        .send()
+        .await
+        .expect("detach");
+    w.schedule().await;
+    assert!(w.cordoned(&id), "cordoned (the setting says cordon)");
+    assert!(w.emulator.commands(Some("joinkeeper-drain")).is_empty());
+    let record = w.exit_record(&id).await.expect("recorded");
+    assert!(record.contains("\"door\":\"detached\""), "{record}");
+    w.clients
+        .autoscaling
+        .attach_instances()
+        .auto_scaling_group_name("demo-workers")
+        .instance_ids(&id)
+        .send()
+        .await
+        .expect("attach");
+    w.schedule().await;
+    assert!(!w.cordoned(&id), "uncordoned once attached again");
+}
+
+#[tokio::test]
+async fn a_rebalance_recommendation_cordons_by_default() {
+    let w = world(1, config(&[])).await;
+    let id = w.workers[0].clone();
+    w.emulator.control_send(
+        "POST",
+        "/_joinkeeper/rebalance-recommendations",
+        &json!({"instance_ids": [id]}),
+    );
+    let event = w.exit_events().pop().expect("recommendation");
+    let answer = w.deliver(&event).await.expect("handled");
+    assert_eq!(answer["instances"][&id], "demo", "{answer}");
+    assert!(w.cordoned(&id));
+    assert!(
+        w.workload_pods(&id) > 0,
+        "not drained: the setting is cordon"
+    );
+    // Delivered twice: nothing more.
+    let cordons = w.emulator.commands(Some("joinkeeper-cordon")).len();
+    w.deliver(&event).await.expect("duplicate handled");
+    assert_eq!(
+        w.emulator.commands(Some("joinkeeper-cordon")).len(),
+        cordons
+    );
+}
+
+#[tokio::test]
+async fn scheduled_maintenance_drains_within_the_lead_time_and_replaces_when_set() {
+    let w = world(
+        2,
+        config(&[
+            ("JOINKEEPER_MAINTENANCE_LEAD_SECONDS", "600"),
+            ("JOINKEEPER_MAINTENANCE_REPLACE", "true"),
+        ]),
+    )
+    .await;
+    let (soon, later) = (w.workers[0].clone(), w.workers[1].clone());
+    for (id, start) in [(&soon, 300), (&later, 7200)] {
+        w.emulator.control_send(
+            "POST",
+            "/_joinkeeper/health-events",
+            &json!({"instance_ids": [id], "start_in_seconds": start}),
+        );
+    }
+    for e in w.exit_events() {
+        assert_eq!(e["source"], "aws.health");
+        w.deliver(&e).await.expect("handled");
+    }
+    assert!(
+        w.cordoned(&soon) && w.workload_pods(&soon) == 0,
+        "drained ahead of the window"
+    );
+    assert!(
+        w.node_of(&soon).is_some(),
+        "kept: the group replaces it through its hooks"
+    );
+    assert!(!w.cordoned(&later), "its window is beyond the lead time");
+    assert!(w.exit_record(&later).await.is_some(), "but recorded");
+    let health = w
+        .clients
+        .autoscaling
+        .describe_auto_scaling_instances()
+        .instance_ids(&soon)
+        .send()
+        .await
+        .expect("describe");
+    let status = health.auto_scaling_instances()[0].health_status();
+    assert!(
+        status.is_some_and(|s| s.eq_ignore_ascii_case("unhealthy")),
+        "marked unhealthy: {status:?}"
+    );
+}
+
+#[tokio::test]
+async fn events_for_instances_that_are_no_workers_or_malformed_change_nothing() {
+    let w = world(1, config(&[])).await;
+    let control_plane = launch_control_plane(&w.emulator, &w.clients, "demo", &[]).await;
+    let stranger = launch_instance(&w.clients, "demo", "bastion", &[]).await;
+    let spot = |id: &str| {
+        let mut e: Value = serde_json::from_str(
+            &std::fs::read_to_string(repo_root().join("events/spot-interruption-warning.json"))
+                .expect("fixture"),
+        )
+        .expect("json");
+        e["detail"]["instance-id"] = json!(id);
+        e
+    };
+    for id in [
+        control_plane.as_str(),
+        stranger.as_str(),
+        "i-0000000000000beef",
+    ] {
+        let answer = w.deliver(&spot(id)).await.expect("handled");
+        assert!(answer["instances"][id].is_string(), "{answer}");
+        assert_ne!(answer["instances"][id], "demo", "{answer}");
+    }
+    let mut bad = spot(&w.workers[0]);
+    bad["detail"]["instance-id"] = json!("i-1; reboot");
+    let err = w.deliver(&bad).await.expect_err("refused");
+    assert_eq!(err.error_type(), "joinkeeper.BadEvent");
+    assert!(w.emulator.commands(Some("joinkeeper-cordon")).is_empty());
+    assert!(!w.cordoned(&w.workers[0]));
+}
