@@ -210,3 +210,26 @@ fn health(payload: &Value, detail: &Value) -> Result<ExitEvent, EventError> {
 
 #[cfg(test)]
 mod tests;
+
+/// The account stack's EventBridge rules for these events (`infra/lib/exit-events.json`, which
+/// the test `exit_rules_are_exported_to_the_cdk_app` writes from this module): exact patterns,
+/// so the function is invoked for nothing it would ignore.
+pub fn rules_json() -> String {
+    let rule = |id: &str, description: &str, source: &str, kind: &str, detail: Value| {
+        let mut pattern = serde_json::json!({"source": [source], "detail-type": [kind]});
+        if !detail.is_null() {
+            pattern["detail"] = detail;
+        }
+        serde_json::json!({"id": id, "description": description, "pattern": pattern})
+    };
+    let table = serde_json::json!({
+        "generated": "from shared/src/exits/event.rs by `JOINKEEPER_WRITE_SETTINGS=1 cargo test -p joinkeeper --lib exit_rules`; do not edit",
+        "rules": [
+            rule("SpotInterruptionRule", "joinkeeper: a Spot worker is reclaimed in two minutes", "aws.ec2", SPOT_WARNING, Value::Null),
+            rule("RebalanceRecommendationRule", "joinkeeper: a Spot worker is at elevated risk of interruption", "aws.ec2", REBALANCE, Value::Null),
+            rule("InstanceStateChangeRule", "joinkeeper: a worker stops or terminates outside any hook", "aws.ec2", STATE_CHANGE, serde_json::json!({"state": LEAVING_STATES})),
+            rule("ScheduledMaintenanceRule", "joinkeeper: AWS Health scheduled a worker's retirement, stop or reboot", "aws.health", HEALTH, serde_json::json!({"service": ["EC2"], "eventTypeCode": MAINTENANCE_CODES})),
+        ],
+    });
+    serde_json::to_string_pretty(&table).expect("serializable") + "\n"
+}

@@ -33,7 +33,7 @@ async fn look(ctx: &Context, cluster: &ClusterName) -> Result<Seen, AwsCallError
         if g.is_worker_group {
             worker_groups.insert(g.name.clone());
         }
-        group_state.extend(g.instances.into_iter());
+        group_state.extend(g.instances);
     }
     let ec2 = ctx.fleet.cluster_standings(cluster).await?;
     // A worker of the cluster in no group's instances: detached, unless Auto Scaling still lists

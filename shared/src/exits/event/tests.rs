@@ -130,3 +130,47 @@ fn malformed_events_are_refused_with_the_field_named() {
         assert!(err.contains(names), "{err} should name {names}");
     }
 }
+
+/// `infra/lib/exit-events.json` is [`rules_json`]; the account stack builds its rules from it.
+#[test]
+fn exit_rules_are_exported_to_the_cdk_app() {
+    let path = format!(
+        "{}/../infra/lib/exit-events.json",
+        env!("CARGO_MANIFEST_DIR")
+    );
+    let want = rules_json();
+    if std::env::var_os("JOINKEEPER_WRITE_SETTINGS").is_some() {
+        std::fs::write(&path, &want).expect("write infra/lib/exit-events.json");
+        return;
+    }
+    let have = std::fs::read_to_string(&path).unwrap_or_default();
+    assert!(
+        have == want,
+        "infra/lib/exit-events.json is out of date; regenerate it: \
+         JOINKEEPER_WRITE_SETTINGS=1 cargo test -p joinkeeper --lib exit_rules"
+    );
+}
+
+#[test]
+fn every_fixture_matches_a_rule() {
+    let rules: Value = serde_json::from_str(&rules_json()).expect("json");
+    for f in [
+        "spot-interruption-warning.json",
+        "rebalance-recommendation.json",
+        "instance-state-change-stopping.json",
+        "instance-state-change-terminated.json",
+        "health-instance-retirement.json",
+    ] {
+        let e = fixture(f);
+        let matches = rules["rules"].as_array().expect("rules").iter().any(|r| {
+            let p = &r["pattern"];
+            let has = |v: &Value, want: &Value| want.as_array().is_some_and(|a| a.contains(v));
+            has(&e["source"], &p["source"])
+                && has(&e["detail-type"], &p["detail-type"])
+                && p["detail"]
+                    .as_object()
+                    .is_none_or(|d| d.iter().all(|(k, want)| has(&e["detail"][k], want)))
+        });
+        assert!(matches, "{f} matches no rule");
+    }
+}
