@@ -105,6 +105,7 @@ export class JoinkeeperAccountStack extends Stack {
     // Set only when given: the functions' own defaults apply otherwise.
     if (cfg.nodePollSeconds !== undefined) environment.JOINKEEPER_NODE_POLL_SECONDS = String(cfg.nodePollSeconds);
     if (cfg.controlPlaneProfiles !== undefined) environment.JOINKEEPER_CONTROL_PLANE_PROFILES = cfg.controlPlaneProfiles;
+    Object.assign(environment, cfg.exitSettings);
 
     // Events that could not be delivered (EventBridge) or failed after Lambda's retries land here.
     const failed = new sqs.Queue(this, 'FailedEvents', {
