@@ -36,7 +36,7 @@ export const DOCUMENT_PARAMETERS: Record<DocumentKey, readonly string[]> = {
   drain: ['InstanceId', 'DrainTimeoutSeconds', 'KeepNode'],
   joinLog: ['Lines'],
   nodes: ['StartAfter'],
-  cordon: ['NodeName', 'Delete', 'InstanceId', 'Uncordon'],
+  cordon: ['NodeName', 'Delete', 'InstanceId', 'PrivateDnsName', 'Uncordon'],
   uploadCerts: ['ClusterName', 'ParameterPrefix'],
   revokeTokens: ['ClusterName', 'ParameterPrefix', 'KeepTokenId'],
 };

@@ -47,7 +47,9 @@ pub struct World {
 pub async fn world(n: i32, config: Config) -> World {
     let (emulator, clients) = Emulator::with_documents().await;
     launch_control_plane(&emulator, &clients, "demo", &[]).await;
-    let ctx = Context::new(config, &emulator.function_clients("terminate-hook").await);
+    // Metrics kept in memory: the example prints its own figures.
+    let ctx = Context::new(config, &emulator.function_clients("terminate-hook").await)
+        .with_metrics(joinkeeper::metrics::Metrics::captured());
     let demo = ClusterName::parse("demo").expect("name");
     joinkeeper::regenerate::ensure_fresh(&ctx, &demo, Duration::from_secs(3600), &inv("s", 120))
         .await

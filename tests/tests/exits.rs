@@ -28,31 +28,35 @@ async fn spot_warning_cordons_at_once_drains_within_the_notice_and_deletes_the_n
     // The terminate function takes the warning; its reconcile follows the exit to the end.
     let run = w.deliver(&warning);
     let watch = async {
-        let mut cordoned_at = None;
-        let mut drained_at = None;
+        let (mut cordoned_at, mut drained_at, mut deleted_at) = (None, None, None);
         while started.elapsed() < Duration::from_secs(60) {
-            if cordoned_at.is_none() && (w.cordoned(&id) || w.node_of(&id).is_none()) {
+            let node = w.node_of(&id);
+            if node.is_none() {
+                deleted_at = Some(started.elapsed());
+                break;
+            }
+            if cordoned_at.is_none() && w.cordoned(&id) {
                 cordoned_at = Some(started.elapsed());
             }
-            if drained_at.is_none() && w.node_of(&id).is_some_and(|_| w.workload_pods(&id) == 0)
-                || w.node_of(&id).is_none()
-            {
-                drained_at.get_or_insert(started.elapsed());
-            }
-            if w.node_of(&id).is_none() {
-                break;
+            if drained_at.is_none() && w.workload_pods(&id) == 0 {
+                drained_at = Some(started.elapsed());
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
-        (cordoned_at, drained_at)
+        (cordoned_at, drained_at, deleted_at)
     };
-    let (answer, (cordoned_at, drained_at)) = tokio::join!(run, watch);
+    let (answer, (cordoned_at, drained_at, deleted_at)) = tokio::join!(run, watch);
     let answer = answer.expect("handled");
     assert_eq!(answer["door"], "spot", "{answer}");
     let cordoned_at = cordoned_at.expect("cordoned");
     assert!(cordoned_at < Duration::from_secs(5), "{cordoned_at:?}");
-    let drained_at = drained_at.expect("drained");
+    let drained_at = drained_at.expect("drained, the Node kept");
     assert!(drained_at < Duration::from_secs(30), "{drained_at:?}");
+    let deleted_at = deleted_at.expect("the Node deleted");
+    assert!(
+        deleted_at >= Duration::from_secs(30),
+        "deleted once the instance is gone, not before: {deleted_at:?}"
+    );
     let drains = w.emulator.commands(Some("joinkeeper-drain"));
     assert_eq!(drains.len(), 1, "{drains:?}");
     let budget: u64 = drains[0]["parameters"]["DrainTimeoutSeconds"][0]

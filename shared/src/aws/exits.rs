@@ -21,6 +21,9 @@ pub struct Ec2Standing {
     pub cluster_tag: Option<String>,
     pub role_tag: Option<String>,
     pub group_tag: Option<String>,
+    /// The private DNS name (lower case, a valid DNS name), which a Node without a providerID
+    /// is named after.
+    pub private_dns: Option<String>,
 }
 
 fn standing(i: &aws_sdk_ec2::types::Instance) -> Option<Ec2Standing> {
@@ -41,6 +44,10 @@ fn standing(i: &aws_sdk_ec2::types::Instance) -> Option<Ec2Standing> {
         cluster_tag: tag(CLUSTER_TAG),
         role_tag: tag(ROLE_TAG),
         group_tag: tag(GROUP_TAG),
+        private_dns: i
+            .private_dns_name()
+            .map(str::to_ascii_lowercase)
+            .filter(|d| crate::reconcile::node_status::dns_name_ok(d)),
     })
 }
 

@@ -56,8 +56,9 @@ pub fn seen_leaving(at: Whereabouts) -> Option<Door> {
 pub enum Step {
     /// Cordon the Node (at once: the first thing every door gets, unless set to nothing).
     Cordon,
-    /// Drain within `budget`; `keep_node`: the instance may come back (its Node must stay).
-    Drain { budget: Duration, keep_node: bool },
+    /// Drain within `budget`, the Node kept (cordoned): it is deleted once the instance is gone
+    /// (a kubelet still running would find its Node missing), or given back if it returns.
+    Drain { budget: Duration },
     /// Mark the instance unhealthy, so its group replaces it through its hooks.
     SetUnhealthy,
     /// The instance is gone: delete its Node, then forget the record.
@@ -142,10 +143,7 @@ pub fn next_step(f: &ExitFacts<'_>, s: &ExitSettings) -> Step {
     }
     if !r.drained {
         return match drain_budget(r, f.now_ms, s) {
-            Some(budget) => Step::Drain {
-                budget,
-                keep_node: r.door != Door::Spot,
-            },
+            Some(budget) => Step::Drain { budget },
             // Too late to drain: the cordon stands until the interruption.
             None => Step::Wait { watch: true },
         };

@@ -142,7 +142,8 @@ pub async fn handle_exit(
         let urgent = !gone
             && (door == Door::Spot
                 || matches!(state.as_deref(), Some("stopping" | "shutting-down")));
-        note(ctx, &cluster, id, (door, deadline_ms), urgent, inv).await?;
+        let dns = s.and_then(|s| s.private_dns.as_deref());
+        note(ctx, &cluster, (id, dns), (door, deadline_ms), urgent, inv).await?;
         answer.instances.insert(id.to_string(), cluster.to_string());
         clusters.push(cluster);
     }
@@ -159,7 +160,7 @@ pub async fn handle_exit(
 async fn note(
     ctx: &Context,
     cluster: &ClusterName,
-    id: &InstanceId,
+    (id, private_dns): (&InstanceId, Option<&str>),
     (door, deadline_ms): (Door, Option<i64>),
     urgent: bool,
     inv: &Invocation,
@@ -175,7 +176,11 @@ async fn note(
         return Ok(());
     }
     let candidates = ctx.control_plane_candidates(cluster).await?;
-    let target = (id, r.node.as_deref());
+    let target = node::Target {
+        instance: id,
+        node: r.node.as_deref(),
+        private_dns,
+    };
     match node::run(
         ctx,
         cluster,

@@ -56,16 +56,25 @@ pub fn parse_output(stdout: &str) -> NodeResult {
     out
 }
 
-/// Runs `op` on the instance's Node (`node`: its name when known, else found by the script) on
-/// the first control plane that runs it; `None` when none did.
+/// Which Node: the instance's, by name when known, else found by the script (from the instance's
+/// private DNS name when given, which spares it an EC2 call).
+#[derive(Clone, Copy, Debug)]
+pub struct Target<'a> {
+    pub instance: &'a InstanceId,
+    pub node: Option<&'a str>,
+    pub private_dns: Option<&'a str>,
+}
+
+/// Runs `op` on the target's Node on the first control plane that runs it; `None` when none did.
 pub async fn run(
     ctx: &Context,
     cluster: &ClusterName,
     candidates: &[InstanceId],
-    (instance, node): (&InstanceId, Option<&str>),
+    target: Target<'_>,
     op: NodeOp,
     deadline: &Deadline,
 ) -> Option<NodeResult> {
+    let instance = target.instance;
     let flag = |b: bool| if b { "true" } else { "false" }.to_owned();
     for cp in candidates {
         let request = CommandRequest {
@@ -73,8 +82,12 @@ pub async fn run(
             instance: cp,
             document: &ctx.config.documents.cordon,
             parameters: vec![
-                ("NodeName", node.unwrap_or("-").to_owned()),
+                ("NodeName", target.node.unwrap_or("-").to_owned()),
                 ("InstanceId", instance.to_string()),
+                (
+                    "PrivateDnsName",
+                    target.private_dns.unwrap_or("-").to_owned(),
+                ),
                 ("Delete", flag(op == NodeOp::Delete)),
                 ("Uncordon", flag(op == NodeOp::Uncordon)),
             ],

@@ -24,6 +24,7 @@ use crate::reconcile::drain::{self, Budget, DrainRecord, Started};
 /// Where the cluster's workers are, as one pass reads it.
 struct Seen {
     at: HashMap<InstanceId, Whereabouts>,
+    dns: HashMap<InstanceId, String>,
 }
 
 async fn look(ctx: &Context, cluster: &ClusterName) -> Result<Seen, AwsCallError> {
@@ -58,6 +59,10 @@ async fn look(ctx: &Context, cluster: &ClusterName) -> Result<Seen, AwsCallError
         ctx.asg.memberships(&suspects).await?
     };
     let mut at = HashMap::new();
+    let dns = ec2
+        .iter()
+        .filter_map(|s| Some((s.id.clone(), s.private_dns.clone()?)))
+        .collect();
     for s in &ec2 {
         let in_group = group_state.get(&s.id).map(String::as_str);
         let elsewhere = listed.get(&s.id).map(|(_, state)| state.as_str());
@@ -70,7 +75,7 @@ async fn look(ctx: &Context, cluster: &ClusterName) -> Result<Seen, AwsCallError
             whereabouts(Some(&s.state), in_group.or(elsewhere), detached),
         );
     }
-    Ok(Seen { at })
+    Ok(Seen { at, dns })
 }
 
 /// The exits' part of a reconcile pass ([`crate::reconcile::pass::run_pass`]): the full look at
@@ -137,9 +142,11 @@ pub async fn run(
     if records.is_empty() {
         return Ok(0);
     }
-    if drains.is_none() {
-        *drains = Some(drain::load_all(ctx, cluster).await?);
-    }
+    let loaded = match drains.take() {
+        Some(d) => d,
+        None => drain::load_all(ctx, cluster).await?,
+    };
+    let dr = drains.insert(loaded);
     let mut watch = 0;
     let mut ids: Vec<InstanceId> = records.keys().cloned().collect();
     ids.sort();
@@ -152,9 +159,17 @@ pub async fn run(
             continue;
         };
         let at = seen.at.get(&id).copied().unwrap_or(Whereabouts::Gone);
-        let dr = drains.as_mut().expect("loaded above");
+        let dns = seen.dns.get(&id).map(String::as_str);
         match step_one(
-            ctx, cluster, &id, &mut r, at, dr, candidates, request_id, bound,
+            ctx,
+            cluster,
+            (&id, dns),
+            &mut r,
+            at,
+            dr,
+            candidates,
+            request_id,
+            bound,
         )
         .await
         {
@@ -174,7 +189,7 @@ pub async fn run(
 async fn step_one(
     ctx: &Context,
     cluster: &ClusterName,
-    id: &InstanceId,
+    (id, private_dns): (&InstanceId, Option<&str>),
     r: &mut ExitRecord,
     at: Whereabouts,
     drains: &mut HashMap<InstanceId, DrainRecord>,
@@ -206,7 +221,11 @@ async fn step_one(
     };
     let step = next_step(&facts, &ctx.config.exits);
     let node = r.node.clone();
-    let target = (id, node.as_deref());
+    let target = node::Target {
+        instance: id,
+        node: node.as_deref(),
+        private_dns,
+    };
     match step {
         Step::Cordon => {
             let Some(out) =
@@ -224,17 +243,17 @@ async fn step_one(
             }
             Ok(true)
         }
-        Step::Drain { budget, keep_node } => {
+        Step::Drain { budget } => {
             let busy = drain::in_flight_per_control_plane(drains);
             let previous = drains.get(id).filter(|d| d.left_node.is_none()).cloned();
             let how = Budget {
                 timeout: budget,
-                keep_node,
+                keep_node: true,
             };
             let started = drain::start_with(
                 ctx,
                 cluster,
-                target,
+                (id, node.as_deref()),
                 candidates,
                 &busy,
                 previous.as_ref(),

@@ -70,7 +70,6 @@ fn spot_cordons_drains_within_the_notice_then_deletes_the_node() {
         step(&cordoned, InService, 1_000, false, &s),
         Step::Drain {
             budget: Duration::from_secs(104),
-            keep_node: false
         },
         "the budget is the time left less the margin"
     );
@@ -122,7 +121,6 @@ fn rebalance_follows_its_setting() {
         step(&cordoned, InService, 0, false, &with(ExitAction::Drain)),
         Step::Drain {
             budget: Duration::from_secs(300),
-            keep_node: true
         }
     );
     assert_eq!(
@@ -197,7 +195,6 @@ fn standby_and_detach_follow_their_setting_and_are_undone() {
             step(&cordoned, at, 0, false, &s),
             Step::Drain {
                 budget: Duration::from_secs(300),
-                keep_node: true
             },
             "{door:?}: the Node stays for the return"
         );
