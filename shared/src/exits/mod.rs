@@ -15,6 +15,7 @@ pub mod handle;
 pub mod node;
 pub mod pass;
 pub mod record;
+pub mod seen;
 
 use serde::{Deserialize, Serialize};
 

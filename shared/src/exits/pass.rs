@@ -4,79 +4,21 @@
 //! ([`crate::exits::decide`]) and take it. Drains go through the drain path
 //! ([`crate::reconcile::drain`]), whose records the terminate hook follows too.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 
 use tracing::{info, warn};
 
-use crate::aws::exits::Ec2Standing;
-use crate::aws::fleet::{CONTROL_PLANE_ROLE, WORKER_ROLE};
 use crate::aws::AwsCallError;
 use crate::context::Context;
 use crate::deadline::Deadline;
-use crate::exits::decide::{next_step, seen_leaving, whereabouts, ExitFacts, Step, Whereabouts};
+use crate::exits::decide::{next_step, seen_leaving, ExitFacts, Step, Whereabouts};
 use crate::exits::node::{self, NodeOp};
 use crate::exits::record::{self, ExitRecord};
+use crate::exits::seen::look;
 use crate::lease::now_ms;
-use crate::names::{ClusterName, GroupName, InstanceId};
+use crate::names::{ClusterName, InstanceId};
 use crate::reconcile::decide::DrainStatus;
 use crate::reconcile::drain::{self, Budget, DrainRecord, Started};
-
-/// Where the cluster's workers are, as one pass reads it.
-struct Seen {
-    at: HashMap<InstanceId, Whereabouts>,
-    dns: HashMap<InstanceId, String>,
-}
-
-async fn look(ctx: &Context, cluster: &ClusterName) -> Result<Seen, AwsCallError> {
-    let mut group_state: HashMap<InstanceId, String> = HashMap::new();
-    let mut worker_groups: HashSet<GroupName> = HashSet::new();
-    for g in ctx.asg.managed_groups(cluster).await? {
-        if g.is_worker_group {
-            worker_groups.insert(g.name.clone());
-        }
-        group_state.extend(g.instances);
-    }
-    let ec2 = ctx.fleet.cluster_standings(cluster).await?;
-    // A worker of the cluster in no group's instances: detached, unless Auto Scaling still lists
-    // it (a warm pool, a move under way).
-    let claims_worker = |s: &Ec2Standing| {
-        s.role_tag.as_deref() != Some(CONTROL_PLANE_ROLE)
-            && (s.role_tag.as_deref() == Some(WORKER_ROLE)
-                || s.group_tag
-                    .as_deref()
-                    .and_then(|g| GroupName::parse(g).ok())
-                    .is_some_and(|g| worker_groups.contains(&g)))
-    };
-    let suspects: Vec<InstanceId> = ec2
-        .iter()
-        .filter(|s| matches!(s.state.as_str(), "running" | "pending"))
-        .filter(|s| !group_state.contains_key(&s.id) && claims_worker(s))
-        .map(|s| s.id.clone())
-        .collect();
-    let listed = if suspects.is_empty() {
-        HashMap::new()
-    } else {
-        ctx.asg.memberships(&suspects).await?
-    };
-    let mut at = HashMap::new();
-    let dns = ec2
-        .iter()
-        .filter_map(|s| Some((s.id.clone(), s.private_dns.clone()?)))
-        .collect();
-    for s in &ec2 {
-        let in_group = group_state.get(&s.id).map(String::as_str);
-        let elsewhere = listed.get(&s.id).map(|(_, state)| state.as_str());
-        let detached = suspects.contains(&s.id) && elsewhere.is_none();
-        if in_group.is_none() && !detached && !claims_worker(s) {
-            continue; // control planes, other tools' instances
-        }
-        at.insert(
-            s.id.clone(),
-            whereabouts(Some(&s.state), in_group.or(elsewhere), detached),
-        );
-    }
-    Ok(Seen { at, dns })
-}
 
 /// The exits' part of a reconcile pass ([`crate::reconcile::pass::run_pass`]): the full look at
 /// the cluster's workers on the schedule (the repair of lost events) and whenever exits are
