@@ -76,7 +76,7 @@ pub async fn run(
 ) -> Option<NodeResult> {
     let instance = target.instance;
     let flag = |b: bool| if b { "true" } else { "false" }.to_owned();
-    for cp in candidates {
+    for cp in spread(candidates, instance) {
         let request = CommandRequest {
             cluster: cluster.as_str(),
             instance: cp,
@@ -103,9 +103,44 @@ pub async fn run(
     None
 }
 
+/// The control planes in the order this instance's command tries them: starting at one chosen
+/// by the instance id, so that many exits at once (Spot interruptions come in waves) spread
+/// over the control planes' agents, each of which runs only a few commands at a time.
+pub fn spread<'a>(candidates: &'a [InstanceId], instance: &InstanceId) -> Vec<&'a InstanceId> {
+    let n = candidates.len().max(1);
+    let start = instance
+        .as_str()
+        .bytes()
+        .fold(0usize, |h, b| h.wrapping_mul(31).wrapping_add(b as usize))
+        % n;
+    candidates[start..]
+        .iter()
+        .chain(candidates[..start].iter())
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_control_plane_is_tried_once_from_a_start_the_instance_chooses() {
+        let cps: Vec<InstanceId> = ["i-0000000a", "i-0000000b", "i-0000000c"]
+            .iter()
+            .map(|s| InstanceId::parse(s).expect("id"))
+            .collect();
+        let mut starts = std::collections::HashSet::new();
+        for i in 0..40 {
+            let id = InstanceId::parse(&format!("i-{i:08x}")).expect("id");
+            let order = spread(&cps, &id);
+            let mut sorted: Vec<_> = order.iter().map(|c| c.as_str()).collect();
+            sorted.sort();
+            assert_eq!(sorted, ["i-0000000a", "i-0000000b", "i-0000000c"]);
+            starts.insert(order[0].clone());
+        }
+        assert_eq!(starts.len(), 3, "the exits spread over every control plane");
+        assert!(spread(&[], &cps[0]).is_empty());
+    }
 
     #[test]
     fn output_lines() {
