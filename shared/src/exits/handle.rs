@@ -104,7 +104,7 @@ pub async fn handle_exit(
     names.dedup();
     let groups: HashMap<GroupName, GroupStanding> = ctx
         .asg
-        .groups(&names)
+        .group_labels(&names)
         .await?
         .iter()
         .map(|g| (g.name.clone(), standing_of(Some(g))))
