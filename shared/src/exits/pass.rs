@@ -68,7 +68,8 @@ pub async fn run(
     request_id: &str,
     bound: &Deadline,
 ) -> Result<usize, AwsCallError> {
-    let seen = look(ctx, cluster).await?;
+    let recorded: Vec<InstanceId> = records.keys().cloned().collect();
+    let seen = look(ctx, cluster, &recorded).await?;
     let now = now_ms();
     for (id, at) in &seen.at {
         if records.contains_key(id) {
@@ -100,6 +101,8 @@ pub async fn run(
         let Some(mut r) = records.remove(&id) else {
             continue;
         };
+        // Not even listed by id: EC2 no longer knows the instance (it lists a terminated one
+        // for about an hour).
         let at = seen.at.get(&id).copied().unwrap_or(Whereabouts::Gone);
         let dns = seen.dns.get(&id).map(String::as_str);
         match step_one(

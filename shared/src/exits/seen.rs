@@ -18,7 +18,13 @@ pub struct Seen {
     pub dns: HashMap<InstanceId, String>,
 }
 
-pub async fn look(ctx: &Context, cluster: &ClusterName) -> Result<Seen, AwsCallError> {
+/// `recorded`: the instances with an exit record; one the cluster's listing misses (its tag
+/// removed, say) is asked of EC2 by id, so that only EC2's own word makes it gone.
+pub async fn look(
+    ctx: &Context,
+    cluster: &ClusterName,
+    recorded: &[InstanceId],
+) -> Result<Seen, AwsCallError> {
     let mut group_state: HashMap<InstanceId, String> = HashMap::new();
     let mut worker_groups: HashSet<GroupName> = HashSet::new();
     for g in ctx.asg.managed_groups(cluster).await? {
@@ -27,7 +33,15 @@ pub async fn look(ctx: &Context, cluster: &ClusterName) -> Result<Seen, AwsCallE
         }
         group_state.extend(g.instances);
     }
-    let ec2 = ctx.fleet.cluster_standings(cluster).await?;
+    let mut ec2 = ctx.fleet.cluster_standings(cluster).await?;
+    let missing: Vec<InstanceId> = recorded
+        .iter()
+        .filter(|i| !ec2.iter().any(|s| s.id == **i))
+        .cloned()
+        .collect();
+    if !missing.is_empty() {
+        ec2.extend(ctx.fleet.standings(&missing).await?);
+    }
     // A worker of the cluster in no group's instances: detached, unless Auto Scaling still lists
     // it (a warm pool, a move under way).
     let claims_worker = |s: &Ec2Standing| {
@@ -58,7 +72,7 @@ pub async fn look(ctx: &Context, cluster: &ClusterName) -> Result<Seen, AwsCallE
         let in_group = group_state.get(&s.id).map(String::as_str);
         let elsewhere = listed.get(&s.id).map(|(_, state)| state.as_str());
         let detached = suspects.contains(&s.id) && elsewhere.is_none();
-        if in_group.is_none() && !detached && !claims_worker(s) {
+        if in_group.is_none() && !detached && !claims_worker(s) && !recorded.contains(&s.id) {
             continue; // control planes, other tools' instances
         }
         at.insert(
