@@ -189,7 +189,7 @@ async fn step_one(
             Ok(true)
         }
         Step::Drain { budget } => {
-            let busy = drain::in_flight_per_control_plane(drains);
+            let busy = drain::in_flight_per_control_plane(drains, &Default::default());
             let previous = drains.get(id).filter(|d| d.left_node.is_none()).cloned();
             let how = Budget {
                 timeout: budget,
