@@ -18,8 +18,9 @@ a 4th worker whose join fails -> ABANDON with its reason; scale-in of one worker
 deleted; scale-in of a worker whose pod a PodDisruptionBudget keeps -> the drain times out, the
 action completes naming the pod, the Node is deleted once the instance is gone; a second schedule
 tick -> no change; the cluster moves to join mode per-instance and a second group's 2 workers join
-with tokens of their own, approved and revoked by the functions. Prints a timeline and a summary;
-exit 1 on any miss.
+with tokens of their own, approved and revoked by the functions; a Spot interruption -> cordoned at
+once, drained before the reclaim, its Node deleted after (scripts/demo_spot.py). Prints a timeline
+and a summary; exit 1 on any miss.
 """
 import argparse
 import json
@@ -34,10 +35,11 @@ from demo_per_instance import PerInstanceStep
 from demo_services import (CLUSTER, FAILURES, FUNCTION_ENV, GROUP, REGION, ROOT, STATE, TIMELINE, Services,
                            build_functions, free_port, print_log_tails, record, say)
 from demo_drains import BlockedDrainStep
+from demo_spot import SpotStep
 from demo_warm_pool import WarmPoolStep
 
 
-class Demo(DemoClient, WarmPoolStep, BlockedDrainStep, PerInstanceStep):
+class Demo(DemoClient, WarmPoolStep, BlockedDrainStep, PerInstanceStep, SpotStep):
     # --- scenario ------------------------------------------------------------------------------
     def shipped_cluster(self):
         """The cluster stack's single-kubeadm variant, synthesized once per run into .demo/synth
@@ -199,6 +201,7 @@ class Demo(DemoClient, WarmPoolStep, BlockedDrainStep, PerInstanceStep):
         self.schedule_tick("2", False, token)
         self.rotate_revoke_all()
         self.per_instance()
+        self.spot_interruption()
         self.status("after")
 
         _, version = self.record()

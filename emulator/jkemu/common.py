@@ -73,6 +73,8 @@ class ExtensionState:
         self.commands: dict[tuple[str, str], list[CommandRecord]] = {}
         self.command_log: list[dict[str, Any]] = []
         self.events: list[dict[str, Any]] = []
+        self.exit_events: list[dict[str, Any]] = []  # EC2 and AWS Health events (exits.py)
+        self.interruptions: list[dict[str, Any]] = []  # Spot instances to reclaim, with when
         self.lifecycle_log: list[dict[str, Any]] = []
         self.lifecycle_actions: dict[str, LifecycleAction] = {}
         self.user_data_runs: dict[str, dict[str, Any]] = {}

@@ -8,7 +8,8 @@ from typing import Any, Iterator
 from moto.autoscaling.models import FakeAutoScalingGroup, autoscaling_backends
 
 from .agent import set_agent, show_agents
-from .common import CONFIG, STATE
+from .common import CONFIG, DEFAULT_ACCOUNT, STATE
+from .exits import exit_control
 from .faults import fault_control
 from .scripts import reset_extension, target_state_file
 from .warm_pool import maintain_pool
@@ -99,7 +100,16 @@ def control(
             return set_agent(instance_id, body)
         if method == "GET":
             return show_agents(instance_id)
+    exit_answer = exit_control(method, path, account or DEFAULT_ACCOUNT, body)
+    if exit_answer is not None:
+        return exit_answer
     with STATE.lock:
+        if method == "GET" and path == "exit-events":
+            events = selected(STATE.exit_events, query, account)
+            if query.get("keep", ["0"])[0] not in ("1", "true"):
+                drained = set(map(id, events))
+                STATE.exit_events = [e for e in STATE.exit_events if id(e) not in drained]
+            return 200, events
         if method == "GET" and path == "events":
             events = selected(STATE.events, query, account)
             if query.get("keep", ["0"])[0] not in ("1", "true"):

@@ -39,6 +39,7 @@ from .capacity import (
 from .command_listing import ssm_cancel_command, ssm_list_command_invocations, ssm_list_commands
 from .common import CONFIG, LOG
 from .control_api import control, read_json
+from .exits import due_interruptions, wrap_state_changes
 from .fault_http import FaultingRequestHandler, serve
 from .lifecycle import expire_lifecycle_actions
 from .lifecycle_api import (
@@ -95,7 +96,15 @@ def install_patches() -> None:
 
     EC2Backend.run_instances = wrap_run_instances(EC2Backend.run_instances)
     EC2Backend.start_instances = wrap_start_instances(EC2Backend.start_instances)
-    EC2Backend.stop_instances = wrap_stop_instances(EC2Backend.stop_instances)
+    EC2Backend.stop_instances = wrap_state_changes(
+        wrap_stop_instances(EC2Backend.stop_instances), ("stopping", "stopped")
+    )
+    EC2Backend.start_instances = wrap_state_changes(
+        EC2Backend.start_instances, ("pending", "running")
+    )
+    EC2Backend.terminate_instances = wrap_state_changes(
+        EC2Backend.terminate_instances, ("shutting-down", "terminated")
+    )
     BaseResponse.get_current_account = wrap_get_current_account(BaseResponse.get_current_account)
 
 
@@ -116,6 +125,7 @@ def housekeeping() -> None:
         return
     try:
         expire_lifecycle_actions()
+        due_interruptions()
         settle_warming()
         agent.tick()
         _LAST_HOUSEKEEPING[0] = time.monotonic()

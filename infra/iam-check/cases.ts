@@ -191,6 +191,9 @@ export function mustDeny(f: Facts): Case[] {
     add(`${f} completes a lifecycle action of a group tagged for a cluster but not role=worker`, fn('autoscaling:CompleteLifecycleAction', group, groupTags({ 'joinkeeper:cluster': 'demo', 'joinkeeper:role': 'control-plane' })));
     add(`${f} completes a lifecycle action of a worker group without a cluster tag`, fn('autoscaling:CompleteLifecycleAction', group, groupTags({ 'joinkeeper:role': 'worker' })));
     add(`${f} records a heartbeat on an untagged group`, fn('autoscaling:RecordLifecycleActionHeartbeat', group));
+    add(`${f} marks an instance of an untagged group unhealthy`, fn('autoscaling:SetInstanceHealth', group));
+    add(`${f} marks a control-plane group's instance unhealthy`, fn('autoscaling:SetInstanceHealth', group, groupTags({ 'joinkeeper:cluster': 'demo', 'joinkeeper:role': 'control-plane' })));
+    add(`${f} writes a parameter beside the exit records`, fn('ssm:PutParameter', param('demo', 'exits-i-0123456789abcdef0')));
   }
   return cases;
 }
@@ -207,6 +210,9 @@ export function mustAllow(f: Facts): Case[] {
     add(`${f} reads the record's version`, req(f, 'ssm:GetParameter', param('demo', 'join-record')));
     add(`${f} reads the record's meta`, req(f, 'ssm:GetParameter', param('demo', 'join-record-meta')));
     add(`${f} completes a worker's lifecycle action`, req(f, 'autoscaling:CompleteLifecycleAction', group, workerGroup));
+    add(`${f} records a worker's exit`, req(f, 'ssm:PutParameter', param('demo', 'exits/i-0123456789abcdef0')));
+    add(`${f} lists the exit records`, req(f, 'ssm:GetParametersByPath', param('demo', 'exits')));
+    add(`${f} marks a worker with scheduled maintenance unhealthy`, req(f, 'autoscaling:SetInstanceHealth', group, workerGroup));
     add(`${f} lists a warm pool`, req(f, 'autoscaling:DescribeWarmPool', '*'));
     add(`${f} reads scaling activities`, req(f, 'autoscaling:DescribeScalingActivities', '*'));
     add(`${f} drains on a control plane`, req(f, 'ssm:SendCommand', instance, instanceTags({ 'joinkeeper:cluster': 'demo', 'joinkeeper:role': 'control-plane' })));

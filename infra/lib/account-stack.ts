@@ -12,6 +12,7 @@ import * as lambda from 'aws-cdk-lib/aws-lambda';
 import * as lambdaSources from 'aws-cdk-lib/aws-lambda-event-sources';
 import * as destinations from 'aws-cdk-lib/aws-lambda-destinations';
 import eventSource from './event-source.json';
+import exitEvents from './exit-events.json';
 import * as logs from 'aws-cdk-lib/aws-logs';
 import * as sns from 'aws-cdk-lib/aws-sns';
 import * as subs from 'aws-cdk-lib/aws-sns-subscriptions';
@@ -26,6 +27,14 @@ import { DOCUMENT_FILES, DocumentKey, FunctionName, functionsArchitecture, funct
 export const METRIC_NAMESPACE = 'Joinkeeper';
 export const LAUNCH_DETAIL_TYPE = 'EC2 Instance-launch Lifecycle Action';
 export const TERMINATE_DETAIL_TYPE = 'EC2 Instance-terminate Lifecycle Action';
+/**
+ * The rules of the exits without a hook, from their one source (exit-events.json, which the
+ * functions' own event reader writes): [construct id, description, exact pattern].
+ */
+export const EXIT_RULES: [string, string, events.EventPattern][] = exitEvents.rules.map((r) => {
+  const p = r.pattern as { source: string[]; 'detail-type': string[]; detail?: Record<string, unknown> };
+  return [r.id, r.description, { source: p.source, detailType: p['detail-type'], ...(p.detail ? { detail: p.detail } : {}) }];
+});
 /** Lambda timeout of every function (JOINKEEPER_FUNCTION_TIMEOUT_SECONDS tells them). */
 export const FUNCTION_TIMEOUT = Duration.minutes(15);
 
@@ -96,6 +105,7 @@ export class JoinkeeperAccountStack extends Stack {
     // Set only when given: the functions' own defaults apply otherwise.
     if (cfg.nodePollSeconds !== undefined) environment.JOINKEEPER_NODE_POLL_SECONDS = String(cfg.nodePollSeconds);
     if (cfg.controlPlaneProfiles !== undefined) environment.JOINKEEPER_CONTROL_PLANE_PROFILES = cfg.controlPlaneProfiles;
+    Object.assign(environment, cfg.exitSettings);
 
     // Events that could not be delivered (EventBridge) or failed after Lambda's retries land here.
     const failed = new sqs.Queue(this, 'FailedEvents', {
@@ -203,6 +213,15 @@ export class JoinkeeperAccountStack extends Stack {
       eventPattern: { source: ['aws.autoscaling'], detailType: [TERMINATE_DETAIL_TYPE], detail: detail() },
       targets: [queueTarget],
     });
+    // Workers leaving by doors without a hook: EC2's Spot warnings, rebalance recommendations
+    // and state changes, and AWS Health's scheduled EC2 maintenance, straight to the terminate
+    // function (no batching window: a Spot warning leaves two minutes). The events carry no tags;
+    // the function asks EC2 and Auto Scaling which cluster an instance is a worker of.
+    // https://docs.aws.amazon.com/AWSEC2/latest/UserGuide/spot-instance-termination-notices.html
+    const exitTarget = new targets.LambdaFunction(fns['terminate-hook'], targetOpts);
+    for (const [id, description, pattern] of EXIT_RULES) {
+      new events.Rule(this, id, { description, eventPattern: pattern, targets: [exitTarget] });
+    }
     // Both lifecycle functions consume the queue (either reconciles any cluster, whatever the
     // transition); grants ReceiveMessage, DeleteMessage, GetQueueAttributes (and ChangeMessageVisibility).
     for (const name of ['launch-hook', 'terminate-hook'] as const) {

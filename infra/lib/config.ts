@@ -25,6 +25,8 @@ export interface Setting {
   readonly max: number | null;
   /** The value must be below this other setting's (its variable). */
   readonly below: string | null;
+  /** The words a `choice` setting takes. */
+  readonly choices?: readonly string[];
   readonly description: string;
 }
 
@@ -44,6 +46,14 @@ export const SETTING_CONTEXT = {
   deregistration_delay: 'deregistrationDelaySeconds',
   drain_concurrency: 'drainConcurrency',
   node_poll: 'nodePollSeconds',
+  maintenance_lead: 'maintenanceLeadSeconds',
+} as const;
+
+/** The context value that sets each of the functions' word and boolean settings (set only when given). */
+export const CHOICE_CONTEXT = {
+  rebalance_action: 'rebalanceAction',
+  standby_action: 'standbyAction',
+  maintenance_replace: 'maintenanceReplace',
 } as const;
 
 export type Architecture = 'arm64' | 'x86_64';
@@ -107,6 +117,12 @@ export interface AccountConfig extends CommonConfig {
    * clusters whose control planes the cluster stack did not make. Only the deployer sets it.
    */
   readonly controlPlaneProfiles?: string;
+  /**
+   * Optional exits settings (README, "Exits"), each set only when given:
+   * `JOINKEEPER_REBALANCE_ACTION`, `JOINKEEPER_STANDBY_ACTION`, `JOINKEEPER_MAINTENANCE_LEAD_SECONDS`,
+   * `JOINKEEPER_MAINTENANCE_REPLACE`, by variable name.
+   */
+  readonly exitSettings: Readonly<Record<string, string>>;
   /** Lifecycle queue → functions: messages per batch (1–10,000); default 100. */
   readonly eventBatchSize: number;
   /** Lifecycle queue → functions: longest wait to fill a batch, seconds (0–300); default 5. */
@@ -221,6 +237,21 @@ function setting(node: Node, name: keyof typeof SETTING_CONTEXT, dflt?: number):
   return int(node, SETTING_CONTEXT[name], dflt ?? (s.default as number), s.min, s.max);
 }
 
+/** The exits' settings given as context values, validated against the table, by variable. */
+function exitSettings(node: Node): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const [name, key] of Object.entries(CHOICE_CONTEXT)) {
+    const s = SETTINGS[name];
+    if (s === undefined) throw new Error(`settings.json has no setting ${name}`);
+    if (raw(node, key) === undefined) continue;
+    out[s.variable] = s.unit === 'bool' ? String(bool(node, key, false)) : (oneOf(node, key, s.choices ?? [], undefined) as string);
+  }
+  if (raw(node, SETTING_CONTEXT.maintenance_lead) !== undefined) {
+    out[SETTINGS.maintenance_lead.variable] = String(setting(node, 'maintenance_lead'));
+  }
+  return out;
+}
+
 /** The table's "below" rule of a setting: its value must stay under another's. */
 function below(name: keyof typeof SETTING_CONTEXT, value: number, values: Partial<Record<keyof typeof SETTING_CONTEXT, number>>) {
   const limit = SETTINGS[name].below;
@@ -293,6 +324,7 @@ export function accountConfig(node: Node): AccountConfig {
     deregistrationDelaySeconds: setting(node, 'deregistration_delay'),
     drainConcurrency: setting(node, 'drain_concurrency'),
     controlPlaneProfiles,
+    exitSettings: exitSettings(node),
     eventBatchSize: int(node, 'eventBatchSize', eventSource.batchSize, 1, 10000),
     eventBatchWindowSeconds: int(node, 'eventBatchWindowSeconds', eventSource.batchWindowSeconds, 0, 300),
   };

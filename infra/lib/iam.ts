@@ -24,6 +24,8 @@ export const PARAMETER_NAMES = {
   joinMode: 'join-mode',
   /** Per-instance join records: `join/<instance-id>`, tagged joinkeeper:instance=<instance ARN>. */
   instanceRecords: 'join',
+  /** Workers leaving by a door without a hook: `exits/<instance-id>` (shared/src/exits). */
+  exits: 'exits',
 } as const;
 
 /** The tag of a per-instance record naming the one instance that may read it (by its ARN). */
@@ -136,6 +138,18 @@ export function functionStatements(stack: Stack, g: FunctionGrants): iam.PolicyS
       resources: [clusterParameterArn(stack, prefix, '*', PARAMETER_NAMES.leases)],
     }),
     new iam.PolicyStatement({
+      // Exit records of workers leaving without a hook (Spot, rebalance, maintenance, stops,
+      // Standby, detach): written by the exit events' handler and the reconcile pass.
+      sid: 'ExitRecords',
+      actions: ['ssm:GetParameter', 'ssm:PutParameter', 'ssm:DeleteParameter'],
+      resources: [clusterParameterArn(stack, prefix, '*', `${PARAMETER_NAMES.exits}/*`)],
+    }),
+    new iam.PolicyStatement({
+      sid: 'ListExitRecords',
+      actions: ['ssm:GetParametersByPath'],
+      resources: [clusterParameterArn(stack, prefix, '*', PARAMETER_NAMES.exits)],
+    }),
+    new iam.PolicyStatement({
       // The record's metadata, the record itself read WITHOUT decryption (its version only), and
       // the rogue check's mode (a String the cluster's operator writes).
       sid: 'ReadJoinRecordMetadata',
@@ -158,6 +172,17 @@ export function functionStatements(stack: Stack, g: FunctionGrants): iam.PolicyS
     new iam.PolicyStatement({
       sid: 'CompleteJoinkeeperLifecycleActions',
       actions: ['autoscaling:CompleteLifecycleAction', 'autoscaling:RecordLifecycleActionHeartbeat'],
+      resources: [stack.formatArn({ service: 'autoscaling', resource: 'autoScalingGroup', resourceName: '*:autoScalingGroupName/*', arnFormat: ArnFormat.COLON_RESOURCE_NAME })],
+      conditions: {
+        Null: { [`aws:ResourceTag/${TAG_CLUSTER}`]: 'false' },
+        StringEquals: { [`aws:ResourceTag/${TAG_ROLE}`]: ROLE_WORKER },
+      },
+    }),
+    new iam.PolicyStatement({
+      // JOINKEEPER_MAINTENANCE_REPLACE: a drained worker with scheduled maintenance is marked
+      // unhealthy so its group replaces it through its hooks; only in groups tagged as workers.
+      sid: 'ReplaceWorkersBeforeMaintenance',
+      actions: ['autoscaling:SetInstanceHealth'],
       resources: [stack.formatArn({ service: 'autoscaling', resource: 'autoScalingGroup', resourceName: '*:autoScalingGroupName/*', arnFormat: ArnFormat.COLON_RESOURCE_NAME })],
       conditions: {
         Null: { [`aws:ResourceTag/${TAG_CLUSTER}`]: 'false' },

@@ -33,10 +33,10 @@ export type DocumentKey = keyof typeof DOCUMENT_FILES;
 export const DOCUMENT_PARAMETERS: Record<DocumentKey, readonly string[]> = {
   regenerate: ['ClusterName', 'ParameterPrefix', 'TokenTtlSeconds'],
   nodeStatus: ['InstanceIds'],
-  drain: ['InstanceId', 'DrainTimeoutSeconds'],
+  drain: ['InstanceId', 'DrainTimeoutSeconds', 'KeepNode'],
   joinLog: ['Lines'],
   nodes: ['StartAfter'],
-  cordon: ['NodeName', 'Delete'],
+  cordon: ['NodeName', 'Delete', 'InstanceId', 'PrivateDnsName', 'Uncordon'],
   uploadCerts: ['ClusterName', 'ParameterPrefix'],
   revokeTokens: ['ClusterName', 'ParameterPrefix', 'KeepTokenId'],
 };

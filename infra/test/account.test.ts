@@ -217,8 +217,34 @@ describe('account stack: triggers', () => {
     });
   });
 
-  it('has exactly three rules', () => {
-    account.resourceCountIs('AWS::Events::Rule', 3);
+  it('has exactly seven rules: the schedule, two lifecycle rules and four exit rules', () => {
+    account.resourceCountIs('AWS::Events::Rule', 7);
+  });
+
+  it('sends the exits without a hook straight to the terminate function, with exact patterns', () => {
+    const exitRules = account.findResources('AWS::Events::Rule', {
+      Properties: { EventPattern: { source: Match.arrayWith(['aws.ec2']) } },
+    });
+    assert.equal(Object.keys(exitRules).length, 3);
+    account.hasResourceProperties('AWS::Events::Rule', {
+      EventPattern: {
+        source: ['aws.ec2'],
+        'detail-type': ['EC2 Instance State-change Notification'],
+        detail: { state: ['stopping', 'stopped', 'shutting-down', 'terminated'] },
+      },
+      Targets: [Match.objectLike({ Arn: { 'Fn::GetAtt': [Match.stringLikeRegexp('^TerminateHook'), 'Arn'] } })],
+    });
+    account.hasResourceProperties('AWS::Events::Rule', {
+      EventPattern: {
+        source: ['aws.health'],
+        'detail-type': ['AWS Health Event'],
+        detail: { service: ['EC2'], eventTypeCode: Match.arrayWith(['AWS_EC2_INSTANCE_RETIREMENT_SCHEDULED']) },
+      },
+    });
+    account.hasResourceProperties('AWS::Events::Rule', {
+      EventPattern: { source: ['aws.ec2'], 'detail-type': ['EC2 Spot Instance Interruption Warning'] },
+      Targets: [Match.objectLike({ Arn: { 'Fn::GetAtt': [Match.stringLikeRegexp('^TerminateHook'), 'Arn'] } })],
+    });
   });
 });
 
@@ -286,7 +312,7 @@ describe('account stack: alarms', () => {
     }
   });
 
-  it('writes only lease parameters, reads the record only for its version, its metadata, the rogue-nodes and join modes', () => {
+  it('writes only lease and exit-record parameters, reads the record only for its version, its metadata, the rogue-nodes and join modes', () => {
     const arn = (name: string) => `arn:{AWS::Partition}:ssm:{AWS::Region}:{AWS::AccountId}:parameter/joinkeeper/${name}`;
     for (const role of Object.values(ROLES)) {
       const byAction = new Map<string, string[]>();
@@ -295,14 +321,14 @@ describe('account stack: alarms', () => {
         for (const a of actionsOf(s)) byAction.set(a, [...(byAction.get(a) ?? []), ...resourcesOf(s).map(flat)].sort());
       }
       assert.deepEqual([...byAction.keys()].sort(), ['ssm:DeleteParameter', 'ssm:GetParameter', 'ssm:GetParametersByPath', 'ssm:PutParameter'], role);
-      assert.deepEqual(byAction.get('ssm:PutParameter'), [arn('*/leases/*')], role);
-      assert.deepEqual(byAction.get('ssm:DeleteParameter'), [arn('*/leases/*')], role);
-      assert.deepEqual(byAction.get('ssm:GetParametersByPath'), [arn('*/leases')], role);
-      assert.deepEqual(byAction.get('ssm:GetParameter'), [arn('*/join-mode'), arn('*/join-record'), arn('*/join-record-meta'), arn('*/leases/*'), arn('*/rogue-nodes')].sort(), role);
+      assert.deepEqual(byAction.get('ssm:PutParameter'), [arn('*/exits/*'), arn('*/leases/*')], role);
+      assert.deepEqual(byAction.get('ssm:DeleteParameter'), [arn('*/exits/*'), arn('*/leases/*')], role);
+      assert.deepEqual(byAction.get('ssm:GetParametersByPath'), [arn('*/exits'), arn('*/leases')], role);
+      assert.deepEqual(byAction.get('ssm:GetParameter'), [arn('*/exits/*'), arn('*/join-mode'), arn('*/join-record'), arn('*/join-record-meta'), arn('*/leases/*'), arn('*/rogue-nodes')].sort(), role);
     }
     const { account: a } = synth({ parameterPrefix: '/platform/jk' });
     const st = statementsOfRole(a, ROLES.launch).filter((s) => actionsOf(s).includes('ssm:PutParameter'));
-    assert.deepEqual(resourcesOf(st[0]).map(flat).map((r) => r.replace(/.*:parameter/, '')), ['/platform/jk/*/leases/*']);
+    assert.deepEqual(st.flatMap((s) => resourcesOf(s).map(flat)).map((r) => r.replace(/.*:parameter/, '')).sort(), ['/platform/jk/*/exits/*', '/platform/jk/*/leases/*']);
   });
 
   it('never decrypts: no kms:* allowed, kms:Decrypt explicitly denied (the aws/ssm key would let it through)', () => {

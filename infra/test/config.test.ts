@@ -122,6 +122,21 @@ describe("the functions' settings table (settings.json, written by shared/src/co
     });
   }
 
+  it('passes the exits settings only when given, validated as the functions validate them', () => {
+    assert.deepEqual(accountConfig(node({})).exitSettings, {});
+    const given = accountConfig(node({ rebalanceAction: 'drain', standbyAction: 'none', maintenanceLeadSeconds: '600', maintenanceReplace: 'true' }));
+    assert.deepEqual(given.exitSettings, {
+      JOINKEEPER_REBALANCE_ACTION: 'drain',
+      JOINKEEPER_STANDBY_ACTION: 'none',
+      JOINKEEPER_MAINTENANCE_LEAD_SECONDS: '600',
+      JOINKEEPER_MAINTENANCE_REPLACE: 'true',
+    });
+    assert.deepEqual(SETTINGS.rebalance_action.choices, ['cordon', 'drain', 'none']);
+    for (const bad of [{ rebalanceAction: 'evict' }, { standbyAction: 'Drain' }, { maintenanceReplace: 'yes' }]) {
+      assert.throws(() => accountConfig(node(bad)), ConfigError, JSON.stringify(bad));
+    }
+  });
+
   it('accepts the ends of the ranges the functions accept', () => {
     const short = { tokenTtlSeconds: '600', refreshMarginSeconds: '300', refreshIntervalMinutes: '1', joinDeadlineSeconds: '10' };
     assert.equal(accountConfig(node(short)).tokenTtlSeconds, 600);

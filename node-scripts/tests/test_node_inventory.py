@@ -104,6 +104,29 @@ def test_cordon_cordons_deletes_and_reports_absent(jk):
         assert jk.run("joinkeeper-cordon", *args).returncode == 2, args
 
 
+def test_cordon_finds_the_node_of_an_instance_and_uncordons(jk):
+    add_node(jk, "ip-10-3-0-1.ec2.internal", "aws:///us-east-1a/i-0ddddddddddddddd1")
+    add_node(jk, "ip-10-3-0-2.ec2.internal", "")
+    by_id = jk.run("joinkeeper-cordon", "--node", "-", "--instance-id", "i-0ddddddddddddddd1")
+    assert by_id.stdout.splitlines()[-1] == "cordon node=ip-10-3-0-1.ec2.internal result=cordoned"
+    # A Node without a providerID, by the private DNS name the caller gives: no EC2 call.
+    by_dns = jk.run("joinkeeper-cordon", "--node", "-", "--instance-id", "i-0ddddddddddddddd2",
+                    "--private-dns-name", "ip-10-3-0-2.ec2.internal")
+    assert by_dns.stdout.splitlines()[-1] == "cordon node=ip-10-3-0-2.ec2.internal result=cordoned"
+    assert aws_calls(jk, "ec2") == []
+    back = jk.run("joinkeeper-cordon", "--node", "-", "--instance-id", "i-0ddddddddddddddd1",
+                  "--uncordon", "true")
+    assert back.stdout.splitlines()[-1] == "cordon node=ip-10-3-0-1.ec2.internal result=uncordoned"
+    assert jk.state()["nodes"]["ip-10-3-0-1.ec2.internal"]["unschedulable"] is False
+    assert jk.state()["nodes"]["ip-10-3-0-2.ec2.internal"]["unschedulable"] is True
+    gone = jk.run("joinkeeper-cordon", "--node", "-", "--instance-id", "i-0ddddddddddddddd9",
+                  "--private-dns-name", "ip-10-3-0-9.ec2.internal")
+    assert gone.stdout.splitlines()[-1] == "cordon node=- result=absent"
+    for args in (["--node", "-"], ["--node", "-", "--instance-id", "i-1"],
+                 ["--node", "x", "--uncordon", "yes"], ["--node", "x", "--private-dns-name", "A;B"]):
+        assert jk.run("joinkeeper-cordon", *args).returncode == 2, args
+
+
 def test_node_status_never_lends_another_instances_node(jk):
     # i-...1's private DNS name was reused: the Node of that name belongs (by providerID) to a
     # terminated instance i-...9. It must not answer for i-...1, even with the DNS name given.

@@ -71,6 +71,19 @@ def test_drain_drains_deletes_and_is_idempotent(jk):
     assert again.stdout == "drain i-0ccccccccccccccc1 node=- result=absent\n"
 
 
+def test_drain_may_keep_the_node_cordoned(jk):
+    add_node(jk, "ip-10-2-0-5.ec2.internal", "i-0ccccccccccccccc5", drain_seconds=0)
+    proc = jk.run("joinkeeper-drain", "--instance-id", "i-0ccccccccccccccc5", "--timeout-seconds", "30",
+                  "--keep-node", "true")
+    assert proc.stdout == "drain i-0ccccccccccccccc5 node=ip-10-2-0-5.ec2.internal result=drained\n"
+    node = jk.state()["nodes"]["ip-10-2-0-5.ec2.internal"]
+    assert node["unschedulable"] is True
+    assert not [p for p in jk.state()["pods"] if p["node"] == "ip-10-2-0-5.ec2.internal" and not p["daemonset"]]
+    bad = jk.run("joinkeeper-drain", "--instance-id", "i-0ccccccccccccccc5", "--timeout-seconds", "30",
+                 "--keep-node", "maybe")
+    assert bad.returncode == 2
+
+
 def test_drain_times_out_on_pods_a_disruption_budget_protects(jk):
     add_node(jk, "ip-10-2-0-2.ec2.internal", "i-0ccccccccccccccc2", drain_seconds=0, stuck_pods=2)
     proc = jk.run("joinkeeper-drain", "--instance-id", "i-0ccccccccccccccc2", "--timeout-seconds", "2")

@@ -61,6 +61,8 @@ pub enum LifecycleResponse {
 pub enum LifecycleDelivery {
     Event(LifecycleResponse),
     Batch(crate::batch::BatchAnswer),
+    /// An exit event without a hook ([`crate::exits`]).
+    Exit(crate::exits::handle::ExitAnswer),
 }
 
 /// A lifecycle function's whole handler: an SQS batch from the queue (the deployed path), or a
@@ -72,6 +74,17 @@ pub async fn handle_lifecycle_delivery(
     expected: Transition,
     inv: &Invocation,
 ) -> Result<LifecycleDelivery, HandlerError> {
+    if crate::exits::event::is_exit_event(payload) {
+        // EC2's and AWS Health's exit events come by a direct rule (no batching: a Spot warning
+        // leaves two minutes).
+        let answer = crate::exits::handle::handle_exit(ctx, payload, inv)
+            .await
+            .map_err(|e| match e {
+                crate::exits::handle::ExitError::Aws(a) => HandlerError::Aws(a),
+                bad => HandlerError::BadEvent(bad.to_string()),
+            })?;
+        return Ok(LifecycleDelivery::Exit(answer));
+    }
     if crate::queue::is_sqs_batch(payload) {
         return Ok(LifecycleDelivery::Batch(
             crate::batch::handle_batch(ctx, payload, inv)

@@ -11,6 +11,7 @@ pub mod config;
 pub mod context;
 pub mod deadline;
 pub mod events;
+pub mod exits;
 pub mod freshness;
 pub mod handler;
 pub mod identity;

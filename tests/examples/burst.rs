@@ -234,7 +234,7 @@ async fn run(n: usize, join_seconds: u64, arrival: Duration, throttled: bool, pe
                         .iter()
                         .map(|f| f.item_identifier.clone())
                         .collect()),
-                    Ok(LifecycleDelivery::Event(_)) => Ok(Vec::new()),
+                    Ok(LifecycleDelivery::Event(_) | LifecycleDelivery::Exit(_)) => Ok(Vec::new()),
                     Err(e) => Err(e.to_string()),
                 };
                 results

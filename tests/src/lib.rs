@@ -439,6 +439,7 @@ impl std::io::Write for LogCapture {
 
 pub mod cli;
 pub mod event_source;
+pub mod workers;
 
 /// A minimal HTTP/1.1 client for the emulator's control API (loopback only, JSON bodies).
 pub mod reqwest_lite {

@@ -108,7 +108,7 @@ impl ClusterScan {
     }
 }
 
-fn filter(name: &str, values: &[&str]) -> Filter {
+pub(super) fn filter(name: &str, values: &[&str]) -> Filter {
     Filter::builder()
         .name(name)
         .set_values(Some(values.iter().map(|v| (*v).to_owned()).collect()))
@@ -139,7 +139,7 @@ impl Fleet {
     }
 
     /// Every instance `DescribeInstances` lists with these filters, all pages.
-    async fn describe(
+    pub(super) async fn describe(
         &self,
         filters: Vec<Filter>,
     ) -> Result<Vec<aws_sdk_ec2::types::Instance>, AwsCallError> {

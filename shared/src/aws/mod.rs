@@ -3,6 +3,7 @@
 
 pub mod activities;
 pub mod autoscaling;
+pub mod exits;
 pub mod fleet;
 pub mod group_tags;
 pub mod lambda_env;

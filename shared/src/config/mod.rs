@@ -48,6 +48,8 @@ pub struct Config {
     pub documents: Documents,
     /// Which instance profiles make a control plane (see [`crate::identity`]).
     pub control_plane_profiles: ControlPlaneProfiles,
+    /// What the exits without a hook do ([`crate::exits`]).
+    pub exits: crate::exits::ExitSettings,
 }
 
 impl Config {
@@ -152,7 +154,15 @@ impl Config {
             cordon: document(&CORDON_DOCUMENT, get(&CORDON_DOCUMENT))?,
         };
         let control_plane_profiles = ControlPlaneProfiles::parse(&get(&CONTROL_PLANE_PROFILES))?;
+        let exits = crate::exits::ExitSettings {
+            rebalance: exit_action(&REBALANCE_ACTION, &get(&REBALANCE_ACTION))?,
+            standby: exit_action(&STANDBY_ACTION, &get(&STANDBY_ACTION))?,
+            maintenance_lead: secs(&MAINTENANCE_LEAD)?,
+            maintenance_replace: boolean(&MAINTENANCE_REPLACE, &get(&MAINTENANCE_REPLACE))?,
+            drain_timeout,
+        };
         Ok(Config {
+            exits,
             control_plane_profiles,
             parameter_prefix,
             token_ttl,
@@ -201,6 +211,28 @@ impl Config {
     /// One lease's parameter name: `regenerate`, `reconcile`, `drain-<instance>`.
     pub fn lease_parameter(&self, cluster: &crate::names::ClusterName, lease: &str) -> String {
         format!("{}/{lease}", self.lease_path(cluster))
+    }
+}
+
+/// One of the setting's words, read as an exit action.
+fn exit_action(s: &'static Setting, raw: &str) -> Result<crate::exits::ExitAction, ConfigError> {
+    crate::exits::ExitAction::parse(raw).ok_or_else(|| ConfigError {
+        variable: s.variable,
+        value: crate::names::printable(raw, 40),
+        reason: format!("expected one of {}", EXIT_ACTIONS.join(", ")),
+    })
+}
+
+/// `true` or `false`.
+fn boolean(s: &'static Setting, raw: &str) -> Result<bool, ConfigError> {
+    match raw {
+        "true" => Ok(true),
+        "false" => Ok(false),
+        _ => Err(ConfigError {
+            variable: s.variable,
+            value: crate::names::printable(raw, 40),
+            reason: "expected true or false".into(),
+        }),
     }
 }
 

@@ -21,6 +21,8 @@ pub enum Unit {
     Document,
     /// `none`, or `<cluster>=<instance profile ARN>` pairs separated by commas.
     Profiles,
+    /// One of these words.
+    Choice(&'static [&'static str]),
 }
 
 impl Unit {
@@ -34,6 +36,7 @@ impl Unit {
             Unit::Name => "name",
             Unit::Document => "document",
             Unit::Profiles => "profiles",
+            Unit::Choice(_) => "choice",
         }
     }
 }
@@ -238,6 +241,45 @@ pub const JOIN_LOG_DOCUMENT: Setting = Setting {
     meaning: "SSM Command document that prints the tail of a worker's join log",
 };
 
+/// What joinkeeper may do to a Node on a door that does not end its instance by itself.
+pub const EXIT_ACTIONS: &[&str] = &["cordon", "drain", "none"];
+pub const REBALANCE_ACTION: Setting = Setting {
+    name: "rebalance_action",
+    variable: "JOINKEEPER_REBALANCE_ACTION",
+    default: "cordon",
+    unit: Unit::Choice(EXIT_ACTIONS),
+    range: None,
+    below: None,
+    meaning: "on an EC2 Instance Rebalance Recommendation for a worker: cordon its Node (no new pods land on an instance at elevated risk of interruption), drain it too, or none",
+};
+pub const STANDBY_ACTION: Setting = Setting {
+    name: "standby_action",
+    variable: "JOINKEEPER_STANDBY_ACTION",
+    default: "drain",
+    unit: Unit::Choice(EXIT_ACTIONS),
+    range: None,
+    below: None,
+    meaning: "for a worker put into Standby or detached from its group (no hook runs): drain its Node (kept, cordoned), only cordon it, or none; undone (uncordoned) when the instance is back in service",
+};
+pub const MAINTENANCE_LEAD: Setting = Setting {
+    name: "maintenance_lead",
+    variable: "JOINKEEPER_MAINTENANCE_LEAD_SECONDS",
+    default: "3600",
+    unit: Unit::Seconds,
+    range: Some((0, 1_209_600)),
+    below: None,
+    meaning: "a worker with scheduled maintenance (an AWS Health retirement, stop or reboot event) is cordoned and drained this long before the window starts (at most 14 days, about how early AWS announces it)",
+};
+pub const MAINTENANCE_REPLACE: Setting = Setting {
+    name: "maintenance_replace",
+    variable: "JOINKEEPER_MAINTENANCE_REPLACE",
+    default: "false",
+    unit: Unit::Bool,
+    range: None,
+    below: None,
+    meaning: "true: once drained, a worker with scheduled maintenance is marked unhealthy (autoscaling:SetInstanceHealth), so its group replaces it through its lifecycle hooks before the window",
+};
+
 /// Every setting, in the order of the README's table.
 pub const SETTINGS: &[&Setting] = &[
     &PARAMETER_PREFIX,
@@ -260,6 +302,10 @@ pub const SETTINGS: &[&Setting] = &[
     &NODES_DOCUMENT,
     &CORDON_DOCUMENT,
     &CONTROL_PLANE_PROFILES,
+    &REBALANCE_ACTION,
+    &STANDBY_ACTION,
+    &MAINTENANCE_LEAD,
+    &MAINTENANCE_REPLACE,
 ];
 
 /// The table as JSON, for the CDK app (`infra/lib/settings.json`): numbers and booleans typed,
@@ -274,6 +320,8 @@ pub fn settings_json() -> String {
         min: Option<u64>,
         max: Option<u64>,
         below: Option<&'static str>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        choices: Option<&'static [&'static str]>,
         description: &'static str,
     }
     #[derive(serde::Serialize)]
@@ -297,6 +345,10 @@ pub fn settings_json() -> String {
             min: s.range.map(|r| r.0),
             max: s.range.map(|r| r.1),
             below: s.below.map(|b| b.variable),
+            choices: match s.unit {
+                Unit::Choice(c) => Some(c),
+                _ => None,
+            },
             description: s.meaning,
         })
         .collect();

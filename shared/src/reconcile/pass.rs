@@ -48,6 +48,9 @@ pub async fn run_pass(
     for w in &waiting {
         mem.see(&w.instance, w.state);
     }
+    // Workers leaving by doors without a hook (records of exit events, and what the schedule
+    // sees by itself).
+    let exits = crate::exits::pass::run_in_pass(ctx, cluster, inv, mem, bound).await;
     let still_waiting: HashSet<InstanceId> = waiting.iter().map(|w| w.instance.clone()).collect();
     let scheduled = inv.trigger == crate::context::Trigger::Schedule;
     if waiting.is_empty() && plan::needs_drains(&waiting, mem.drains.is_some(), scheduled) {
@@ -55,7 +58,10 @@ pub async fn run_pass(
     }
     let recorded = mem.drains.as_ref().is_some_and(|d| !d.is_empty());
     if waiting.is_empty() && !recorded && mem.revoke.is_empty() {
-        return Ok(PassResult::default());
+        return Ok(PassResult {
+            pending: exits,
+            ..Default::default()
+        });
     }
     if mem.join_mode.is_none() {
         mem.join_mode = tokens::read_mode(ctx, cluster).await;
@@ -142,7 +148,10 @@ pub async fn run_pass(
     let (ready, waiting): (Vec<Waiting>, Vec<Waiting>) = waiting.into_iter().partition(|w| {
         plan::route(w.state, node_of(w), plan::draining(&drains, &w.instance)) == Route::Ready
     });
-    let mut result = PassResult::default();
+    let mut result = PassResult {
+        pending: exits,
+        ..Default::default()
+    };
     // The completions may use the room the pass keeps after its waits (ACT_ROOM).
     let act_bound = inv.deadline.within(bound.remaining() + ACT_ROOM);
     for (w, report) in launch::continue_ready(ctx, mem, cluster.as_str(), &ready, &act_bound).await

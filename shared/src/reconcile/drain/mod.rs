@@ -135,11 +135,41 @@ pub enum Started {
 pub async fn start(
     ctx: &Context,
     cluster: &ClusterName,
+    target: (&InstanceId, Option<&str>),
+    candidates: &[InstanceId],
+    in_flight: &HashMap<InstanceId, usize>,
+    previous: Option<&DrainRecord>,
+    request_id: &str,
+) -> Result<Started, AwsCallError> {
+    let budget = Budget {
+        timeout: ctx.config.drain_timeout,
+        keep_node: false,
+    };
+    start_with(
+        ctx, cluster, target, candidates, in_flight, previous, request_id, budget,
+    )
+    .await
+}
+
+/// How a drain started by an exit without a hook runs ([`crate::exits`]): its own timeout (a
+/// Spot drain fits the two minutes), and whether the Node stays (an instance that may come back).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Budget {
+    pub timeout: Duration,
+    pub keep_node: bool,
+}
+
+/// [`start`] with a [`Budget`].
+#[allow(clippy::too_many_arguments)]
+pub async fn start_with(
+    ctx: &Context,
+    cluster: &ClusterName,
     (instance, node): (&InstanceId, Option<&str>),
     candidates: &[InstanceId],
     in_flight: &HashMap<InstanceId, usize>,
     previous: Option<&DrainRecord>,
     request_id: &str,
+    budget: Budget,
 ) -> Result<Started, AwsCallError> {
     let avoid = previous.and_then(|p| p.control_plane.as_ref());
     let order = pick_control_planes(candidates, in_flight, avoid);
@@ -165,8 +195,8 @@ pub async fn start(
         node: node.clone(),
         blocked: Vec::new(),
     };
-    let expires = started_at_ms
-        + (ctx.config.drain_timeout + ctx.config.command_deadline * 2).as_millis() as i64;
+    let expires =
+        started_at_ms + (budget.timeout + ctx.config.command_deadline * 2).as_millis() as i64;
     if previous.is_some() {
         ctx.parameters
             .overwrite(&name, &json(&to_value(&record, request_id, expires)))
@@ -188,14 +218,17 @@ pub async fn start(
             cluster: cluster.as_str(),
             instance: cp,
             document: &ctx.config.documents.drain,
-            parameters: vec![
+            parameters: [
                 ("InstanceId", instance.to_string()),
                 ("Node", node.clone().unwrap_or_else(|| "-".to_owned())),
                 (
                     "DrainTimeoutSeconds",
-                    ctx.config.drain_timeout.as_secs().to_string(),
+                    budget.timeout.as_secs().max(1).to_string(),
                 ),
-            ],
+            ]
+            .into_iter()
+            .chain(budget.keep_node.then(|| ("KeepNode", "true".to_owned())))
+            .collect(),
             comment: format!("joinkeeper: drain {instance}"),
         };
         match ctx.send_command(&request).await {

@@ -167,7 +167,11 @@ async fn a_pass_that_cannot_read_the_cluster_is_asked_again_not_the_end_of_the_r
         .repeatedly()
         .build();
     let (put, delete, absent) = (put_ok(), delete_ok(), lease_absent());
-    let ctx = context(&[&put, &delete, &absent], &[], &[&groups]);
+    // No worker leaves by a door without a hook.
+    let no_exits = mock!(Ssm::get_parameters_by_path).then_output(|| {
+        aws_sdk_ssm::operation::get_parameters_by_path::GetParametersByPathOutput::builder().build()
+    });
+    let ctx = context(&[&put, &delete, &absent, &no_exits], &[], &[&groups]);
     let inv = crate::context::Invocation::new(
         "req",
         crate::deadline::Deadline::after(Duration::from_secs(120)),
