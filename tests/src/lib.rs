@@ -438,6 +438,7 @@ impl std::io::Write for LogCapture {
 }
 
 pub mod cli;
+pub mod delivery;
 pub mod event_source;
 pub mod workers;
 

@@ -5,11 +5,12 @@
 
 use std::time::Duration;
 
-use joinkeeper::handler::{handle_lifecycle, handle_schedule, LifecycleResponse};
+use joinkeeper::handler::{handle_lifecycle, handle_schedule};
 use joinkeeper::lifecycle::Transition;
 use joinkeeper::metrics::Metrics;
-use joinkeeper::reconcile::{ActionOutcome, ActionReport, ReconcileOutcome};
-use joinkeeper::{deadline::Deadline, Config, Context, Invocation};
+use joinkeeper::reconcile::ActionOutcome;
+use joinkeeper::{Config, Context};
+use joinkeeper_tests::delivery::{handle_all, inv};
 use joinkeeper_tests::*;
 use serde_json::Value;
 use time::format_description::well_known::Rfc3339;
@@ -20,10 +21,6 @@ const LB_LABEL: &str = "node.kubernetes.io/exclude-from-external-load-balancers=
 struct World {
     emulator: Emulator,
     clients: joinkeeper::aws::AwsClients,
-}
-
-fn inv(name: &str, seconds: u64) -> Invocation {
-    Invocation::new(name, Deadline::after(Duration::from_secs(seconds)))
 }
 
 /// The hooks' test settings, with `extra` on top.
@@ -148,25 +145,6 @@ impl World {
             .filter(|a| a["action"] == "CONTINUE" && a["hook"] == "joinkeeper-terminate")
             .collect()
     }
-}
-
-/// Every event delivered at once, as Lambda would; the final decisions of whichever
-/// invocations reconciled.
-async fn handle_all(ctx: &Context, events: &[Value], transition: Transition) -> Vec<ActionReport> {
-    let futures = events.iter().enumerate().map(|(i, e)| async move {
-        handle_lifecycle(ctx, e, transition, &inv(&format!("req-{i}"), 120)).await
-    });
-    let mut reports = Vec::new();
-    for r in futures_util::future::join_all(futures).await {
-        if let LifecycleResponse::Reconciled {
-            outcome: ReconcileOutcome::Ran(run),
-            ..
-        } = r.expect("handled")
-        {
-            reports.extend(run.actions);
-        }
-    }
-    reports
 }
 
 fn at(v: &Value) -> OffsetDateTime {

@@ -6,16 +6,12 @@
 
 use std::time::Duration;
 
-use joinkeeper::handler::{handle_lifecycle, LifecycleResponse};
 use joinkeeper::lifecycle::Transition;
-use joinkeeper::reconcile::{ActionOutcome, ActionReport, ReconcileOutcome};
-use joinkeeper::{deadline::Deadline, Context, Invocation};
+use joinkeeper::reconcile::ActionOutcome;
+use joinkeeper::Context;
+use joinkeeper_tests::delivery::handle_all;
 use joinkeeper_tests::*;
 use serde_json::Value;
-
-fn inv(name: &str, seconds: u64) -> Invocation {
-    Invocation::new(name, Deadline::after(Duration::from_secs(seconds)))
-}
 
 async fn world(join_deadline: u64) -> (Emulator, joinkeeper::aws::AwsClients, Context) {
     let (emulator, clients) = Emulator::with_documents().await;
@@ -46,29 +42,6 @@ async fn events(emulator: &Emulator, n: usize) -> Vec<Value> {
     .await;
     assert!(ok, "expected {n} lifecycle events, got {}", events.len());
     events
-}
-
-async fn handle_all(ctx: &Context, events: &[Value]) -> Vec<ActionReport> {
-    let futures = events.iter().enumerate().map(|(i, e)| async move {
-        handle_lifecycle(
-            ctx,
-            e,
-            Transition::Launching,
-            &inv(&format!("req-{i}"), 120),
-        )
-        .await
-    });
-    let mut reports = Vec::new();
-    for r in futures_util::future::join_all(futures).await {
-        if let LifecycleResponse::Reconciled {
-            outcome: ReconcileOutcome::Ran(run),
-            ..
-        } = r.expect("handled")
-        {
-            reports.extend(run.actions);
-        }
-    }
-    reports
 }
 
 /// The names of the parameters under `<prefix>/demo/join/`.
@@ -112,7 +85,7 @@ async fn each_worker_joins_with_its_own_token_approved_for_its_own_name_and_the_
     set_capacity(&clients, "demo-workers", 2).await;
     let evs = events(&emulator, 2).await;
 
-    let reports = handle_all(&ctx, &evs).await;
+    let reports = handle_all(&ctx, &evs, Transition::Launching).await;
     let continued = reports
         .iter()
         .filter(|r| r.outcome == ActionOutcome::Continue)
@@ -213,7 +186,7 @@ async fn a_node_registering_with_its_token_under_another_name_is_denied_and_neve
     set_capacity(&clients, "demo-workers", 1).await;
     let evs = events(&emulator, 1).await;
 
-    let reports = handle_all(&ctx, &evs).await;
+    let reports = handle_all(&ctx, &evs, Transition::Launching).await;
     assert_eq!(reports.len(), 1, "{reports:#?}\n{}", emulator.log());
     assert_eq!(reports[0].outcome, ActionOutcome::Abandon, "{reports:#?}");
 

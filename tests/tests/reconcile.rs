@@ -10,7 +10,8 @@ use joinkeeper::names::ClusterName;
 use joinkeeper::reconcile::{
     reconcile, ActionOutcome, ActionReport, ReconcileOutcome, ReconcileReport,
 };
-use joinkeeper::{deadline::Deadline, Context, Invocation};
+use joinkeeper::{Context, Invocation};
+use joinkeeper_tests::delivery::{handle_all, inv};
 use joinkeeper_tests::*;
 use serde_json::Value;
 
@@ -18,10 +19,6 @@ struct World {
     emulator: Emulator,
     clients: joinkeeper::aws::AwsClients,
     logs: LogCapture,
-}
-
-fn inv(name: &str, seconds: u64) -> Invocation {
-    Invocation::new(name, Deadline::after(Duration::from_secs(seconds)))
 }
 
 fn demo() -> ClusterName {
@@ -94,25 +91,6 @@ async fn wait_for_events(w: &World, n: usize) -> Vec<Value> {
     .await;
     assert!(ok, "expected {n} lifecycle events, got {}", events.len());
     events
-}
-
-/// Every event delivered at once, as Lambda would; the final decisions of whichever
-/// invocations reconciled.
-async fn handle_all(ctx: &Context, events: &[Value], transition: Transition) -> Vec<ActionReport> {
-    let futures = events.iter().enumerate().map(|(i, e)| async move {
-        handle_lifecycle(ctx, e, transition, &inv(&format!("req-{i}"), 120)).await
-    });
-    let mut reports = Vec::new();
-    for r in futures_util::future::join_all(futures).await {
-        if let LifecycleResponse::Reconciled {
-            outcome: ReconcileOutcome::Ran(run),
-            ..
-        } = r.expect("handled")
-        {
-            reports.extend(run.actions);
-        }
-    }
-    reports
 }
 
 /// The report of a reconcile of `demo` that ran (not one held elsewhere).

@@ -337,7 +337,8 @@ async fn one_failing_action_is_reported_and_the_others_are_still_served() {
     }
     w.emulator.add_ready_nodes("demo", &nodes);
 
-    let r = run(&w, 6).await;
+    // Time for the first record's regeneration and a pass after it, on a loaded machine too.
+    let r = run(&w, 15).await;
 
     let mut continued = outcomes(&r, ActionOutcome::Continue);
     continued.sort();
