@@ -183,6 +183,8 @@ def run_scenarios(jk):
         ("joinkeeper-nodes", []),
         ("joinkeeper-node-status", ["--private-dns-names", "-", worker]),
         ("joinkeeper-drain", ["--instance-id", worker, "--timeout-seconds", "30"]),
+        ("joinkeeper-cordon", ["--node", "rogue-1"]),
+        ("joinkeeper-cordon", ["--node", "rogue-1", "--uncordon", "true"]),
         ("joinkeeper-cordon", ["--node", "rogue-1", "--delete", "true"]),
         ("joinkeeper-upload-certs", ["--cluster", jk.cluster, "--prefix", jk.prefix]),
         ("joinkeeper-revoke-tokens", ["--cluster", jk.cluster, "--prefix", jk.prefix, "--keep-token-id", keep]),
