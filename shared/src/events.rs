@@ -24,7 +24,9 @@ pub struct ScheduledEvent {
     pub time: String,
 }
 
-fn text<'a>(event: &'a Value, field: &'static str) -> Result<&'a str, EventError> {
+/// The string at `field`, or why there is none (the one reading of event fields, for every kind
+/// of event).
+pub(crate) fn text<'a>(event: &'a Value, field: &'static str) -> Result<&'a str, EventError> {
     match event.get(field) {
         None | Some(Value::Null) => Err(EventError::MissingField(field)),
         Some(Value::String(s)) => Ok(s),

@@ -134,15 +134,7 @@ async fn run(n: usize, join_seconds: u64, arrival: Duration, throttled: bool, pe
         .await
         .expect("record");
     if per_instance {
-        setup
-            .ssm
-            .put_parameter()
-            .name("/joinkeeper/demo/join-mode")
-            .value("per-instance")
-            .r#type(aws_sdk_ssm::types::ParameterType::String)
-            .send()
-            .await
-            .expect("join mode");
+        put_join_mode(&setup.ssm, "demo", "per-instance").await;
     }
     create_worker_group(
         &setup,

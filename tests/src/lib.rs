@@ -357,6 +357,18 @@ pub async fn put_aged_record(
     put_record(clients, cluster, &value).await;
 }
 
+/// Sets the cluster's join mode (`<prefix>/<cluster>/join-mode`), as the cluster stack does.
+pub async fn put_join_mode(ssm: &aws_sdk_ssm::Client, cluster: &str, mode: &str) {
+    ssm.put_parameter()
+        .name(format!("/joinkeeper/{cluster}/join-mode"))
+        .value(mode)
+        .r#type(ParameterType::String)
+        .overwrite(true)
+        .send()
+        .await
+        .expect("join mode");
+}
+
 /// Writes the record and, as the control-plane scripts do, its meta beside it (when the value is
 /// a valid record; a corrupt value gets no meta).
 pub async fn put_record(clients: &AwsClients, cluster: &str, value: &str) {

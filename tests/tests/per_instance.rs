@@ -16,15 +16,7 @@ use serde_json::Value;
 async fn world(join_deadline: u64) -> (Emulator, joinkeeper::aws::AwsClients, Context) {
     let (emulator, clients) = Emulator::with_documents().await;
     launch_control_plane(&emulator, &clients, "demo", &[]).await;
-    clients
-        .ssm
-        .put_parameter()
-        .name("/joinkeeper/demo/join-mode")
-        .value("per-instance")
-        .r#type(aws_sdk_ssm::types::ParameterType::String)
-        .send()
-        .await
-        .expect("join mode");
+    put_join_mode(&clients.ssm, "demo", "per-instance").await;
     let ctx = Context::new(
         hook_config(join_deadline),
         &emulator.function_clients("launch-hook").await,

@@ -6,7 +6,7 @@
 
 use serde_json::Value;
 
-use crate::events::EventError;
+use crate::events::{text, EventError};
 use crate::exits::Door;
 use crate::names::InstanceId;
 
@@ -60,18 +60,6 @@ pub fn is_exit_event(payload: &Value) -> bool {
             Some(SPOT_WARNING | REBALANCE | STATE_CHANGE)
         ) | (Some("aws.health"), Some(HEALTH))
     )
-}
-
-fn text<'a>(v: &'a Value, field: &'static str) -> Result<&'a str, EventError> {
-    match v.get(field) {
-        None | Some(Value::Null) => Err(EventError::MissingField(field)),
-        Some(Value::String(s)) => Ok(s),
-        Some(other) => Err(EventError::Unexpected {
-            field,
-            found: crate::names::printable(&other.to_string(), 40),
-            expected: "a string",
-        }),
-    }
 }
 
 fn instance(v: &str, field: &'static str) -> Result<InstanceId, EventError> {
