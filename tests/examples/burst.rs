@@ -9,6 +9,7 @@
 //! Run: `cargo run -p joinkeeper-tests --example burst -- [N ...] [--join-seconds J]
 //! [--arrival-seconds A] [--throttled] [--per-instance]` (default N = 10 100 500, J = 20, A = 3,
 //! node poll 5 s).
+#![recursion_limit = "256"] // the handlers' futures nest deeply; a clean build overflows the default
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};

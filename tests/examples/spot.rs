@@ -8,6 +8,7 @@
 //!
 //! Usage: cargo run -p joinkeeper-tests --example spot -- [SIZES...] [--notice-seconds N]
 //! (default sizes 1 20, notice 120 s, EC2's).
+#![recursion_limit = "256"] // the handlers' futures nest deeply; a clean build overflows the default
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};

@@ -3,6 +3,7 @@
 //!
 //! Every test gets its own emulator process and state folder, so tests run in parallel without
 //! sharing anything.
+#![recursion_limit = "256"] // the handlers' futures nest deeply; a clean build overflows the default
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};

@@ -1,5 +1,6 @@
 //! The `joinkeeper` command-line tool against the emulator: status of two clusters, rotation with
 //! revocation checked on the stand-in control plane, and each error's exit code.
+#![recursion_limit = "256"] // the handlers' futures nest deeply; a clean build overflows the default
 
 use std::io::{Read, Write};
 use std::net::TcpListener;

@@ -2,6 +2,7 @@
 //! Scaling wait states, the real drain and cordon documents run on the stand-in control plane
 //! (whose kubectl refuses evictions a PodDisruptionBudget protects as kubectl does), EC2
 //! terminating instances on completion or on request.
+#![recursion_limit = "256"] // the handlers' futures nest deeply; a clean build overflows the default
 
 use std::time::Duration;
 

@@ -2,6 +2,7 @@
 //! emulator emits the events as EC2 and AWS Health would (or, for Standby and detach, which emit
 //! none, the schedule finds them), the terminate function's handler takes them, and the stand-in
 //! control plane's Nodes show what was done.
+#![recursion_limit = "256"] // the handlers' futures nest deeply; a clean build overflows the default
 
 use std::time::{Duration, Instant};
 

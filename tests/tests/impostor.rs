@@ -5,6 +5,7 @@
 //! Command could reach: believing tags would send it node-status and drain and take its answers.
 //! It gets no command; the worker whose Node is absent is not CONTINUEd; no drain is decided;
 //! the impostor is logged, counted and shown by `joinkeeper status`.
+#![recursion_limit = "256"] // the handlers' futures nest deeply; a clean build overflows the default
 
 use std::time::Duration;
 

@@ -1,6 +1,7 @@
 //! After a leak, against the emulator: `joinkeeper rotate --revoke-all` reports the Node that
 //! registered with the leaked token and that no instance stands behind, and cordons or deletes it
 //! on request; the Node of a real worker that joined with the same token is never acted on.
+#![recursion_limit = "256"] // the handlers' futures nest deeply; a clean build overflows the default
 
 use std::process::Command as Process;
 use std::time::Duration;

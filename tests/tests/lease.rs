@@ -1,6 +1,7 @@
 //! The lease against Parameter Store (the emulator, over HTTP): holders die mid-hold (as a
 //! Lambda killed at its deadline), waiters race for the takeover with delays injected between
 //! every step of the protocol, many rounds. Every hold interval is recorded: none may overlap.
+#![recursion_limit = "256"] // the handlers' futures nest deeply; a clean build overflows the default
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};

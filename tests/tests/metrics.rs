@@ -1,6 +1,7 @@
 //! The embedded metric lines the functions print, against the emulator: a refresh that fails
 //! still reports what is left of the record; a schedule run that regenerates, lets a worker join
 //! and drains one reports each with the cluster as dimension.
+#![recursion_limit = "256"] // the handlers' futures nest deeply; a clean build overflows the default
 
 use std::time::Duration;
 

@@ -2,6 +2,7 @@
 //! providerID gets no CONTINUE and no drain decided from it, and a cluster that joinkeeper meets
 //! already running (short Node names, no providerIDs, untagged workers, another tool's node
 //! group, a control plane) has nothing healthy cordoned.
+#![recursion_limit = "256"] // the handlers' futures nest deeply; a clean build overflows the default
 
 use std::time::Duration;
 

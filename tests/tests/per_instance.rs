@@ -3,6 +3,7 @@
 //! `joinkeeper-join --join-mode per-instance`) join with it while the cluster has no shared
 //! record at all, their certificate requests are approved only under their own Node names, and
 //! every token and parameter is gone once the waits end.
+#![recursion_limit = "256"] // the handlers' futures nest deeply; a clean build overflows the default
 
 use std::time::Duration;
 

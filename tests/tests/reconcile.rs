@@ -1,6 +1,7 @@
 //! The per-cluster reconciler against the emulator: real Auto Scaling wait states, real Run
 //! Command execution of the node-status, drain and join-log documents, and workers that run the
 //! real `joinkeeper-join` from user data against the stand-in control plane.
+#![recursion_limit = "256"] // the handlers' futures nest deeply; a clean build overflows the default
 
 use std::time::Duration;
 

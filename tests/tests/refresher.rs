@@ -1,5 +1,6 @@
 //! The scheduled refresh against the local AWS API emulator: real HTTP, real Run Command
 //! execution of the regenerate document with the stand-in control plane.
+#![recursion_limit = "256"] // the handlers' futures nest deeply; a clean build overflows the default
 
 use std::time::Duration;
 

@@ -1,5 +1,6 @@
 //! What a scheduled run asks AWS, counted against the emulator: the tagged groups and the tagged
 //! instances are each listed once, and serve discovery, the reconcilers and the rogue-Node check.
+#![recursion_limit = "256"] // the handlers' futures nest deeply; a clean build overflows the default
 
 use std::collections::BTreeMap;
 use std::time::Duration;

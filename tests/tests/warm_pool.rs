@@ -2,6 +2,7 @@
 //! through the reconciler, a launch out of a Running warm pool timed from when it left the pool,
 //! a Node that belongs to another instance never lends its Ready condition, and one failing
 //! action does not stop the others.
+#![recursion_limit = "256"] // the handlers' futures nest deeply; a clean build overflows the default
 
 use std::time::Duration;
 

@@ -34,7 +34,7 @@ fn eligible(instance: &InstanceId, r: &DrainRecord, waiting: &HashSet<InstanceId
 pub fn gone(
     records: &HashMap<InstanceId, DrainRecord>,
     waiting: &HashSet<InstanceId>,
-    live: &dyn Fn(&InstanceId) -> bool,
+    live: &(dyn Fn(&InstanceId) -> bool + Sync),
 ) -> Vec<(InstanceId, Option<String>)> {
     let mut out: Vec<(InstanceId, Option<String>)> = records
         .iter()

@@ -196,7 +196,7 @@ async fn cordon_leaving(
     mem: &mut Memory,
     cluster: &ClusterName,
     waiting: &[Waiting],
-    node_of: &dyn Fn(&Waiting) -> Option<NodeState>,
+    node_of: &(dyn Fn(&Waiting) -> Option<NodeState> + Sync),
     candidates: &[InstanceId],
     bound: &Deadline,
 ) {

@@ -73,6 +73,7 @@
 //! The harness by concern: `world` (clusters, control planes, groups), `timeline` (the script),
 //! `delivery` and `journal` (invocations as Lambda makes them, kills, lease writes),
 //! `invariants` (the checks), `report`.
+#![recursion_limit = "256"] // the handlers' futures nest deeply; a clean build overflows the default
 
 mod delivery;
 mod invariants;
