@@ -85,9 +85,13 @@ pub type Answers = (
     TokenReport,
 );
 
+/// One question's answer, and the control planes passed over before one answered (an agent
+/// offline or busy, a failed command): the pass asks them last next time.
+type Asked = (Vec<Answer>, TokenReport, Vec<InstanceId>);
+
 /// Asks the control plane about every id, in as few commands as the output limit allows, and
 /// (join mode per-instance) has it act on `tokens` in the same commands. `None` when no control
-/// plane could answer. Ids missing from the answers are left out of the map (the caller treats
+/// plane could answer, with the control planes passed over on the way. Ids missing from the answers are left out of the map (the caller treats
 /// them as "could not ask").
 pub async fn node_states(
     ctx: &Context,
@@ -97,11 +101,12 @@ pub async fn node_states(
     hosts: &HashMap<InstanceId, HostKeys>,
     tokens: Option<&TokenPlan>,
     deadline: &Deadline,
-) -> Option<Answers> {
+) -> (Option<Answers>, Vec<InstanceId>) {
     let mut states = HashMap::new();
     let mut report = TokenReport::default();
+    let mut passed_over = Vec::new();
     if ids.is_empty() {
-        return Some((states, report));
+        return (Some((states, report)), passed_over);
     }
     // Batches go out together, at most COMMANDS_IN_FLIGHT at once: the control plane's SSM
     // agent runs 5 commands at a time by default, and a drain or regeneration may need a slot.
@@ -110,7 +115,7 @@ pub async fn node_states(
         .enumerate()
         .map(|(n, chunk)| async move {
             let plan = tokens.map(|t| (t, n == 0));
-            let (answers, mut report) =
+            let (answers, mut report, mut skipped) =
                 ask(ctx, cluster, candidates, chunk, hosts, plan, deadline).await?;
             let mut answered: HashMap<InstanceId, (NodeState, Option<String>)> =
                 answers.into_iter().collect();
@@ -122,26 +127,41 @@ pub async fn node_states(
                 .collect();
             if !missing.is_empty() && missing.len() < chunk.len() {
                 let plan = tokens.map(|t| (t, false));
-                if let Some((more, again)) =
+                if let Some((more, again, also)) =
                     ask(ctx, cluster, candidates, &missing, hosts, plan, deadline).await
                 {
                     answered.extend(more);
                     report.extend(again);
+                    skipped.extend(also);
                 }
             }
-            Some((answered, report))
+            Some((answered, report, skipped))
         });
     use futures_util::StreamExt;
-    let answers: Vec<Option<Answers>> = futures_util::stream::iter(batches)
+    type Batch = (
+        HashMap<InstanceId, (NodeState, Option<String>)>,
+        TokenReport,
+        Vec<InstanceId>,
+    );
+    let answers: Vec<Option<Batch>> = futures_util::stream::iter(batches)
         .buffer_unordered(COMMANDS_IN_FLIGHT)
         .collect()
         .await;
+    let mut all_answered = true;
     for answer in answers {
-        let (batch, tokens) = answer?;
+        let Some((batch, tokens, skipped)) = answer else {
+            all_answered = false;
+            continue;
+        };
         states.extend(batch);
         report.extend(tokens);
+        for cp in skipped {
+            if !passed_over.contains(&cp) {
+                passed_over.push(cp);
+            }
+        }
     }
-    Some((states, report))
+    (all_answered.then_some((states, report)), passed_over)
 }
 
 async fn ask(
@@ -152,7 +172,7 @@ async fn ask(
     hosts: &HashMap<InstanceId, HostKeys>,
     tokens: Option<(&TokenPlan, bool)>,
     deadline: &Deadline,
-) -> Option<(Vec<Answer>, TokenReport)> {
+) -> Option<Asked> {
     let asked: Vec<HostKeys> = ids
         .iter()
         .map(|i| {
@@ -168,6 +188,7 @@ async fn ask(
         let (prefix, ttl) = (&ctx.config.parameter_prefix, ctx.config.join_deadline);
         parameters.extend(tokens::parameters(cluster, prefix, ttl, plan, ids, first));
     }
+    let mut passed_over = Vec::new();
     for (n, cp) in candidates.iter().enumerate() {
         if deadline.is_near(Duration::from_secs(2)) {
             return None;
@@ -188,10 +209,12 @@ async fn ask(
                 return Some((
                     parse_node_status(&out.stdout, &asked),
                     report.unwrap_or_default(),
+                    passed_over,
                 ));
             }
             Err(err) => {
-                warn!(cluster = %cluster, control_plane = %cp, error = %err, "node status failed on this control plane")
+                warn!(cluster = %cluster, control_plane = %cp, error = %err, "node status failed on this control plane");
+                passed_over.push(cp.clone());
             }
         }
     }

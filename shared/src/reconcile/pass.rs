@@ -116,13 +116,13 @@ pub async fn run_pass(
         .collect();
     let ask_nodes = async {
         if asked.is_empty() {
-            Some((HashMap::new(), Default::default()))
+            (Some((HashMap::new(), Default::default())), Vec::new())
         } else {
             let plan = token_plan.as_ref();
             node_status::node_states(ctx, cluster, &candidates, &asked, &hosts, plan, bound).await
         }
     };
-    let (answers, ()) = tokio::join!(ask_nodes, check_record);
+    let ((answers, passed_over), ()) = tokio::join!(ask_nodes, check_record);
     if record_check {
         mem.record_checked = Some(Instant::now());
     }
@@ -141,7 +141,9 @@ pub async fn run_pass(
         }
         states
     });
-    // Ask EC2 and SSM again next pass when no control plane answered.
+    // Ask EC2 and SSM again next pass when no control plane answered; otherwise the ones passed
+    // over (an agent offline or busy) are asked last, so each pass does not wait on them first.
+    let candidates = plan::answering_first(&candidates, &passed_over);
     mem.candidates = states.as_ref().map(|_| candidates.clone());
     // Ready Nodes, the bulk of a burst: complete them concurrently, not one by one.
     let node_of = |w: &Waiting| states.as_ref().and_then(|s| s.get(&w.instance).copied());

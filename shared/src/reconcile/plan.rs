@@ -73,12 +73,43 @@ pub fn needs_record_check(waiting: &[Waiting], due: bool) -> bool {
     due && waiting.iter().any(|w| w.state == WaitState::PendingWait)
 }
 
+/// The control planes in the order the next question goes to them: those passed over (their
+/// agent did not take the question in time, or the command failed) last, the rest in their order.
+pub fn answering_first(candidates: &[InstanceId], passed_over: &[InstanceId]) -> Vec<InstanceId> {
+    let (last, first): (Vec<InstanceId>, Vec<InstanceId>) = candidates
+        .iter()
+        .cloned()
+        .partition(|c| passed_over.contains(c));
+    first.into_iter().chain(last).collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::testing::{group, id};
     use NodeState::*;
     use WaitState::*;
+
+    #[test]
+    fn control_planes_passed_over_are_asked_last_in_their_order() {
+        let (a, b, c) = (
+            id("i-000000000000000a1"),
+            id("i-000000000000000b1"),
+            id("i-000000000000000c1"),
+        );
+        let all = [a.clone(), b.clone(), c.clone()];
+        assert_eq!(answering_first(&all, &[]), all);
+        assert_eq!(
+            answering_first(&all, std::slice::from_ref(&a)),
+            [b.clone(), c.clone(), a.clone()]
+        );
+        assert_eq!(
+            answering_first(&all, &[b.clone(), a.clone()]),
+            [c.clone(), a.clone(), b.clone()]
+        );
+        // Every one passed over (the last answered after the others failed): order kept.
+        assert_eq!(answering_first(&all, &all), all);
+    }
 
     #[test]
     fn route_table() {

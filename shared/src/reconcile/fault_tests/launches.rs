@@ -224,10 +224,10 @@ async fn a_node_status_question_an_agent_never_takes_is_asked_of_the_next_contro
         .then_output(|| CancelCommandOutput::builder().build());
     let ctx = context(&[&send, &pending, &answer, &cancel], &[], &[]);
     let started = std::time::Instant::now();
-    let states = crate::reconcile::node_status::node_states(
+    let (states, passed_over) = crate::reconcile::node_status::node_states(
         &ctx,
         &cluster(),
-        &[silent, answering],
+        &[silent.clone(), answering],
         &[worker()],
         &HashMap::from([(
             worker(),
@@ -240,9 +240,13 @@ async fn a_node_status_question_an_agent_never_takes_is_asked_of_the_next_contro
         None,
         &crate::deadline::Deadline::after(Duration::from_secs(60)),
     )
-    .await
-    .expect("the second control plane answered")
-    .0;
+    .await;
+    let states = states.expect("the second control plane answered").0;
+    assert_eq!(
+        passed_over,
+        [silent],
+        "the silent one is named, to be asked last next pass"
+    );
     assert_eq!(
         states.get(&worker()).map(|(s, _)| *s),
         Some(NodeState::Ready)
@@ -265,7 +269,8 @@ async fn a_node_status_question_an_agent_never_takes_is_asked_of_the_next_contro
         None,
         &crate::deadline::Deadline::after(Duration::from_secs(3)),
     )
-    .await;
+    .await
+    .0;
     assert!(alone.is_none());
     assert!(
         pending.num_calls() - polled_before > 20,
