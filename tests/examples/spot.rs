@@ -7,7 +7,8 @@
 //! before its reclaim.
 //!
 //! Usage: cargo run -p joinkeeper-tests --example spot -- [SIZES...] [--notice-seconds N]
-//! (default sizes 1 20, notice 120 s, EC2's).
+//! [--throttled] (default sizes 1 20, notice 120 s, EC2's; `--throttled`: AWS's default request
+//! rates, the emulator's token buckets, from the warnings on).
 #![recursion_limit = "256"] // the handlers' futures nest deeply; a clean build overflows the default
 
 use std::collections::BTreeMap;
@@ -60,8 +61,16 @@ async fn watch(w: &World, started: Instant, limit: Duration) -> BTreeMap<String,
     times
 }
 
-async fn run(n: i32, notice: u64) -> bool {
+async fn run(n: i32, notice: u64, throttled: bool) -> bool {
     let w = world(n, exits_config(&[])).await;
+    if throttled {
+        // AWS's default request rates for the functions' calls (emulator/README.md, "Faults").
+        w.emulator.control_send(
+            "POST",
+            "/_joinkeeper/faults",
+            &json!({"token_buckets": true}),
+        );
+    }
     let started = Instant::now();
     w.emulator.control_send(
         "POST",
@@ -98,8 +107,9 @@ async fn run(n: i32, notice: u64) -> bool {
         .filter(|t| t.drained.is_none_or(|d| d > reclaim))
         .count();
     println!(
-        "{n:>4} interruption(s), notice {notice} s: cordoned p50 {} s / max {} s; drained p50 {} s / max {} s; \
+        "{n:>4} interruption(s), notice {notice} s{}: cordoned p50 {} s / max {} s; drained p50 {} s / max {} s; \
          Node deleted max {} s; {}/{n} drained before the reclaim",
+        if throttled { ", AWS's default request rates" } else { "" },
         pct(cordoned.clone(), 0.5),
         pct(cordoned, 1.0),
         pct(drained.clone(), 0.5),
@@ -115,6 +125,7 @@ async fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let mut sizes = Vec::new();
     let mut notice = 120;
+    let throttled = args.iter().any(|a| a == "--throttled");
     let mut i = 0;
     while i < args.len() {
         if args[i] == "--notice-seconds" {
@@ -132,7 +143,7 @@ async fn main() {
     }
     let mut ok = true;
     for n in sizes {
-        ok &= run(n, notice).await;
+        ok &= run(n, notice, throttled).await;
     }
     if !ok {
         std::process::exit(1);

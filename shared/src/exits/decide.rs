@@ -29,6 +29,9 @@ pub enum Whereabouts {
 pub fn whereabouts(ec2: Option<&str>, group: Option<&str>, detached: bool) -> Whereabouts {
     match ec2 {
         None | Some("shutting-down" | "terminated") => Whereabouts::Gone,
+        // A warm pool's instances are stopped (or kept running) there by design and have no
+        // Node; their lifecycle hooks cover them on the way in and out.
+        _ if group.is_some_and(in_warm_pool) => Whereabouts::Elsewhere,
         Some("stopping" | "stopped") => Whereabouts::Stopped,
         _ => match group {
             Some("InService") => Whereabouts::InService,
@@ -37,6 +40,11 @@ pub fn whereabouts(ec2: Option<&str>, group: Option<&str>, detached: bool) -> Wh
             _ => Whereabouts::Elsewhere,
         },
     }
+}
+
+/// Pure: whether an Auto Scaling lifecycle state is one of a warm pool's (`Warmed:*`).
+pub fn in_warm_pool(lifecycle_state: &str) -> bool {
+    lifecycle_state.starts_with("Warmed:")
 }
 
 /// Pure: the door an instance the pass sees (no record) is leaving by, when it is leaving.

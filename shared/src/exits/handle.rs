@@ -4,6 +4,7 @@
 //! the rest ([`crate::exits::pass`]).
 
 use std::collections::{BTreeMap, HashMap};
+use std::time::Duration;
 
 use serde::Serialize;
 use tracing::{info, warn};
@@ -13,6 +14,7 @@ use crate::aws::fleet::{CONTROL_PLANE_ROLE, WORKER_ROLE};
 use crate::aws::AwsCallError;
 use crate::context::{Context, Invocation};
 use crate::events::EventError;
+use crate::exits::decide::in_warm_pool;
 use crate::exits::event::{parse_exit_event, ExitEvent};
 use crate::exits::node::{self, NodeOp};
 use crate::exits::record::{self, merge};
@@ -87,14 +89,11 @@ pub async fn handle_exit(
             state,
         } => (door, instances, deadline_ms, state),
     };
-    let ec2: HashMap<InstanceId, Ec2Standing> = ctx
-        .fleet
-        .standings(&ids)
-        .await?
-        .into_iter()
-        .map(|s| (s.id.clone(), s))
-        .collect();
-    let members = ctx.asg.memberships(&ids).await?;
+    // EC2 and Auto Scaling asked together: a Spot warning leaves two minutes for everything.
+    let (standings, members) =
+        tokio::try_join!(ctx.fleet.standings(&ids), ctx.asg.memberships(&ids))?;
+    let ec2: HashMap<InstanceId, Ec2Standing> =
+        standings.into_iter().map(|s| (s.id.clone(), s)).collect();
     let mut names: Vec<GroupName> = members.values().map(|(g, _)| g.clone()).collect();
     names.extend(
         ec2.values()
@@ -116,6 +115,15 @@ pub async fn handle_exit(
     };
     let mut clusters: Vec<ClusterName> = Vec::new();
     for id in &ids {
+        if let Some((_, state)) = members.get(id).filter(|(_, st)| in_warm_pool(st)) {
+            // Stopped (or started) in its group's warm pool, not leaving: the pool's lifecycle
+            // hooks cover it, and it has no Node. (Warm pools take no Spot instances.)
+            info!(instance = %id, door = door.as_str(), lifecycle_state = %state, "exit event for a warm pool's instance: nothing done");
+            answer
+                .instances
+                .insert(id.to_string(), "in the warm pool".into());
+            continue;
+        }
         let s = ec2.get(id);
         let member_of = members.get(id).and_then(|(g, _)| groups.get(g));
         let tagged = s
@@ -156,7 +164,10 @@ pub async fn handle_exit(
 }
 
 /// Records the exit and, when the door is urgent, cordons the Node at once (idempotent, outside
-/// the reconcile lease: the cordon touches no drain record).
+/// the reconcile lease: the cordon touches no drain record). The cordon goes first and the record
+/// is written once, after it: Parameter Store takes 3 writes a second by default, shared by every
+/// warning of a burst (20 Spot warnings at once would queue the last cordon some 6 s behind the
+/// writes). A cordon whose record is then lost is done again by Lambda's retry of the event.
 async fn note(
     ctx: &Context,
     cluster: &ClusterName,
@@ -170,11 +181,27 @@ async fn note(
         info!(cluster = %cluster, instance = %id, door = door.as_str(), "exit already recorded");
         return Ok(());
     };
-    record::write(ctx, cluster, id, &r).await?;
-    info!(cluster = %cluster, instance = %id, door = r.door.as_str(), "exit recorded");
-    if !urgent || r.cordoned {
-        return Ok(());
+    if urgent && !r.cordoned {
+        cordon_at_once(ctx, cluster, (id, private_dns), &mut r, inv).await?;
     }
+    record::write(ctx, cluster, id, &r).await?;
+    info!(cluster = %cluster, instance = %id, door = r.door.as_str(), cordoned = r.cordoned, "exit recorded");
+    Ok(())
+}
+
+/// How long the cordon of an urgent door is waited on before the record is written anyway: the
+/// record is what lets the reconcile pass drain (and cordon, when this could not).
+const CORDON_AT_ONCE: Duration = Duration::from_secs(20);
+
+/// Cordons the Node of `id` and notes it in `r` (not yet written); a cordon that could not be
+/// done within [`CORDON_AT_ONCE`] is left to the reconcile pass.
+async fn cordon_at_once(
+    ctx: &Context,
+    cluster: &ClusterName,
+    (id, private_dns): (&InstanceId, Option<&str>),
+    r: &mut record::ExitRecord,
+    inv: &Invocation,
+) -> Result<(), AwsCallError> {
     let candidates = ctx.control_plane_candidates(cluster).await?;
     let target = node::Target {
         instance: id,
@@ -187,14 +214,13 @@ async fn note(
         &candidates,
         target,
         NodeOp::Cordon,
-        &inv.deadline,
+        &inv.deadline.within(CORDON_AT_ONCE),
     )
     .await
     {
         Some(out) if out.settled() => {
             r.cordoned = true;
-            r.node = out.node.or(r.node);
-            record::write(ctx, cluster, id, &r).await?;
+            r.node = out.node.or(r.node.take());
             info!(cluster = %cluster, instance = %id, door = r.door.as_str(), result = %out.result, "Node of a leaving worker cordoned at once");
         }
         other => {

@@ -76,7 +76,9 @@ pub async fn run(
 ) -> Option<NodeResult> {
     let instance = target.instance;
     let flag = |b: bool| if b { "true" } else { "false" }.to_owned();
-    for cp in spread(candidates, instance) {
+    let order = spread(candidates, instance);
+    let last = order.len().saturating_sub(1);
+    for (n, cp) in order.into_iter().enumerate() {
         let request = CommandRequest {
             cluster: cluster.as_str(),
             instance: cp,
@@ -93,7 +95,10 @@ pub async fn run(
             ],
             comment: format!("joinkeeper: {op:?} the Node of {instance} (exit)").to_lowercase(),
         };
-        match ctx.run_command(request, deadline).await {
+        // While another control plane is left, one whose agent has not taken the command by the
+        // next poll (offline, busy) is passed over rather than waited on until the deadline.
+        let pickup = ctx.pickup_before_next(n, last + 1);
+        match ctx.run_command_picked_up(request, deadline, pickup).await {
             Ok(out) => return Some(parse_output(&out.stdout)),
             Err(err) => {
                 warn!(cluster = %cluster, control_plane = %cp, instance = %instance, error = %err, "could not run the Node command")

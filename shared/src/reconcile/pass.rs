@@ -49,8 +49,12 @@ pub async fn run_pass(
         mem.see(&w.instance, w.state);
     }
     // Workers leaving by doors without a hook (records of exit events, and what the schedule
-    // sees by itself).
-    let exits = crate::exits::pass::run_in_pass(ctx, cluster, inv, mem, bound).await;
+    // sees by itself). With lifecycle actions waiting, taken after the Ready ones are completed:
+    // an exit's Node commands (a control plane's agent offline, say) must not hold them back.
+    let mut exits = None;
+    if waiting.is_empty() {
+        exits = Some(crate::exits::pass::run_in_pass(ctx, cluster, inv, mem, bound).await);
+    }
     let still_waiting: HashSet<InstanceId> = waiting.iter().map(|w| w.instance.clone()).collect();
     let scheduled = inv.trigger == crate::context::Trigger::Schedule;
     if waiting.is_empty() && plan::needs_drains(&waiting, mem.drains.is_some(), scheduled) {
@@ -59,7 +63,7 @@ pub async fn run_pass(
     let recorded = mem.drains.as_ref().is_some_and(|d| !d.is_empty());
     if waiting.is_empty() && !recorded && mem.revoke.is_empty() {
         return Ok(PassResult {
-            pending: exits,
+            pending: exits.unwrap_or_default(),
             ..Default::default()
         });
     }
@@ -150,16 +154,17 @@ pub async fn run_pass(
     let (ready, waiting): (Vec<Waiting>, Vec<Waiting>) = waiting.into_iter().partition(|w| {
         plan::route(w.state, node_of(w), plan::draining(&drains, &w.instance)) == Route::Ready
     });
-    let mut result = PassResult {
-        pending: exits,
-        ..Default::default()
-    };
+    let mut result = PassResult::default();
     // The completions may use the room the pass keeps after its waits (ACT_ROOM).
     let act_bound = inv.deadline.within(bound.remaining() + ACT_ROOM);
     for (w, report) in launch::continue_ready(ctx, mem, cluster.as_str(), &ready, &act_bound).await
     {
         settle(ctx, &mut result, mem, inv, cluster, &w, report);
     }
+    result.pending += match exits {
+        Some(n) => n,
+        None => crate::exits::pass::run_in_pass(ctx, cluster, inv, mem, bound).await,
+    };
     cordon_leaving(ctx, mem, cluster, &waiting, &node_of, &candidates, bound).await;
     for w in &waiting {
         let node = node_of(w);

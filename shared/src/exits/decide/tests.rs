@@ -47,6 +47,16 @@ fn where_an_instance_is() {
         (Some("running"), None, false, Elsewhere),
         (Some("running"), Some("Terminating:Wait"), false, Elsewhere),
         (Some("running"), Some("Warmed:Running"), false, Elsewhere),
+        // A warm pool stops its instances by design: not a worker leaving.
+        (Some("stopped"), Some("Warmed:Stopped"), false, Elsewhere),
+        (
+            Some("stopping"),
+            Some("Warmed:Pending:Proceed"),
+            false,
+            Elsewhere,
+        ),
+        (Some("stopped"), Some("Warmed:Hibernated"), false, Elsewhere),
+        (Some("terminated"), Some("Warmed:Terminated"), false, Gone),
     ];
     for (ec2, group, detached, want) in cases {
         assert_eq!(whereabouts(ec2, group, detached), want, "{ec2:?} {group:?}");
