@@ -152,12 +152,39 @@ impl Context {
         deadline: &Deadline,
         pickup: Option<std::time::Duration>,
     ) -> Result<CommandOutput, RunCommandError> {
-        let command_id = self.send_command(&request).await?;
+        // A throttled SendCommand was refused, never applied: sent again after a pause, for a
+        // while (a burst of commands shares one account-wide rate), not given up at once.
+        let patience = deadline.within(SEND_PATIENCE);
+        let salt = request
+            .instance
+            .as_str()
+            .bytes()
+            .fold(0u64, |h, b| h.wrapping_mul(31) ^ u64::from(b));
+        let mut attempt = 0;
+        let command_id = loop {
+            match self.send_command(&request).await {
+                Err(RunCommandError::Aws(err))
+                    if err.is_throttling()
+                        && patience
+                            .sleep(crate::aws::patience::pause_before(
+                                attempt,
+                                salt ^ u64::from(attempt),
+                            ))
+                            .await =>
+                {
+                    attempt += 1;
+                }
+                other => break other?,
+            }
+        };
         self.runner
             .wait_picked_up(request.instance, &command_id, deadline, pickup)
             .await
     }
 }
+
+/// How long a throttled SendCommand of [`Context::run_command_picked_up`] is sent again.
+const SEND_PATIENCE: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// What started the work: a lifecycle event, the schedule, or an operator (the CLI). Metrics
 /// tell actions completed by the schedule's sweep from those completed by their own event.

@@ -8,7 +8,8 @@
 //!
 //! Usage: cargo run -p joinkeeper-tests --example spot -- [SIZES...] [--notice-seconds N]
 //! [--throttled] (default sizes 1 20, notice 120 s, EC2's; `--throttled`: AWS's default request
-//! rates, the emulator's token buckets, from the warnings on).
+//! rates, the emulator's token buckets, from the warnings on). `JOINKEEPER_EXAMPLE_LOG=1`: the
+//! functions' log lines on standard error.
 #![recursion_limit = "256"] // the handlers' futures nest deeply; a clean build overflows the default
 
 use std::collections::BTreeMap;
@@ -122,6 +123,13 @@ async fn run(n: i32, notice: u64, throttled: bool) -> bool {
 
 #[tokio::main]
 async fn main() {
+    // The functions' own log lines, to see where a slow interruption's time went.
+    if std::env::var_os("JOINKEEPER_EXAMPLE_LOG").is_some() {
+        tracing_subscriber::fmt()
+            .with_writer(std::io::stderr)
+            .with_max_level(tracing::Level::INFO)
+            .init();
+    }
     let args: Vec<String> = std::env::args().skip(1).collect();
     let mut sizes = Vec::new();
     let mut notice = 120;

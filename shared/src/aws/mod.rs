@@ -8,6 +8,7 @@ pub mod fleet;
 pub mod group_tags;
 pub mod lambda_env;
 pub mod parameters;
+pub mod patience;
 pub mod run_command;
 pub mod trust;
 

@@ -229,7 +229,16 @@ impl CommandRunner {
     ) -> Result<CommandOutput, RunCommandError> {
         let started = Instant::now();
         loop {
-            match self.poll_status(instance, command_id).await? {
+            // A throttled poll (after the SDK's own retries) says nothing about the command, which
+            // runs on: polled again next time, and never taken for an agent that has not picked
+            // it up (cancelling it could throw away a drain under way).
+            let polled = match self.poll_status(instance, command_id).await {
+                Err(RunCommandError::Aws(err)) if err.is_throttling() => {
+                    Ok((Progress::Waiting, true, String::new()))
+                }
+                other => other,
+            };
+            match polled? {
                 (Progress::Waiting, taken, _) => {
                     if !taken && pickup.is_some_and(|p| started.elapsed() >= p) {
                         self.cancel(instance, command_id).await;

@@ -11,12 +11,13 @@ use tracing::{info, warn};
 
 use crate::aws::exits::Ec2Standing;
 use crate::aws::fleet::{CONTROL_PLANE_ROLE, WORKER_ROLE};
+use crate::aws::patience::while_throttled;
 use crate::aws::AwsCallError;
 use crate::context::{Context, Invocation};
 use crate::events::EventError;
 use crate::exits::decide::in_warm_pool;
 use crate::exits::event::{parse_exit_event, ExitEvent};
-use crate::exits::node::{self, NodeOp};
+use crate::exits::node::{self, NodeOp, NodeResult};
 use crate::exits::record::{self, merge};
 use crate::exits::Door;
 use crate::lease::now_ms;
@@ -89,25 +90,53 @@ pub async fn handle_exit(
             state,
         } => (door, instances, deadline_ms, state),
     };
-    // EC2 and Auto Scaling asked together: a Spot warning leaves two minutes for everything.
-    let (standings, members) =
-        tokio::try_join!(ctx.fleet.standings(&ids), ctx.asg.memberships(&ids))?;
-    let ec2: HashMap<InstanceId, Ec2Standing> =
-        standings.into_iter().map(|s| (s.id.clone(), s)).collect();
-    let mut names: Vec<GroupName> = members.values().map(|(g, _)| g.clone()).collect();
-    names.extend(
-        ec2.values()
-            .filter_map(|s| GroupName::parse(s.group_tag.as_deref()?).ok()),
-    );
-    names.sort();
-    names.dedup();
-    let groups: HashMap<GroupName, GroupStanding> = ctx
-        .asg
-        .group_labels(&names)
+    let ec2: HashMap<InstanceId, Ec2Standing> = ctx
+        .fleet
+        .standings(&ids)
         .await?
-        .iter()
-        .map(|g| (g.name.clone(), standing_of(Some(g))))
+        .into_iter()
+        .map(|s| (s.id.clone(), s))
         .collect();
+    // Auto Scaling's reads share one account-wide bucket, which a burst of warnings empties
+    // within a second: asked again while throttled, within the first part of the notice.
+    let patience = inv.deadline.within(LOOKUP_PATIENCE);
+    let salt = ids.first().map_or(0, |i| {
+        i.as_str()
+            .bytes()
+            .fold(0u64, |h, b| h.wrapping_mul(31) ^ u64::from(b))
+    });
+    let tagged_groups = ec2
+        .values()
+        .filter_map(|s| GroupName::parse(s.group_tag.as_deref()?).ok());
+    let mut groups = labels(ctx, &patience, salt, tagged_groups.collect()).await?;
+    // A Spot worker has two minutes: its Node is cordoned as soon as EC2 and its group make it a
+    // worker of a cluster (the group that launched it is a tag only Auto Scaling can set, and
+    // the group's own tags name the cluster), before its membership is asked for.
+    let mut early: HashMap<InstanceId, NodeResult> = HashMap::new();
+    for id in ids.iter().filter(|_| door == Door::Spot) {
+        let Some(s) = ec2
+            .get(id)
+            .filter(|s| matches!(s.state.as_str(), "pending" | "running"))
+        else {
+            continue;
+        };
+        let tagged = GroupName::parse(s.group_tag.as_deref().unwrap_or_default())
+            .ok()
+            .and_then(|g| groups.get(&g));
+        if let Ok(cluster) = worker_of(Some(s), tagged, tagged) {
+            let dns = s.private_dns.as_deref();
+            if let Some(out) = cordon_at_once(ctx, &cluster, (id, dns), None, inv).await? {
+                early.insert(id.clone(), out);
+            }
+        }
+    }
+    let members = while_throttled(&patience, salt, || ctx.asg.memberships(&ids)).await?;
+    let untold: Vec<GroupName> = members
+        .values()
+        .map(|(g, _)| g.clone())
+        .filter(|g| !groups.contains_key(g))
+        .collect();
+    groups.extend(labels(ctx, &patience, salt, untold).await?);
     let mut answer = ExitAnswer {
         door: Some(door),
         instances: BTreeMap::new(),
@@ -151,7 +180,16 @@ pub async fn handle_exit(
             && (door == Door::Spot
                 || matches!(state.as_deref(), Some("stopping" | "shutting-down")));
         let dns = s.and_then(|s| s.private_dns.as_deref());
-        note(ctx, &cluster, (id, dns), (door, deadline_ms), urgent, inv).await?;
+        let cordoned = early.remove(id);
+        note(
+            ctx,
+            &cluster,
+            (id, dns),
+            (door, deadline_ms),
+            (urgent, cordoned),
+            inv,
+        )
+        .await?;
         answer.instances.insert(id.to_string(), cluster.to_string());
         clusters.push(cluster);
     }
@@ -163,17 +201,41 @@ pub async fn handle_exit(
     Ok(answer)
 }
 
+/// How long an exit event's Auto Scaling lookups and its record's write are asked again while
+/// throttled.
+const LOOKUP_PATIENCE: Duration = Duration::from_secs(30);
+
+/// The standing of each of `names` that carries joinkeeper's tags (the others are left out).
+async fn labels(
+    ctx: &Context,
+    patience: &crate::deadline::Deadline,
+    salt: u64,
+    mut names: Vec<GroupName>,
+) -> Result<HashMap<GroupName, GroupStanding>, AwsCallError> {
+    names.sort();
+    names.dedup();
+    if names.is_empty() {
+        return Ok(HashMap::new());
+    }
+    let found = while_throttled(patience, salt, || ctx.asg.group_labels(&names)).await?;
+    Ok(found
+        .iter()
+        .map(|g| (g.name.clone(), standing_of(Some(g))))
+        .collect())
+}
+
 /// Records the exit and, when the door is urgent, cordons the Node at once (idempotent, outside
-/// the reconcile lease: the cordon touches no drain record). The cordon goes first and the record
-/// is written once, after it: Parameter Store takes 3 writes a second by default, shared by every
-/// warning of a burst (20 Spot warnings at once would queue the last cordon some 6 s behind the
-/// writes). A cordon whose record is then lost is done again by Lambda's retry of the event.
+/// the reconcile lease: the cordon touches no drain record) unless `cordoned` says it was
+/// already. The cordon goes first and the record is written once, after it: Parameter Store
+/// takes 3 writes a second by default, shared by every warning of a burst (20 Spot warnings at
+/// once would queue the last cordon some 6 s behind the writes). A cordon whose record is then
+/// lost is done again by Lambda's retry of the event.
 async fn note(
     ctx: &Context,
     cluster: &ClusterName,
     (id, private_dns): (&InstanceId, Option<&str>),
     (door, deadline_ms): (Door, Option<i64>),
-    urgent: bool,
+    (urgent, cordoned): (bool, Option<NodeResult>),
     inv: &Invocation,
 ) -> Result<(), AwsCallError> {
     let existing = record::load(ctx, cluster, id).await?;
@@ -182,9 +244,20 @@ async fn note(
         return Ok(());
     };
     if urgent && !r.cordoned {
-        cordon_at_once(ctx, cluster, (id, private_dns), &mut r, inv).await?;
+        let done = match cordoned {
+            Some(out) => Some(out),
+            None => cordon_at_once(ctx, cluster, (id, private_dns), r.node.as_deref(), inv).await?,
+        };
+        if let Some(out) = done {
+            r.cordoned = true;
+            r.node = out.node.or(r.node.take());
+        }
     }
-    record::write(ctx, cluster, id, &r).await?;
+    // Parameter Store takes 3 writes a second by default: a burst of warnings waits its turn
+    // (the record is what lets the reconcile pass drain).
+    let patience = inv.deadline.within(LOOKUP_PATIENCE);
+    let salt = u64::from(now_ms().unsigned_abs() as u32);
+    while_throttled(&patience, salt, || record::write(ctx, cluster, id, &r)).await?;
     info!(cluster = %cluster, instance = %id, door = r.door.as_str(), cordoned = r.cordoned, "exit recorded");
     Ok(())
 }
@@ -193,39 +266,30 @@ async fn note(
 /// record is what lets the reconcile pass drain (and cordon, when this could not).
 const CORDON_AT_ONCE: Duration = Duration::from_secs(20);
 
-/// Cordons the Node of `id` and notes it in `r` (not yet written); a cordon that could not be
-/// done within [`CORDON_AT_ONCE`] is left to the reconcile pass.
+/// Cordons the Node of `id` (the one it is found to have when `node` is not known); `None` when
+/// that could not be done within [`CORDON_AT_ONCE`] (left to the reconcile pass).
 async fn cordon_at_once(
     ctx: &Context,
     cluster: &ClusterName,
     (id, private_dns): (&InstanceId, Option<&str>),
-    r: &mut record::ExitRecord,
+    node: Option<&str>,
     inv: &Invocation,
-) -> Result<(), AwsCallError> {
+) -> Result<Option<NodeResult>, AwsCallError> {
     let candidates = ctx.control_plane_candidates(cluster).await?;
     let target = node::Target {
         instance: id,
-        node: r.node.as_deref(),
+        node,
         private_dns,
     };
-    match node::run(
-        ctx,
-        cluster,
-        &candidates,
-        target,
-        NodeOp::Cordon,
-        &inv.deadline.within(CORDON_AT_ONCE),
-    )
-    .await
-    {
+    let bound = inv.deadline.within(CORDON_AT_ONCE);
+    match node::run(ctx, cluster, &candidates, target, NodeOp::Cordon, &bound).await {
         Some(out) if out.settled() => {
-            r.cordoned = true;
-            r.node = out.node.or(r.node.take());
-            info!(cluster = %cluster, instance = %id, door = r.door.as_str(), result = %out.result, "Node of a leaving worker cordoned at once");
+            info!(cluster = %cluster, instance = %id, result = %out.result, "Node of a leaving worker cordoned at once");
+            Ok(Some(out))
         }
         other => {
-            warn!(cluster = %cluster, instance = %id, result = ?other.map(|o| o.result), "could not cordon at once; the reconcile pass tries again")
+            warn!(cluster = %cluster, instance = %id, result = ?other.map(|o| o.result), "could not cordon at once; the reconcile pass tries again");
+            Ok(None)
         }
     }
-    Ok(())
 }

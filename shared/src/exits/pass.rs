@@ -5,9 +5,11 @@
 //! ([`crate::reconcile::drain`]), whose records the terminate hook follows too.
 
 use std::collections::HashMap;
+use std::time::Duration;
 
 use tracing::{info, warn};
 
+use crate::aws::patience::pause_before;
 use crate::aws::AwsCallError;
 use crate::context::Context;
 use crate::deadline::Deadline;
@@ -93,8 +95,9 @@ pub async fn run(
     let mut watch = 0;
     let mut ids: Vec<InstanceId> = records.keys().cloned().collect();
     ids.sort();
+    let salt = u64::from(now.unsigned_abs() as u32);
     for id in ids {
-        if bound.is_near(std::time::Duration::from_secs(5)) {
+        if bound.is_near(Duration::from_secs(5)) {
             watch += 1;
             break;
         }
@@ -105,19 +108,35 @@ pub async fn run(
         // for about an hour).
         let at = seen.at.get(&id).copied().unwrap_or(Whereabouts::Gone);
         let dns = seen.dns.get(&id).map(String::as_str);
-        match step_one(
-            ctx,
-            cluster,
-            (&id, dns),
-            &mut r,
-            at,
-            dr,
-            candidates,
-            request_id,
-            bound,
-        )
-        .await
-        {
+        // Steps write records, and Parameter Store takes 3 writes a second by default: a step
+        // refused as throttled is taken again after a pause (every step may be taken again: the
+        // pass is level-triggered), which paces a wave of exits instead of failing them all.
+        let mut attempt = 0;
+        let outcome = loop {
+            let step = step_one(
+                ctx,
+                cluster,
+                (&id, dns),
+                &mut r,
+                at,
+                dr,
+                candidates,
+                request_id,
+                bound,
+            )
+            .await;
+            match step {
+                Err(err) if err.is_throttling() && attempt < STEP_ATTEMPTS => {
+                    let pause = pause_before(attempt, salt ^ u64::from(attempt));
+                    if bound.is_near(pause + Duration::from_secs(5)) || !bound.sleep(pause).await {
+                        break Err(err);
+                    }
+                    attempt += 1;
+                }
+                other => break other,
+            }
+        };
+        match outcome {
             Ok(true) => watch += 1,
             Ok(false) => {}
             Err(err) => {
@@ -128,6 +147,9 @@ pub async fn run(
     }
     Ok(watch)
 }
+
+/// How many times one pass takes a throttled step again.
+const STEP_ATTEMPTS: u32 = 4;
 
 /// Decides and takes one record's next step; `Ok(true)` when it wants another pass soon.
 #[allow(clippy::too_many_arguments)]

@@ -282,3 +282,69 @@ async fn a_node_status_question_an_agent_never_takes_is_asked_of_the_next_contro
         "not cancelled for being slow to be taken"
     );
 }
+
+#[tokio::test]
+async fn a_throttled_send_is_sent_again_and_throttled_polls_wait_for_the_answer_not_cancel_it() {
+    use aws_sdk_ssm::operation::cancel_command::CancelCommandOutput;
+    // SendCommand throttled (refused, never applied), then GetCommandInvocation throttled past
+    // the SDK's attempts, poll after poll: the question is sent again until it goes out, runs on
+    // its control plane, and its answer is still read; nothing is cancelled.
+    const THROTTLED: &str = r#"{"__type":"ThrottlingException","message":"Rate exceeded"}"#;
+    let cp = id("i-0000000000000000d");
+    let send = mock!(Ssm::send_command)
+        .sequence()
+        .http_status(400, Some(THROTTLED.to_owned()))
+        .times(2)
+        .output(|| {
+            SendCommandOutput::builder()
+                .command(Command::builder().command_id("cmd-new").build())
+                .build()
+        })
+        .build();
+    let polls = mock!(Ssm::get_command_invocation)
+        .sequence()
+        .http_status(400, Some(THROTTLED.to_owned()))
+        .times(4)
+        .output(|| {
+            GetCommandInvocationOutput::builder()
+                .status(CommandInvocationStatus::Success)
+                .status_details("Success")
+                .standard_output_content(
+                    "node ip-10-0-0-1.ec2.internal aws:///us-east-1a/i-0000000000000000a - Ready no 10.0.0.1 -\nid i-0000000000000000a\n",
+                )
+                .build()
+        })
+        .build();
+    let cancel = mock!(Ssm::cancel_command).then_output(|| CancelCommandOutput::builder().build());
+    let ctx = context(&[&send, &polls, &cancel], &[], &[]);
+    let (states, passed_over) = crate::reconcile::node_status::node_states(
+        &ctx,
+        &cluster(),
+        &[cp],
+        &[worker()],
+        &HashMap::from([(
+            worker(),
+            crate::nodes::matching::HostKeys {
+                id: worker(),
+                private_dns: "ip-10-0-0-1.ec2.internal".into(),
+                private_ip: Some("10.0.0.1".into()),
+            },
+        )]),
+        None,
+        &crate::deadline::Deadline::after(Duration::from_secs(60)),
+    )
+    .await;
+    let states = states.expect("answered once the polls got through").0;
+    assert_eq!(
+        states.get(&worker()).map(|(s, _)| *s),
+        Some(NodeState::Ready)
+    );
+    assert!(passed_over.is_empty());
+    assert_eq!(polls.num_calls(), 5);
+    assert_eq!(
+        send.num_calls(),
+        3,
+        "a throttled send (never applied) sent again; then once"
+    );
+    assert_eq!(cancel.num_calls(), 0, "not cancelled");
+}
