@@ -1,6 +1,7 @@
 //! Warm pools, other tools' hooks and failures, against the emulator: every warm-pool transition
 //! through the reconciler, a launch out of a Running warm pool timed from when it left the pool,
-//! a Node that belongs to another instance never lends its Ready condition, and one failing
+//! a Node that belongs to another instance never lends its Ready condition, a pool stopping its
+//! instances is no exit (their state changes and the schedule record none), and one failing
 //! action does not stop the others.
 #![recursion_limit = "256"] // the handlers' futures nest deeply; a clean build overflows the default
 
@@ -123,6 +124,63 @@ fn join_deferred(w: &World, id: &str, target: &str) {
     .expect("join log");
 }
 
+/// The pool stopped `stopped` by design: their state changes (as EventBridge delivers them to
+/// the terminate function) and the scheduled run record no exit and send no Node command.
+async fn a_warm_pool_stopping_its_instances_is_no_exit(w: &World, stopped: &[String]) {
+    let terminate = Context::new(
+        hook_config(600),
+        &w.emulator.function_clients("terminate-hook").await,
+    );
+    let fixture =
+        std::fs::read_to_string(repo_root().join("events/instance-state-change-stopping.json"))
+            .expect("fixture");
+    for (id, state) in stopped
+        .iter()
+        .flat_map(|i| [(i, "stopping"), (i, "stopped")])
+    {
+        let mut event: serde_json::Value = serde_json::from_str(&fixture).expect("json");
+        event["detail"]["instance-id"] = serde_json::json!(id);
+        event["detail"]["state"] = serde_json::json!(state);
+        event["resources"] =
+            serde_json::json!([format!("arn:aws:ec2:us-east-1:123456789012:instance/{id}")]);
+        let answer = Box::pin(joinkeeper::handler::handle_lifecycle_delivery(
+            &terminate,
+            &event,
+            joinkeeper::lifecycle::Transition::Terminating,
+            &inv(30),
+        ))
+        .await
+        .expect("handled");
+        let answer = serde_json::to_value(&answer).expect("answer");
+        assert!(answer.to_string().contains("in the warm pool"), "{answer}");
+    }
+    let refresher = Context::new(
+        hook_config(600),
+        &w.emulator.function_clients("token-refresher").await,
+    );
+    Box::pin(joinkeeper::handler::handle_schedule(
+        &refresher,
+        &scheduled_event(),
+        &inv(60),
+    ))
+    .await
+    .expect("scheduled run");
+    let exits = w
+        .clients
+        .ssm
+        .get_parameters_by_path()
+        .path("/joinkeeper/demo/exits")
+        .recursive(true)
+        .send()
+        .await
+        .expect("exits");
+    assert!(exits.parameters().is_empty(), "{:?}", exits.parameters());
+    assert!(
+        w.emulator.commands(Some("joinkeeper-cordon")).is_empty(),
+        "no Node command for a warm pool's instances"
+    );
+}
+
 /// A warm pool for the workers: `min` .. `prepared` instances in `state`.
 async fn put_warm_pool(
     w: &World,
@@ -185,7 +243,9 @@ async fn warm_pool_instances_enter_leave_return_and_retire_through_the_reconcile
             .is_none_or(|n| n.is_empty()),
         "no worker joined"
     );
-    states_with(&w, "Warmed:Stopped", 2).await;
+    let stopped = states_with(&w, "Warmed:Stopped", 2).await;
+    // Boxed: the handlers' futures are large in a debug build, the test's stack is not.
+    Box::pin(a_warm_pool_stopping_its_instances_is_no_exit(&w, &stopped)).await;
 
     // WarmPool -> AutoScalingGroup: a launch like any other, CONTINUE once its Node is Ready.
     set_capacity(&w.clients, "demo-workers", 1).await;

@@ -43,7 +43,8 @@ pub async fn look(
         ec2.extend(ctx.fleet.standings(&missing).await?);
     }
     // A worker of the cluster in no group's instances: detached, unless Auto Scaling still lists
-    // it (a warm pool, a move under way).
+    // it (a move under way); a stopped one may be in a warm pool, which the groups' instance
+    // lists leave out (`Warmed:*`: stopped there by design, not leaving).
     let claims_worker = |s: &Ec2Standing| {
         s.role_tag.as_deref() != Some(CONTROL_PLANE_ROLE)
             && (s.role_tag.as_deref() == Some(WORKER_ROLE)
@@ -54,7 +55,12 @@ pub async fn look(
     };
     let suspects: Vec<InstanceId> = ec2
         .iter()
-        .filter(|s| matches!(s.state.as_str(), "running" | "pending"))
+        .filter(|s| {
+            matches!(
+                s.state.as_str(),
+                "running" | "pending" | "stopping" | "stopped"
+            )
+        })
         .filter(|s| !group_state.contains_key(&s.id) && claims_worker(s))
         .map(|s| s.id.clone())
         .collect();
