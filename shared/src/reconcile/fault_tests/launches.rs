@@ -210,37 +210,13 @@ async fn a_node_status_question_an_agent_never_takes_is_asked_of_the_next_contro
         });
     let answer = mock!(Ssm::get_command_invocation)
         .match_requests(|r| r.instance_id() == Some("i-0000000000000000d"))
-        .then_output(|| {
-            GetCommandInvocationOutput::builder()
-                .status(CommandInvocationStatus::Success)
-                .status_details("Success")
-                .standard_output_content(
-                    "node ip-10-0-0-1.ec2.internal aws:///us-east-1a/i-0000000000000000a - Ready no 10.0.0.1 -\nid i-0000000000000000a\n",
-                )
-                .build()
-        });
+        .then_output(worker_ready);
     let cancel = mock!(Ssm::cancel_command)
         .match_requests(|r| r.instance_ids().iter().any(|i| i == "i-0000000000000000c"))
         .then_output(|| CancelCommandOutput::builder().build());
     let ctx = context(&[&send, &pending, &answer, &cancel], &[], &[]);
     let started = std::time::Instant::now();
-    let (states, passed_over) = crate::reconcile::node_status::node_states(
-        &ctx,
-        &cluster(),
-        &[silent.clone(), answering],
-        &[worker()],
-        &HashMap::from([(
-            worker(),
-            crate::nodes::matching::HostKeys {
-                id: worker(),
-                private_dns: "ip-10-0-0-1.ec2.internal".into(),
-                private_ip: Some("10.0.0.1".into()),
-            },
-        )]),
-        None,
-        &crate::deadline::Deadline::after(Duration::from_secs(60)),
-    )
-    .await;
+    let (states, passed_over) = ask_about_worker(&ctx, &[silent.clone(), answering], 60).await;
     let states = states.expect("the second control plane answered").0;
     assert_eq!(
         passed_over,
@@ -260,17 +236,9 @@ async fn a_node_status_question_an_agent_never_takes_is_asked_of_the_next_contro
     // The last control plane left is waited on (nothing else could answer).
     let polled_before = pending.num_calls();
     let ctx = context(&[&send, &pending, &cancel], &[], &[]);
-    let alone = crate::reconcile::node_status::node_states(
-        &ctx,
-        &cluster(),
-        &[id("i-0000000000000000c")],
-        &[worker()],
-        &HashMap::new(),
-        None,
-        &crate::deadline::Deadline::after(Duration::from_secs(3)),
-    )
-    .await
-    .0;
+    let alone = ask_about_worker(&ctx, &[id("i-0000000000000000c")], 3)
+        .await
+        .0;
     assert!(alone.is_none());
     assert!(
         pending.num_calls() - polled_before > 20,
@@ -305,35 +273,11 @@ async fn a_throttled_send_is_sent_again_and_throttled_polls_wait_for_the_answer_
         .sequence()
         .http_status(400, Some(THROTTLED.to_owned()))
         .times(4)
-        .output(|| {
-            GetCommandInvocationOutput::builder()
-                .status(CommandInvocationStatus::Success)
-                .status_details("Success")
-                .standard_output_content(
-                    "node ip-10-0-0-1.ec2.internal aws:///us-east-1a/i-0000000000000000a - Ready no 10.0.0.1 -\nid i-0000000000000000a\n",
-                )
-                .build()
-        })
+        .output(worker_ready)
         .build();
     let cancel = mock!(Ssm::cancel_command).then_output(|| CancelCommandOutput::builder().build());
     let ctx = context(&[&send, &polls, &cancel], &[], &[]);
-    let (states, passed_over) = crate::reconcile::node_status::node_states(
-        &ctx,
-        &cluster(),
-        &[cp],
-        &[worker()],
-        &HashMap::from([(
-            worker(),
-            crate::nodes::matching::HostKeys {
-                id: worker(),
-                private_dns: "ip-10-0-0-1.ec2.internal".into(),
-                private_ip: Some("10.0.0.1".into()),
-            },
-        )]),
-        None,
-        &crate::deadline::Deadline::after(Duration::from_secs(60)),
-    )
-    .await;
+    let (states, passed_over) = ask_about_worker(&ctx, &[cp], 60).await;
     let states = states.expect("answered once the polls got through").0;
     assert_eq!(
         states.get(&worker()).map(|(s, _)| *s),
@@ -347,4 +291,44 @@ async fn a_throttled_send_is_sent_again_and_throttled_polls_wait_for_the_answer_
         "a throttled send (never applied) sent again; then once"
     );
     assert_eq!(cancel.num_calls(), 0, "not cancelled");
+}
+
+/// The node-status question about `worker()` (at ip-10-0-0-1), asked of `control_planes` within
+/// `seconds`: the answers, and the control planes passed over.
+async fn ask_about_worker(
+    ctx: &crate::Context,
+    control_planes: &[crate::names::InstanceId],
+    seconds: u64,
+) -> (
+    Option<crate::reconcile::node_status::Answers>,
+    Vec<crate::names::InstanceId>,
+) {
+    crate::reconcile::node_status::node_states(
+        ctx,
+        &cluster(),
+        control_planes,
+        &[worker()],
+        &HashMap::from([(
+            worker(),
+            crate::nodes::matching::HostKeys {
+                id: worker(),
+                private_dns: "ip-10-0-0-1.ec2.internal".into(),
+                private_ip: Some("10.0.0.1".into()),
+            },
+        )]),
+        None,
+        &crate::deadline::Deadline::after(Duration::from_secs(seconds)),
+    )
+    .await
+}
+
+/// The control plane's answer: `worker()`'s Node is Ready.
+fn worker_ready() -> GetCommandInvocationOutput {
+    GetCommandInvocationOutput::builder()
+        .status(CommandInvocationStatus::Success)
+        .status_details("Success")
+        .standard_output_content(
+            "node ip-10-0-0-1.ec2.internal aws:///us-east-1a/i-0000000000000000a - Ready no 10.0.0.1 -\nid i-0000000000000000a\n",
+        )
+        .build()
 }
