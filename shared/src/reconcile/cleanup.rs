@@ -100,7 +100,7 @@ pub async fn delete_node(
     node: &str,
     deadline: &Deadline,
 ) -> bool {
-    for cp in candidates {
+    for (n, cp) in candidates.iter().enumerate() {
         let request = CommandRequest {
             cluster: cluster.as_str(),
             instance: cp,
@@ -108,7 +108,10 @@ pub async fn delete_node(
             parameters: vec![("NodeName", node.to_owned()), ("Delete", "true".to_owned())],
             comment: format!("joinkeeper: delete the Node of a terminated instance of {cluster}"),
         };
-        match ctx.run_command(request, deadline).await {
+        // An agent that has not taken the command by the next poll (offline, busy) is passed
+        // over while another control plane is left, not waited on until the deadline.
+        let pickup = ctx.pickup_before_next(n, candidates.len());
+        match ctx.run_command_picked_up(request, deadline, pickup).await {
             Ok(out) if !out.stdout.contains("result=failed") => return true,
             Ok(_) => {
                 warn!(cluster = %cluster, node = %node, "the control plane could not delete the Node")

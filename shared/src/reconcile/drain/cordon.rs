@@ -74,7 +74,7 @@ pub async fn cordon_all(
 ) -> Vec<String> {
     let mut done = Vec::new();
     for chunk in names.chunks(PER_COMMAND) {
-        for cp in candidates {
+        for (n, cp) in candidates.iter().enumerate() {
             let request = CommandRequest {
                 cluster: cluster.as_str(),
                 instance: cp,
@@ -85,7 +85,10 @@ pub async fn cordon_all(
                 ],
                 comment: format!("joinkeeper: cordon the Nodes leaving {cluster}"),
             };
-            match ctx.run_command(request, deadline).await {
+            // Passed over when its agent has not taken the command by the next poll (offline,
+            // busy) while another control plane is left.
+            let pickup = ctx.pickup_before_next(n, candidates.len());
+            match ctx.run_command_picked_up(request, deadline, pickup).await {
                 Ok(out) => {
                     done.extend(cordoned_in(&out.stdout, chunk));
                     break;
