@@ -227,9 +227,9 @@ async fn labels(
 /// Records the exit and, when the door is urgent, cordons the Node at once (idempotent, outside
 /// the reconcile lease: the cordon touches no drain record) unless `cordoned` says it was
 /// already. The cordon goes first and the record is written once, after it: Parameter Store
-/// takes 3 writes a second by default, shared by every warning of a burst (20 Spot warnings at
-/// once would queue the last cordon some 6 s behind the writes). A cordon whose record is then
-/// lost is done again by Lambda's retry of the event.
+/// throttles writes early (3 a second in the emulator's model), a rate every warning of a burst
+/// shares (20 Spot warnings at once would queue the last cordon some 6 s behind the writes). A
+/// cordon whose record is then lost is done again by Lambda's retry of the event.
 async fn note(
     ctx: &Context,
     cluster: &ClusterName,
@@ -253,8 +253,8 @@ async fn note(
             r.node = out.node.or(r.node.take());
         }
     }
-    // Parameter Store takes 3 writes a second by default: a burst of warnings waits its turn
-    // (the record is what lets the reconcile pass drain).
+    // Parameter Store throttles writes early (3 a second in the emulator's model): a burst of
+    // warnings waits its turn (the record is what lets the reconcile pass drain).
     let patience = inv.deadline.within(LOOKUP_PATIENCE);
     let salt = u64::from(now_ms().unsigned_abs() as u32);
     while_throttled(&patience, salt, || record::write(ctx, cluster, id, &r)).await?;

@@ -108,9 +108,10 @@ pub async fn run(
         // for about an hour).
         let at = seen.at.get(&id).copied().unwrap_or(Whereabouts::Gone);
         let dns = seen.dns.get(&id).map(String::as_str);
-        // Steps write records, and Parameter Store takes 3 writes a second by default: a step
-        // refused as throttled is taken again after a pause (every step may be taken again: the
-        // pass is level-triggered), which paces a wave of exits instead of failing them all.
+        // Steps write records, and Parameter Store throttles writes early (3 a second in the
+        // emulator's model): a step refused as throttled is taken again after a pause (every step
+        // may be taken again: the pass is level-triggered), which paces a wave of exits instead
+        // of failing them all.
         let mut attempt = 0;
         let outcome = loop {
             let step = step_one(
