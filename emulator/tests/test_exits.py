@@ -4,25 +4,13 @@ outbox of its own that GET /_joinkeeper/exit-events drains."""
 
 from __future__ import annotations
 
-import json
-import urllib.error
-import urllib.request
-
+from faultkit import call
 from support import Aws, wait_for
 
 
 def post(aws: Aws, path: str, body: dict) -> tuple[int, dict]:
-    req = urllib.request.Request(
-        f"{aws.url}/_joinkeeper/{path}?account={aws.account}",
-        data=json.dumps(body).encode(),
-        method="POST",
-        headers={"Content-Type": "application/json"},
-    )
-    try:
-        with urllib.request.urlopen(req) as resp:
-            return resp.status, json.loads(resp.read())
-    except urllib.error.HTTPError as err:
-        return err.code, json.loads(err.read())
+    status, answer = call(aws.url, f"{path}?account={aws.account}", "POST", body)
+    return status, answer  # type: ignore[return-value]
 
 
 def exit_events(aws: Aws) -> list[dict]:

@@ -155,11 +155,7 @@ impl Context {
         // A throttled SendCommand was refused, never applied: sent again after a pause, for a
         // while (a burst of commands shares one account-wide rate), not given up at once.
         let patience = deadline.within(SEND_PATIENCE);
-        let salt = request
-            .instance
-            .as_str()
-            .bytes()
-            .fold(0u64, |h, b| h.wrapping_mul(31) ^ u64::from(b));
+        let salt = crate::aws::patience::salt_of(request.instance.as_str());
         let mut attempt = 0;
         let command_id = loop {
             match self.send_command(&request).await {

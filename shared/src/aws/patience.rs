@@ -22,6 +22,13 @@ pub fn pause_before(n: u32, salt: u64) -> Duration {
     half + Duration::from_millis(salt.wrapping_mul(0x9E37_79B9_7F4A_7C15) % spread)
 }
 
+/// Pure: a salt for [`pause_before`] from a name (an instance id), so that callers throttled
+/// together spread their pauses.
+pub fn salt_of(name: &str) -> u64 {
+    name.bytes()
+        .fold(0u64, |h, b| h.wrapping_mul(31) ^ u64::from(b))
+}
+
 /// `call`, asked again after a pause while AWS throttles it, until `deadline` leaves no room for
 /// the next pause; any other answer is returned as it is.
 pub async fn while_throttled<T, F, Fut>(

@@ -11,7 +11,7 @@ use tracing::{info, warn};
 
 use crate::aws::exits::Ec2Standing;
 use crate::aws::fleet::{CONTROL_PLANE_ROLE, WORKER_ROLE};
-use crate::aws::patience::while_throttled;
+use crate::aws::patience::{salt_of, while_throttled};
 use crate::aws::AwsCallError;
 use crate::context::{Context, Invocation};
 use crate::events::EventError;
@@ -100,11 +100,7 @@ pub async fn handle_exit(
     // Auto Scaling's reads share one account-wide bucket, which a burst of warnings empties
     // within a second: asked again while throttled, within the first part of the notice.
     let patience = inv.deadline.within(LOOKUP_PATIENCE);
-    let salt = ids.first().map_or(0, |i| {
-        i.as_str()
-            .bytes()
-            .fold(0u64, |h, b| h.wrapping_mul(31) ^ u64::from(b))
-    });
+    let salt = ids.first().map_or(0, |i| salt_of(i.as_str()));
     let tagged_groups = ec2
         .values()
         .filter_map(|s| GroupName::parse(s.group_tag.as_deref()?).ok());
@@ -256,8 +252,10 @@ async fn note(
     // Parameter Store throttles writes early (3 a second in the emulator's model): a burst of
     // warnings waits its turn (the record is what lets the reconcile pass drain).
     let patience = inv.deadline.within(LOOKUP_PATIENCE);
-    let salt = u64::from(now_ms().unsigned_abs() as u32);
-    while_throttled(&patience, salt, || record::write(ctx, cluster, id, &r)).await?;
+    while_throttled(&patience, salt_of(id.as_str()), || {
+        record::write(ctx, cluster, id, &r)
+    })
+    .await?;
     info!(cluster = %cluster, instance = %id, door = r.door.as_str(), cordoned = r.cordoned, "exit recorded");
     Ok(())
 }

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use tracing::{info, warn};
 
-use crate::aws::patience::pause_before;
+use crate::aws::patience::{pause_before, salt_of};
 use crate::aws::AwsCallError;
 use crate::context::Context;
 use crate::deadline::Deadline;
@@ -95,7 +95,6 @@ pub async fn run(
     let mut watch = 0;
     let mut ids: Vec<InstanceId> = records.keys().cloned().collect();
     ids.sort();
-    let salt = u64::from(now.unsigned_abs() as u32);
     for id in ids {
         if bound.is_near(Duration::from_secs(5)) {
             watch += 1;
@@ -128,7 +127,7 @@ pub async fn run(
             .await;
             match step {
                 Err(err) if err.is_throttling() && attempt < STEP_ATTEMPTS => {
-                    let pause = pause_before(attempt, salt ^ u64::from(attempt));
+                    let pause = pause_before(attempt, salt_of(id.as_str()) ^ u64::from(attempt));
                     if bound.is_near(pause + Duration::from_secs(5)) || !bound.sleep(pause).await {
                         break Err(err);
                     }
