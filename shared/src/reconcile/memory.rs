@@ -27,6 +27,9 @@ pub struct Memory {
     pub candidates: Option<Vec<InstanceId>>,
     /// Join logs fetched in the current pass (each is a Run Command on the worker).
     pub join_logs: usize,
+    /// Join logs of instances entering the warm pool, fetched together at the start of the
+    /// current pass's actions (see [`crate::reconcile::warm_entry::prefetch_join_logs`]).
+    pub warm_logs: HashMap<InstanceId, String>,
     /// The wait state each instance was last seen in: what the run knows of an instance (its
     /// launch time above all) is dropped when it moves (into or out of a warm pool).
     pub seen_state: HashMap<InstanceId, WaitState>,

@@ -39,6 +39,7 @@ pub async fn run_pass(
     bound: &Deadline,
 ) -> Result<PassResult, AwsCallError> {
     mem.join_logs = 0;
+    mem.warm_logs.clear();
     let view = gather(ctx, cluster, &mut mem.hooks).await?;
     let waiting: Vec<Waiting> = view
         .waiting
@@ -166,6 +167,16 @@ pub async fn run_pass(
         None => crate::exits::pass::run_in_pass(ctx, cluster, inv, mem, bound).await,
     };
     cordon_leaving(ctx, mem, cluster, &waiting, &node_of, &candidates, bound).await;
+    let entering: Vec<&Waiting> = waiting
+        .iter()
+        .filter(|w| {
+            let route = plan::route(w.state, node_of(w), plan::draining(&drains, &w.instance));
+            matches!(route, Route::EnterWarmPool | Route::EnterWarmPoolUnknown)
+        })
+        .collect();
+    if !entering.is_empty() {
+        warm_entry::prefetch_join_logs(ctx, mem, cluster.as_str(), &entering, bound).await;
+    }
     for w in &waiting {
         let node = node_of(w);
         let report = act_on(ctx, mem, cluster, w, node, &candidates, inv, bound).await;

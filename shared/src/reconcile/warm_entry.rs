@@ -75,6 +75,30 @@ pub async fn enter_warm_pool(
     )
 }
 
+/// Fetches the join logs of instances entering the warm pool all at once, up to this pass's share
+/// ([`JOIN_LOGS_PER_PASS`]): each is a Run Command on its own worker, so waiting on them one after
+/// the other only lengthens the pass (and delays the next node-status question).
+pub async fn prefetch_join_logs(
+    ctx: &Context,
+    mem: &mut Memory,
+    cluster: &str,
+    entering: &[&Waiting],
+    deadline: &Deadline,
+) {
+    let share = JOIN_LOGS_PER_PASS.saturating_sub(mem.join_logs);
+    let chosen: Vec<&Waiting> = entering.iter().copied().take(share).collect();
+    mem.join_logs += chosen.len();
+    let logs = futures_util::future::join_all(
+        chosen
+            .iter()
+            .map(|w| join_log_tail(ctx, cluster, w, deadline)),
+    )
+    .await;
+    for (w, log) in chosen.into_iter().zip(logs) {
+        mem.warm_logs.insert(w.instance.clone(), log);
+    }
+}
+
 /// Whether the worker says it is prepared (its join log ends with `join deferred`); `None` when
 /// this pass already fetched its share of join logs (each is a Run Command on a worker).
 async fn prepared(
@@ -84,17 +108,23 @@ async fn prepared(
     w: &Waiting,
     deadline: &Deadline,
 ) -> Option<bool> {
-    if mem.join_logs >= JOIN_LOGS_PER_PASS {
-        return None;
-    }
-    mem.join_logs += 1;
-    let log = join_log_tail(ctx, cluster, w, deadline).await;
-    Some(
-        log.lines()
-            .rev()
-            .find(|l| !l.trim().is_empty())
-            .is_some_and(|l| l.contains("join deferred")),
-    )
+    let log = match mem.warm_logs.remove(&w.instance) {
+        Some(log) => log,
+        None if mem.join_logs < JOIN_LOGS_PER_PASS => {
+            mem.join_logs += 1;
+            join_log_tail(ctx, cluster, w, deadline).await
+        }
+        None => return None,
+    };
+    Some(says_prepared(&log))
+}
+
+/// Pure: a join log whose last line says the join was deferred (packages in, boot unit installed).
+fn says_prepared(log: &str) -> bool {
+    log.lines()
+        .rev()
+        .find(|l| !l.trim().is_empty())
+        .is_some_and(|l| l.contains("join deferred"))
 }
 
 /// Held for a later pass: this one fetched its share of join logs.

@@ -102,6 +102,66 @@ async fn warm_pool_entries_fetch_at_most_five_join_logs_per_pass() {
 }
 
 #[tokio::test]
+async fn warm_pool_entries_join_logs_are_fetched_together_not_one_after_the_other() {
+    // The order AWS sees: every join log's SendCommand before the first answer is asked for.
+    let calls = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let sent = calls.clone();
+    let send = mock!(Ssm::send_command).then_output(move || {
+        sent.lock().expect("calls").push("send");
+        SendCommandOutput::builder()
+            .command(Command::builder().command_id("cmd-log").build())
+            .build()
+    });
+    // Each command is still running when first asked about (the fetch then waits a poll).
+    let asked = calls.clone();
+    let log = mock!(Ssm::get_command_invocation).then_output(move || {
+        let mut calls = asked.lock().expect("calls");
+        let running = calls.iter().filter(|c| **c == "running").count()
+            < calls.iter().filter(|c| **c == "send").count();
+        calls.push(if running { "running" } else { "answered" });
+        let status = if running {
+            CommandInvocationStatus::InProgress
+        } else {
+            CommandInvocationStatus::Success
+        };
+        GetCommandInvocationOutput::builder()
+            .status(status.clone())
+            .status_details(status.as_str())
+            .standard_output_content("join deferred\n")
+            .build()
+    });
+    let ctx = context(&[&send, &log], &[], &[]);
+    let deadline = crate::deadline::Deadline::after(Duration::from_secs(60));
+    let entering: Vec<Waiting> = (0..8)
+        .map(|n| Waiting {
+            group: group("demo-workers"),
+            instance: id(&format!("i-000000000000000{n}a")),
+            state: WaitState::WarmedPendingWait,
+        })
+        .collect();
+    let entering: Vec<&Waiting> = entering.iter().collect();
+    let mut mem = Memory::default();
+    crate::reconcile::warm_entry::prefetch_join_logs(&ctx, &mut mem, "demo", &entering, &deadline)
+        .await;
+    assert_eq!(
+        mem.join_logs, 5,
+        "the per-pass share of join logs still applies"
+    );
+    assert_eq!(mem.warm_logs.len(), 5);
+    assert!(mem.warm_logs.values().all(|l| l.contains("join deferred")));
+    let calls = calls.lock().expect("calls").clone();
+    let first_answer = calls.iter().position(|c| *c == "answered");
+    let sends_before = calls[..first_answer.unwrap_or(calls.len())]
+        .iter()
+        .filter(|c| **c == "send")
+        .count();
+    assert_eq!(
+        sends_before, 5,
+        "the join logs were fetched one after the other: {calls:?}"
+    );
+}
+
+#[tokio::test]
 async fn a_scheduled_sweep_reports_a_failed_cluster_instead_of_failing_and_being_retried() {
     use aws_sdk_autoscaling::operation::describe_auto_scaling_groups::DescribeAutoScalingGroupsOutput;
     use aws_sdk_ec2::operation::describe_instances::DescribeInstancesOutput;
