@@ -150,6 +150,13 @@ export function functionStatements(stack: Stack, g: FunctionGrants): iam.PolicyS
       resources: [clusterParameterArn(stack, prefix, '*', PARAMETER_NAMES.exits)],
     }),
     new iam.PolicyStatement({
+      // Per-instance mode: the scheduled sweep lists the names of the records of instances no
+      // longer waiting (never decrypted: NeverDecrypt below), to revoke what a lost run left.
+      sid: 'ListInstanceJoinRecords',
+      actions: ['ssm:GetParametersByPath'],
+      resources: [clusterParameterArn(stack, prefix, '*', PARAMETER_NAMES.instanceRecords)],
+    }),
+    new iam.PolicyStatement({
       // The record's metadata, the record itself read WITHOUT decryption (its version only), and
       // the rogue check's mode (a String the cluster's operator writes).
       sid: 'ReadJoinRecordMetadata',
@@ -263,10 +270,11 @@ export function controlPlaneStatements(stack: Stack, g: InstanceGrants & { uploa
     new iam.PolicyStatement({
       // Per-instance mode: node-status mints a token per waiting worker and writes its record
       // (create-only, tagged with the instance's ARN), checks (GetParameters, no decryption) and
-      // deletes it when the wait ends. The tags go on at creation only (ssm:AddTagsToResource is
-      // what PutParameter with Tags needs).
+      // deletes it when the wait ends (DeleteParameters, 10 a call; DeleteParameter to replace a
+      // leftover). The tags go on at creation only (ssm:AddTagsToResource is what PutParameter
+      // with Tags needs).
       sid: 'InstanceJoinRecords',
-      actions: ['ssm:PutParameter', 'ssm:DeleteParameter', 'ssm:GetParameters', 'ssm:AddTagsToResource'],
+      actions: ['ssm:PutParameter', 'ssm:DeleteParameter', 'ssm:DeleteParameters', 'ssm:GetParameters', 'ssm:AddTagsToResource'],
       resources: [p(`${PARAMETER_NAMES.instanceRecords}/*`)],
     }),
     parameterKeyStatement(stack, 'ClusterSecureStrings', ['kms:Decrypt', 'kms:Encrypt', 'kms:GenerateDataKey'], p('*'), g.keyArn),

@@ -312,7 +312,7 @@ describe('account stack: alarms', () => {
     }
   });
 
-  it('writes only lease and exit-record parameters, reads the record only for its version, its metadata, the rogue-nodes and join modes', () => {
+  it('writes only lease and exit-record parameters, reads the record only for its version, its metadata, the rogue-nodes and join modes, lists the per-instance records', () => {
     const arn = (name: string) => `arn:{AWS::Partition}:ssm:{AWS::Region}:{AWS::AccountId}:parameter/joinkeeper/${name}`;
     for (const role of Object.values(ROLES)) {
       const byAction = new Map<string, string[]>();
@@ -323,7 +323,8 @@ describe('account stack: alarms', () => {
       assert.deepEqual([...byAction.keys()].sort(), ['ssm:DeleteParameter', 'ssm:GetParameter', 'ssm:GetParametersByPath', 'ssm:PutParameter'], role);
       assert.deepEqual(byAction.get('ssm:PutParameter'), [arn('*/exits/*'), arn('*/leases/*')], role);
       assert.deepEqual(byAction.get('ssm:DeleteParameter'), [arn('*/exits/*'), arn('*/leases/*')], role);
-      assert.deepEqual(byAction.get('ssm:GetParametersByPath'), [arn('*/exits'), arn('*/leases')], role);
+      // Per-instance records: listed (names, never decrypted) for the scheduled sweep only.
+      assert.deepEqual(byAction.get('ssm:GetParametersByPath'), [arn('*/exits'), arn('*/join'), arn('*/leases')], role);
       assert.deepEqual(byAction.get('ssm:GetParameter'), [arn('*/exits/*'), arn('*/join-mode'), arn('*/join-record'), arn('*/join-record-meta'), arn('*/leases/*'), arn('*/rogue-nodes')].sort(), role);
     }
     const { account: a } = synth({ parameterPrefix: '/platform/jk' });

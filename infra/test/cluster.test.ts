@@ -233,9 +233,10 @@ describe('cluster stack: IAM and tags', () => {
       'ssm:GetParameter': own,
       'ssm:PutParameter': withRecords,
       'ssm:GetParameterHistory': [arn('join-record')],
-      // Per-instance records: created with their tags, checked without decryption.
+      // Per-instance records: created with their tags, checked without decryption, deleted 10 a call.
       'ssm:AddTagsToResource': [arn('join/*')],
       'ssm:GetParameters': [arn('join/*')],
+      'ssm:DeleteParameters': [arn('join/*')],
     });
   });
 

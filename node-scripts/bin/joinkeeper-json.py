@@ -10,6 +10,13 @@ Subcommands (exit 0 on success, 3 on invalid input, 4 on a stale record):
   build-record --cluster C --source kubeadm|kurl --created-at TS --expires-at TS  < join text
   check-record --cluster C [--now EPOCH --min-remaining N]  < record   (prints a safe summary)
   put-input --name NAME [--kms-key-id ID]  < record                  (aws ssm put-parameter input)
+  put-records --dir D --ids "i-.. i-.." --cluster C --ttl-seconds N --name-prefix P/C/join/
+              --arn-base ARN [--kms-key-id K] [--parallel N]  (D/<id>.join -> record written at
+              P/C/join/<id>; exit 5: no credentials of its own, write with the AWS CLI)
+  missing-records --ids "i-.. i-.." --name-prefix P/C/join/   (`missing <id>` for each absent
+              record; exit 5 as put-records)
+  delete-records --ids "i-.. i-.." --name-prefix P/C/join/   (`deleted <id>` for each record
+              gone; exit 5 as put-records)
   token-expiry --token-id ID  < kubeadm token list -o json            (prints expires, RFC 3339)
   revocable --cluster C --new-token-id ID --history FILE --tokens FILE  (ids to revoke)
   join-config --api v1beta3|v1beta4 --node-name N [--provider-id P]  < record  (YAML)

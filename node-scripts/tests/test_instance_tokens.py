@@ -102,6 +102,9 @@ def test_a_worker_joins_with_its_own_token_once_approved_and_everything_is_revok
     assert {"Key": "joinkeeper:instance", "Value": "arn:aws:ec2:us-east-1:123456789012:instance/%s" % worker} in tags
     t = jk.state()["tokens"][token_id]
     assert t["groups"] == [PER_INSTANCE_GROUP] and t["expires"] - time.time() <= 600
+    written = open(jk.argv_log).read()
+    assert "joinkeeper-json.py put-records" in written and "ssm put-parameter" not in written, \
+        "the record is written by one process signing its own call, not an AWS CLI process a record"
 
     # The kubelet's request waits: no auto-approval for this group. The next pass approves it.
     deadline = time.time() + 30
@@ -145,6 +148,48 @@ def test_a_kubelet_asking_for_another_name_is_denied_and_its_join_fails(jk):
     assert result.returncode == 1 and "join FAILED" in result.stdout
     assert "ip-10-0-0-99.ec2.internal" not in jk.state()["nodes"]
     assert [c["status"] for c in jk.state()["csrs"]] == ["KubectlDeny"]
+
+
+def test_records_are_written_with_the_aws_cli_when_the_writer_is_told_to(jk):
+    # The same path serves a writer with no credentials of its own (exit 5, test_ssm_put.py).
+    jk.publish()
+    workers = {"i-0123456789abcdef2": "ip-10-0-0-9.ec2.internal", "i-0123456789abcdef3": "ip-10-0-0-10.ec2.internal"}
+    wanted = " ".join("%s=%s" % kv for kv in workers.items())
+    for setting in ({"JOINKEEPER_RECORD_WRITER": "cli"},):
+        open(jk.argv_log, "w").close()
+        proc = jk.run("joinkeeper-node-status", "--tokens", jk.cluster, jk.prefix, "600", wanted, "-",
+                      "--output", "facts", "--private-dns-names", "-", "--private-ips", "-", " ".join(workers),
+                      env=setting)
+        assert proc.returncode == 0, proc.stderr
+        minted = sorted(line.split()[1] for line in proc.stdout.splitlines() if line.endswith(" minted"))
+        assert minted == sorted(workers), (setting, proc.stdout)
+        assert open(jk.argv_log).read().count("ssm put-parameter") == 2, setting
+        for worker in workers:
+            record = json.loads(parameter(jk, worker, decrypt=True)["Value"])
+            assert record["token_id"] in jk.state()["tokens"]
+        status(jk, " ".join(workers), revoke=" ".join(workers))
+
+
+def test_a_held_token_whose_record_is_gone_is_replaced_by_a_new_token_and_record(jk):
+    jk.publish()
+    worker, dns = "i-0123456789abcdef4", "ip-10-0-0-11.ec2.internal"
+    for setting in ({}, {"JOINKEEPER_RECORD_WRITER": "cli"}):
+        first = status(jk, worker, wanted="%s=%s" % (worker, dns))
+        old = [line.split()[2] for line in first.splitlines() if line.endswith(" minted")]
+        assert len(old) == 1, first
+        # The write's answer was lost and the record never landed (deleted here behind its back).
+        jk.tool(os.path.join(VENV_BIN, "aws"), "ssm", "delete-parameter", "--name",
+                "%s/%s/join/%s" % (jk.prefix, jk.cluster, worker))
+        proc = jk.run("joinkeeper-node-status", "--tokens", jk.cluster, jk.prefix, "600", "%s=%s" % (worker, dns), "-",
+                      "--output", "facts", "--private-dns-names", "-", "--private-ips", "-", worker, env=setting)
+        assert proc.returncode == 0, proc.stderr
+        new = [line.split()[2] for line in proc.stdout.splitlines() if line.endswith(" minted")]
+        assert len(new) == 1 and new != old, (setting, proc.stdout)
+        assert old[0] not in jk.state()["tokens"] and new[0] in jk.state()["tokens"]
+        assert json.loads(parameter(jk, worker, decrypt=True)["Value"])["token_id"] == new[0]
+        again = status(jk, worker, wanted="%s=%s" % (worker, dns))
+        assert "token %s %s held" % (worker, new[0]) in again, again
+        status(jk, worker, revoke=worker)
 
 
 def test_the_standins_auto_approve_only_kubeadm_s_default_group(jk):

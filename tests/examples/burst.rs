@@ -8,7 +8,7 @@
 //!
 //! Run: `cargo run -p joinkeeper-tests --example burst -- [N ...] [--join-seconds J]
 //! [--arrival-seconds A] [--throttled] [--per-instance]` (default N = 10 100 500, J = 20, A = 3,
-//! node poll 5 s).
+//! node poll 5 s). `JOINKEEPER_EXAMPLE_LOG=1`: the functions' log lines on standard error.
 #![recursion_limit = "256"] // the handlers' futures nest deeply; a clean build overflows the default
 
 use std::collections::BTreeMap;
@@ -414,6 +414,13 @@ async fn run(n: usize, join_seconds: u64, arrival: Duration, throttled: bool, pe
 
 #[tokio::main]
 async fn main() {
+    // The functions' own log lines, to see where a slow burst's time went.
+    if std::env::var_os("JOINKEEPER_EXAMPLE_LOG").is_some() {
+        tracing_subscriber::fmt()
+            .with_writer(std::io::stderr)
+            .with_max_level(tracing::Level::INFO)
+            .init();
+    }
     let args: Vec<String> = std::env::args().skip(1).collect();
     let mut sizes = Vec::new();
     let mut join_seconds = 20;

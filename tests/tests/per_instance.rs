@@ -211,3 +211,66 @@ async fn a_node_registering_with_its_token_under_another_name_is_denied_and_neve
     );
     assert!(instance_records(&clients).await.is_empty());
 }
+
+#[tokio::test]
+async fn a_token_left_by_a_run_that_ended_before_revoking_it_is_swept_by_the_schedule() {
+    use joinkeeper::names::ClusterName;
+    use joinkeeper::reconcile::tokens::TokenPlan;
+    let (emulator, clients, ctx) = world(30).await;
+    create_worker_group_joining(&clients, "demo", "demo-workers", 300, &[], "per-instance").await;
+    set_capacity(&clients, "demo-workers", 1).await;
+    let evs = events(&emulator, 1).await;
+    let reports = handle_all(&ctx, &evs, Transition::Launching).await;
+    assert_eq!(reports[0].outcome, ActionOutcome::Continue, "{reports:#?}");
+    let worker = joinkeeper::names::InstanceId::parse(&reports[0].instance).expect("id");
+    assert!(
+        instance_records(&clients).await.is_empty(),
+        "revoked by its run"
+    );
+
+    // A token minted for it by a run that was lost before revoking it: the pass's own command.
+    let cluster = ClusterName::parse("demo").expect("cluster");
+    let candidates = ctx
+        .control_plane_candidates(&cluster)
+        .await
+        .expect("control planes");
+    let plan = TokenPlan {
+        wanted: [(worker.clone(), "ip-10-0-9-9.ec2.internal".to_owned())].into(),
+        revoke: Default::default(),
+    };
+    let bound = joinkeeper::deadline::Deadline::after(Duration::from_secs(60));
+    let hosts = Default::default();
+    joinkeeper::reconcile::node_status::node_states(
+        &ctx,
+        &cluster,
+        &candidates,
+        std::slice::from_ref(&worker),
+        &hosts,
+        Some(&plan),
+        &bound,
+    )
+    .await;
+    assert_eq!(instance_records(&clients).await.len(), 1);
+    assert_eq!(per_instance_tokens(&emulator.kube_state("demo")).len(), 1);
+
+    // Nothing waits in the cluster, so no pass would send a command: the schedule sweeps it.
+    let inv = joinkeeper::Invocation::new(
+        "sweep",
+        joinkeeper::deadline::Deadline::after(Duration::from_secs(120)),
+    );
+    Box::pin(joinkeeper::handler::handle_schedule(
+        &ctx,
+        &scheduled_event(),
+        &inv,
+    ))
+    .await
+    .expect("scheduled run");
+    assert!(
+        instance_records(&clients).await.is_empty(),
+        "the record is gone"
+    );
+    assert!(
+        per_instance_tokens(&emulator.kube_state("demo")).is_empty(),
+        "the token is gone"
+    );
+}

@@ -1,4 +1,4 @@
-"""The command line: the twelve subcommands and their options (usage: ../joinkeeper-json.py)."""
+"""The command line: the fifteen subcommands and their options (usage: ../joinkeeper-json.py)."""
 import argparse
 import sys
 
@@ -7,6 +7,7 @@ from .csrs import cmd_bootstrap_joins
 from .instance_tokens import cmd_instance_tokens
 from .nodes import cmd_drain_left, cmd_node_facts, cmd_node_lookup, cmd_nodes
 from .record import cmd_build_record, cmd_check_record, cmd_join_config, cmd_put_input
+from .record_batch import cmd_delete_records, cmd_missing_records, cmd_put_records
 from .tokens import cmd_revocable, cmd_token_expiry
 
 
@@ -26,6 +27,21 @@ def main():
     p.add_argument("--name", required=True)
     p.add_argument("--kms-key-id", default="")
     p.add_argument("--tag", action="append", default=[], help="KEY=VALUE; makes the write create-only")
+    p = sub.add_parser("put-records")
+    p.add_argument("--dir", required=True, help="holds <instance-id>.join, a join command each")
+    p.add_argument("--ids", required=True)
+    p.add_argument("--cluster", required=True)
+    p.add_argument("--ttl-seconds", type=int, required=True)
+    p.add_argument("--name-prefix", required=True, help="<prefix>/<cluster>/join/")
+    p.add_argument("--arn-base", required=True, help="arn:<partition>:ec2:<region>:<account>:instance")
+    p.add_argument("--kms-key-id", default="")
+    p.add_argument("--parallel", type=int, default=8)
+    p = sub.add_parser("missing-records")
+    p.add_argument("--ids", required=True)
+    p.add_argument("--name-prefix", required=True, help="<prefix>/<cluster>/join/")
+    p = sub.add_parser("delete-records")
+    p.add_argument("--ids", required=True)
+    p.add_argument("--name-prefix", required=True, help="<prefix>/<cluster>/join/")
     p = sub.add_parser("token-expiry")
     p.add_argument("--token-id", required=True)
     p = sub.add_parser("revocable")
@@ -68,6 +84,9 @@ def main():
         "build-record": cmd_build_record,
         "check-record": cmd_check_record,
         "put-input": cmd_put_input,
+        "put-records": cmd_put_records,
+        "missing-records": cmd_missing_records,
+        "delete-records": cmd_delete_records,
         "token-expiry": cmd_token_expiry,
         "revocable": cmd_revocable,
         "join-config": cmd_join_config,

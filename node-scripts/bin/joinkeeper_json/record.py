@@ -57,24 +57,29 @@ def record_json(record):
     return json.dumps({k: record[k] for k in RECORD_KEYS}, separators=(",", ":"))
 
 
-def cmd_build_record(args):
-    text = sys.stdin.read()
-    if args.source == "kurl":
+def build_record(text, cluster, source, created_at, expires_at):
+    """The join record of a join command (kubeadm's or kURL's), validated."""
+    if source == "kurl":
         endpoint, token_id, secret, ca_hash = parse_kurl_join(text)
     else:
         endpoint, token_id, secret, ca_hash = parse_kubeadm_join(text)
     record = {
         "version": 1,
-        "cluster": args.cluster,
-        "source": args.source,
+        "cluster": cluster,
+        "source": source,
         "endpoint": endpoint,
         "token_id": token_id,
         "token_secret": secret,
         "ca_cert_hash": ca_hash,
-        "created_at": args.created_at,
-        "expires_at": args.expires_at,
+        "created_at": created_at,
+        "expires_at": expires_at,
     }
-    validate_record(record, args.cluster)
+    validate_record(record, cluster)
+    return record
+
+
+def cmd_build_record(args):
+    record = build_record(sys.stdin.read(), args.cluster, args.source, args.created_at, args.expires_at)
     sys.stdout.write(record_json(record) + "\n")
 
 
@@ -92,16 +97,21 @@ def cmd_check_record(args):
             sys.exit(4)
 
 
-def cmd_put_input(args):
-    record = load_record(sys.stdin.read())
-    put = {"Name": args.name, "Type": "SecureString", "Overwrite": True, "Value": record_json(record)}
-    if args.tag:
+def put_input(record, name, kms_key_id="", tags=()):
+    """PutParameter's input for a record: a SecureString; with tags, a create-only write."""
+    put = {"Name": name, "Type": "SecureString", "Overwrite": True, "Value": record_json(record)}
+    if tags:
         # Parameter Store takes tags on creation only (not with Overwrite): a create-only write.
         put["Overwrite"] = False
-        put["Tags"] = [dict(zip(("Key", "Value"), t.split("=", 1))) for t in args.tag if "=" in t]
-    if args.kms_key_id:
-        put["KeyId"] = args.kms_key_id
-    sys.stdout.write(json.dumps(put) + "\n")
+        put["Tags"] = [dict(zip(("Key", "Value"), t.split("=", 1))) for t in tags if "=" in t]
+    if kms_key_id:
+        put["KeyId"] = kms_key_id
+    return put
+
+
+def cmd_put_input(args):
+    record = load_record(sys.stdin.read())
+    sys.stdout.write(json.dumps(put_input(record, args.name, args.kms_key_id, args.tag)) + "\n")
 
 
 def cmd_join_config(args):

@@ -68,11 +68,40 @@ impl ParameterStore {
     /// Every parameter under `path` (recursive), values undecrypted.
     pub async fn list_path(&self, path: &str) -> Result<Vec<PathEntry>, AwsCallError> {
         let mut found = Vec::new();
+        self.each_under(path, true, |p| {
+            found.push(PathEntry {
+                name: p.name().unwrap_or_default().to_owned(),
+                value: p.value().unwrap_or_default().to_owned(),
+                modified: p
+                    .last_modified_date()
+                    .and_then(|d| time::OffsetDateTime::from_unix_timestamp(d.secs()).ok()),
+            })
+        })
+        .await?;
+        Ok(found)
+    }
+
+    /// The names of the parameters directly under `path`, values never kept (read without
+    /// decryption).
+    pub async fn names_under(&self, path: &str) -> Result<Vec<String>, AwsCallError> {
+        let mut names = Vec::new();
+        self.each_under(path, false, |p| names.extend(p.name().map(str::to_owned)))
+            .await?;
+        Ok(names)
+    }
+
+    /// Every page of `GetParametersByPath` (without decryption), each parameter to `each`.
+    async fn each_under(
+        &self,
+        path: &str,
+        recursive: bool,
+        mut each: impl FnMut(&aws_sdk_ssm::types::Parameter),
+    ) -> Result<(), AwsCallError> {
         let mut pages = self
             .client
             .get_parameters_by_path()
             .path(path)
-            .recursive(true)
+            .recursive(recursive)
             .with_decryption(false)
             .into_paginator()
             .send();
@@ -80,17 +109,9 @@ impl ParameterStore {
             let page = page.map_err(|e| {
                 AwsCallError::new("ssm:GetParametersByPath", &e.into_service_error())
             })?;
-            for p in page.parameters() {
-                found.push(PathEntry {
-                    name: p.name().unwrap_or_default().to_owned(),
-                    value: p.value().unwrap_or_default().to_owned(),
-                    modified: p
-                        .last_modified_date()
-                        .and_then(|d| time::OffsetDateTime::from_unix_timestamp(d.secs()).ok()),
-                });
-            }
+            page.parameters().iter().for_each(&mut each);
         }
-        Ok(found)
+        Ok(())
     }
 
     /// Reads a parameter's value and version; `None` when it does not exist.

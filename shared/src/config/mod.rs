@@ -203,6 +203,12 @@ impl Config {
         format!("{}/{}/join-mode", self.parameter_prefix, cluster)
     }
 
+    /// The folder of a cluster's per-instance join records, `join/<instance-id>` (see
+    /// [`crate::reconcile::tokens`]); written by its control planes, never read by the functions.
+    pub fn instance_records_path(&self, cluster: &crate::names::ClusterName) -> String {
+        format!("{}/{}/join", self.parameter_prefix, cluster)
+    }
+
     /// The folder of a cluster's leases (see [`crate::lease`]).
     pub fn lease_path(&self, cluster: &crate::names::ClusterName) -> String {
         format!("{}/{}/leases", self.parameter_prefix, cluster)

@@ -50,6 +50,8 @@ pub struct Memory {
     /// Per-instance mode: instances whose tokens are still to be revoked (their wait ended, or
     /// a stray token of an instance no longer waiting).
     pub revoke: std::collections::BTreeSet<InstanceId>,
+    /// Whether this run swept the per-instance records left by earlier runs (on a schedule).
+    pub tokens_swept: bool,
 }
 
 /// How often a run re-checks that the record outlives the join deadline while launches wait.

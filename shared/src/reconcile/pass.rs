@@ -61,6 +61,15 @@ pub async fn run_pass(
     if waiting.is_empty() && plan::needs_drains(&waiting, mem.drains.is_some(), scheduled) {
         mem.drains = Some(drain::load_all(ctx, cluster).await?);
     }
+    if scheduled && !mem.tokens_swept {
+        mem.tokens_swept = true;
+        let joining = waiting
+            .iter()
+            .filter(|w| w.state == WaitState::PendingWait)
+            .map(|w| w.instance.clone())
+            .collect();
+        sweep_tokens(ctx, cluster, mem, &joining).await;
+    }
     let recorded = mem.drains.as_ref().is_some_and(|d| !d.is_empty());
     if waiting.is_empty() && !recorded && mem.revoke.is_empty() {
         return Ok(PassResult {
@@ -206,6 +215,27 @@ pub async fn run_pass(
     // Tokens of ended waits are revoked by the next pass: the run stays for it.
     result.pending += usize::from(!mem.revoke.is_empty());
     Ok(result)
+}
+
+/// On a schedule, a per-instance cluster's records of instances no longer waiting (left by a run
+/// that ended before revoking them) are revoked by this run: no token outlives its wait by more
+/// than a schedule, even when no worker waits.
+async fn sweep_tokens(
+    ctx: &Context,
+    cluster: &ClusterName,
+    mem: &mut Memory,
+    waiting: &HashSet<InstanceId>,
+) {
+    if mem.join_mode.is_none() {
+        mem.join_mode = tokens::read_mode(ctx, cluster).await;
+    }
+    if mem.join_mode == Some(JoinMode::PerInstance) {
+        let leftover = tokens::sweep(ctx, cluster, waiting).await;
+        if !leftover.is_empty() {
+            tracing::info!(cluster = %cluster, records = leftover.len(), "per-instance records of instances no longer waiting: revoking them");
+            mem.revoke.extend(leftover);
+        }
+    }
 }
 
 /// Several Nodes leaving at once: all cordoned by one command before this pass starts drains.

@@ -178,3 +178,37 @@ pub fn settle(
         ctx.metrics.record(record);
     }
 }
+
+/// Pure: the instances whose per-instance record is still there (`names` under `path`) but that
+/// no longer wait to join: their tokens are revoked, whatever run minted them and was lost before
+/// revoking (a killed invocation, a run that hit its deadline).
+pub fn leftover_records(
+    names: &[String],
+    path: &str,
+    waiting: &HashSet<InstanceId>,
+) -> BTreeSet<InstanceId> {
+    names
+        .iter()
+        .filter_map(|n| n.strip_prefix(path)?.strip_prefix('/'))
+        .filter_map(|id| InstanceId::parse(id).ok())
+        .filter(|id| !waiting.contains(id))
+        .collect()
+}
+
+/// The scheduled sweep of a per-instance cluster: the records of instances no longer waiting
+/// join the revocations of this run (the pass's one command then deletes token and record).
+/// Once per run; an error leaves it to the next schedule.
+pub async fn sweep(
+    ctx: &Context,
+    cluster: &ClusterName,
+    waiting: &HashSet<InstanceId>,
+) -> BTreeSet<InstanceId> {
+    let path = ctx.config.instance_records_path(cluster);
+    match ctx.parameters.names_under(&path).await {
+        Ok(names) => leftover_records(&names, &path, waiting),
+        Err(err) => {
+            tracing::warn!(cluster = %cluster, error = %err, "could not list the per-instance records; the next schedule sweeps them");
+            BTreeSet::new()
+        }
+    }
+}

@@ -110,3 +110,24 @@ node ip-a - - Ready no - -
     assert_eq!(r.strays, BTreeSet::from([id("i-0000000f")]));
     assert_eq!(r.failed, 1);
 }
+
+#[test]
+fn the_sweep_revokes_the_records_of_instances_no_longer_waiting_to_join() {
+    let path = "/joinkeeper/demo/join";
+    let names: Vec<String> = [
+        "/joinkeeper/demo/join/i-0000000a",
+        "/joinkeeper/demo/join/i-0000000b",
+        "/joinkeeper/demo/join/not-an-instance",
+        "/joinkeeper/demo/joinx/i-0000000c",
+        "/joinkeeper/other/join/i-0000000d",
+    ]
+    .map(String::from)
+    .to_vec();
+    let waiting: HashSet<InstanceId> = [id("i-0000000a")].into();
+    assert_eq!(
+        leftover_records(&names, path, &waiting),
+        [id("i-0000000b")].into(),
+        "the waiting worker keeps its token; names that are not its cluster's records are ignored"
+    );
+    assert!(leftover_records(&[], path, &HashSet::new()).is_empty());
+}
