@@ -169,15 +169,38 @@ impl ParameterStore {
 
     /// Replaces a String parameter's value.
     pub async fn overwrite(&self, name: &str, value: &str) -> Result<(), AwsCallError> {
-        self.client
+        self.overwrite_with(name, value, false).await
+    }
+
+    /// [`ParameterStore::overwrite`] with prompt retries ([`super::patience::prompt_retries`]):
+    /// for a lease's renewal, which the run may skip once but must not wait seconds for.
+    pub async fn overwrite_promptly(&self, name: &str, value: &str) -> Result<(), AwsCallError> {
+        self.overwrite_with(name, value, true).await
+    }
+
+    async fn overwrite_with(
+        &self,
+        name: &str,
+        value: &str,
+        prompt: bool,
+    ) -> Result<(), AwsCallError> {
+        let call = self
+            .client
             .put_parameter()
             .name(name)
             .value(value)
             .r#type(ParameterType::String)
-            .overwrite(true)
-            .send()
-            .await
-            .map(|_| ())
+            .overwrite(true);
+        let sent = if prompt {
+            let retries = super::patience::prompt_retries(self.client.config().retry_config());
+            call.customize()
+                .config_override(aws_sdk_ssm::config::Builder::default().retry_config(retries))
+                .send()
+                .await
+        } else {
+            call.send().await
+        };
+        sent.map(|_| ())
             .map_err(|err| AwsCallError::new("ssm:PutParameter", &err.into_service_error()))
     }
 

@@ -22,6 +22,25 @@ pub fn pause_before(n: u32, salt: u64) -> Duration {
     half + Duration::from_millis(salt.wrapping_mul(0x9E37_79B9_7F4A_7C15) % spread)
 }
 
+/// The longest first pause of [`prompt_retries`].
+pub const PROMPT_BACKOFF: Duration = Duration::from_millis(100);
+
+/// Pure: `configured` (the client's retry settings) with its first backoff at most
+/// [`PROMPT_BACKOFF`]: for a call whose failure costs little but whose wait holds up a Ready
+/// Node's CONTINUE: a lease renewal before a pass (a throttled one is skipped, the lease as it
+/// stands still has most of its TTL) and a command's status poll (the poll loop asks again
+/// anyway). The SDK's default first backoff is up to 1 s, the second up to 2 s; here up to
+/// 0.1 s and 0.2 s. Attempts and the retry quota stay the client's.
+pub fn prompt_retries(
+    configured: Option<&aws_smithy_types::retry::RetryConfig>,
+) -> aws_smithy_types::retry::RetryConfig {
+    let base = configured
+        .cloned()
+        .unwrap_or_else(aws_smithy_types::retry::RetryConfig::standard);
+    let first = base.initial_backoff().min(PROMPT_BACKOFF);
+    base.with_initial_backoff(first)
+}
+
 /// Pure: a salt for [`pause_before`] from a name (an instance id), so that callers throttled
 /// together spread their pauses.
 pub fn salt_of(name: &str) -> u64 {
@@ -58,6 +77,22 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn prompt_retries_shorten_the_first_backoff_and_keep_the_rest() {
+        use aws_smithy_types::retry::RetryConfig;
+        let configured = RetryConfig::standard().with_max_attempts(5);
+        let prompt = prompt_retries(Some(&configured));
+        assert_eq!(prompt.initial_backoff(), PROMPT_BACKOFF);
+        assert_eq!(prompt.max_attempts(), 5, "the client's attempts");
+        let quicker = RetryConfig::standard().with_initial_backoff(Duration::from_millis(1));
+        assert_eq!(
+            prompt_retries(Some(&quicker)).initial_backoff(),
+            Duration::from_millis(1),
+            "never slower than the client"
+        );
+        assert_eq!(prompt_retries(None).max_attempts(), 3);
+    }
 
     fn throttled() -> AwsCallError {
         AwsCallError {

@@ -321,6 +321,10 @@ impl CommandRunner {
             .get_command_invocation()
             .command_id(command_id)
             .instance_id(instance.as_str())
+            .customize()
+            .config_override(aws_sdk_ssm::config::Builder::default().retry_config(
+                super::patience::prompt_retries(self.client.config().retry_config()),
+            ))
             .send()
             .await
         {

@@ -278,7 +278,7 @@ impl Leases {
         self.bounded(
             held,
             "ssm:PutParameter",
-            self.store.overwrite(&held.name, &to_json(&value)),
+            self.store.overwrite_promptly(&held.name, &to_json(&value)),
         )
         .await?;
         held.value = value;

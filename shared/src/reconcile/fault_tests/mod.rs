@@ -233,3 +233,4 @@ mod drains;
 mod handover;
 mod launches;
 mod leases;
+mod prompt;
