@@ -101,11 +101,6 @@ pub fn report(
         "  terminate -> completed {}",
         fmt_p(&monitor.terminate_to_complete)
     );
-    // Every sample, so that soaks run as several processes (one per seed range) can be pooled.
-    println!(
-        "  Ready -> CONTINUE samples (s) {}",
-        samples(&monitor.ready_to_continue)
-    );
     let mut errors: BTreeMap<String, usize> = BTreeMap::new();
     for r in j
         .invocations
@@ -195,13 +190,6 @@ fn percentile(v: &[f64], p: f64) -> Option<f64> {
     s.sort_by(|a, b| a.total_cmp(b));
     let i = ((p / 100.0) * (s.len() as f64 - 1.0)).round() as usize;
     Some(s[i.min(s.len() - 1)])
-}
-
-fn samples(v: &[f64]) -> String {
-    let mut s = v.to_vec();
-    s.sort_by(|a, b| a.total_cmp(b));
-    let words: Vec<String> = s.iter().map(|x| format!("{x:.2}")).collect();
-    words.join(" ")
 }
 
 fn fmt_p(v: &[f64]) -> String {
