@@ -8,11 +8,10 @@ import threading
 import time
 
 from .aws_client import PARALLEL_MAX, AwsError, in_threads, own_client
-from .common import CLUSTER_RE, Invalid, fail
+from .common import CLUSTER_RE, INSTANCE_RE, Invalid, fail
 from .record import build_record, put_input
 
 PREFIX_RE = re.compile(r"(/[A-Za-z0-9_.-]+)+/")
-INSTANCE_RE = re.compile(r"i-[0-9a-f]{8,17}")
 
 
 def instance_ids(text):

@@ -192,9 +192,8 @@ impl ParameterStore {
             .r#type(ParameterType::String)
             .overwrite(true);
         let sent = if prompt {
-            let retries = super::patience::prompt_retries(self.client.config().retry_config());
             call.customize()
-                .config_override(aws_sdk_ssm::config::Builder::default().retry_config(retries))
+                .config_override(super::patience::prompt_ssm(&self.client))
                 .send()
                 .await
         } else {

@@ -41,6 +41,12 @@ pub fn prompt_retries(
     base.with_initial_backoff(first)
 }
 
+/// A per-call override giving `client`'s calls [`prompt_retries`] (for `.customize()`).
+pub fn prompt_ssm(client: &aws_sdk_ssm::Client) -> aws_sdk_ssm::config::Builder {
+    aws_sdk_ssm::config::Builder::default()
+        .retry_config(prompt_retries(client.config().retry_config()))
+}
+
 /// Pure: a salt for [`pause_before`] from a name (an instance id), so that callers throttled
 /// together spread their pauses.
 pub fn salt_of(name: &str) -> u64 {

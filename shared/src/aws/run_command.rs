@@ -322,9 +322,7 @@ impl CommandRunner {
             .command_id(command_id)
             .instance_id(instance.as_str())
             .customize()
-            .config_override(aws_sdk_ssm::config::Builder::default().retry_config(
-                super::patience::prompt_retries(self.client.config().retry_config()),
-            ))
+            .config_override(super::patience::prompt_ssm(&self.client))
             .send()
             .await
         {

@@ -77,10 +77,7 @@ pub async fn run_pass(
             ..Default::default()
         });
     }
-    if mem.join_mode.is_none() {
-        mem.join_mode = tokens::read_mode(ctx, cluster).await;
-    }
-    let per_instance = mem.join_mode == Some(JoinMode::PerInstance);
+    let per_instance = join_mode(ctx, cluster, mem).await == Some(JoinMode::PerInstance);
     // Workers about to join must find a record that outlives their join deadline. Checked
     // while the control plane is asked about the Nodes, not before: a slow check (throttled
     // reads, a regenerate) must not hold back the CONTINUE of Nodes already Ready.
@@ -217,6 +214,14 @@ pub async fn run_pass(
     Ok(result)
 }
 
+/// The cluster's join mode, read once per run (an unreadable mode is asked again next pass).
+async fn join_mode(ctx: &Context, cluster: &ClusterName, mem: &mut Memory) -> Option<JoinMode> {
+    if mem.join_mode.is_none() {
+        mem.join_mode = tokens::read_mode(ctx, cluster).await;
+    }
+    mem.join_mode
+}
+
 /// On a schedule, a per-instance cluster's records of instances no longer waiting (left by a run
 /// that ended before revoking them) are revoked by this run: no token outlives its wait by more
 /// than a schedule, even when no worker waits.
@@ -226,10 +231,7 @@ async fn sweep_tokens(
     mem: &mut Memory,
     waiting: &HashSet<InstanceId>,
 ) {
-    if mem.join_mode.is_none() {
-        mem.join_mode = tokens::read_mode(ctx, cluster).await;
-    }
-    if mem.join_mode == Some(JoinMode::PerInstance) {
+    if join_mode(ctx, cluster, mem).await == Some(JoinMode::PerInstance) {
         let leftover = tokens::sweep(ctx, cluster, waiting).await;
         if !leftover.is_empty() {
             tracing::info!(cluster = %cluster, records = leftover.len(), "per-instance records of instances no longer waiting: revoking them");
