@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 from typing import Any
 
@@ -60,11 +61,24 @@ def load_document(
     return doc.content_json, doc.document_version
 
 
+DOCUMENT_QUOTA = 64 * 1024
+
+
 def resolve_parameters(
     document: dict[str, Any], name: str, given: dict[str, list[str]]
 ) -> dict[str, list[str]]:
     """Given values, else the document's defaults; checked against the declarations as SSM does
     at SendCommand (unknown or missing parameters, allowedValues, allowedPattern)."""
+    # SSM counts the runtime parameter values with the document's content against one 64 KB
+    # quota (CreateDocument's reference; SendCommand answers MaxDocumentSizeExceeded). The
+    # content is measured as compact JSON, at most its size as written.
+    size = len(json.dumps(document, separators=(",", ":")).encode()) + sum(
+        len(str(v).encode())
+        for values in given.values()
+        for v in (values if isinstance(values, list) else [values])
+    )
+    if size > DOCUMENT_QUOTA:
+        raise ssm_error("MaxDocumentSizeExceeded", "The size limit of a document is 64 KB.")
     declared = document.get("parameters") or {}
     unknown = sorted(set(given) - set(declared))
     if unknown:

@@ -228,6 +228,8 @@ class Faults:
         with self.lock:
             return {
                 "config": dataclasses.asdict(self.config),
+                # The token buckets as enforced (`true` resolved to AWS's defaults).
+                "token_buckets": validate(self.config.token_buckets) or {},
                 "injected": {k: self.injected.get(k, 0) for k in KINDS},
                 "by_operation": {a: dict(c) for a, c in sorted(self.by_operation.items())},
                 "matched_requests": self.seen,

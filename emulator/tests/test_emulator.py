@@ -75,6 +75,11 @@ def test_invalid_parameters_and_unknown_invocation(aws: Aws) -> None:
     with pytest.raises(ClientError) as err:
         aws.ssm.send_command(DocumentName=doc, InstanceIds=[iid], Parameters={"Who": ["Bad Value"]})
     assert err.value.response["Error"]["Code"] == "InvalidParameters"
+    # The document and the values sent with it share one 64 KB quota.
+    aws.ssm.send_command(DocumentName=doc, InstanceIds=[iid], Parameters={"Who": ["a" * 60_000]})
+    with pytest.raises(ClientError) as err:
+        aws.ssm.send_command(DocumentName=doc, InstanceIds=[iid], Parameters={"Who": ["a" * 66_000]})
+    assert err.value.response["Error"]["Code"] == "MaxDocumentSizeExceeded"
     with pytest.raises(ClientError) as err:
         aws.ssm.send_command(DocumentName="jk-no-such-doc", InstanceIds=[iid])
     assert err.value.response["Error"]["Code"] == "InvalidDocument"

@@ -87,3 +87,39 @@ def test_drain_drains_the_node_it_is_named_and_refuses_to_guess_between_claimant
     assert not state["aaa"]["unschedulable"] and not state["ip-10-4-0-2.ec2.internal"]["unschedulable"]
     assert jk.run("joinkeeper-drain", "--instance-id", "i-0ddddddddddddddd2", "--node", "A;b",
                   "--timeout-seconds", "30").returncode == 2
+
+
+def unpack(lines):
+    import base64
+    import zlib
+    assert len(lines) == 1 and lines[0].startswith("zfacts "), lines
+    return zlib.decompress(base64.b64decode(lines[0][7:], validate=True)).decode().splitlines()
+
+
+def packed(jk, ids, dns="-", env=None):
+    proc = jk.run("joinkeeper-node-status", "--output", "zfacts", "--private-dns-names", dns,
+                  "--private-ips", "-", ids, env=env)
+    assert proc.returncode == 0, proc.stderr
+    return proc.stdout.splitlines()
+
+
+def test_packed_facts_are_the_same_facts_in_one_line_within_the_budget(jk):
+    n = 300
+    ids = ["i-0dddddddddddd%04d" % i for i in range(n)]
+    for i, iid in enumerate(ids):
+        add_plain(jk, "ip-10-4-%d-%d.ec2.internal" % (i // 200, i % 200), "aws:///us-east-1a/" + iid)
+    plain = facts(jk, " ".join(ids[:100]))
+    assert unpack(packed(jk, " ".join(ids[:100]))) == plain
+    # 300 blocks would not fit plain (some 130 characters each); packed they do.
+    whole = packed(jk, " ".join(ids))
+    assert len(whole[0]) + 1 <= 23900 < sum(len(line) + 1 for line in facts(
+        jk, " ".join(ids), env=dict(jk.env, JOINKEEPER_NODE_STATUS_MAX_CHARS="1000000")))
+    assert [line for line in unpack(whole) if line.startswith("id ")] == ["id " + i for i in ids]
+    # A budget too small for all: the longest run of whole blocks from the first that fits.
+    env = dict(jk.env, JOINKEEPER_NODE_STATUS_MAX_CHARS="2000")
+    cut = packed(jk, " ".join(ids), env=env)
+    assert len(cut[0]) + 1 <= 2000
+    got = unpack(cut)
+    answered = [line[3:] for line in got if line.startswith("id ")]
+    assert 10 < len(answered) < n and answered == ids[:len(answered)]
+    assert got[-1] == "id " + answered[-1], "whole blocks only"

@@ -48,7 +48,7 @@ GOOD = {
     "Uncordon": ["true", "false"],
     "KeepNode": ["true", "false"],
     "KeepTokenId": ["abcdef", "0a1b2c", "zzzzzz"],
-    "Output": ["full", "brief", "facts"],
+    "Output": ["full", "brief", "facts", "zfacts"],
     "TokenCluster": ["-", "demo", "prod-eu.1", "a" * 63],
     "TokenPrefix": ["/joinkeeper", "/org/team/joinkeeper"],
     "TokenTtl": ["60", "900", "86400"],

@@ -182,13 +182,19 @@ async fn run(n: usize, join_seconds: u64, arrival: Duration, throttled: bool, pe
         event_source::stack_settings().max_receive,
     )
     .await;
+    // Auto Scaling's bucket as the emulator enforces it (rate a second, burst): every completion
+    // draws from it, so N completions need at least (N - burst) / rate seconds.
+    let mut autoscaling_bucket = None;
     if throttled {
         // AWS's default request rates for the functions' calls (emulator/README.md, "Faults").
-        emulator.control_send(
+        let faults = emulator.control_send(
             "POST",
             "/_joinkeeper/faults",
             &serde_json::json!({"token_buckets": true}),
         );
+        autoscaling_bucket = faults["token_buckets"]["autoscaling:*"]
+            .as_array()
+            .and_then(|b| Some((b.first()?.as_f64()?, b.get(1)?.as_f64()?)));
     }
     counter.reset();
     let started = Instant::now();
@@ -404,6 +410,13 @@ async fn run(n: usize, join_seconds: u64, arrival: Duration, throttled: bool, pe
             (c - started_ms) as f64 / 1000.0
         ),
         None => println!("  Node Ready -> last CONTINUE             (no CONTINUE)"),
+    }
+    if let (Some((rate, burst)), Some(c)) = (autoscaling_bucket, last_continue) {
+        let floor = (n as f64 - burst).max(0.0) / rate.max(f64::EPSILON);
+        println!(
+            "  Auto Scaling's bucket ({rate}/s, burst {burst}) alone needs {floor:.1} s for {n} completions; could join -> last CONTINUE beyond that: {:.1} s",
+            (c - ready_ms) as f64 / 1000.0 - floor
+        );
     }
     println!(
         "  wall time until all completed           {:.1} s",

@@ -68,6 +68,7 @@ def main():
     p.add_argument("--dns-map", default="")
     p.add_argument("--ip-map", default="")
     p.add_argument("--max-chars", type=int, default=23900)
+    p.add_argument("--packed", action="store_true")
     sub.add_parser("drain-left")
     p = sub.add_parser("bootstrap-joins")
     p.add_argument("--csrs", required=True)

@@ -1,7 +1,9 @@
 """`kubectl get nodes -o json` and `kubectl drain` output: node-lookup, nodes, drain-left."""
+import base64
 import json
 import re
 import sys
+import zlib
 
 from .common import ANSI_RE, DNS_NAME_RE, INSTANCE_RE, K8S_NAME_RE, PROVIDER_TEXT_RE, TS_RE, fail
 
@@ -174,8 +176,9 @@ def cmd_node_facts(args):
             if key:
                 by_key.setdefault(key, []).append(entry)
     printed = set()
-    budget = args.max_chars
+    budget = args.max_chars if not args.packed else 10 ** 9
     out = []
+    blocks = []
     for instance_id in args.ids.split():
         if not INSTANCE_RE.fullmatch(instance_id):
             fail("instance id is not valid")
@@ -196,8 +199,33 @@ def cmd_node_facts(args):
             break
         budget -= size
         out.extend(block)
+        blocks.append("".join(block))
         printed.update(e[0] for e in found[:MAX_CANDIDATES])
-    sys.stdout.write("".join(out))
+    if args.packed:
+        sys.stdout.write(packed_facts(blocks, args.max_chars))
+    else:
+        sys.stdout.write("".join(out))
+
+
+def pack(text):
+    """`zfacts <base64 of the zlib-compressed text>`: the same facts in a fifth of the room."""
+    return "zfacts %s\n" % base64.b64encode(zlib.compress(text.encode(), 9)).decode("ascii")
+
+
+def packed_facts(blocks, budget):
+    """The longest run of whole blocks, from the first, whose packed line fits in the budget
+    (ids left out are not answered, as with plain facts)."""
+    line = pack("".join(blocks))
+    if len(line) <= budget:
+        return line
+    fits, too_many = 0, len(blocks)
+    while too_many - fits > 1:
+        mid = (fits + too_many) // 2
+        if len(pack("".join(blocks[:mid]))) <= budget:
+            fits = mid
+        else:
+            too_many = mid
+    return pack("".join(blocks[:fits])) if fits else ""
 
 
 # Why kubectl drain left a pod, from its own messages (kubectl/pkg/drain): refused evictions name

@@ -228,6 +228,15 @@ impl CommandRunner {
         pickup: Option<Duration>,
     ) -> Result<CommandOutput, RunCommandError> {
         let started = Instant::now();
+        // No command has run, let alone ended, the moment it was sent: SSM answers a poll that
+        // early with `InvocationDoesNotExist` or `Pending`, one call spent per command for
+        // nothing. The first poll comes a poll interval after the send.
+        if !deadline.sleep(self.poll).await {
+            return Err(RunCommandError::OutOfTime {
+                instance: instance.clone(),
+                command_id: command_id.to_owned(),
+            });
+        }
         loop {
             // A throttled poll (after the SDK's own retries) says nothing about the command, which
             // runs on: polled again next time, and never taken for an agent that has not picked

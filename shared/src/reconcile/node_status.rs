@@ -19,6 +19,9 @@ use crate::nodes::ip_ok;
 use crate::nodes::matching::{HostKeys, NodeIndex};
 use crate::reconcile::tokens::{self, TokenPlan, TokenReport};
 
+mod packing;
+pub use packing::{batches, facts_text, PARAMETER_BUDGET, PER_INSTANCE_BATCH};
+
 /// SSM's cap on the stdout that `GetCommandInvocation` returns.
 pub const OUTPUT_LIMIT: usize = 24_000;
 /// What the script may print at most (`--max-chars`), a margin under [`OUTPUT_LIMIT`]; it
@@ -30,19 +33,13 @@ pub const SCRIPT_BUDGET: usize = OUTPUT_LIMIT - 100;
 pub const TYPICAL_BLOCK: usize = 200;
 /// What the node-status document accepts in one `InstanceIds` parameter.
 pub const DOCUMENT_MAX_IDS: usize = 600;
-
 /// Node-status commands sent to the control plane at once.
 pub const COMMANDS_IN_FLIGHT: usize = 3;
-
-/// How many ids one command may ask about so that its usual answer fits in the output limit.
-pub fn batch_size() -> usize {
-    (OUTPUT_LIMIT / TYPICAL_BLOCK).min(DOCUMENT_MAX_IDS)
-}
 
 /// An instance's Node state and, when one Node is the instance's, that Node's name.
 pub type Answer = (InstanceId, (NodeState, Option<String>));
 
-/// Parses the node-status document's `Output=facts` answer: `node <fields>` lines (every Node
+/// Parses the node-status document's facts (`Output=zfacts` unpacked first): `node <fields>` lines (every Node
 /// that could claim an asked instance, each once) and, after the Nodes of each id, `id <id>`
 /// (`id <id> many` when more Nodes could claim it than the script prints). Each answered id's
 /// state comes from [`crate::nodes::matching`]; ids without an `id` line are left out (the
@@ -50,7 +47,7 @@ pub type Answer = (InstanceId, (NodeState, Option<String>));
 pub fn parse_node_status(output: &str, asked: &[HostKeys]) -> Vec<Answer> {
     let mut nodes = Vec::new();
     let mut answered: Vec<(&HostKeys, bool)> = Vec::new();
-    for line in output.lines().take(asked.len() * 8 + 10) {
+    for line in facts_text(output).lines().take(asked.len() * 8 + 10) {
         let words: Vec<&str> = line.split_whitespace().take(9).collect();
         match words.as_slice() {
             ["node", rest @ ..] => nodes.extend(crate::nodes::parse_node_words(rest)),
@@ -110,33 +107,31 @@ pub async fn node_states(
     }
     // Batches go out together, at most COMMANDS_IN_FLIGHT at once: the control plane's SSM
     // agent runs 5 commands at a time by default, and a drain or regeneration may need a slot.
-    let batches = ids
-        .chunks(batch_size())
-        .enumerate()
-        .map(|(n, chunk)| async move {
-            let plan = tokens.map(|t| (t, n == 0));
-            let (answers, mut report, mut skipped) =
-                ask(ctx, cluster, candidates, chunk, hosts, plan, deadline).await?;
-            let mut answered: HashMap<InstanceId, (NodeState, Option<String>)> =
-                answers.into_iter().collect();
-            // A truncated answer: ask once more for exactly the ids it did not cover.
-            let missing: Vec<InstanceId> = chunk
-                .iter()
-                .filter(|i| !answered.contains_key(*i))
-                .cloned()
-                .collect();
-            if !missing.is_empty() && missing.len() < chunk.len() {
-                let plan = tokens.map(|t| (t, false));
-                if let Some((more, again, also)) =
-                    ask(ctx, cluster, candidates, &missing, hosts, plan, deadline).await
-                {
-                    answered.extend(more);
-                    report.extend(again);
-                    skipped.extend(also);
-                }
+    let batches = batches(ids, hosts, tokens.is_some());
+    let batches = batches.iter().enumerate().map(|(n, chunk)| async move {
+        let plan = tokens.map(|t| (t, n == 0));
+        let (answers, mut report, mut skipped) =
+            ask(ctx, cluster, candidates, chunk, hosts, plan, deadline).await?;
+        let mut answered: HashMap<InstanceId, (NodeState, Option<String>)> =
+            answers.into_iter().collect();
+        // A truncated answer: ask once more for exactly the ids it did not cover.
+        let missing: Vec<InstanceId> = chunk
+            .iter()
+            .filter(|i| !answered.contains_key(*i))
+            .cloned()
+            .collect();
+        if !missing.is_empty() && missing.len() < chunk.len() {
+            let plan = tokens.map(|t| (t, false));
+            if let Some((more, again, also)) =
+                ask(ctx, cluster, candidates, &missing, hosts, plan, deadline).await
+            {
+                answered.extend(more);
+                report.extend(again);
+                skipped.extend(also);
             }
-            Some((answered, report, skipped))
-        });
+        }
+        Some((answered, report, skipped))
+    });
     use futures_util::StreamExt;
     type Batch = (
         HashMap<InstanceId, (NodeState, Option<String>)>,
@@ -250,7 +245,7 @@ pub fn parameters(asked: &[HostKeys]) -> Vec<(&'static str, String)> {
                     .filter(|ip| ip_ok(ip) && !ip.contains(':'))
             }),
         ),
-        ("Output", "facts".to_owned()),
+        ("Output", "zfacts".to_owned()),
     ]
 }
 
@@ -263,7 +258,7 @@ pub fn dns_name_ok(name: &str) -> bool {
 mod tests {
     use super::*;
 
-    fn host(id: &str, dns: &str, ip: &str) -> HostKeys {
+    pub(super) fn host(id: &str, dns: &str, ip: &str) -> HostKeys {
         HostKeys {
             id: InstanceId::parse(id).expect("id"),
             private_dns: dns.into(),
@@ -272,8 +267,9 @@ mod tests {
     }
 
     #[test]
-    fn a_batch_of_usual_blocks_fits_the_output_limit() {
-        let n = batch_size();
+    fn a_plain_batch_of_usual_blocks_fits_the_output_limit() {
+        // Plain facts (kept for people at a shell) fit 120 usual blocks.
+        let n = OUTPUT_LIMIT / TYPICAL_BLOCK;
         assert_eq!(n, 120);
         assert!(dns_name_ok("ip-10-1-2-3.ec2.internal"));
         assert!(!dns_name_ok("ip-10-1-2-3.ec2.internal;reboot"));
@@ -332,7 +328,7 @@ id i-00000099
         let p = parameters(std::slice::from_ref(&h));
         assert_eq!(p[1].1, "i-0000000a=ip-10-0-0-1.ec2.internal");
         assert_eq!(p[2].1, "i-0000000a=10.0.0.1");
-        assert_eq!(p[3].1, "facts");
+        assert_eq!(p[3].1, "zfacts");
         h.private_dns = "x;reboot".into();
         h.private_ip = Some("1.2.3.4;reboot".into());
         let p = parameters(&[h]);

@@ -47,6 +47,16 @@ fn recording_pauses(rule: &Rule) -> (aws_sdk_ssm::Client, Pauses) {
     (client, pauses)
 }
 
+/// A command that ended well, printing `ok`.
+fn succeeded() -> GetCommandInvocationOutput {
+    GetCommandInvocationOutput::builder()
+        .status(CommandInvocationStatus::Success)
+        .status_details("Success")
+        .response_code(0)
+        .standard_output_content("ok")
+        .build()
+}
+
 const THROTTLED_JSON: &str = r#"{"__type":"ThrottlingException","message":"Rate exceeded"}"#;
 const PROMPT: [Duration; 2] = [Duration::from_millis(100), Duration::from_millis(200)];
 
@@ -81,14 +91,7 @@ async fn a_throttled_status_poll_is_asked_again_promptly_not_after_the_sdks_seco
         .sequence()
         .http_status(400, Some(THROTTLED_JSON.to_owned()))
         .times(2)
-        .output(|| {
-            GetCommandInvocationOutput::builder()
-                .status(CommandInvocationStatus::Success)
-                .status_details("Success")
-                .response_code(0)
-                .standard_output_content("ok")
-                .build()
-        })
+        .output(succeeded)
         .build();
     let (client, pauses) = recording_pauses(&poll);
     let runner = crate::aws::run_command::CommandRunner::new(
@@ -116,5 +119,32 @@ async fn other_calls_keep_the_sdks_backoff() {
     assert_eq!(
         pauses.taken(),
         [Duration::from_secs(1), Duration::from_secs(2)]
+    );
+}
+
+#[tokio::test]
+async fn a_command_is_first_polled_a_poll_interval_after_it_was_sent() {
+    // Polled at once, a command has not even been delivered: one call wasted per command.
+    let poll = mock!(Ssm::get_command_invocation).then_output(succeeded);
+    let (client, _) = recording_pauses(&poll);
+    let interval = Duration::from_millis(300);
+    let runner =
+        crate::aws::run_command::CommandRunner::new(client, interval, Duration::from_secs(60));
+    let deadline = crate::deadline::Deadline::after(Duration::from_secs(60));
+    let sent = std::time::Instant::now();
+    let out = runner
+        .wait(&id("i-0123456789abcdef0"), "cmd-1", &deadline)
+        .await
+        .expect("answered");
+    assert_eq!(out.stdout, "ok");
+    assert_eq!(
+        poll.num_calls(),
+        1,
+        "one poll for a command that ended in time"
+    );
+    assert!(
+        sent.elapsed() >= interval,
+        "polled after {:?}",
+        sent.elapsed()
     );
 }
