@@ -57,6 +57,9 @@ Gaps in moto that this launcher fills, by monkeypatching moto's classes at start
     or the warm pool, out of the pool for service, back to it, terminations) starts a scaling
     activity with AWS's wording, at the moment it starts (a launch from the warm pool: when it
     left the pool); DescribeScalingActivities lists them newest first, paged.
+12. moto's EC2 tags, SQS visibility checks and backend lookup cost the whole region's tags, two
+    `datetime` calls per queued message, and a directory listing, per request. -> the same
+    answers at a cost that scales with a burst of 2,000 workers (jkemu/speedups.py).
 
 Choices (also in emulator/README.md):
  - An undeliverable command invocation (tag emulator:agent=undeliverable) ends as Status Failed,

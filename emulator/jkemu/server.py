@@ -25,6 +25,7 @@ from moto.ssm.responses import SimpleSystemManagerResponse
 import werkzeug.serving
 from werkzeug.serving import make_server
 
+from . import speedups
 from . import __doc__ as PACKAGE_DOC
 from . import agent
 from .activities import asg_describe_scaling_activities
@@ -66,6 +67,7 @@ from .warm_pool_api import (
 
 def install_patches() -> None:
     """Monkeypatch moto's classes (see the package docstring for each gap)."""
+    speedups.install()
     ssm = SimpleSystemManagerResponse
     ssm.send_command = ssm_send_command
     ssm.get_command_invocation = ssm_get_command_invocation

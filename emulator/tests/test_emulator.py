@@ -519,3 +519,24 @@ def test_moto_reset_also_wipes_extension_and_node_folders(aws: Aws, emulator: di
     assert aws.control("events") == [] and aws.control("commands") == []
     assert not (emulator["state"] / "nodes").exists()
     assert aws.ec2.describe_instances()["Reservations"] == []
+
+
+def test_instances_carry_their_own_tags_only(aws: Aws) -> None:
+    # jkemu/speedups.py looks a resource's tags up by its id instead of scanning every tag.
+    a = aws.instance({"joinkeeper:cluster": "alpha", "Name": "a"})
+    b = aws.instance({"joinkeeper:cluster": "beta"})
+    aws.ec2.create_tags(Resources=[a], Tags=[{"Key": "extra", "Value": "1"}])
+    aws.ec2.delete_tags(Resources=[a], Tags=[{"Key": "Name"}])
+
+    def tags(iid: str) -> dict[str, str]:
+        found = aws.ec2.describe_instances(InstanceIds=[iid])["Reservations"][0]["Instances"][0]
+        return {t["Key"]: t["Value"] for t in found.get("Tags", [])}
+
+    assert tags(a) == {"joinkeeper:cluster": "alpha", "extra": "1"}
+    assert tags(b) == {"joinkeeper:cluster": "beta"}
+    listed = aws.ec2.describe_tags(Filters=[{"Name": "resource-id", "Values": [a]}])["Tags"]
+    assert {(t["Key"], t["Value"], t["ResourceType"]) for t in listed} == {
+        ("joinkeeper:cluster", "alpha", "instance"), ("extra", "1", "instance")}
+    filtered = aws.ec2.describe_instances(
+        Filters=[{"Name": "tag:joinkeeper:cluster", "Values": ["beta"]}])["Reservations"]
+    assert [i["InstanceId"] for r in filtered for i in r["Instances"]] == [b]
