@@ -176,8 +176,7 @@ def cmd_node_facts(args):
             if key:
                 by_key.setdefault(key, []).append(entry)
     printed = set()
-    budget = args.max_chars if not args.packed else 10 ** 9
-    out = []
+    budget = args.max_chars
     blocks = []
     for instance_id in args.ids.split():
         if not INSTANCE_RE.fullmatch(instance_id):
@@ -194,17 +193,15 @@ def cmd_node_facts(args):
                     found.append(entry)
         block = ["node " + node_line(e) for e in found[:MAX_CANDIDATES] if e[0] not in printed]
         block.append("id %s%s\n" % (instance_id, " many" if len(found) > MAX_CANDIDATES else ""))
-        size = sum(len(line) for line in block)
-        if size > budget:
-            break
-        budget -= size
-        out.extend(block)
-        blocks.append("".join(block))
+        text = "".join(block)
+        # Plain facts stop at the budget; packed ones are cut to it once packed.
+        if not args.packed:
+            if len(text) > budget:
+                break
+            budget -= len(text)
+        blocks.append(text)
         printed.update(e[0] for e in found[:MAX_CANDIDATES])
-    if args.packed:
-        sys.stdout.write(packed_facts(blocks, args.max_chars))
-    else:
-        sys.stdout.write("".join(out))
+    sys.stdout.write(packed_facts(blocks, args.max_chars) if args.packed else "".join(blocks))
 
 
 def pack(text):

@@ -228,16 +228,16 @@ impl CommandRunner {
         pickup: Option<Duration>,
     ) -> Result<CommandOutput, RunCommandError> {
         let started = Instant::now();
-        // No command has run, let alone ended, the moment it was sent: SSM answers a poll that
-        // early with `InvocationDoesNotExist` or `Pending`, one call spent per command for
-        // nothing. The first poll comes a poll interval after the send.
-        if !deadline.sleep(self.poll).await {
-            return Err(RunCommandError::OutOfTime {
-                instance: instance.clone(),
-                command_id: command_id.to_owned(),
-            });
-        }
         loop {
+            // Every poll, the first included, comes a poll interval after the last step: a
+            // command polled the moment it was sent has not been delivered (SSM answers
+            // `InvocationDoesNotExist` or `Pending`), one call spent per command for nothing.
+            if !deadline.sleep(self.poll).await {
+                return Err(RunCommandError::OutOfTime {
+                    instance: instance.clone(),
+                    command_id: command_id.to_owned(),
+                });
+            }
             // A throttled poll (after the SDK's own retries) says nothing about the command, which
             // runs on: polled again next time, and never taken for an agent that has not picked
             // it up (cancelling it could throw away a drain under way).
@@ -297,12 +297,6 @@ impl CommandRunner {
                     instance: instance.clone(),
                     command_id: command_id.to_owned(),
                     waited: started.elapsed(),
-                });
-            }
-            if !deadline.sleep(self.poll).await {
-                return Err(RunCommandError::OutOfTime {
-                    instance: instance.clone(),
-                    command_id: command_id.to_owned(),
                 });
             }
         }

@@ -20,7 +20,7 @@ use crate::nodes::matching::{HostKeys, NodeIndex};
 use crate::reconcile::tokens::{self, TokenPlan, TokenReport};
 
 mod packing;
-pub use packing::{batches, facts_text, PARAMETER_BUDGET, PER_INSTANCE_BATCH};
+use packing::{batches, facts_text};
 
 /// SSM's cap on the stdout that `GetCommandInvocation` returns.
 pub const OUTPUT_LIMIT: usize = 24_000;
@@ -235,18 +235,23 @@ pub fn parameters(asked: &[HostKeys]) -> Vec<(&'static str, String)> {
         ("InstanceIds", ids.join(" ")),
         (
             "PrivateDnsNames",
-            pairs(&|h| dns_name_ok(&h.private_dns).then(|| h.private_dns.clone())),
+            pairs(&|h| sent_dns(h).map(str::to_owned)),
         ),
-        (
-            "PrivateIps",
-            pairs(&|h| {
-                h.private_ip
-                    .clone()
-                    .filter(|ip| ip_ok(ip) && !ip.contains(':'))
-            }),
-        ),
+        ("PrivateIps", pairs(&|h| sent_ip(h).map(str::to_owned))),
         ("Output", "zfacts".to_owned()),
     ]
+}
+
+/// The host's private DNS name when the document accepts it (else it is not sent).
+fn sent_dns(host: &HostKeys) -> Option<&str> {
+    dns_name_ok(&host.private_dns).then_some(host.private_dns.as_str())
+}
+
+/// The host's private IPv4 address when the document accepts it (else it is not sent).
+fn sent_ip(host: &HostKeys) -> Option<&str> {
+    host.private_ip
+        .as_deref()
+        .filter(|ip| ip_ok(ip) && !ip.contains(':'))
 }
 
 /// A DNS (or Node) name the documents' patterns accept (anything else is left out, not sent).

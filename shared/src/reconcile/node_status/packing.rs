@@ -5,9 +5,8 @@
 
 use std::collections::HashMap;
 
-use super::{dns_name_ok, DOCUMENT_MAX_IDS, OUTPUT_LIMIT, SCRIPT_BUDGET, TYPICAL_BLOCK};
+use super::{sent_dns, sent_ip, DOCUMENT_MAX_IDS, OUTPUT_LIMIT, SCRIPT_BUDGET, TYPICAL_BLOCK};
 use crate::names::InstanceId;
-use crate::nodes::ip_ok;
 use crate::nodes::matching::HostKeys;
 
 /// The usual size of one id's block once packed: some 40 characters, measured on the usual
@@ -31,13 +30,8 @@ pub fn packed_batch_size() -> usize {
 /// and address pairs when sent.
 pub fn parameter_bytes(host: &HostKeys) -> usize {
     let id = host.id.as_str().len();
-    let dns = dns_name_ok(&host.private_dns).then(|| id + host.private_dns.len() + 2);
-    let ip = host
-        .private_ip
-        .as_deref()
-        .filter(|ip| ip_ok(ip) && !ip.contains(':'))
-        .map(|ip| id + ip.len() + 2);
-    id + 1 + dns.unwrap_or(0) + ip.unwrap_or(0)
+    let pair = |value: Option<&str>| value.map_or(0, |v| id + v.len() + 2);
+    id + 1 + pair(sent_dns(host)) + pair(sent_ip(host))
 }
 
 /// The ids split into commands: in shared join mode as many as a packed answer usually holds and
